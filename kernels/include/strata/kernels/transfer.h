@@ -1,0 +1,82 @@
+// Page transfers between a device pool (layer-first, indexed by token slot) and a host pool
+// (layer_first, page_first or page_first_direct), one layer or a range of layers, both directions.
+// copyPagesCpu is the reference (the test oracle and the CPU back end); the CUDA kernels in
+// transfer_cuda.cu must produce identical bytes. Thread-safety: pure functions over caller memory;
+// concurrent calls must not write the same bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "strata/core/status.h"
+
+namespace strata::kernels {
+
+enum class HostLayout : std::uint8_t {
+    kLayerFirst,       // [buffer][layer][token][row]
+    kPageFirst,        // [token][buffer][layer][row]: a page (page_size tokens) is one blob
+    kPageFirstDirect,  // [page][buffer][layer][token_in_page][row]: one blob, (page, layer) blocks
+};
+std::string_view hostLayoutName(HostLayout layout) noexcept;
+// Parses "layer_first" | "page_first" | "page_first_direct"; kInvalidArgument names the value.
+Result<HostLayout> parseHostLayout(std::string_view name);
+
+enum class Direction : std::uint8_t { kDeviceToHost, kHostToDevice };
+
+// Shape of one pool: every token has, for each layer, `num_buffers` rows (K and V: 2; MLA: 1)
+// of row_bytes bytes each. row_bytes may be any positive number (656 is legal).
+struct PoolGeometry {
+    std::uint32_t num_layers = 0;
+    std::uint32_t num_buffers = 0;
+    std::size_t row_bytes = 0;
+    std::uint32_t page_size = 0;  // tokens per page
+
+    std::size_t bytesPerToken() const noexcept { return row_bytes * num_buffers * num_layers; }
+    std::size_t bytesPerPage() const noexcept { return bytesPerToken() * page_size; }
+    // Validates positive fields; kInvalidArgument names the bad one.
+    Status validate() const;
+};
+
+// Device side: layer-first arrays, one per (buffer, layer), listed at layer_ptrs[b * L + l].
+// The row of token slot s is layer_ptrs[b * L + l] + s * row_bytes. The table itself lives in host
+// memory (the CUDA path uploads its own copy).
+struct DeviceView {
+    std::byte* const* layer_ptrs = nullptr;  // num_buffers * num_layers entries
+    std::size_t capacity_tokens = 0;
+};
+
+// Host side: one allocation in the given layout holding capacity_tokens tokens.
+struct HostView {
+    std::byte* base = nullptr;
+    HostLayout layout = HostLayout::kLayerFirst;
+    std::size_t capacity_tokens = 0;
+};
+
+// One page moved: device slots [device_page * P, +P) <-> host slots [host_page * P, +P).
+struct PageCopy {
+    std::uint32_t device_page = 0;
+    std::uint32_t host_page = 0;
+    friend bool operator==(const PageCopy&, const PageCopy&) = default;
+};
+
+// Byte offset, inside the host allocation, of the row (buffer, layer, token slot).
+std::size_t hostRowOffset(const PoolGeometry& g, const HostView& host, std::uint32_t buffer,
+                          std::uint32_t layer, std::size_t token) noexcept;
+
+// Bytes of the host allocation: capacity_tokens * bytesPerToken().
+std::size_t hostBytes(const PoolGeometry& g, std::size_t capacity_tokens) noexcept;
+
+// Checks that every page index lies inside both pools and the layer range is valid.
+Status validateCopy(const PoolGeometry& g, const DeviceView& dev, const HostView& host,
+                    std::span<const PageCopy> pages, std::uint32_t layer_begin,
+                    std::uint32_t layer_end);
+
+// Reference copy of `pages` for layers [layer_begin, layer_end) in one direction. Both sides
+// must be host-addressable (CPU back end). Preconditions as validateCopy (not re-checked).
+void copyPagesCpu(const PoolGeometry& g, const DeviceView& dev, const HostView& host,
+                  std::span<const PageCopy> pages, std::uint32_t layer_begin,
+                  std::uint32_t layer_end, Direction dir) noexcept;
+
+}  // namespace strata::kernels

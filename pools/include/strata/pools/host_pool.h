@@ -1,0 +1,61 @@
+// HostPool: one pool's host tier on one rank: pinned memory (CUDA) or page-aligned memory (CPU) in
+// one of three layouts. Sized in tokens (whole pages), by ratio to the device pool or by bytes.
+// Owns its bytes. Thread-safety: immutable after creation; the bytes are written by streams and I/O.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "strata/core/status.h"
+#include "strata/kernels/backend.h"
+#include "strata/kernels/transfer.h"
+#include "strata/pools/pool_spec.h"
+
+namespace strata::pools {
+
+// How a host pool's capacity is chosen: exactly one of tokens, ratio or bytes is non-zero.
+struct HostPoolSizing {
+    std::size_t tokens = 0;
+    double ratio = 0.0;           // host tokens = ratio * device tokens
+    std::size_t bytes = 0;        // host tokens = bytes / bytes per token (all pools of the rank)
+};
+
+// Host capacity in tokens, rounded down to whole pages (at least one page). kInvalidArgument names
+// the field when the sizing is empty, ambiguous, negative or yields less than one page.
+Result<std::size_t> hostCapacityTokens(const HostPoolSizing& sizing, std::size_t device_tokens,
+                                       std::size_t bytes_per_token, std::uint32_t page_size);
+
+class HostPool {
+public:
+    // kInvalidArgument for zero capacity; kResourceExhausted when the memory cannot be allocated.
+    static Result<HostPool> create(kernels::Backend& backend, const PoolSpec& spec,
+                                   std::size_t capacity_tokens, std::uint32_t page_size,
+                                   kernels::HostLayout layout);
+
+    HostPool(HostPool&&) noexcept = default;
+    HostPool& operator=(HostPool&&) noexcept = default;
+
+    const PoolSpec& spec() const noexcept { return spec_; }
+    kernels::PoolGeometry geometry() const noexcept { return spec_.geometry(page_size_); }
+    kernels::HostView view() const noexcept { return {memory_.data(), layout_, capacity_tokens_}; }
+    kernels::HostLayout layout() const noexcept { return layout_; }
+    std::size_t capacityTokens() const noexcept { return capacity_tokens_; }
+    std::size_t numPages() const noexcept { return capacity_tokens_ / page_size_; }
+    std::uint32_t pageSize() const noexcept { return page_size_; }
+    std::byte* data() const noexcept { return memory_.data(); }
+    std::size_t sizeBytes() const noexcept { return memory_.size(); }
+    // For page_first and page_first_direct: the contiguous blob of one page (bytesPerPage bytes).
+    // Empty span for layer_first, whose pages are not contiguous.
+    std::span<std::byte> pageBlob(std::uint32_t page) const noexcept;
+
+private:
+    HostPool() = default;
+    PoolSpec spec_;
+    kernels::HostLayout layout_ = kernels::HostLayout::kLayerFirst;
+    std::size_t capacity_tokens_ = 0;
+    std::uint32_t page_size_ = 0;
+    kernels::Memory memory_;
+};
+
+}  // namespace strata::pools

@@ -1,0 +1,22 @@
+#include "strata/core/check.h"
+
+#include <atomic>
+#include <cstdlib>
+
+#include "strata/core/log.h"
+
+namespace strata::core {
+namespace {
+std::atomic<FatalHandler> g_handler{nullptr};
+}  // namespace
+
+void setFatalHandler(FatalHandler handler) noexcept { g_handler.store(handler); }
+
+void fatal(const std::string& message) {
+    logger("core").critical("{}", message);
+    logger("core").flush();
+    if (FatalHandler h = g_handler.load()) h(message);
+    std::abort();
+}
+
+}  // namespace strata::core
