@@ -1,0 +1,186 @@
+// CacheController: one rank's cache hierarchy (device pools <-> host pools) driven by the prefix
+// tree: admission (match, device allocation with eviction, host->device load back), insertion with
+// the write policy (device->host backups), release, and one agreed step() per scheduling round.
+// Copies run asynchronously on two streams (one per direction); loads run layer by layer and publish
+// a ready event per layer. Everything that completes asynchronously is reaped only at step(), in
+// counts agreed by the decision group, so allocators and trees stay identical across ranks.
+// Ownership: borrows the backend, pools and decision group (they must outlive the controller); owns
+// the tree, allocators and streams. Thread-safety: one thread (the scheduler loop) calls it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "strata/comm/decision_group.h"
+#include "strata/controller/prefix_tree.h"
+#include "strata/core/status.h"
+#include "strata/kernels/backend.h"
+#include "strata/pools/device_pool.h"
+#include "strata/pools/host_pool.h"
+#include "strata/pools/slot_allocator.h"
+
+namespace strata::controller {
+
+enum class WritePolicy : std::uint8_t { kWriteThrough, kWriteThroughSelective, kWriteBack };
+std::string_view writePolicyName(WritePolicy p) noexcept;
+// Parses "write_through" | "write_through_selective" | "write_back".
+Result<WritePolicy> parseWritePolicy(std::string_view name);
+Result<EvictionPolicy> parseEvictionPolicy(std::string_view name);  // "lru" | "lfu"
+
+struct ControllerConfig {
+    std::uint32_t page_size = 64;
+    WritePolicy write_policy = WritePolicy::kWriteThrough;
+    EvictionPolicy eviction_policy = EvictionPolicy::kLru;
+    // Host hits shorter than this many tokens are recomputed instead of loaded.
+    std::size_t load_back_threshold_tokens = 0;
+    // Fold the tree and allocator digests every step and check them across the group.
+    bool check_consistency = false;
+};
+
+// One pool of the rank: its device and host tiers share page indices (the anchor's).
+struct PoolPair {
+    pools::DevicePool* device = nullptr;
+    pools::HostPool* host = nullptr;
+};
+
+using RequestId = std::uint64_t;
+
+// What admit() decided for a request.
+struct Admission {
+    std::size_t prompt_tokens = 0;
+    std::size_t device_hit_tokens = 0;   // reused from device
+    std::size_t host_hit_tokens = 0;     // loaded back from host
+    std::size_t computed_tokens = 0;     // the worker computes tokens [reused, prompt)
+    std::size_t reusedTokens() const noexcept { return device_hit_tokens + host_hit_tokens; }
+    // Device page of every page of the prompt (the last one may be partial), in order.
+    std::vector<std::uint32_t> device_pages;
+};
+
+struct ControllerStats {
+    std::uint64_t rounds = 0;
+    std::uint64_t backup_ops = 0, backup_pages = 0;
+    std::uint64_t load_ops = 0, load_pages = 0;
+    std::uint64_t device_evicted_pages = 0, host_evicted_pages = 0;
+    std::uint64_t write_back_pages = 0;      // backed up at device eviction (write_back)
+    std::uint64_t dropped_pages = 0;         // evicted without a host copy (host full)
+    std::uint64_t backup_alloc_failures = 0; // host full at write-through time
+    std::uint64_t rejected_admissions = 0;   // device full even after eviction
+    std::uint64_t consistency_checks = 0;
+    double backup_seconds = 0, load_seconds = 0;  // issue-to-reap time, summed per op
+    std::uint64_t backup_bytes = 0, load_bytes = 0;
+};
+
+class CacheController {
+public:
+    // Validates that every pool pair has equal page size, matching specs and page counts across
+    // pools (kInvalidArgument naming the pool otherwise), then creates the streams.
+    static Result<std::unique_ptr<CacheController>> create(const ControllerConfig& config,
+                                                           kernels::Backend& backend,
+                                                           std::vector<PoolPair> pools,
+                                                           comm::DecisionGroup& group);
+    ~CacheController();
+    CacheController(const CacheController&) = delete;
+    CacheController& operator=(const CacheController&) = delete;
+
+    // Longest cached prefix for the full-page keys of a prompt (no locks taken). Splits nodes.
+    MatchResult match(std::span<const PageKey> keys);
+
+    // Admits request `id` with `prompt_tokens` tokens whose full pages have `keys`: locks the
+    // device-resident prefix, allocates device pages for the rest (evicting), and queues a load of
+    // the host-resident part (unless shorter than the threshold). All or nothing:
+    // kResourceExhausted when the device cannot hold the request now (nothing held; retry later),
+    // kInvalidArgument when id is already admitted or keys do not match prompt_tokens.
+    Result<Admission> admit(RequestId id, std::span<const PageKey> keys,
+                            std::size_t prompt_tokens);
+
+    // Launches the loads queued by admit() in this round as one merged, layer-by-layer operation.
+    // Idempotent within a round; waitLayer() calls it when needed.
+    Status launchLoads();
+
+    // Blocks until layer `layer` of every load request `id` depends on has arrived on the device
+    // (its own load and any in-flight load into pages it reuses). With native_stream (CUDA), makes
+    // that stream wait instead of blocking the host.
+    Status waitLayer(RequestId id, std::uint32_t layer, void* native_stream = nullptr);
+    Status waitAllLayers(RequestId id);
+
+    // The worker has written the KV of every computed token: inserts the request's full pages into
+    // the tree (duplicates of pages another request inserted first are freed at release) and applies
+    // the write policy (queues backups, launched at the next step).
+    Status insert(RequestId id);
+
+    // Ends the request: drops its locks and frees its pages that the tree does not hold.
+    Status release(RequestId id);
+
+    // One scheduling round: agrees with the group on how many backups and loads have completed,
+    // reaps exactly those (unlock, publish), launches queued backups, and (if configured) checks the
+    // group's digests. Every rank must call it every round.
+    Status step();
+
+    // Waits for every in-flight operation and reaps it (end of run). Collective like step().
+    Status drain();
+
+    const PrefixTree& tree() const noexcept { return tree_; }
+    const pools::SlotAllocator& deviceAllocator() const noexcept { return device_alloc_; }
+    const pools::SlotAllocator& hostAllocator() const noexcept { return host_alloc_; }
+    const ControllerStats& stats() const noexcept { return stats_; }
+    std::size_t inflightOps() const noexcept;
+    std::size_t liveRequests() const noexcept { return requests_.size(); }
+    // Digest of tree + allocators + queues (what check_consistency compares).
+    std::uint64_t stateDigest() const;
+    // Tree invariants plus slot conservation: every allocated device page is held by the tree or a
+    // live request, every allocated host page by the tree; kInternal names the first violation.
+    Status checkInvariants() const;
+
+private:
+    struct LoadBatch;
+    struct BackupBatch;
+    struct Request;
+
+    CacheController(const ControllerConfig& config, kernels::Backend& backend,
+                    std::vector<PoolPair> pools, comm::DecisionGroup& group,
+                    pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc);
+
+    Result<std::vector<std::uint32_t>> allocateDevice(std::size_t pages);
+    Result<std::vector<std::uint32_t>> allocateHost(std::size_t pages);
+    std::size_t evictDevice(std::size_t pages);
+    std::size_t evictHost(std::size_t pages, const std::set<std::uint64_t>& protect);
+    void backupChain(Node* node);
+    std::size_t writeBackSync(std::vector<Node*>& victims);
+    bool dropSubtree(Node* node);
+    void clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id);
+    Status enqueueCopies(kernels::Stream& stream, std::span<const kernels::PageCopy> pages,
+                         std::uint32_t layer_begin, std::uint32_t layer_end,
+                         kernels::Direction dir);
+    Status launchBackups();
+    void reapBackup(BackupBatch& batch);
+    void reapLoad(LoadBatch& batch);
+    void freeDevicePages(std::span<const std::uint32_t> pages);
+    void freeHostPages(std::span<const std::uint32_t> pages);
+
+    ControllerConfig config_;
+    kernels::Backend& backend_;            // must outlive the controller
+    std::vector<PoolPair> pools_;          // pools must outlive the controller
+    comm::DecisionGroup& group_;           // must outlive the controller
+    std::uint32_t num_layers_ = 0;         // max over pools
+    pools::SlotAllocator device_alloc_;
+    pools::SlotAllocator host_alloc_;
+    PrefixTree tree_;
+    std::unique_ptr<kernels::Stream> d2h_stream_;
+    std::unique_ptr<kernels::Stream> h2d_stream_;
+
+    std::uint64_t next_op_id_ = 1;
+    std::unique_ptr<BackupBatch> open_backup_;          // backups queued this round
+    std::shared_ptr<LoadBatch> open_load_;              // loads admitted this round, not launched
+    std::vector<std::shared_ptr<LoadBatch>> inflight_loads_;   // FIFO
+    std::vector<std::unique_ptr<BackupBatch>> inflight_backups_;  // FIFO
+    std::map<RequestId, std::unique_ptr<Request>> requests_;
+    ControllerStats stats_;
+};
+
+}  // namespace strata::controller

@@ -1,0 +1,759 @@
+#include "strata/controller/cache_controller.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_set>
+
+#include "strata/core/check.h"
+#include "strata/core/hash.h"
+#include "strata/core/log.h"
+
+namespace strata::controller {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double secondsSince(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+// Loads admitted in one round, launched together layer by layer.
+struct CacheController::LoadBatch {
+    std::uint64_t id = 0;
+    std::vector<kernels::PageCopy> pages;
+    std::vector<Node*> nodes;        // carry load_op == id (and their split fragments)
+    std::vector<Node*> host_locked;  // each holds one host path lock taken for this batch
+    bool launched = false;
+    std::vector<kernels::EventPtr> layer_events;  // one per layer once launched
+    Clock::time_point launched_at;
+};
+
+// Backups queued in one round, launched together as one all-layer copy per pool.
+struct CacheController::BackupBatch {
+    std::uint64_t id = 0;
+    std::vector<kernels::PageCopy> pages;
+    std::vector<Node*> nodes;  // each holds one device path lock and backup_op == id
+    kernels::EventPtr done;
+    Clock::time_point launched_at;
+};
+
+struct CacheController::Request {
+    RequestId id = 0;
+    std::size_t prompt_tokens = 0;
+    std::vector<PageKey> keys;
+    Node* locked = nullptr;  // holds one device path lock for the request
+    std::vector<std::uint32_t> device_pages;  // every page of the prompt
+    std::vector<std::uint32_t> owned;         // pages of device_pages the tree does not hold
+    std::vector<std::shared_ptr<LoadBatch>> waits;
+    bool inserted = false;
+};
+
+std::string_view writePolicyName(WritePolicy p) noexcept {
+    switch (p) {
+        case WritePolicy::kWriteThrough: return "write_through";
+        case WritePolicy::kWriteThroughSelective: return "write_through_selective";
+        case WritePolicy::kWriteBack: return "write_back";
+    }
+    return "unknown";
+}
+
+Result<WritePolicy> parseWritePolicy(std::string_view name) {
+    for (auto p : {WritePolicy::kWriteThrough, WritePolicy::kWriteThroughSelective,
+                   WritePolicy::kWriteBack}) {
+        if (writePolicyName(p) == name) return p;
+    }
+    return STRATA_ERROR(StatusCode::kInvalidArgument,
+                        "unknown write policy '{}' (expected write_through, "
+                        "write_through_selective or write_back)",
+                        name);
+}
+
+Result<EvictionPolicy> parseEvictionPolicy(std::string_view name) {
+    if (name == "lru") return EvictionPolicy::kLru;
+    if (name == "lfu") return EvictionPolicy::kLfu;
+    return STRATA_ERROR(StatusCode::kInvalidArgument,
+                        "unknown eviction policy '{}' (expected lru or lfu)", name);
+}
+
+Result<std::unique_ptr<CacheController>> CacheController::create(const ControllerConfig& config,
+                                                                 kernels::Backend& backend,
+                                                                 std::vector<PoolPair> pools,
+                                                                 comm::DecisionGroup& group) {
+    if (pools.empty()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "the controller needs at least one pool");
+    }
+    if (config.page_size == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "page_size must be positive");
+    }
+    std::size_t device_pages = 0, host_pages = 0;
+    for (std::size_t i = 0; i < pools.size(); ++i) {
+        const PoolPair& p = pools[i];
+        if (p.device == nullptr || p.host == nullptr) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "pool {} lacks a device or host tier",
+                                i);
+        }
+        const std::string& name = p.device->spec().name;
+        if (p.device->pageSize() != config.page_size || p.host->pageSize() != config.page_size) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}' has page size {}/{} but the cache uses {}", name,
+                                p.device->pageSize(), p.host->pageSize(), config.page_size);
+        }
+        if (p.device->spec().bytesPerToken() != p.host->spec().bytesPerToken() ||
+            p.device->spec().num_layers != p.host->spec().num_layers) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}': device and host tiers have different shapes", name);
+        }
+        if (i == 0) {
+            device_pages = p.device->numPages();
+            host_pages = p.host->numPages();
+        } else if (p.device->numPages() != device_pages || p.host->numPages() != host_pages) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}' has {}/{} device/host pages, the first pool {}/{}", name,
+                                p.device->numPages(), p.host->numPages(), device_pages,
+                                host_pages);
+        }
+    }
+    STRATA_ASSIGN_OR_RETURN(auto dev_alloc,
+                            pools::SlotAllocator::create(device_pages, config.page_size));
+    STRATA_ASSIGN_OR_RETURN(auto host_alloc,
+                            pools::SlotAllocator::create(host_pages, config.page_size));
+    std::unique_ptr<CacheController> c(new CacheController(
+        config, backend, std::move(pools), group, std::move(dev_alloc), std::move(host_alloc)));
+    STRATA_ASSIGN_OR_RETURN(c->d2h_stream_, backend.createStream());
+    STRATA_ASSIGN_OR_RETURN(c->h2d_stream_, backend.createStream());
+    return c;
+}
+
+CacheController::CacheController(const ControllerConfig& config, kernels::Backend& backend,
+                                 std::vector<PoolPair> pools, comm::DecisionGroup& group,
+                                 pools::SlotAllocator device_alloc,
+                                 pools::SlotAllocator host_alloc)
+    : config_(config),
+      backend_(backend),
+      pools_(std::move(pools)),
+      group_(group),
+      device_alloc_(std::move(device_alloc)),
+      host_alloc_(std::move(host_alloc)),
+      tree_(config.eviction_policy) {
+    for (const PoolPair& p : pools_) num_layers_ = std::max(num_layers_, p.device->spec().num_layers);
+}
+
+CacheController::~CacheController() {
+    // Streams drain their queued copies before the pools they touch can go away.
+    if (d2h_stream_) (void)d2h_stream_->synchronize();
+    if (h2d_stream_) (void)h2d_stream_->synchronize();
+}
+
+std::size_t CacheController::inflightOps() const noexcept {
+    return inflight_loads_.size() + inflight_backups_.size() + (open_load_ ? 1 : 0) +
+           (open_backup_ ? 1 : 0);
+}
+
+MatchResult CacheController::match(std::span<const PageKey> keys) { return tree_.match(keys); }
+
+// ---------------------------------------------------------------------------------------------
+// Allocation and eviction
+
+Result<std::vector<std::uint32_t>> CacheController::allocateDevice(std::size_t pages) {
+    if (device_alloc_.freePages() < pages) evictDevice(pages - device_alloc_.freePages());
+    return device_alloc_.allocate(pages);
+}
+
+Result<std::vector<std::uint32_t>> CacheController::allocateHost(std::size_t pages) {
+    if (host_alloc_.freePages() < pages) evictHost(pages - host_alloc_.freePages(), {});
+    return host_alloc_.allocate(pages);
+}
+
+void CacheController::freeDevicePages(std::span<const std::uint32_t> pages) {
+    Status s = device_alloc_.free(pages);
+    STRATA_CHECK(s.isOk(), "device page accounting broken: {}", s.toString());
+}
+
+void CacheController::freeHostPages(std::span<const std::uint32_t> pages) {
+    Status s = host_alloc_.free(pages);
+    STRATA_CHECK(s.isOk(), "host page accounting broken: {}", s.toString());
+}
+
+std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::uint64_t>& protect) {
+    std::size_t freed = 0;
+    while (freed < pages) {
+        Node* v = tree_.nextHostVictim();
+        if (v == nullptr || protect.contains(v->id)) break;
+        freed += v->host_pages.size();
+        stats_.host_evicted_pages += v->host_pages.size();
+        freeHostPages(v->host_pages);
+        v->host_pages.clear();
+        tree_.removeLeaf(v);
+    }
+    return freed;
+}
+
+bool CacheController::dropSubtree(Node* node) {
+    // Only host-only descendants can hang below a device leaf; drop them only if none is pinned.
+    bool pinned = false;
+    std::vector<Node*> stack{node};
+    std::vector<Node*> order;
+    while (!stack.empty()) {
+        Node* n = stack.back();
+        stack.pop_back();
+        order.push_back(n);
+        if (n != node && (n->host_locks > 0 || n->backup_op != 0 || n->load_op != 0)) pinned = true;
+        for (auto& [k, c] : n->children) stack.push_back(c.get());
+    }
+    if (pinned) return false;
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        Node* n = *it;
+        if (!n->device_pages.empty()) {
+            freeDevicePages(n->device_pages);
+            n->device_pages.clear();
+        }
+        if (!n->host_pages.empty()) {
+            stats_.dropped_pages += n->host_pages.size();
+            freeHostPages(n->host_pages);
+            n->host_pages.clear();
+        }
+        tree_.removeLeaf(n);
+    }
+    return true;
+}
+
+std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
+    // Write-back: copy every victim to the host and wait for the copy before its device pages are
+    // freed, so no later writer can overwrite bytes that are still being read.
+    std::vector<kernels::PageCopy> copies;
+    std::vector<Node*> copied;
+    std::size_t freed = 0;
+    for (Node* v : victims) {
+        auto host = allocateHost(v->numPages());
+        if (!host.isOk()) {
+            std::size_t n = v->numPages();
+            if (dropSubtree(v)) {
+                stats_.dropped_pages += n;
+                freed += n;
+            }
+            continue;
+        }
+        v->host_pages = std::move(host).value();
+        for (std::size_t i = 0; i < v->numPages(); ++i) {
+            copies.push_back({v->device_pages[i], v->host_pages[i]});
+        }
+        copied.push_back(v);
+    }
+    if (!copies.empty()) {
+        Status s = enqueueCopies(*d2h_stream_, copies, 0, num_layers_,
+                                 kernels::Direction::kDeviceToHost);
+        if (s.isOk()) {
+            auto ev = d2h_stream_->record();
+            s = ev.isOk() ? (*ev)->wait() : ev.status();
+        }
+        STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
+        stats_.write_back_pages += copies.size();
+        stats_.backup_pages += copies.size();
+        for (const PoolPair& p : pools_) stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
+    }
+    for (Node* v : copied) {
+        freed += v->device_pages.size();
+        stats_.device_evicted_pages += v->device_pages.size();
+        freeDevicePages(v->device_pages);
+        v->device_pages.clear();
+        tree_.refresh(v);
+        tree_.refresh(v->parent);
+    }
+    victims.clear();
+    return freed;
+}
+
+std::size_t CacheController::evictDevice(std::size_t pages) {
+    std::size_t freed = 0;
+    std::set<std::uint64_t> skip;
+    std::vector<Node*> write_back;
+    std::size_t pending_write_back = 0;
+    while (freed < pages) {
+        Node* v = tree_.nextDeviceVictim(skip);
+        if (v == nullptr) {
+            if (write_back.empty()) break;
+            // The write-back victims free their pages; their parents may become victims.
+            freed += writeBackSync(write_back);
+            pending_write_back = 0;
+            skip.clear();
+            continue;
+        }
+        if (v->backedUp()) {
+            // Demote: the host copy stays, the device pages go.
+            freed += v->device_pages.size();
+            stats_.device_evicted_pages += v->device_pages.size();
+            freeDevicePages(v->device_pages);
+            v->device_pages.clear();
+            tree_.refresh(v);
+            tree_.refresh(v->parent);
+        } else if (config_.write_policy == WritePolicy::kWriteBack) {
+            skip.insert(v->id);
+            write_back.push_back(v);
+            pending_write_back += v->numPages();
+            if (freed + pending_write_back >= pages) {
+                freed += writeBackSync(write_back);
+                pending_write_back = 0;
+                skip.clear();
+            }
+        } else {
+            std::size_t n = v->device_pages.size();
+            stats_.device_evicted_pages += n;
+            if (dropSubtree(v)) {
+                freed += n;
+            } else {
+                skip.insert(v->id);
+            }
+        }
+    }
+    if (!write_back.empty()) freed += writeBackSync(write_back);
+    return freed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> keys,
+                                         std::size_t prompt_tokens) {
+    const std::uint32_t P = config_.page_size;
+    if (requests_.contains(id)) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "request {} is already admitted", id);
+    }
+    if (keys.size() != prompt_tokens / P) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "request {}: {} page keys for {} tokens at page size {}", id,
+                            keys.size(), prompt_tokens, P);
+    }
+    if (prompt_tokens == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "request {} has an empty prompt", id);
+    }
+    // At least the last token is always computed (its logits are needed), so match at most the
+    // pages that end before it.
+    std::size_t matchable = (prompt_tokens - 1) / P;
+    MatchResult m = tree_.match(keys.first(matchable));
+    std::size_t host_pages = m.host_pages;
+    if (host_pages * P < config_.load_back_threshold_tokens) host_pages = 0;
+    const std::size_t total_pages = (prompt_tokens + P - 1) / P;
+    const std::size_t need = total_pages - m.device_pages;
+
+    tree_.lockDevice(m.device_last, +1);
+    if (host_pages > 0) tree_.lockHost(m.host_last, +1);
+    auto fresh = allocateDevice(need);
+    if (!fresh.isOk()) {
+        tree_.lockDevice(m.device_last, -1);
+        if (host_pages > 0) tree_.lockHost(m.host_last, -1);
+        ++stats_.rejected_admissions;
+        return STRATA_ERROR(StatusCode::kResourceExhausted,
+                            "request {} needs {} device pages, {} free after eviction", id, need,
+                            device_alloc_.freePages());
+    }
+    std::vector<std::uint32_t> pages = std::move(fresh).value();
+
+    auto req = std::make_unique<Request>();
+    req->id = id;
+    req->prompt_tokens = prompt_tokens;
+    req->keys.assign(keys.begin(), keys.end());
+    req->locked = m.device_last;
+
+    // Any in-flight load into the pages this request reuses must finish before it reads them.
+    std::unordered_set<std::uint64_t> dep_ops;
+    for (Node* n = m.device_last; n != nullptr && !n->isRoot(); n = n->parent) {
+        if (n->load_op != 0) dep_ops.insert(n->load_op);
+    }
+    auto add_dep = [&](const std::shared_ptr<LoadBatch>& b) {
+        if (b && dep_ops.contains(b->id)) req->waits.push_back(b);
+    };
+    add_dep(open_load_);
+    for (const auto& b : inflight_loads_) add_dep(b);
+
+    std::size_t cursor = 0;
+    if (host_pages > 0) {
+        if (!open_load_) {
+            open_load_ = std::make_shared<LoadBatch>();
+            open_load_->id = next_op_id_++;
+        }
+        LoadBatch& batch = *open_load_;
+        for (Node* n : m.host_chain) {
+            n->device_pages.assign(pages.begin() + cursor, pages.begin() + cursor + n->numPages());
+            for (std::size_t i = 0; i < n->numPages(); ++i) {
+                batch.pages.push_back({n->device_pages[i], n->host_pages[i]});
+            }
+            cursor += n->numPages();
+            n->load_op = batch.id;
+            batch.nodes.push_back(n);
+            tree_.refresh(n);
+            tree_.refresh(n->parent);
+        }
+        batch.host_locked.push_back(m.host_last);  // the host lock taken above
+        tree_.lockDevice(m.host_last, +1);
+        tree_.lockDevice(m.device_last, -1);
+        req->locked = m.host_last;
+        if (std::find(req->waits.begin(), req->waits.end(), open_load_) == req->waits.end()) {
+            req->waits.push_back(open_load_);
+        }
+    }
+    req->device_pages = m.device_page_list;
+    req->device_pages.insert(req->device_pages.end(), pages.begin(), pages.end());
+    req->owned.assign(pages.begin() + cursor, pages.end());
+
+    Admission a;
+    a.prompt_tokens = prompt_tokens;
+    a.device_hit_tokens = m.device_pages * P;
+    a.host_hit_tokens = host_pages * P;
+    a.computed_tokens = prompt_tokens - a.reusedTokens();
+    a.device_pages = req->device_pages;
+    requests_.emplace(id, std::move(req));
+    return a;
+}
+
+Status CacheController::enqueueCopies(kernels::Stream& stream,
+                                      std::span<const kernels::PageCopy> pages,
+                                      std::uint32_t layer_begin, std::uint32_t layer_end,
+                                      kernels::Direction dir) {
+    for (const PoolPair& p : pools_) {
+        std::uint32_t end = std::min(layer_end, p.device->spec().num_layers);
+        if (layer_begin >= end) continue;
+        kernels::CopyJob job;
+        job.geometry = p.device->geometry();
+        job.device = p.device->view();
+        job.host = p.host->view();
+        job.pages.assign(pages.begin(), pages.end());
+        job.layer_begin = layer_begin;
+        job.layer_end = end;
+        job.direction = dir;
+        STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(job)));
+    }
+    return Status::ok();
+}
+
+Status CacheController::launchLoads() {
+    if (!open_load_) return Status::ok();
+    std::shared_ptr<LoadBatch> batch = std::move(open_load_);
+    open_load_.reset();
+    batch->launched_at = Clock::now();
+    batch->layer_events.reserve(num_layers_);
+    for (std::uint32_t l = 0; l < num_layers_; ++l) {
+        STRATA_RETURN_IF_ERROR(enqueueCopies(*h2d_stream_, batch->pages, l, l + 1,
+                                             kernels::Direction::kHostToDevice));
+        STRATA_ASSIGN_OR_RETURN(auto ev, h2d_stream_->record());
+        batch->layer_events.push_back(std::move(ev));
+    }
+    batch->launched = true;
+    ++stats_.load_ops;
+    stats_.load_pages += batch->pages.size();
+    for (const PoolPair& p : pools_) {
+        stats_.load_bytes += batch->pages.size() * p.device->geometry().bytesPerPage();
+    }
+    inflight_loads_.push_back(std::move(batch));
+    return Status::ok();
+}
+
+Status CacheController::waitLayer(RequestId id, std::uint32_t layer, void* native_stream) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) {
+        return STRATA_ERROR(StatusCode::kNotFound, "waitLayer: request {} is not admitted", id);
+    }
+    if (layer >= num_layers_) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "waitLayer: layer {} of {}", layer,
+                            num_layers_);
+    }
+    for (const auto& batch : it->second->waits) {
+        if (!batch->launched) STRATA_RETURN_IF_ERROR(launchLoads());
+        const auto& ev = batch->layer_events[layer];
+        STRATA_RETURN_IF_ERROR(native_stream ? ev->blockStream(native_stream) : ev->wait());
+    }
+    return Status::ok();
+}
+
+Status CacheController::waitAllLayers(RequestId id) {
+    for (std::uint32_t l = 0; l < num_layers_; ++l) STRATA_RETURN_IF_ERROR(waitLayer(id, l));
+    return Status::ok();
+}
+
+void CacheController::backupChain(Node* node) {
+    // Back up the not-yet-backed-up ancestors first, so the backed-up set stays root-contiguous.
+    std::vector<Node*> chain;
+    for (Node* n = node; n != nullptr && !n->isRoot() && !n->onHost(); n = n->parent) {
+        chain.push_back(n);
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+        Node* n = *it;
+        STRATA_CHECK(n->onDevice(), "backup of node {} that is not on device", n->id);
+        std::set<std::uint64_t> protect;
+        auto host = allocateHost(n->numPages());
+        if (!host.isOk()) {
+            ++stats_.backup_alloc_failures;
+            return;
+        }
+        if (!open_backup_) {
+            open_backup_ = std::make_unique<BackupBatch>();
+            open_backup_->id = next_op_id_++;
+        }
+        n->host_pages = std::move(host).value();
+        n->backup_op = open_backup_->id;
+        for (std::size_t i = 0; i < n->numPages(); ++i) {
+            open_backup_->pages.push_back({n->device_pages[i], n->host_pages[i]});
+        }
+        open_backup_->nodes.push_back(n);
+        tree_.lockDevice(n, +1);
+    }
+}
+
+Status CacheController::insert(RequestId id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) {
+        return STRATA_ERROR(StatusCode::kNotFound, "insert: request {} is not admitted", id);
+    }
+    Request& req = *it->second;
+    if (req.inserted) {
+        return STRATA_ERROR(StatusCode::kFailedPrecondition, "request {} inserted twice", id);
+    }
+    req.inserted = true;
+    auto take_owned = [&](std::size_t from, std::size_t to) {
+        // Pages [from, to) of the request now belong to the tree.
+        for (std::size_t i = from; i < to; ++i) {
+            auto o = std::find(req.owned.begin(), req.owned.end(), req.device_pages[i]);
+            if (o != req.owned.end()) req.owned.erase(o);
+        }
+    };
+    Node* node = tree_.root();
+    std::size_t pos = 0;
+    const std::size_t full = req.keys.size();
+    while (pos < full) {
+        auto child_it = node->children.find(req.keys[pos]);
+        if (child_it == node->children.end()) {
+            std::vector<PageKey> keys(req.keys.begin() + pos, req.keys.end());
+            std::vector<std::uint32_t> pages(req.device_pages.begin() + pos,
+                                             req.device_pages.begin() + full);
+            Node* c = tree_.addChild(node, std::move(keys), std::move(pages));
+            c->hit_count = 1;
+            take_owned(pos, full);
+            node = c;
+            pos = full;
+            break;
+        }
+        Node* child = child_it->second.get();
+        std::size_t n = 1;
+        while (n < child->numPages() && pos + n < full && child->keys[n] == req.keys[pos + n]) ++n;
+        if (n < child->numPages()) child = tree_.split(child, n);
+        if (!child->onDevice()) {
+            // Host-only node: adopt the request's freshly computed pages ("unevict").
+            child->device_pages.assign(req.device_pages.begin() + pos,
+                                       req.device_pages.begin() + pos + n);
+            take_owned(pos, pos + n);
+            tree_.refresh(child);
+            tree_.refresh(child->parent);
+        }
+        ++child->hit_count;
+        node = child;
+        pos += n;
+    }
+    tree_.touch(node);
+    // The request's lock moves to the deepest node it now covers.
+    tree_.lockDevice(node, +1);
+    tree_.lockDevice(req.locked, -1);
+    req.locked = node;
+
+    switch (config_.write_policy) {
+        case WritePolicy::kWriteThrough:
+            backupChain(node);
+            break;
+        case WritePolicy::kWriteThroughSelective: {
+            Node* deepest = nullptr;
+            for (Node* n = node; n != nullptr && !n->isRoot(); n = n->parent) {
+                if (n->hit_count >= 2) {
+                    deepest = n;
+                    break;
+                }
+            }
+            if (deepest != nullptr) backupChain(deepest);
+            break;
+        }
+        case WritePolicy::kWriteBack:
+            break;
+    }
+    return Status::ok();
+}
+
+Status CacheController::release(RequestId id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) {
+        return STRATA_ERROR(StatusCode::kNotFound, "release: request {} is not admitted", id);
+    }
+    Request& req = *it->second;
+    tree_.lockDevice(req.locked, -1);
+    if (!req.owned.empty()) freeDevicePages(req.owned);
+    requests_.erase(it);
+    return Status::ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounds
+
+Status CacheController::launchBackups() {
+    if (!open_backup_) return Status::ok();
+    std::unique_ptr<BackupBatch> batch = std::move(open_backup_);
+    batch->launched_at = Clock::now();
+    STRATA_RETURN_IF_ERROR(enqueueCopies(*d2h_stream_, batch->pages, 0, num_layers_,
+                                         kernels::Direction::kDeviceToHost));
+    STRATA_ASSIGN_OR_RETURN(batch->done, d2h_stream_->record());
+    ++stats_.backup_ops;
+    stats_.backup_pages += batch->pages.size();
+    for (const PoolPair& p : pools_) {
+        stats_.backup_bytes += batch->pages.size() * p.device->geometry().bytesPerPage();
+    }
+    inflight_backups_.push_back(std::move(batch));
+    return Status::ok();
+}
+
+void CacheController::clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id) {
+    // A split leaves fragments of one node as consecutive ancestors carrying the same op id.
+    for (Node* n = node; n != nullptr && !n->isRoot() && n->*field == op_id; n = n->parent) {
+        n->*field = 0;
+        tree_.refresh(n);
+        tree_.refresh(n->parent);
+    }
+}
+
+void CacheController::reapBackup(BackupBatch& batch) {
+    for (Node* n : batch.nodes) {
+        clearOpFlags(n, &Node::backup_op, batch.id);
+        tree_.lockDevice(n, -1);
+    }
+    stats_.backup_seconds += secondsSince(batch.launched_at);
+}
+
+void CacheController::reapLoad(LoadBatch& batch) {
+    for (Node* n : batch.nodes) clearOpFlags(n, &Node::load_op, batch.id);
+    for (Node* n : batch.host_locked) tree_.lockHost(n, -1);
+    stats_.load_seconds += secondsSince(batch.launched_at);
+}
+
+Status CacheController::step() {
+    STRATA_RETURN_IF_ERROR(launchLoads());
+    auto finished_prefix = [](const auto& queue, auto done) {
+        std::int64_t n = 0;
+        for (const auto& op : queue) {
+            if (!done(*op)) break;
+            ++n;
+        }
+        return n;
+    };
+    comm::DecisionVector v;
+    std::size_t backups_slot = v.addMin(finished_prefix(
+        inflight_backups_, [](BackupBatch& b) { return b.done->query(); }));
+    std::size_t loads_slot = v.addMin(finished_prefix(
+        inflight_loads_, [](LoadBatch& b) { return b.layer_events.back()->query(); }));
+    STRATA_RETURN_IF_ERROR(v.agree(group_));
+
+    // Reap exactly the agreed counts, in FIFO order, on every rank. A rank that was not yet done
+    // (a later pipeline stage) waits here for the copies the group already counted as finished.
+    const auto n_backups = static_cast<std::size_t>(v.get(backups_slot));
+    for (std::size_t i = 0; i < n_backups; ++i) {
+        STRATA_RETURN_IF_ERROR(inflight_backups_[i]->done->wait());
+        reapBackup(*inflight_backups_[i]);
+    }
+    inflight_backups_.erase(inflight_backups_.begin(), inflight_backups_.begin() + n_backups);
+    const auto n_loads = static_cast<std::size_t>(v.get(loads_slot));
+    for (std::size_t i = 0; i < n_loads; ++i) {
+        STRATA_RETURN_IF_ERROR(inflight_loads_[i]->layer_events.back()->wait());
+        reapLoad(*inflight_loads_[i]);
+    }
+    inflight_loads_.erase(inflight_loads_.begin(), inflight_loads_.begin() + n_loads);
+
+    STRATA_RETURN_IF_ERROR(launchBackups());
+    ++stats_.rounds;
+
+    if (config_.check_consistency) {
+        std::vector<std::uint64_t> all;
+        STRATA_RETURN_IF_ERROR(group_.gatherDigests(stateDigest(), &all));
+        ++stats_.consistency_checks;
+        for (std::size_t r = 1; r < all.size(); ++r) {
+            if (all[r] != all[0]) {
+                return STRATA_ERROR(StatusCode::kInternal,
+                                    "ranks diverged at round {}: rank 0 digest {:016x}, rank {} "
+                                    "digest {:016x}",
+                                    stats_.rounds, all[0], r, all[r]);
+            }
+        }
+    }
+    return Status::ok();
+}
+
+Status CacheController::drain() {
+    while (inflightOps() > 0) {
+        STRATA_RETURN_IF_ERROR(launchLoads());
+        STRATA_RETURN_IF_ERROR(launchBackups());
+        STRATA_RETURN_IF_ERROR(d2h_stream_->synchronize());
+        STRATA_RETURN_IF_ERROR(h2d_stream_->synchronize());
+        STRATA_RETURN_IF_ERROR(step());
+    }
+    return Status::ok();
+}
+
+std::uint64_t CacheController::stateDigest() const {
+    std::uint64_t d = tree_.digest();
+    d = core::foldDigest(d, device_alloc_.digest());
+    d = core::foldDigest(d, host_alloc_.digest());
+    d = core::foldDigest(d, inflight_loads_.size());
+    d = core::foldDigest(d, inflight_backups_.size());
+    d = core::foldDigest(d, requests_.size());
+    for (const auto& [id, r] : requests_) {
+        d = core::foldDigest(d, id);
+        for (auto p : r->device_pages) d = core::foldDigest(d, p);
+    }
+    return d;
+}
+
+Status CacheController::checkInvariants() const {
+    STRATA_RETURN_IF_ERROR(tree_.checkInvariants());
+    std::vector<int> dev_refs(device_alloc_.numPages(), 0), host_refs(host_alloc_.numPages(), 0);
+    Status bad;
+    auto count = [&](std::vector<int>& refs, std::uint32_t p, const char* what, std::uint64_t who) {
+        if (p >= refs.size()) {
+            if (bad.isOk()) bad = Status(StatusCode::kInternal, fmt::format("{} page {} out of range", what, p));
+            return;
+        }
+        if (++refs[p] > 1 && bad.isOk()) {
+            bad = Status(StatusCode::kInternal,
+                         fmt::format("{} page {} referenced twice (last by {})", what, p, who));
+        }
+    };
+    bool backup_break = false;
+    tree_.forEach([&](const Node& n) {
+        for (auto p : n.device_pages) count(dev_refs, p, "device", n.id);
+        for (auto p : n.host_pages) count(host_refs, p, "host", n.id);
+        if (config_.write_policy != WritePolicy::kWriteBack && n.onHost() && !n.parent->isRoot() &&
+            !n.parent->onHost()) {
+            backup_break = true;
+        }
+    });
+    for (const auto& [id, r] : requests_) {
+        for (auto p : r->owned) count(dev_refs, p, "device", id);
+    }
+    STRATA_RETURN_IF_ERROR(bad);
+    if (backup_break) {
+        return STRATA_ERROR(StatusCode::kInternal,
+                            "backed-up nodes are not root-contiguous under write-through");
+    }
+    for (std::uint32_t p = 0; p < dev_refs.size(); ++p) {
+        if ((dev_refs[p] > 0) != device_alloc_.isAllocated(p)) {
+            return STRATA_ERROR(StatusCode::kInternal, "device page {} is {} but referenced {} times",
+                                p, device_alloc_.isAllocated(p) ? "allocated" : "free",
+                                dev_refs[p]);
+        }
+    }
+    for (std::uint32_t p = 0; p < host_refs.size(); ++p) {
+        if ((host_refs[p] > 0) != host_alloc_.isAllocated(p)) {
+            return STRATA_ERROR(StatusCode::kInternal, "host page {} is {} but referenced {} times",
+                                p, host_alloc_.isAllocated(p) ? "allocated" : "free",
+                                host_refs[p]);
+        }
+    }
+    return Status::ok();
+}
+
+}  // namespace strata::controller
