@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <unordered_set>
 
 #include "strata/core/check.h"
@@ -14,10 +15,6 @@ namespace strata::controller {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double secondsSince(Clock::time_point t) {
-    return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 }  // namespace
 
@@ -30,6 +27,7 @@ struct CacheController::LoadBatch {
     bool launched = false;
     std::vector<kernels::EventPtr> layer_events;  // one per layer once launched
     Clock::time_point launched_at;
+    std::optional<Clock::time_point> seen_done_at;  // first step() that saw the copy finished
 };
 
 // Backups queued in one round, launched together as one all-layer copy per pool.
@@ -39,13 +37,14 @@ struct CacheController::BackupBatch {
     std::vector<Node*> nodes;  // each holds one device path lock and backup_op == id
     kernels::EventPtr done;
     Clock::time_point launched_at;
+    std::optional<Clock::time_point> seen_done_at;
 };
 
 struct CacheController::Request {
     RequestId id = 0;
     std::size_t prompt_tokens = 0;
     std::vector<PageKey> keys;
-    Node* locked = nullptr;  // holds one device path lock for the request
+    Node* locked = nullptr;                   // holds one device path lock for the request
     std::vector<std::uint32_t> device_pages;  // every page of the prompt
     std::vector<std::uint32_t> owned;         // pages of device_pages the tree does not hold
     std::vector<std::shared_ptr<LoadBatch>> waits;
@@ -54,9 +53,12 @@ struct CacheController::Request {
 
 std::string_view writePolicyName(WritePolicy p) noexcept {
     switch (p) {
-        case WritePolicy::kWriteThrough: return "write_through";
-        case WritePolicy::kWriteThroughSelective: return "write_through_selective";
-        case WritePolicy::kWriteBack: return "write_back";
+        case WritePolicy::kWriteThrough:
+            return "write_through";
+        case WritePolicy::kWriteThroughSelective:
+            return "write_through_selective";
+        case WritePolicy::kWriteBack:
+            return "write_back";
     }
     return "unknown";
 }
@@ -113,8 +115,7 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
         } else if (p.device->numPages() != device_pages || p.host->numPages() != host_pages) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "pool '{}' has {}/{} device/host pages, the first pool {}/{}", name,
-                                p.device->numPages(), p.host->numPages(), device_pages,
-                                host_pages);
+                                p.device->numPages(), p.host->numPages(), device_pages, host_pages);
         }
     }
     STRATA_ASSIGN_OR_RETURN(auto dev_alloc,
@@ -130,8 +131,7 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
 
 CacheController::CacheController(const ControllerConfig& config, kernels::Backend& backend,
                                  std::vector<PoolPair> pools, comm::DecisionGroup& group,
-                                 pools::SlotAllocator device_alloc,
-                                 pools::SlotAllocator host_alloc)
+                                 pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc)
     : config_(config),
       backend_(backend),
       pools_(std::move(pools)),
@@ -139,7 +139,8 @@ CacheController::CacheController(const ControllerConfig& config, kernels::Backen
       device_alloc_(std::move(device_alloc)),
       host_alloc_(std::move(host_alloc)),
       tree_(config.eviction_policy) {
-    for (const PoolPair& p : pools_) num_layers_ = std::max(num_layers_, p.device->spec().num_layers);
+    for (const PoolPair& p : pools_)
+        num_layers_ = std::max(num_layers_, p.device->spec().num_layers);
 }
 
 CacheController::~CacheController() {
@@ -244,8 +245,8 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
         copied.push_back(v);
     }
     if (!copies.empty()) {
-        Status s = enqueueCopies(*d2h_stream_, copies, 0, num_layers_,
-                                 kernels::Direction::kDeviceToHost);
+        Status s =
+            enqueueCopies(*d2h_stream_, copies, 0, num_layers_, kernels::Direction::kDeviceToHost);
         if (s.isOk()) {
             auto ev = d2h_stream_->record();
             s = ev.isOk() ? (*ev)->wait() : ev.status();
@@ -253,7 +254,8 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
         STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
         stats_.write_back_pages += copies.size();
         stats_.backup_pages += copies.size();
-        for (const PoolPair& p : pools_) stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
+        for (const PoolPair& p : pools_)
+            stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
     }
     for (Node* v : copied) {
         freed += v->device_pages.size();
@@ -436,8 +438,8 @@ Status CacheController::launchLoads() {
     batch->launched_at = Clock::now();
     batch->layer_events.reserve(num_layers_);
     for (std::uint32_t l = 0; l < num_layers_; ++l) {
-        STRATA_RETURN_IF_ERROR(enqueueCopies(*h2d_stream_, batch->pages, l, l + 1,
-                                             kernels::Direction::kHostToDevice));
+        STRATA_RETURN_IF_ERROR(
+            enqueueCopies(*h2d_stream_, batch->pages, l, l + 1, kernels::Direction::kHostToDevice));
         STRATA_ASSIGN_OR_RETURN(auto ev, h2d_stream_->record());
         batch->layer_events.push_back(std::move(ev));
     }
@@ -623,28 +625,35 @@ void CacheController::reapBackup(BackupBatch& batch) {
         clearOpFlags(n, &Node::backup_op, batch.id);
         tree_.lockDevice(n, -1);
     }
-    stats_.backup_seconds += secondsSince(batch.launched_at);
+    stats_.backup_seconds +=
+        std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
+            .count();
 }
 
 void CacheController::reapLoad(LoadBatch& batch) {
     for (Node* n : batch.nodes) clearOpFlags(n, &Node::load_op, batch.id);
     for (Node* n : batch.host_locked) tree_.lockHost(n, -1);
-    stats_.load_seconds += secondsSince(batch.launched_at);
+    stats_.load_seconds +=
+        std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
+            .count();
 }
 
 Status CacheController::step() {
     STRATA_RETURN_IF_ERROR(launchLoads());
-    auto finished_prefix = [](const auto& queue, auto done) {
+    // Copy time per op runs from launch to the first round that sees it finished.
+    const auto now = Clock::now();
+    auto finished_prefix = [&](const auto& queue, auto done) {
         std::int64_t n = 0;
         for (const auto& op : queue) {
             if (!done(*op)) break;
+            if (!op->seen_done_at) op->seen_done_at = now;
             ++n;
         }
         return n;
     };
     comm::DecisionVector v;
-    std::size_t backups_slot = v.addMin(finished_prefix(
-        inflight_backups_, [](BackupBatch& b) { return b.done->query(); }));
+    std::size_t backups_slot = v.addMin(
+        finished_prefix(inflight_backups_, [](BackupBatch& b) { return b.done->query(); }));
     std::size_t loads_slot = v.addMin(finished_prefix(
         inflight_loads_, [](LoadBatch& b) { return b.layer_events.back()->query(); }));
     STRATA_RETURN_IF_ERROR(v.agree(group_));
@@ -694,6 +703,16 @@ Status CacheController::drain() {
     return Status::ok();
 }
 
+Status CacheController::waitForProgress() {
+    STRATA_RETURN_IF_ERROR(launchLoads());
+    kernels::Event* oldest = nullptr;
+    if (!inflight_backups_.empty()) oldest = inflight_backups_.front()->done.get();
+    if (oldest == nullptr || oldest->query()) {
+        if (!inflight_loads_.empty()) oldest = inflight_loads_.front()->layer_events.back().get();
+    }
+    return oldest == nullptr ? Status::ok() : oldest->wait();
+}
+
 std::uint64_t CacheController::stateDigest() const {
     std::uint64_t d = tree_.digest();
     d = core::foldDigest(d, device_alloc_.digest());
@@ -714,7 +733,9 @@ Status CacheController::checkInvariants() const {
     Status bad;
     auto count = [&](std::vector<int>& refs, std::uint32_t p, const char* what, std::uint64_t who) {
         if (p >= refs.size()) {
-            if (bad.isOk()) bad = Status(StatusCode::kInternal, fmt::format("{} page {} out of range", what, p));
+            if (bad.isOk())
+                bad =
+                    Status(StatusCode::kInternal, fmt::format("{} page {} out of range", what, p));
             return;
         }
         if (++refs[p] > 1 && bad.isOk()) {
@@ -741,16 +762,15 @@ Status CacheController::checkInvariants() const {
     }
     for (std::uint32_t p = 0; p < dev_refs.size(); ++p) {
         if ((dev_refs[p] > 0) != device_alloc_.isAllocated(p)) {
-            return STRATA_ERROR(StatusCode::kInternal, "device page {} is {} but referenced {} times",
-                                p, device_alloc_.isAllocated(p) ? "allocated" : "free",
-                                dev_refs[p]);
+            return STRATA_ERROR(StatusCode::kInternal,
+                                "device page {} is {} but referenced {} times", p,
+                                device_alloc_.isAllocated(p) ? "allocated" : "free", dev_refs[p]);
         }
     }
     for (std::uint32_t p = 0; p < host_refs.size(); ++p) {
         if ((host_refs[p] > 0) != host_alloc_.isAllocated(p)) {
             return STRATA_ERROR(StatusCode::kInternal, "host page {} is {} but referenced {} times",
-                                p, host_alloc_.isAllocated(p) ? "allocated" : "free",
-                                host_refs[p]);
+                                p, host_alloc_.isAllocated(p) ? "allocated" : "free", host_refs[p]);
         }
     }
     return Status::ok();

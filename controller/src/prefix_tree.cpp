@@ -261,8 +261,8 @@ Status PrefixTree::checkInvariants() const {
         if (n.keys.empty()) fail(fmt::format("node {} has no pages", n.id));
         if (!n.onDevice() && !n.onHost()) fail(fmt::format("node {} is on neither tier", n.id));
         if (n.onDevice() && n.device_pages.size() != n.keys.size()) {
-            fail(fmt::format("node {} has {} device pages for {} keys", n.id,
-                             n.device_pages.size(), n.keys.size()));
+            fail(fmt::format("node {} has {} device pages for {} keys", n.id, n.device_pages.size(),
+                             n.keys.size()));
         }
         if (n.onHost() && n.host_pages.size() != n.keys.size()) {
             fail(fmt::format("node {} has {} host pages for {} keys", n.id, n.host_pages.size(),
@@ -293,7 +293,8 @@ Status PrefixTree::checkInvariants() const {
         dev_evictable += n.device_evict_key.has_value();
         host_evictable += n.host_evict_key.has_value();
     });
-    if (count != node_count_) fail(fmt::format("{} nodes reachable, {} counted", count, node_count_));
+    if (count != node_count_)
+        fail(fmt::format("{} nodes reachable, {} counted", count, node_count_));
     if (dev_evictable != device_evictable_.size() || host_evictable != host_evictable_.size()) {
         fail("evictable sets hold nodes that are no longer in the tree");
     }

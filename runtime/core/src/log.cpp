@@ -48,9 +48,8 @@ void setLogRank(int rank) {
     auto& st = state();
     std::lock_guard lock(st.mutex);
     st.rank = rank;
-    spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& lg) {
-        lg->set_pattern(patternFor(rank));
-    });
+    spdlog::apply_all(
+        [&](const std::shared_ptr<spdlog::logger>& lg) { lg->set_pattern(patternFor(rank)); });
 }
 
 void setLogLevel(spdlog::level::level_enum level) {

@@ -6,17 +6,28 @@ namespace strata {
 
 std::string_view statusCodeName(StatusCode code) noexcept {
     switch (code) {
-        case StatusCode::kOk: return "ok";
-        case StatusCode::kInvalidArgument: return "invalid argument";
-        case StatusCode::kNotFound: return "not found";
-        case StatusCode::kResourceExhausted: return "resource exhausted";
-        case StatusCode::kFailedPrecondition: return "failed precondition";
-        case StatusCode::kIoError: return "i/o error";
-        case StatusCode::kDataLoss: return "data loss";
-        case StatusCode::kUnavailable: return "unavailable";
-        case StatusCode::kTimeout: return "timeout";
-        case StatusCode::kNotSupported: return "not supported";
-        case StatusCode::kInternal: return "internal";
+        case StatusCode::kOk:
+            return "ok";
+        case StatusCode::kInvalidArgument:
+            return "invalid argument";
+        case StatusCode::kNotFound:
+            return "not found";
+        case StatusCode::kResourceExhausted:
+            return "resource exhausted";
+        case StatusCode::kFailedPrecondition:
+            return "failed precondition";
+        case StatusCode::kIoError:
+            return "i/o error";
+        case StatusCode::kDataLoss:
+            return "data loss";
+        case StatusCode::kUnavailable:
+            return "unavailable";
+        case StatusCode::kTimeout:
+            return "timeout";
+        case StatusCode::kNotSupported:
+            return "not supported";
+        case StatusCode::kInternal:
+            return "internal";
     }
     return "unknown";
 }

@@ -31,8 +31,7 @@ TEST(CacheController, RejectsBadArguments) {
     EXPECT_EQ(h.ctl().admit(1, std::span(keys).first(1), tokens.size()).status().code(),
               StatusCode::kInvalidArgument);
     ASSERT_TRUE(h.ctl().admit(1, keys, tokens.size()).isOk());
-    EXPECT_EQ(h.ctl().admit(1, keys, tokens.size()).status().code(),
-              StatusCode::kInvalidArgument);
+    EXPECT_EQ(h.ctl().admit(1, keys, tokens.size()).status().code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(h.ctl().insert(2).code(), StatusCode::kNotFound);
     EXPECT_EQ(h.ctl().release(2).code(), StatusCode::kNotFound);
     EXPECT_TRUE(h.ctl().release(1).isOk());
@@ -193,7 +192,8 @@ TEST(CacheController, RandomOperationSequencesKeepInvariants) {
                 auto& root = roots[rng() % roots.size()];
                 std::size_t extra = rng() % 70;
                 std::size_t cut = rng() % (root.size() + 1);
-                auto t = tokensOf(rng(), cut + extra + 1, std::vector(root.begin(), root.begin() + cut));
+                auto t =
+                    tokensOf(rng(), cut + extra + 1, std::vector(root.begin(), root.begin() + cut));
                 auto keys = h.keys(t);
                 auto r = h.ctl().admit(next, keys, t.size());
                 if (r.isOk()) {

@@ -54,9 +54,9 @@ public:
         ControllerConfig cc;
         cc.page_size = o.page_size;
         cc.write_policy = o.policy;
-        ctl_ = std::move(
-                   CacheController::create(cc, *backend_, {{dev_.get(), host_.get()}}, group_))
-                   .value();
+        ctl_ =
+            std::move(CacheController::create(cc, *backend_, {{dev_.get(), host_.get()}}, group_))
+                .value();
     }
     ~Harness() { ctl_.reset(); }
 

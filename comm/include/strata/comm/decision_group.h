@@ -2,8 +2,8 @@
 // TP x CP grid, with PP stages chained). The controller agrees on everything that completes
 // asynchronously through one agree() per round. Implementations: LocalDecisionGroup (one rank, no
 // MPI, here), an MPI one (mpi_decision_group.h) and an in-process one for tests (tests/support).
-// Thread-safety: one thread (the scheduler loop) calls it; every rank must make the same calls in the
-// same order.
+// Thread-safety: one thread (the scheduler loop) calls it; every rank must make the same calls in
+// the same order.
 #pragma once
 
 #include <cstdint>

@@ -1,18 +1,19 @@
 // CacheController: one rank's cache hierarchy (device pools <-> host pools) driven by the prefix
 // tree: admission (match, device allocation with eviction, host->device load back), insertion with
 // the write policy (device->host backups), release, and one agreed step() per scheduling round.
-// Copies run asynchronously on two streams (one per direction); loads run layer by layer and publish
-// a ready event per layer. Everything that completes asynchronously is reaped only at step(), in
-// counts agreed by the decision group, so allocators and trees stay identical across ranks.
-// Ownership: borrows the backend, pools and decision group (they must outlive the controller); owns
-// the tree, allocators and streams. Thread-safety: one thread (the scheduler loop) calls it.
+// Copies run asynchronously on two streams (one per direction); loads run layer by layer and
+// publish a ready event per layer. Everything that completes asynchronously is reaped only at
+// step(), in counts agreed by the decision group, so allocators and trees stay identical across
+// ranks. Ownership: borrows the backend, pools and decision group (they must outlive the
+// controller); owns the tree, allocators and streams. Thread-safety: one thread (the scheduler
+// loop) calls it.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -54,9 +55,9 @@ using RequestId = std::uint64_t;
 // What admit() decided for a request.
 struct Admission {
     std::size_t prompt_tokens = 0;
-    std::size_t device_hit_tokens = 0;   // reused from device
-    std::size_t host_hit_tokens = 0;     // loaded back from host
-    std::size_t computed_tokens = 0;     // the worker computes tokens [reused, prompt)
+    std::size_t device_hit_tokens = 0;  // reused from device
+    std::size_t host_hit_tokens = 0;    // loaded back from host
+    std::size_t computed_tokens = 0;    // the worker computes tokens [reused, prompt)
     std::size_t reusedTokens() const noexcept { return device_hit_tokens + host_hit_tokens; }
     // Device page of every page of the prompt (the last one may be partial), in order.
     std::vector<std::uint32_t> device_pages;
@@ -67,10 +68,10 @@ struct ControllerStats {
     std::uint64_t backup_ops = 0, backup_pages = 0;
     std::uint64_t load_ops = 0, load_pages = 0;
     std::uint64_t device_evicted_pages = 0, host_evicted_pages = 0;
-    std::uint64_t write_back_pages = 0;      // backed up at device eviction (write_back)
-    std::uint64_t dropped_pages = 0;         // evicted without a host copy (host full)
-    std::uint64_t backup_alloc_failures = 0; // host full at write-through time
-    std::uint64_t rejected_admissions = 0;   // device full even after eviction
+    std::uint64_t write_back_pages = 0;       // backed up at device eviction (write_back)
+    std::uint64_t dropped_pages = 0;          // evicted without a host copy (host full)
+    std::uint64_t backup_alloc_failures = 0;  // host full at write-through time
+    std::uint64_t rejected_admissions = 0;    // device full even after eviction
     std::uint64_t consistency_checks = 0;
     double backup_seconds = 0, load_seconds = 0;  // issue-to-reap time, summed per op
     std::uint64_t backup_bytes = 0, load_bytes = 0;
@@ -96,8 +97,7 @@ public:
     // the host-resident part (unless shorter than the threshold). All or nothing:
     // kResourceExhausted when the device cannot hold the request now (nothing held; retry later),
     // kInvalidArgument when id is already admitted or keys do not match prompt_tokens.
-    Result<Admission> admit(RequestId id, std::span<const PageKey> keys,
-                            std::size_t prompt_tokens);
+    Result<Admission> admit(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens);
 
     // Launches the loads queued by admit() in this round as one merged, layer-by-layer operation.
     // Idempotent within a round; waitLayer() calls it when needed.
@@ -110,20 +110,25 @@ public:
     Status waitAllLayers(RequestId id);
 
     // The worker has written the KV of every computed token: inserts the request's full pages into
-    // the tree (duplicates of pages another request inserted first are freed at release) and applies
-    // the write policy (queues backups, launched at the next step).
+    // the tree (duplicates of pages another request inserted first are freed at release) and
+    // applies the write policy (queues backups, launched at the next step).
     Status insert(RequestId id);
 
     // Ends the request: drops its locks and frees its pages that the tree does not hold.
     Status release(RequestId id);
 
     // One scheduling round: agrees with the group on how many backups and loads have completed,
-    // reaps exactly those (unlock, publish), launches queued backups, and (if configured) checks the
-    // group's digests. Every rank must call it every round.
+    // reaps exactly those (unlock, publish), launches queued backups, and (if configured) checks
+    // the group's digests. Every rank must call it every round.
     Status step();
 
     // Waits for every in-flight operation and reaps it (end of run). Collective like step().
     Status drain();
+
+    // Blocks until the oldest launched operation has finished copying (not reaped: that happens
+    // at the next step()). For a scheduler that cannot admit anything until copies release pages.
+    // Local, not collective. OK at once when nothing is in flight.
+    Status waitForProgress();
 
     const PrefixTree& tree() const noexcept { return tree_; }
     const pools::SlotAllocator& deviceAllocator() const noexcept { return device_alloc_; }
@@ -164,10 +169,10 @@ private:
     void freeHostPages(std::span<const std::uint32_t> pages);
 
     ControllerConfig config_;
-    kernels::Backend& backend_;            // must outlive the controller
-    std::vector<PoolPair> pools_;          // pools must outlive the controller
-    comm::DecisionGroup& group_;           // must outlive the controller
-    std::uint32_t num_layers_ = 0;         // max over pools
+    kernels::Backend& backend_;     // must outlive the controller
+    std::vector<PoolPair> pools_;   // pools must outlive the controller
+    comm::DecisionGroup& group_;    // must outlive the controller
+    std::uint32_t num_layers_ = 0;  // max over pools
     pools::SlotAllocator device_alloc_;
     pools::SlotAllocator host_alloc_;
     PrefixTree tree_;
@@ -175,9 +180,9 @@ private:
     std::unique_ptr<kernels::Stream> h2d_stream_;
 
     std::uint64_t next_op_id_ = 1;
-    std::unique_ptr<BackupBatch> open_backup_;          // backups queued this round
-    std::shared_ptr<LoadBatch> open_load_;              // loads admitted this round, not launched
-    std::vector<std::shared_ptr<LoadBatch>> inflight_loads_;   // FIFO
+    std::unique_ptr<BackupBatch> open_backup_;  // backups queued this round
+    std::shared_ptr<LoadBatch> open_load_;      // loads admitted this round, not launched
+    std::vector<std::shared_ptr<LoadBatch>> inflight_loads_;      // FIFO
     std::vector<std::unique_ptr<BackupBatch>> inflight_backups_;  // FIFO
     std::map<RequestId, std::unique_ptr<Request>> requests_;
     ControllerStats stats_;

@@ -14,8 +14,8 @@
 #include <memory>
 #include <optional>
 #include <set>
-#include <tuple>
 #include <span>
+#include <tuple>
 #include <vector>
 
 #include "strata/core/page_key.h"
@@ -32,18 +32,18 @@ struct Node {
     Node* parent = nullptr;
     std::map<PageKey, std::unique_ptr<Node>> children;  // keyed by the child's first page key
 
-    std::vector<PageKey> keys;                 // one per page
-    std::vector<std::uint32_t> device_pages;   // empty: not on device
-    std::vector<std::uint32_t> host_pages;     // empty: not on host
+    std::vector<PageKey> keys;                // one per page
+    std::vector<std::uint32_t> device_pages;  // empty: not on device
+    std::vector<std::uint32_t> host_pages;    // empty: not on host
 
     // Path locks: a lock on a node is counted on it and on every ancestor.
     std::int64_t device_locks = 0;  // > 0: device pages may not be evicted
     std::int64_t host_locks = 0;    // > 0: host pages may not be evicted
 
     std::uint64_t hit_count = 0;
-    std::uint64_t last_access = 0;   // logical clock
-    std::uint64_t backup_op = 0;     // != 0: a device->host copy of this node is in flight
-    std::uint64_t load_op = 0;       // != 0: a host->device copy into this node is in flight
+    std::uint64_t last_access = 0;  // logical clock
+    std::uint64_t backup_op = 0;    // != 0: a device->host copy of this node is in flight
+    std::uint64_t load_op = 0;      // != 0: a host->device copy into this node is in flight
 
     std::size_t numPages() const noexcept { return keys.size(); }
     bool onDevice() const noexcept { return !device_pages.empty(); }
@@ -59,12 +59,12 @@ struct Node {
 };
 
 struct MatchResult {
-    std::size_t device_pages = 0;    // leading pages resident on device
-    std::size_t host_pages = 0;      // following pages resident on host only
-    Node* device_last = nullptr;     // deepest node of the device-resident prefix (root if none)
-    Node* host_last = nullptr;       // deepest matched node (== device_last when no host hit)
-    std::vector<std::uint32_t> device_page_list;   // device pages of the device-resident prefix
-    std::vector<Node*> host_chain;   // host-only nodes below device_last, parent first
+    std::size_t device_pages = 0;  // leading pages resident on device
+    std::size_t host_pages = 0;    // following pages resident on host only
+    Node* device_last = nullptr;   // deepest node of the device-resident prefix (root if none)
+    Node* host_last = nullptr;     // deepest matched node (== device_last when no host hit)
+    std::vector<std::uint32_t> device_page_list;  // device pages of the device-resident prefix
+    std::vector<Node*> host_chain;                // host-only nodes below device_last, parent first
 };
 
 class PrefixTree {
@@ -87,15 +87,16 @@ public:
 
     // Adds a new child of `parent` holding `keys` and `device_pages` (one per key). The first key
     // must not already be a child of parent.
-    Node* addChild(Node* parent, std::vector<PageKey> keys, std::vector<std::uint32_t> device_pages);
+    Node* addChild(Node* parent, std::vector<PageKey> keys,
+                   std::vector<std::uint32_t> device_pages);
 
     // Removes a leaf node (no children, no locks, no pending ops). Its pages must already be freed.
     void removeLeaf(Node* node);
 
     void lockDevice(Node* node, std::int64_t delta);  // path lock; delta +1 or -1
     void lockHost(Node* node, std::int64_t delta);
-    void touch(Node* node);                            // updates access clock on the path
-    void addHit(Node* node);                           // hit count + touch
+    void touch(Node* node);   // updates access clock on the path
+    void addHit(Node* node);  // hit count + touch
 
     // Must be called after any change to a node's pages, locks, pending ops or children, so the
     // evictable sets stay exact (also call for its parent when children change).

@@ -1,6 +1,6 @@
 // Back ends: device memory, pinned host memory, streams and events, with one CPU and one CUDA
-// implementation behind the same interface. The CPU back end stands in for a GPU: "device" memory is
-// host memory, and each stream is a worker thread that runs its queued work in order, so copies
+// implementation behind the same interface. The CPU back end stands in for a GPU: "device" memory
+// is host memory, and each stream is a worker thread that runs its queued work in order, so copies
 // finish later than they are issued, exactly as on a GPU stream.
 // Ownership: Memory blocks, streams and events are move-only or shared owners; a Stream must be
 // destroyed (or synchronized) before the memory its queued copies touch.
@@ -49,9 +49,11 @@ private:
 class Event {
 public:
     virtual ~Event() = default;
-    // True once every piece of work queued on the stream before record() has finished. Never blocks.
+    // True once every piece of work queued on the stream before record() has finished. Never
+    // blocks.
     virtual bool query() = 0;
-    // Blocks the calling thread until query() is true. Fails when the copy failed (kIoError/kInternal).
+    // Blocks the calling thread until query() is true. Fails when the copy failed
+    // (kIoError/kInternal).
     virtual Status wait() = 0;
     // Makes work later submitted to `native_stream` (a cudaStream_t on the CUDA back end, ignored
     // on CPU, where this blocks like wait()) wait for this event, without blocking the host.
@@ -86,9 +88,10 @@ public:
 };
 
 struct BackendOptions {
-    int device_index = 0;          // CUDA device ordinal (after CUDA_VISIBLE_DEVICES)
-    std::uint32_t jitter_us = 0;   // CPU back end: delay each queued job by a random 0..jitter_us
-    std::uint64_t jitter_seed = 0; // seed of that delay (per rank, so ranks finish at different times)
+    int device_index = 0;         // CUDA device ordinal (after CUDA_VISIBLE_DEVICES)
+    std::uint32_t jitter_us = 0;  // CPU back end: delay each queued job by a random 0..jitter_us
+    std::uint64_t jitter_seed =
+        0;  // seed of that delay (per rank, so ranks finish at different times)
 };
 
 class Backend {
@@ -102,7 +105,8 @@ public:
     static bool cudaAvailable() noexcept;
 
     virtual BackendKind kind() const noexcept = 0;
-    // Device memory (GPU memory, or plain host memory on CPU). Zero-filled. kResourceExhausted on OOM.
+    // Device memory (GPU memory, or plain host memory on CPU). Zero-filled. kResourceExhausted on
+    // OOM.
     virtual Result<Memory> allocateDevice(std::size_t size_bytes) = 0;
     // Host memory for host pools: pinned (cudaHostAlloc) on CUDA, page-aligned on CPU. Zero-filled.
     virtual Result<Memory> allocateHost(std::size_t size_bytes) = 0;

@@ -1,7 +1,8 @@
 // DevicePool: the layer-first KV arrays of one pool on one rank, indexed by token slot, in GPU
-// memory (CUDA back end) or host memory standing in for it (CPU back end); or adopted from the model
-// worker as raw per-layer pointers. Owns its memory unless adopted (then the worker's memory must
-// outlive the pool). Thread-safety: immutable after creation; the bytes are written by streams.
+// memory (CUDA back end) or host memory standing in for it (CPU back end); or adopted from the
+// model worker as raw per-layer pointers. Owns its memory unless adopted (then the worker's memory
+// must outlive the pool). Thread-safety: immutable after creation; the bytes are written by
+// streams.
 #pragma once
 
 #include <cstddef>
@@ -50,8 +51,8 @@ private:
     kernels::BackendKind kind_ = kernels::BackendKind::kCpu;
     std::size_t capacity_tokens_ = 0;
     std::uint32_t page_size_ = 0;
-    std::vector<kernels::Memory> owned_;   // empty when adopted
-    std::vector<std::byte*> layer_ptrs_;   // points into owned_ or worker memory
+    std::vector<kernels::Memory> owned_;  // empty when adopted
+    std::vector<std::byte*> layer_ptrs_;  // points into owned_ or worker memory
 };
 
 }  // namespace strata::pools

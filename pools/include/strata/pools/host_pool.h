@@ -1,6 +1,7 @@
 // HostPool: one pool's host tier on one rank: pinned memory (CUDA) or page-aligned memory (CPU) in
 // one of three layouts. Sized in tokens (whole pages), by ratio to the device pool or by bytes.
-// Owns its bytes. Thread-safety: immutable after creation; the bytes are written by streams and I/O.
+// Owns its bytes. Thread-safety: immutable after creation; the bytes are written by streams and
+// I/O.
 #pragma once
 
 #include <cstddef>
@@ -17,8 +18,8 @@ namespace strata::pools {
 // How a host pool's capacity is chosen: exactly one of tokens, ratio or bytes is non-zero.
 struct HostPoolSizing {
     std::size_t tokens = 0;
-    double ratio = 0.0;           // host tokens = ratio * device tokens
-    std::size_t bytes = 0;        // host tokens = bytes / bytes per token (all pools of the rank)
+    double ratio = 0.0;     // host tokens = ratio * device tokens
+    std::size_t bytes = 0;  // host tokens = bytes / bytes per token (all pools of the rank)
 };
 
 // Host capacity in tokens, rounded down to whole pages (at least one page). kInvalidArgument names

@@ -20,12 +20,12 @@ enum class PoolKind : std::uint8_t {
 std::string_view poolKindName(PoolKind kind) noexcept;
 
 struct PoolSpec {
-    std::string name;          // "kv"
+    std::string name;  // "kv"
     PoolKind kind = PoolKind::kMha;
     std::uint32_t num_layers = 0;
-    std::uint32_t num_buffers = 0;  // 2 for MHA (K, V), 1 for MLA
-    std::size_t row_bytes = 0;      // per token, per layer, per buffer, on this rank
-    bool sharded_across_tp = false; // page keys get a per-TP-rank suffix when true
+    std::uint32_t num_buffers = 0;   // 2 for MHA (K, V), 1 for MLA
+    std::size_t row_bytes = 0;       // per token, per layer, per buffer, on this rank
+    bool sharded_across_tp = false;  // page keys get a per-TP-rank suffix when true
 
     kernels::PoolGeometry geometry(std::uint32_t page_size) const noexcept {
         return {num_layers, num_buffers, row_bytes, page_size};
@@ -39,9 +39,9 @@ struct ModelPreset {
     std::uint32_t num_layers = 0;
     // Full-model shape, before TP sharding.
     PoolKind kind = PoolKind::kMha;
-    std::uint32_t kv_heads = 0;      // MHA/GQA
-    std::uint32_t head_dim = 0;      // MHA/GQA
-    std::size_t mla_row_bytes = 0;   // MLA (e.g. 576 * 2 = 1152)
+    std::uint32_t kv_heads = 0;     // MHA/GQA
+    std::uint32_t head_dim = 0;     // MHA/GQA
+    std::size_t mla_row_bytes = 0;  // MLA (e.g. 576 * 2 = 1152)
     std::uint32_t dtype_bytes = 2;
 };
 

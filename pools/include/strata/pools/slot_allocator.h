@@ -18,7 +18,8 @@ public:
     // An allocator over pages [0, num_pages). kInvalidArgument when page_size is 0.
     static Result<SlotAllocator> create(std::size_t num_pages, std::uint32_t page_size);
 
-    // Allocates n pages (all or nothing). kResourceExhausted (nothing allocated) when fewer are free.
+    // Allocates n pages (all or nothing). kResourceExhausted (nothing allocated) when fewer are
+    // free.
     Result<std::vector<std::uint32_t>> allocate(std::size_t n);
     // Frees pages. kFailedPrecondition naming the page when one is out of range or not allocated
     // (double free); nothing is freed in that case.

@@ -1,6 +1,7 @@
 // Broken invariants (bugs, never bad input): log and bring the whole job down.
 // The fatal handler defaults to std::abort(); comm/ installs one that calls MPI_Abort so that a
-// rank never exits alone and leaves its peers hung. Thread-safety: the handler is set once at start.
+// rank never exits alone and leaves its peers hung. Thread-safety: the handler is set once at
+// start.
 #pragma once
 
 #include <fmt/format.h>
@@ -19,10 +20,10 @@ void setFatalHandler(FatalHandler handler) noexcept;
 
 }  // namespace strata::core
 
-#define STRATA_CHECK(cond, ...)                                                              \
-    do {                                                                                     \
-        if (!(cond)) [[unlikely]] {                                                          \
+#define STRATA_CHECK(cond, ...)                                                                  \
+    do {                                                                                         \
+        if (!(cond)) [[unlikely]] {                                                              \
             ::strata::core::fatal(::fmt::format("check failed: {} ({}:{}): {}", #cond, __FILE__, \
-                                                __LINE__, ::fmt::format(__VA_ARGS__)));      \
-        }                                                                                    \
+                                                __LINE__, ::fmt::format(__VA_ARGS__)));          \
+        }                                                                                        \
     } while (0)

@@ -1,7 +1,7 @@
-// Page keys: key_i = H(key_{i-1} || tokens of page i), seeded by a namespace digest of the model id,
-// the pool layout signature and a tenant salt. Identical on every rank, node and run. Tree keys carry
-// no rank; storage keys of pools sharded across TP add a per-TP-rank suffix (never a CP rank).
-// Thread-safety: values and pure functions.
+// Page keys: key_i = H(key_{i-1} || tokens of page i), seeded by a namespace digest of the model
+// id, the pool layout signature and a tenant salt. Identical on every rank, node and run. Tree keys
+// carry no rank; storage keys of pools sharded across TP add a per-TP-rank suffix (never a CP
+// rank). Thread-safety: values and pure functions.
 #pragma once
 
 #include <cstdint>

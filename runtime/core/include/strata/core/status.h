@@ -14,16 +14,16 @@ namespace strata {
 // Closed set of codes. Add one only when a caller branches on it.
 enum class StatusCode : int {
     kOk = 0,
-    kInvalidArgument,   // bad configuration, option, trace line or parameter
-    kNotFound,          // a key, file or preset that does not exist
-    kResourceExhausted, // a pool, slot allocator or budget is full
+    kInvalidArgument,    // bad configuration, option, trace line or parameter
+    kNotFound,           // a key, file or preset that does not exist
+    kResourceExhausted,  // a pool, slot allocator or budget is full
     kFailedPrecondition,
-    kIoError,           // file system, HDF5 or transport failure
-    kDataLoss,          // checksum mismatch, torn or corrupt data
-    kUnavailable,       // a peer or device is not reachable
+    kIoError,      // file system, HDF5 or transport failure
+    kDataLoss,     // checksum mismatch, torn or corrupt data
+    kUnavailable,  // a peer or device is not reachable
     kTimeout,
-    kNotSupported,      // the back end cannot do this (capability missing)
-    kInternal,          // a broken invariant (a bug)
+    kNotSupported,  // the back end cannot do this (capability missing)
+    kInternal,      // a broken invariant (a bug)
 };
 
 std::string_view statusCodeName(StatusCode code) noexcept;
@@ -59,7 +59,7 @@ Status makeError(StatusCode code, const char* file, int line, std::string messag
 template <typename T>
 class [[nodiscard]] Result {
 public:
-    Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+    Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
     Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
         if (status_.isOk()) {
             status_ = Status(StatusCode::kInternal, "Result constructed from an OK status");
@@ -91,9 +91,9 @@ private:
 #define STRATA_CONCAT_INNER_(a, b) a##b
 #define STRATA_CONCAT_(a, b) STRATA_CONCAT_INNER_(a, b)
 
-#define STRATA_RETURN_IF_ERROR(expr)                  \
-    do {                                              \
-        ::strata::Status strata_status_ = (expr);     \
+#define STRATA_RETURN_IF_ERROR(expr)                       \
+    do {                                                   \
+        ::strata::Status strata_status_ = (expr);          \
         if (!strata_status_.isOk()) return strata_status_; \
     } while (0)
 

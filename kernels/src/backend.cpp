@@ -1,0 +1,65 @@
+#include "strata/kernels/backend.h"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "backend_impl.h"
+#include "strata/config.h"
+
+namespace strata::kernels {
+
+std::string_view backendKindName(BackendKind kind) noexcept {
+    switch (kind) {
+        case BackendKind::kCpu:
+            return "cpu";
+        case BackendKind::kCuda:
+            return "cuda";
+    }
+    return "unknown";
+}
+
+Memory::Memory(Memory&& other) noexcept
+    : ptr_(std::exchange(other.ptr_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      free_(std::exchange(other.free_, nullptr)) {}
+
+Memory& Memory::operator=(Memory&& other) noexcept {
+    if (this != &other) {
+        if (ptr_ != nullptr && free_ != nullptr) free_(ptr_, size_);
+        ptr_ = std::exchange(other.ptr_, nullptr);
+        size_ = std::exchange(other.size_, 0);
+        free_ = std::exchange(other.free_, nullptr);
+    }
+    return *this;
+}
+
+Memory::~Memory() {
+    if (ptr_ != nullptr && free_ != nullptr) free_(ptr_, size_);
+}
+
+Result<std::unique_ptr<Backend>> Backend::create(BackendKind kind, const BackendOptions& options) {
+    switch (kind) {
+        case BackendKind::kCpu:
+            return detail::createCpuBackend(options);
+        case BackendKind::kCuda:
+#if STRATA_HAVE_CUDA
+            return detail::createCudaBackend(options);
+#else
+            return STRATA_ERROR(StatusCode::kNotSupported,
+                                "this build of strata has no CUDA support (STRATA_ENABLE_CUDA)");
+#endif
+    }
+    return STRATA_ERROR(StatusCode::kInvalidArgument, "unknown back end kind {}",
+                        static_cast<int>(kind));
+}
+
+bool Backend::cudaAvailable() noexcept {
+#if STRATA_HAVE_CUDA
+    return detail::cudaDeviceCount() > 0;
+#else
+    return false;
+#endif
+}
+
+}  // namespace strata::kernels

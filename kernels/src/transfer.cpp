@@ -1,0 +1,171 @@
+#include "strata/kernels/transfer.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace strata::kernels {
+
+std::string_view hostLayoutName(HostLayout layout) noexcept {
+    switch (layout) {
+        case HostLayout::kLayerFirst:
+            return "layer_first";
+        case HostLayout::kPageFirst:
+            return "page_first";
+        case HostLayout::kPageFirstDirect:
+            return "page_first_direct";
+    }
+    return "unknown";
+}
+
+Result<HostLayout> parseHostLayout(std::string_view name) {
+    for (HostLayout layout :
+         {HostLayout::kLayerFirst, HostLayout::kPageFirst, HostLayout::kPageFirstDirect}) {
+        if (name == hostLayoutName(layout)) return layout;
+    }
+    return STRATA_ERROR(StatusCode::kInvalidArgument,
+                        "unknown host layout '{}' (expected layer_first, page_first or "
+                        "page_first_direct)",
+                        name);
+}
+
+Status PoolGeometry::validate() const {
+    if (num_layers == 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "num_layers is 0");
+    if (num_buffers == 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "num_buffers is 0");
+    if (row_bytes == 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "row_bytes is 0");
+    if (page_size == 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "page_size is 0");
+    return Status::ok();
+}
+
+std::size_t hostRowOffset(const PoolGeometry& g, const HostView& host, std::uint32_t buffer,
+                          std::uint32_t layer, std::size_t token) noexcept {
+    const std::size_t plane = std::size_t{buffer} * g.num_layers + layer;  // (buffer, layer)
+    switch (host.layout) {
+        case HostLayout::kLayerFirst:
+            return (plane * host.capacity_tokens + token) * g.row_bytes;
+        case HostLayout::kPageFirst:
+            return token * g.bytesPerToken() + plane * g.row_bytes;
+        case HostLayout::kPageFirstDirect: {
+            const std::size_t page = token / g.page_size;
+            const std::size_t in_page = token % g.page_size;
+            return page * g.bytesPerPage() + (plane * g.page_size + in_page) * g.row_bytes;
+        }
+    }
+    return 0;
+}
+
+std::size_t hostBytes(const PoolGeometry& g, std::size_t capacity_tokens) noexcept {
+    return capacity_tokens * g.bytesPerToken();
+}
+
+Status validateCopy(const PoolGeometry& g, const DeviceView& dev, const HostView& host,
+                    std::span<const PageCopy> pages, std::uint32_t layer_begin,
+                    std::uint32_t layer_end) {
+    STRATA_RETURN_IF_ERROR(g.validate());
+    if (layer_begin >= layer_end || layer_end > g.num_layers) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "bad layer range [{}, {}) for a pool of {} layers", layer_begin,
+                            layer_end, g.num_layers);
+    }
+    if (pages.empty()) return Status::ok();
+    if (dev.layer_ptrs == nullptr) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "device view has no layer pointers");
+    }
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
+            if (dev.layer_ptrs[std::size_t{b} * g.num_layers + l] == nullptr) {
+                return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                    "device layer pointer of buffer {} layer {} is null", b, l);
+            }
+        }
+    }
+    if (host.base == nullptr) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "host view has a null base");
+    }
+    const std::size_t device_pages = dev.capacity_tokens / g.page_size;
+    const std::size_t host_pages = host.capacity_tokens / g.page_size;
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+        if (pages[i].device_page >= device_pages) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "copy {}: device page {} out of range (device pool has {} pages)",
+                                i, pages[i].device_page, device_pages);
+        }
+        if (pages[i].host_page >= host_pages) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "copy {}: host page {} out of range (host pool has {} pages)", i,
+                                pages[i].host_page, host_pages);
+        }
+    }
+    return Status::ok();
+}
+
+namespace {
+
+// Accumulates (device, host, length) pieces and issues one memcpy per run that is contiguous on
+// both sides, so that consecutive pages of layer_first pools (and whole single-plane pools) move
+// with one call.
+class RunCopier {
+public:
+    explicit RunCopier(Direction dir) noexcept : dir_(dir) {}
+    ~RunCopier() { flush(); }
+    RunCopier(const RunCopier&) = delete;
+    RunCopier& operator=(const RunCopier&) = delete;
+
+    void add(std::byte* device, std::byte* host, std::size_t len) noexcept {
+        if (len_ != 0 && device == device_ + len_ && host == host_ + len_) {
+            len_ += len;
+            return;
+        }
+        flush();
+        device_ = device;
+        host_ = host;
+        len_ = len;
+    }
+
+    void flush() noexcept {
+        if (len_ == 0) return;
+        if (dir_ == Direction::kDeviceToHost) {
+            std::memcpy(host_, device_, len_);
+        } else {
+            std::memcpy(device_, host_, len_);
+        }
+        len_ = 0;
+    }
+
+private:
+    Direction dir_;
+    std::byte* device_ = nullptr;
+    std::byte* host_ = nullptr;
+    std::size_t len_ = 0;
+};
+
+}  // namespace
+
+void copyPagesCpu(const PoolGeometry& g, const DeviceView& dev, const HostView& host,
+                  std::span<const PageCopy> pages, std::uint32_t layer_begin,
+                  std::uint32_t layer_end, Direction dir) noexcept {
+    const std::size_t chunk = std::size_t{g.page_size} * g.row_bytes;  // a page of one plane
+    RunCopier copier(dir);
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
+            std::byte* plane = dev.layer_ptrs[std::size_t{b} * g.num_layers + l];
+            for (const PageCopy& pc : pages) {
+                std::byte* device = plane + std::size_t{pc.device_page} * chunk;
+                const std::size_t first_token = std::size_t{pc.host_page} * g.page_size;
+                if (host.layout == HostLayout::kPageFirst) {
+                    // Host rows of one (buffer, layer) are bytesPerToken apart: row by row.
+                    for (std::uint32_t t = 0; t < g.page_size; ++t) {
+                        copier.add(device + std::size_t{t} * g.row_bytes,
+                                   host.base + hostRowOffset(g, host, b, l, first_token + t),
+                                   g.row_bytes);
+                    }
+                } else {
+                    copier.add(device, host.base + hostRowOffset(g, host, b, l, first_token),
+                               chunk);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace strata::kernels

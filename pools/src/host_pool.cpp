@@ -1,0 +1,91 @@
+#include "strata/pools/host_pool.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <string>
+
+namespace strata::pools {
+
+Result<std::size_t> hostCapacityTokens(const HostPoolSizing& sizing, std::size_t device_tokens,
+                                       std::size_t bytes_per_token, std::uint32_t page_size) {
+    if (page_size == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "host pool sizing: page_size is 0");
+    }
+    std::string set;
+    if (sizing.tokens != 0) set += "tokens";
+    if (sizing.ratio != 0.0) set += set.empty() ? "ratio" : ", ratio";  // NaN counts as set
+    if (sizing.bytes != 0) set += set.empty() ? "bytes" : ", bytes";
+    if (set.empty()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool sizing is empty: set one of tokens, ratio or bytes");
+    }
+    if (set.find(',') != std::string::npos) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool sizing is ambiguous: {} are all set, set exactly one", set);
+    }
+
+    std::size_t tokens = 0;
+    const char* field = "tokens";
+    if (sizing.tokens != 0) {
+        tokens = sizing.tokens;
+    } else if (sizing.ratio != 0.0) {
+        field = "ratio";
+        if (!std::isfinite(sizing.ratio) || sizing.ratio < 0.0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "host pool ratio {} must be a finite positive number",
+                                sizing.ratio);
+        }
+        const double t = std::floor(sizing.ratio * static_cast<double>(device_tokens));
+        if (t >= 9.0e18) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "host pool ratio {} of {} device tokens is too large", sizing.ratio,
+                                device_tokens);
+        }
+        tokens = static_cast<std::size_t>(t);
+    } else {
+        field = "bytes";
+        if (bytes_per_token == 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "host pool bytes sizing needs a non-zero bytes per token");
+        }
+        tokens = sizing.bytes / bytes_per_token;
+    }
+    const std::size_t rounded = tokens / page_size * page_size;
+    if (rounded == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool {} gives {} tokens, less than one page of {} tokens", field,
+                            tokens, page_size);
+    }
+    return rounded;
+}
+
+Result<HostPool> HostPool::create(kernels::Backend& backend, const PoolSpec& spec,
+                                  std::size_t capacity_tokens, std::uint32_t page_size,
+                                  kernels::HostLayout layout) {
+    const kernels::PoolGeometry g = spec.geometry(page_size);
+    Status s = g.validate();
+    if (!s.isOk()) return s.withContext(fmt::format("host pool '{}'", spec.name));
+    const std::size_t capacity = capacity_tokens / page_size * page_size;
+    if (capacity == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool '{}': capacity of {} tokens is less than one page of {}",
+                            spec.name, capacity_tokens, page_size);
+    }
+    HostPool pool;
+    STRATA_ASSIGN_OR_RETURN(pool.memory_, backend.allocateHost(kernels::hostBytes(g, capacity)));
+    pool.spec_ = spec;
+    pool.layout_ = layout;
+    pool.capacity_tokens_ = capacity;
+    pool.page_size_ = page_size;
+    return pool;
+}
+
+std::span<std::byte> HostPool::pageBlob(std::uint32_t page) const noexcept {
+    if (layout_ == kernels::HostLayout::kLayerFirst || page >= numPages()) return {};
+    // Both page-first layouts keep a page's tokens [p * P, (p + 1) * P) in one contiguous blob.
+    const std::size_t page_bytes = geometry().bytesPerPage();
+    return {memory_.data() + std::size_t{page} * page_bytes, page_bytes};
+}
+
+}  // namespace strata::pools

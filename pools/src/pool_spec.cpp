@@ -1,0 +1,112 @@
+#include "strata/pools/pool_spec.h"
+
+#include <fmt/format.h>
+
+namespace strata::pools {
+
+std::string_view poolKindName(PoolKind kind) noexcept {
+    switch (kind) {
+        case PoolKind::kMha:
+            return "mha";
+        case PoolKind::kMla:
+            return "mla";
+    }
+    return "unknown";
+}
+
+const std::vector<ModelPreset>& modelPresets() {
+    static const std::vector<ModelPreset> presets = [] {
+        std::vector<ModelPreset> v;
+        {
+            ModelPreset p;
+            p.name = "llama3-8b";
+            p.description = "Llama-3-8B: GQA, 32 layers, 8 KV heads x 128, bf16";
+            p.num_layers = 32;
+            p.kind = PoolKind::kMha;
+            p.kv_heads = 8;
+            p.head_dim = 128;
+            p.dtype_bytes = 2;
+            v.push_back(p);
+        }
+        {
+            ModelPreset p;
+            p.name = "qwen3-30b-a3b";
+            p.description = "Qwen3-30B-A3B: GQA, 48 layers, 4 KV heads x 128, bf16";
+            p.num_layers = 48;
+            p.kind = PoolKind::kMha;
+            p.kv_heads = 4;
+            p.head_dim = 128;
+            p.dtype_bytes = 2;
+            v.push_back(p);
+        }
+        {
+            ModelPreset p;
+            p.name = "deepseek-v3";
+            p.description = "DeepSeek-V3: MLA, 61 layers, 576 bf16 values (1152 bytes) per row";
+            p.num_layers = 61;
+            p.kind = PoolKind::kMla;
+            p.mla_row_bytes = 576 * 2;
+            p.dtype_bytes = 2;
+            v.push_back(p);
+        }
+        {
+            ModelPreset p;
+            p.name = "deepseek-v3.2";
+            p.description =
+                "DeepSeek-V3.2: MLA, 61 layers, 656-byte FP8-scaled rows (512 fp8 + 4 fp32 "
+                "scales + 64 bf16 rope); main KV pool only, the DSA indexer pool comes later";
+            p.num_layers = 61;
+            p.kind = PoolKind::kMla;
+            p.mla_row_bytes = 656;
+            p.dtype_bytes = 1;
+            v.push_back(p);
+        }
+        return v;
+    }();
+    return presets;
+}
+
+Result<std::vector<PoolSpec>> poolsForModel(std::string_view preset_name, std::uint32_t layers,
+                                            std::uint32_t tp_size) {
+    const ModelPreset* preset = nullptr;
+    std::string known;
+    for (const ModelPreset& p : modelPresets()) {
+        if (p.name == preset_name) preset = &p;
+        known += known.empty() ? p.name : ", " + p.name;
+    }
+    if (preset == nullptr) {
+        return STRATA_ERROR(StatusCode::kNotFound, "unknown model preset '{}' (known: {})",
+                            preset_name, known);
+    }
+    if (tp_size == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "tp size is 0 for model '{}'",
+                            preset->name);
+    }
+    if (layers > preset->num_layers) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "layers {} exceed the {} layers of model '{}'", layers,
+                            preset->num_layers, preset->name);
+    }
+    PoolSpec kv;
+    kv.name = "kv";
+    kv.kind = preset->kind;
+    kv.num_layers = layers == 0 ? preset->num_layers : layers;
+    if (preset->kind == PoolKind::kMha) {
+        if (preset->kv_heads % tp_size != 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "tp size {} does not divide the {} kv heads of model '{}'", tp_size,
+                                preset->kv_heads, preset->name);
+        }
+        kv.num_buffers = 2;
+        kv.row_bytes =
+            std::size_t{preset->kv_heads / tp_size} * preset->head_dim * preset->dtype_bytes;
+        kv.sharded_across_tp = true;
+    } else {
+        kv.num_buffers = 1;
+        kv.row_bytes = preset->mla_row_bytes;
+        kv.sharded_across_tp = false;  // the latent is replicated on every TP rank
+    }
+    return std::vector<PoolSpec>{kv};
+}
+
+}  // namespace strata::pools

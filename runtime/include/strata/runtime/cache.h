@@ -1,0 +1,91 @@
+// Cache: the C++ API a model worker calls, one per rank. It owns the back end, the device and host
+// pools of the model, and the controller; it computes page keys from tokens. Scheduler loop:
+//   step(); for each new request: admit(); launchLoads(); per layer: waitLayer(), compute;
+//   insert(); release();
+// Ownership: borrows the decision group (must outlive the Cache). Thread-safety: one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "strata/comm/decision_group.h"
+#include "strata/controller/cache_controller.h"
+#include "strata/core/page_key.h"
+#include "strata/core/status.h"
+#include "strata/kernels/backend.h"
+#include "strata/pools/device_pool.h"
+#include "strata/pools/host_pool.h"
+#include "strata/pools/pool_spec.h"
+
+namespace strata::runtime {
+
+using controller::Admission;
+using controller::RequestId;
+
+struct CacheOptions {
+    std::string model = "llama3-8b";  // a preset of pools::modelPresets()
+    std::uint32_t layers = 0;         // 0: the model's own layer count
+    std::uint32_t page_size = 64;
+    std::size_t device_tokens = 32768;
+    pools::HostPoolSizing host{.tokens = 131072};
+    kernels::HostLayout host_layout = kernels::HostLayout::kPageFirst;
+    controller::WritePolicy write_policy = controller::WritePolicy::kWriteThrough;
+    controller::EvictionPolicy eviction = controller::EvictionPolicy::kLru;
+    kernels::BackendKind backend = kernels::BackendKind::kCpu;
+    kernels::BackendOptions backend_options;
+    std::size_t load_back_threshold_tokens = 0;
+    bool check_consistency = false;
+    int tp_rank = 0;
+    int tp_size = 1;
+    std::string tenant_salt;
+};
+
+class Cache {
+public:
+    // Builds the pools of the model on the chosen back end and the controller. Fails with the
+    // error of the first part that cannot be built (unknown model, bad sizes, no GPU, OOM).
+    static Result<std::unique_ptr<Cache>> create(const CacheOptions& options,
+                                                 comm::DecisionGroup& group);
+    ~Cache();
+
+    // Page keys of the full pages of `tokens` in this cache's namespace.
+    std::vector<core::PageKey> keysFor(std::span<const std::int32_t> tokens) const;
+
+    // Reusable prefix length in tokens (device + host) without admitting anything.
+    std::size_t matchTokens(std::span<const std::int32_t> tokens);
+
+    // See CacheController::admit. The Admission lists the device page of every prompt page.
+    Result<Admission> admit(RequestId id, std::span<const std::int32_t> tokens);
+    Status launchLoads() { return controller_->launchLoads(); }
+    Status waitLayer(RequestId id, std::uint32_t layer, void* native_stream = nullptr) {
+        return controller_->waitLayer(id, layer, native_stream);
+    }
+    Status insert(RequestId id) { return controller_->insert(id); }
+    Status release(RequestId id) { return controller_->release(id); }
+    Status step() { return controller_->step(); }
+    Status drain() { return controller_->drain(); }
+
+    const CacheOptions& options() const noexcept { return options_; }
+    kernels::Backend& backend() noexcept { return *backend_; }
+    const std::vector<pools::PoolSpec>& poolSpecs() const noexcept { return specs_; }
+    const std::vector<pools::DevicePool>& devicePools() const noexcept { return device_pools_; }
+    const std::vector<pools::HostPool>& hostPools() const noexcept { return host_pools_; }
+    controller::CacheController& controller() noexcept { return *controller_; }
+    std::uint32_t numLayers() const noexcept;
+    std::size_t hostCapacityTokens() const noexcept;
+
+private:
+    Cache() = default;
+    CacheOptions options_;
+    core::PageKey seed_;
+    std::unique_ptr<kernels::Backend> backend_;
+    std::vector<pools::PoolSpec> specs_;
+    std::vector<pools::DevicePool> device_pools_;  // must outlive controller_
+    std::vector<pools::HostPool> host_pools_;      // must outlive controller_
+    std::unique_ptr<controller::CacheController> controller_;
+};
+
+}  // namespace strata::runtime

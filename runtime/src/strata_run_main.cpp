@@ -1,0 +1,283 @@
+// strata-run: the main job. Runs every rank as a model worker would on a synthetic agentic workload
+// (or a trace), verifies every byte it loads back, and writes a JSON report (rank 0, job totals).
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "run_worker.h"
+#include "strata/comm/consistency.h"
+#include "strata/comm/grid.h"
+#include "strata/comm/job_collectives.h"
+#include "strata/comm/mpi_context.h"
+#include "strata/comm/mpi_decision_group.h"
+#include "strata/core/check.h"
+#include "strata/core/log.h"
+#include "strata/pools/pool_spec.h"
+#include "strata/runtime/report.h"
+#include "strata/runtime/run_config.h"
+#include "strata/runtime/workload.h"
+
+namespace strata::runtime {
+namespace {
+
+// Request list <-> bytes, so that rank 0 of a replica can send it to the others.
+std::vector<std::byte> encodeRequests(const std::vector<RequestSpec>& requests) {
+    std::vector<std::byte> out;
+    auto put = [&](const void* p, std::size_t n) {
+        const auto* b = static_cast<const std::byte*>(p);
+        out.insert(out.end(), b, b + n);
+    };
+    std::uint64_t count = requests.size();
+    put(&count, sizeof count);
+    for (const auto& r : requests) {
+        std::uint64_t n = r.tokens.size();
+        put(&r.id, sizeof r.id);
+        put(&r.session, sizeof r.session);
+        put(&r.turn, sizeof r.turn);
+        put(&n, sizeof n);
+        put(r.tokens.data(), n * sizeof(std::int32_t));
+    }
+    return out;
+}
+
+Result<std::vector<RequestSpec>> decodeRequests(const std::vector<std::byte>& in) {
+    std::size_t off = 0;
+    auto get = [&](void* p, std::size_t n) {
+        if (off + n > in.size()) return false;
+        std::memcpy(p, in.data() + off, n);
+        off += n;
+        return true;
+    };
+    std::uint64_t count = 0;
+    if (!get(&count, sizeof count)) {
+        return STRATA_ERROR(StatusCode::kDataLoss, "request list truncated");
+    }
+    std::vector<RequestSpec> out(count);
+    for (auto& r : out) {
+        std::uint64_t n = 0;
+        if (!get(&r.id, sizeof r.id) || !get(&r.session, sizeof r.session) ||
+            !get(&r.turn, sizeof r.turn) || !get(&n, sizeof n)) {
+            return STRATA_ERROR(StatusCode::kDataLoss, "request list truncated");
+        }
+        r.tokens.resize(n);
+        if (!get(r.tokens.data(), n * sizeof(std::int32_t))) {
+            return STRATA_ERROR(StatusCode::kDataLoss, "request list truncated");
+        }
+    }
+    return out;
+}
+
+Result<std::vector<RequestSpec>> makeRequests(const RunConfig& cfg, int dp_rank) {
+    if (cfg.workload != "synthetic") {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "workload '{}' is not available yet (only 'synthetic')", cfg.workload);
+    }
+    SyntheticWorkload w;
+    w.requests = cfg.requests;
+    // Contexts up to 8K tokens keep the default run under a minute on two cores while still
+    // overflowing the default device pool several times over.
+    w.max_context_tokens = 8192;
+    // DP replicas serve different requests.
+    w.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(dp_rank);
+    return generateSynthetic(w);
+}
+
+class ConsistencyObserver final : public RoundObserver {
+public:
+    explicit ConsistencyObserver(comm::DecisionGroup& group) : checker_(group) {}
+    Status afterStep(std::uint64_t round, std::uint64_t digest) override {
+        return checker_.check(digest, fmt::format("after step of round {}", round));
+    }
+    const comm::ConsistencyChecker& checker() const { return checker_; }
+
+private:
+    comm::ConsistencyChecker checker_;
+};
+
+// Sums the ranks' reports into job totals on every rank. Request-level figures are counted once
+// per replica (its rank 0 reports them), page and byte figures on every rank.
+Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
+    const bool leader = place.replica_rank == 0;
+    std::vector<std::uint64_t> u = {
+        leader ? r->requests : 0,
+        leader ? r->prompt_tokens : 0,
+        leader ? r->computed_tokens : 0,
+        leader ? r->hit_tokens.device : 0,
+        leader ? r->hit_tokens.host : 0,
+        r->pages_verified,
+        r->pages_mismatched,
+        r->d2h.bytes,
+        r->d2h.pages,
+        r->h2d.bytes,
+        r->h2d.pages,
+        r->backups,
+        r->loads,
+        r->evictions.device_pages,
+        r->evictions.host_pages,
+        r->write_back_pages,
+        r->dropped_pages,
+        r->rejected_admissions,
+    };
+    STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
+    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds};
+    STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
+    std::vector<double> maxes = {r->elapsed_seconds, static_cast<double>(r->rounds),
+                                 r->sync.mean_us, r->sync.p99_us,
+                                 static_cast<double>(r->sync.rounds)};
+    STRATA_RETURN_IF_ERROR(comm::allReduceMax(grid.world(), maxes));
+    std::size_t i = 0;
+    r->requests = u[i++];
+    r->prompt_tokens = u[i++];
+    r->computed_tokens = u[i++];
+    r->hit_tokens.device = u[i++];
+    r->hit_tokens.host = u[i++];
+    r->pages_verified = u[i++];
+    r->pages_mismatched = u[i++];
+    r->d2h.bytes = u[i++];
+    r->d2h.pages = u[i++];
+    r->h2d.bytes = u[i++];
+    r->h2d.pages = u[i++];
+    r->backups = u[i++];
+    r->loads = u[i++];
+    r->evictions.device_pages = u[i++];
+    r->evictions.host_pages = u[i++];
+    r->write_back_pages = u[i++];
+    r->dropped_pages = u[i++];
+    r->rejected_admissions = u[i++];
+    r->d2h.seconds = sums[0];
+    r->h2d.seconds = sums[1];
+    r->elapsed_seconds = maxes[0];
+    r->rounds = static_cast<std::uint64_t>(maxes[1]);
+    r->sync.mean_us = maxes[2];
+    r->sync.p99_us = maxes[3];
+    r->sync.rounds = static_cast<std::uint64_t>(maxes[4]);
+    return Status::ok();
+}
+
+int fail(const comm::MpiContext* ctx, const Status& s) {
+    core::logger("runtime").error("strata-run failed: {}", s.toString());
+    if (ctx != nullptr && ctx->worldSize() > 1) core::fatal("strata-run failed; stopping the job");
+    return 1;
+}
+
+int run(int argc, char** argv) {
+    auto ctx_r = comm::MpiContext::create(&argc, &argv);
+    if (!ctx_r.isOk()) {
+        std::fprintf(stderr, "strata-run: %s\n", ctx_r.status().toString().c_str());
+        return 1;
+    }
+    comm::MpiContext& ctx = *ctx_r;
+    const int world_rank = ctx.worldRank();
+    core::setLogRank(world_rank);
+    auto& log = core::logger("runtime");
+
+    // Every rank parses the same arguments, so every rank takes the same branch here.
+    auto cfg_r = loadRunConfig(argc, argv);
+    if (!cfg_r.isOk()) {
+        if (world_rank == 0)
+            std::fprintf(stderr, "strata-run: %s\n", cfg_r.status().message().c_str());
+        return 2;
+    }
+    RunConfig cfg = std::move(cfg_r).value();
+    if (cfg.help) {
+        if (world_rank == 0) std::printf("%s", runConfigHelp().c_str());
+        return 0;
+    }
+    if (cfg.list_models) {
+        if (world_rank == 0) {
+            for (const auto& p : pools::modelPresets()) {
+                std::printf("%-16s %s\n", p.name.c_str(), p.description.c_str());
+            }
+        }
+        return 0;
+    }
+    spdlog::level::level_enum level;
+    if (core::parseLogLevel(cfg.log_level, &level)) core::setLogLevel(level);
+
+    auto grid_r = comm::Grid::create(
+        comm::MpiComm::world(),
+        {static_cast<int>(cfg.tp), static_cast<int>(cfg.cp), static_cast<int>(cfg.pp)});
+    if (!grid_r.isOk()) {
+        if (world_rank == 0)
+            std::fprintf(stderr, "strata-run: %s\n", grid_r.status().message().c_str());
+        return 2;
+    }
+    comm::Grid& grid = *grid_r;
+    auto group_r = comm::MpiDecisionGroup::create(grid);
+    if (!group_r.isOk()) return fail(&ctx, group_r.status());
+    comm::MpiDecisionGroup& group = *group_r;
+    if (world_rank == 0) {
+        log.info("effective configuration:\n{}", describe(cfg));
+        log.info("grid: {}", grid.describe());
+    }
+
+    RankPlace place;
+    place.world_rank = world_rank;
+    place.world_size = ctx.worldSize();
+    place.tp_rank = grid.tpRank();
+    place.tp_size = grid.tpSize();
+    place.cp_rank = grid.cpRank();
+    place.cp_size = grid.cpSize();
+    place.pp_rank = grid.ppRank();
+    place.pp_size = grid.ppSize();
+    place.dp_rank = grid.dpRank();
+    place.dp_size = grid.dpSize();
+    place.replica_rank = grid.replicaRank();
+
+    // Rank 0 of each replica makes the request list; the replica's ranks get the same one.
+    std::vector<std::byte> encoded;
+    if (place.replica_rank == 0) {
+        auto reqs = makeRequests(cfg, place.dp_rank);
+        if (!reqs.isOk()) return fail(&ctx, reqs.status());
+        encoded = encodeRequests(*reqs);
+    }
+    if (Status s = comm::broadcastBytes(grid.replicaComm(), &encoded, 0); !s.isOk()) {
+        return fail(&ctx, s);
+    }
+    auto requests = decodeRequests(encoded);
+    if (!requests.isOk()) return fail(&ctx, requests.status());
+
+    std::unique_ptr<ConsistencyObserver> observer;
+    if (cfg.check_consistency) observer = std::make_unique<ConsistencyObserver>(group);
+    auto report_r = runWorker(cfg, place, *requests, group, observer.get());
+    if (!report_r.isOk()) return fail(&ctx, report_r.status());
+    RunReport report = std::move(report_r).value();
+
+    comm::SyncStats sync = comm::summarizeSamples(group.syncSamplesUs());
+    report.sync.rounds = sync.rounds;
+    report.sync.mean_us = sync.mean_us;
+    report.sync.p99_us = sync.p99_us;
+    if (Status s = aggregate(grid, place, &report); !s.isOk()) return fail(&ctx, s);
+    report.ranks = static_cast<std::uint32_t>(ctx.worldSize());
+    report.tp = cfg.tp;
+    report.cp = cfg.cp;
+    report.pp = cfg.pp;
+    report.dp = static_cast<std::uint32_t>(grid.dpSize());
+    if (observer) {
+        report.consistency.rounds_checked = observer->checker().roundsChecked();
+        report.consistency.divergences = observer->checker().divergences();
+    }
+    report.config = configToJson(cfg);
+
+    STRATA_CHECK(report.prompt_tokens == report.computed_tokens + report.hit_tokens.total(),
+                 "token accounting: {} prompt != {} computed + {} hit", report.prompt_tokens,
+                 report.computed_tokens, report.hit_tokens.total());
+    if (world_rank == 0) {
+        std::printf("%s", summaryText(report).c_str());
+        if (!cfg.report_path.empty()) {
+            if (Status s = writeJson(report, cfg.report_path); !s.isOk()) return fail(&ctx, s);
+            std::printf("report written to %s\n", cfg.report_path.c_str());
+        }
+    }
+    if (report.pages_mismatched > 0) {
+        if (world_rank == 0) log.error("{} pages failed verification", report.pages_mismatched);
+        return 3;
+    }
+    return 0;
+}
+
+}  // namespace
+}  // namespace strata::runtime
+
+int main(int argc, char** argv) { return strata::runtime::run(argc, argv); }
