@@ -24,7 +24,7 @@ if(NOT STRATA_ENABLE_CUDA STREQUAL "OFF")
     find_package(CUDAToolkit)
     if(CUDAToolkit_FOUND)
       set(STRATA_HAVE_CUDA 1)
-      set(CMAKE_CUDA_STANDARD 20)
+      set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 has no C++20 dialect flag for nvcc
       set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     endif()
   endif()

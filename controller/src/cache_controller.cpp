@@ -118,6 +118,13 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                                 p.device->numPages(), p.host->numPages(), device_pages, host_pages);
         }
     }
+    // Ranks may have been given different memory (per-node budgets, PP stages with different bytes
+    // per token): they all use the smallest page counts of the replica, so allocators stay equal.
+    for (std::size_t* pages : {&device_pages, &host_pages}) {
+        std::vector<std::uint64_t> all;
+        STRATA_RETURN_IF_ERROR(group.gatherDigests(*pages, &all));
+        for (std::uint64_t p : all) *pages = std::min<std::size_t>(*pages, p);
+    }
     STRATA_ASSIGN_OR_RETURN(auto dev_alloc,
                             pools::SlotAllocator::create(device_pages, config.page_size));
     STRATA_ASSIGN_OR_RETURN(auto host_alloc,
@@ -159,14 +166,28 @@ MatchResult CacheController::match(std::span<const PageKey> keys) { return tree_
 // ---------------------------------------------------------------------------------------------
 // Allocation and eviction
 
+void CacheController::note(std::uint64_t a, std::uint64_t b) {
+    decision_digest_ = core::foldDigest(core::foldDigest(decision_digest_, a), b);
+}
+
 Result<std::vector<std::uint32_t>> CacheController::allocateDevice(std::size_t pages) {
     if (device_alloc_.freePages() < pages) evictDevice(pages - device_alloc_.freePages());
-    return device_alloc_.allocate(pages);
+    auto r = device_alloc_.allocate(pages);
+    note(0xA110CD, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
+    return r;
 }
 
 Result<std::vector<std::uint32_t>> CacheController::allocateHost(std::size_t pages) {
     if (host_alloc_.freePages() < pages) evictHost(pages - host_alloc_.freePages(), {});
-    return host_alloc_.allocate(pages);
+    ++host_allocations_;
+    Result<std::vector<std::uint32_t>> r =
+        host_allocations_ == config_.fail_host_allocation
+            ? Result<std::vector<std::uint32_t>>(
+                  STRATA_ERROR(StatusCode::kResourceExhausted,
+                               "injected host allocation failure (#{})", host_allocations_))
+            : host_alloc_.allocate(pages);
+    note(0xA110C4, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
+    return r;
 }
 
 void CacheController::freeDevicePages(std::span<const std::uint32_t> pages) {
@@ -340,6 +361,8 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     if (host_pages * P < config_.load_back_threshold_tokens) host_pages = 0;
     const std::size_t total_pages = (prompt_tokens + P - 1) / P;
     const std::size_t need = total_pages - m.device_pages;
+    note(0xAD1117, id);
+    note(m.device_pages, host_pages);
 
     tree_.lockDevice(m.device_last, +1);
     if (host_pages > 0) tree_.lockHost(m.host_last, +1);
@@ -514,6 +537,7 @@ Status CacheController::insert(RequestId id) {
         return STRATA_ERROR(StatusCode::kFailedPrecondition, "request {} inserted twice", id);
     }
     req.inserted = true;
+    note(0x125E27, id);
     auto take_owned = [&](std::size_t from, std::size_t to) {
         // Pages [from, to) of the request now belong to the tree.
         for (std::size_t i = from; i < to; ++i) {
@@ -586,6 +610,7 @@ Status CacheController::release(RequestId id) {
         return STRATA_ERROR(StatusCode::kNotFound, "release: request {} is not admitted", id);
     }
     Request& req = *it->second;
+    note(0x2E1EA5E, id);
     tree_.lockDevice(req.locked, -1);
     if (!req.owned.empty()) freeDevicePages(req.owned);
     requests_.erase(it);
@@ -656,7 +681,18 @@ Status CacheController::step() {
         finished_prefix(inflight_backups_, [](BackupBatch& b) { return b.done->query(); }));
     std::size_t loads_slot = v.addMin(finished_prefix(
         inflight_loads_, [](LoadBatch& b) { return b.layer_events.back()->query(); }));
+    // The decision digest rides along as a (MIN, MAX) pair: equal on every rank or not at all.
+    const auto digest = static_cast<std::int64_t>(decision_digest_ >> 2);
+    std::size_t digest_min = v.addMin(digest);
+    std::size_t digest_max = v.addMax(digest);
     STRATA_RETURN_IF_ERROR(v.agree(group_));
+    if (v.get(digest_min) != v.get(digest_max) || v.get(digest_min) != digest) {
+        return STRATA_ERROR(StatusCode::kInternal,
+                            "ranks took different cache decisions before round {} (decision "
+                            "digests range over [{:x}, {:x}], this rank {:x}): stopping rather "
+                            "than diverging",
+                            stats_.rounds + 1, v.get(digest_min), v.get(digest_max), digest);
+    }
 
     // Reap exactly the agreed counts, in FIFO order, on every rank. A rank that was not yet done
     // (a later pipeline stage) waits here for the copies the group already counted as finished.

@@ -18,12 +18,15 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     STRATA_ASSIGN_OR_RETURN(cache->backend_,
                             kernels::Backend::create(options.backend, options.backend_options));
 
+    // The namespace is the same on every rank of a replica: it names the model and the shape of
+    // a token's rows, not the layer slice of a pipeline stage (tree keys must match across stages;
+    // stored pages add the stage's layers to their keys).
     std::size_t bytes_per_token = 0;
     std::string signature = fmt::format("page={};tp={}", options.page_size, options.tp_size);
     for (const auto& s : cache->specs_) {
         bytes_per_token += s.bytesPerToken();
-        signature += fmt::format(";{}:{}:{}x{}x{}", s.name, pools::poolKindName(s.kind),
-                                 s.num_layers, s.num_buffers, s.row_bytes);
+        signature += fmt::format(";{}:{}:{}x{}", s.name, pools::poolKindName(s.kind), s.num_buffers,
+                                 s.row_bytes);
     }
     STRATA_ASSIGN_OR_RETURN(std::size_t host_tokens,
                             pools::hostCapacityTokens(options.host, options.device_tokens,
@@ -48,6 +51,7 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     cc.eviction_policy = options.eviction;
     cc.load_back_threshold_tokens = options.load_back_threshold_tokens;
     cc.check_consistency = options.check_consistency;
+    cc.fail_host_allocation = options.fail_host_allocation;
     STRATA_ASSIGN_OR_RETURN(cache->controller_, controller::CacheController::create(
                                                     cc, *cache->backend_, std::move(pairs), group));
     cache->seed_ = core::namespaceSeed({options.model, signature, options.tenant_salt});

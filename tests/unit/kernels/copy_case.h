@@ -11,11 +11,22 @@
 #include <cstdint>
 #include <cstring>
 #include <numeric>
+#include <ostream>
 #include <random>
 #include <vector>
 
 #include "strata/kernels/backend.h"
 #include "strata/kernels/transfer.h"
+
+namespace strata::kernels {
+
+// Readable parameter names in gtest output (found by argument-dependent lookup).
+inline void PrintTo(HostLayout layout, std::ostream* os) { *os << hostLayoutName(layout); }
+inline void PrintTo(Direction dir, std::ostream* os) {
+    *os << (dir == Direction::kDeviceToHost ? "device_to_host" : "host_to_device");
+}
+
+}  // namespace strata::kernels
 
 namespace strata::kernels::testing {
 

@@ -42,6 +42,8 @@ struct ControllerConfig {
     std::size_t load_back_threshold_tokens = 0;
     // Fold the tree and allocator digests every step and check them across the group.
     bool check_consistency = false;
+    // Fault injection (tests): the Nth host allocation on this rank fails (0: never).
+    std::uint64_t fail_host_allocation = 0;
 };
 
 // One pool of the rank: its device and host tiers share page indices (the anchor's).
@@ -80,7 +82,9 @@ struct ControllerStats {
 class CacheController {
 public:
     // Validates that every pool pair has equal page size, matching specs and page counts across
-    // pools (kInvalidArgument naming the pool otherwise), then creates the streams.
+    // pools (kInvalidArgument naming the pool otherwise), then creates the streams. Collective over
+    // the group: the ranks of the replica agree on the smallest device and host page counts among
+    // them, and every rank uses those (a rank with more memory leaves the excess unused).
     static Result<std::unique_ptr<CacheController>> create(const ControllerConfig& config,
                                                            kernels::Backend& backend,
                                                            std::vector<PoolPair> pools,
@@ -138,6 +142,8 @@ public:
     std::size_t liveRequests() const noexcept { return requests_.size(); }
     // Digest of tree + allocators + queues (what check_consistency compares).
     std::uint64_t stateDigest() const;
+    // Running digest of every decision this rank took (what step() compares every round).
+    std::uint64_t decisionDigest() const noexcept { return decision_digest_; }
     // Tree invariants plus slot conservation: every allocated device page is held by the tree or a
     // live request, every allocated host page by the tree; kInternal names the first violation.
     Status checkInvariants() const;
@@ -186,6 +192,9 @@ private:
     std::vector<std::unique_ptr<BackupBatch>> inflight_backups_;  // FIFO
     std::map<RequestId, std::unique_ptr<Request>> requests_;
     ControllerStats stats_;
+    std::uint64_t decision_digest_ = 0;
+    std::uint64_t host_allocations_ = 0;  // for fail_host_allocation
+    void note(std::uint64_t a, std::uint64_t b = 0);
 };
 
 }  // namespace strata::controller

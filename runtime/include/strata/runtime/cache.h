@@ -41,12 +41,14 @@ struct CacheOptions {
     int tp_rank = 0;
     int tp_size = 1;
     std::string tenant_salt;
+    std::uint64_t fail_host_allocation = 0;  // fault injection: see ControllerConfig
 };
 
 class Cache {
 public:
     // Builds the pools of the model on the chosen back end and the controller. Fails with the
     // error of the first part that cannot be built (unknown model, bad sizes, no GPU, OOM).
+    // Collective over the group's replica (the ranks agree on pool capacities).
     static Result<std::unique_ptr<Cache>> create(const CacheOptions& options,
                                                  comm::DecisionGroup& group);
     ~Cache();

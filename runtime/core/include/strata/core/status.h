@@ -3,6 +3,8 @@
 // Thread-safety: values, safe to copy/move between threads; no shared state.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <memory>
 #include <optional>
 #include <string>

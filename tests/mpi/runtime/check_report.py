@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Runs a strata-run command line and checks its JSON report (or its failure).
+
+usage: check_report.py [--expect-host-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
+                       [--expect-fail REGEX] -- COMMAND...
+The report goes to a temporary file (--report is appended to the command).
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--expect-host-hits", action="store_true")
+    ap.add_argument("--expect-fail")
+    for k in ("ranks", "tp", "cp", "pp", "dp"):
+        ap.add_argument("--" + k, type=int, default=None)
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        p = subprocess.run(cmd + ["--report", report], capture_output=True, text=True)
+        out = p.stdout + p.stderr
+        if a.expect_fail:
+            if p.returncode == 0:
+                sys.exit(f"expected a failure, got exit 0:\n{out}")
+            if not re.search(a.expect_fail, out):
+                sys.exit(f"failure message does not match /{a.expect_fail}/:\n{out}")
+            print(f"failed as expected (exit {p.returncode})")
+            return
+        if p.returncode != 0:
+            sys.exit(f"exit {p.returncode}:\n{out}")
+        r = json.load(open(report))
+    errors = []
+
+    def need(cond, what):
+        if not cond:
+            errors.append(what)
+
+    h = r["hit_tokens"]
+    need(r["pages_mismatched"] == 0, f"pages_mismatched = {r['pages_mismatched']}")
+    need(r["pages_verified"] > 0, "pages_verified = 0")
+    need(h["device"] > 0, "no device hits")
+    if a.expect_host_hits:
+        need(h["host"] > 0, "no host hits")
+    need(r["prompt_tokens"] == r["computed_tokens"] + h["device"] + h["host"] + h["remote"]
+         + h["storage"], "prompt_tokens != computed + hits")
+    for k in ("ranks", "tp", "cp", "pp", "dp"):
+        v = getattr(a, k)
+        if v is not None:
+            need(r[k] == v, f"{k} = {r[k]}, expected {v}")
+    c = r["consistency"]
+    need(c["divergences"] == 0, f"consistency.divergences = {c['divergences']}")
+    if "--check-consistency" in cmd:
+        need(c["rounds_checked"] > 0, "no consistency rounds checked")
+    need(r["sync"]["rounds"] > 0, "sync.rounds = 0")
+    if errors:
+        sys.exit("report check failed: " + "; ".join(errors) + "\n" + out[-3000:])
+    print(f"ok: {r['requests']} requests, hit rate {r['hit_rate']['total']:.3f}, "
+          f"{r['pages_verified']} pages verified, {c['rounds_checked']} rounds checked")
+
+
+if __name__ == "__main__":
+    main()
