@@ -7,50 +7,12 @@
 #include <optional>
 #include <unordered_set>
 
+#include "controller_ops.h"
 #include "strata/core/check.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
 
 namespace strata::controller {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-}  // namespace
-
-// Loads admitted in one round, launched together layer by layer.
-struct CacheController::LoadBatch {
-    std::uint64_t id = 0;
-    std::vector<kernels::PageCopy> pages;
-    std::vector<Node*> nodes;        // carry load_op == id (and their split fragments)
-    std::vector<Node*> host_locked;  // each holds one host path lock taken for this batch
-    bool launched = false;
-    std::vector<kernels::EventPtr> layer_events;  // one per layer once launched
-    Clock::time_point launched_at;
-    std::optional<Clock::time_point> seen_done_at;  // first step() that saw the copy finished
-};
-
-// Backups queued in one round, launched together as one all-layer copy per pool.
-struct CacheController::BackupBatch {
-    std::uint64_t id = 0;
-    std::vector<kernels::PageCopy> pages;
-    std::vector<Node*> nodes;  // each holds one device path lock and backup_op == id
-    kernels::EventPtr done;
-    Clock::time_point launched_at;
-    std::optional<Clock::time_point> seen_done_at;
-};
-
-struct CacheController::Request {
-    RequestId id = 0;
-    std::size_t prompt_tokens = 0;
-    std::vector<PageKey> keys;
-    Node* locked = nullptr;                   // holds one device path lock for the request
-    std::vector<std::uint32_t> device_pages;  // every page of the prompt
-    std::vector<std::uint32_t> owned;         // pages of device_pages the tree does not hold
-    std::vector<std::shared_ptr<LoadBatch>> waits;
-    bool inserted = false;
-};
-
 std::string_view writePolicyName(WritePolicy p) noexcept {
     switch (p) {
         case WritePolicy::kWriteThrough:
@@ -148,6 +110,7 @@ CacheController::CacheController(const ControllerConfig& config, kernels::Backen
       tree_(config.eviction_policy) {
     for (const PoolPair& p : pools_)
         num_layers_ = std::max(num_layers_, p.device->spec().num_layers);
+    if (config_.check_consistency) checker_.emplace(group_);
 }
 
 CacheController::~CacheController() {
@@ -162,179 +125,6 @@ std::size_t CacheController::inflightOps() const noexcept {
 }
 
 MatchResult CacheController::match(std::span<const PageKey> keys) { return tree_.match(keys); }
-
-// ---------------------------------------------------------------------------------------------
-// Allocation and eviction
-
-void CacheController::note(std::uint64_t a, std::uint64_t b) {
-    decision_digest_ = core::foldDigest(core::foldDigest(decision_digest_, a), b);
-}
-
-Result<std::vector<std::uint32_t>> CacheController::allocateDevice(std::size_t pages) {
-    if (device_alloc_.freePages() < pages) evictDevice(pages - device_alloc_.freePages());
-    auto r = device_alloc_.allocate(pages);
-    note(0xA110CD, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
-    return r;
-}
-
-Result<std::vector<std::uint32_t>> CacheController::allocateHost(std::size_t pages) {
-    if (host_alloc_.freePages() < pages) evictHost(pages - host_alloc_.freePages(), {});
-    ++host_allocations_;
-    Result<std::vector<std::uint32_t>> r =
-        host_allocations_ == config_.fail_host_allocation
-            ? Result<std::vector<std::uint32_t>>(
-                  STRATA_ERROR(StatusCode::kResourceExhausted,
-                               "injected host allocation failure (#{})", host_allocations_))
-            : host_alloc_.allocate(pages);
-    note(0xA110C4, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
-    return r;
-}
-
-void CacheController::freeDevicePages(std::span<const std::uint32_t> pages) {
-    Status s = device_alloc_.free(pages);
-    STRATA_CHECK(s.isOk(), "device page accounting broken: {}", s.toString());
-}
-
-void CacheController::freeHostPages(std::span<const std::uint32_t> pages) {
-    Status s = host_alloc_.free(pages);
-    STRATA_CHECK(s.isOk(), "host page accounting broken: {}", s.toString());
-}
-
-std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::uint64_t>& protect) {
-    std::size_t freed = 0;
-    while (freed < pages) {
-        Node* v = tree_.nextHostVictim();
-        if (v == nullptr || protect.contains(v->id)) break;
-        freed += v->host_pages.size();
-        stats_.host_evicted_pages += v->host_pages.size();
-        freeHostPages(v->host_pages);
-        v->host_pages.clear();
-        tree_.removeLeaf(v);
-    }
-    return freed;
-}
-
-bool CacheController::dropSubtree(Node* node) {
-    // Only host-only descendants can hang below a device leaf; drop them only if none is pinned.
-    bool pinned = false;
-    std::vector<Node*> stack{node};
-    std::vector<Node*> order;
-    while (!stack.empty()) {
-        Node* n = stack.back();
-        stack.pop_back();
-        order.push_back(n);
-        if (n != node && (n->host_locks > 0 || n->backup_op != 0 || n->load_op != 0)) pinned = true;
-        for (auto& [k, c] : n->children) stack.push_back(c.get());
-    }
-    if (pinned) return false;
-    for (auto it = order.rbegin(); it != order.rend(); ++it) {
-        Node* n = *it;
-        if (!n->device_pages.empty()) {
-            freeDevicePages(n->device_pages);
-            n->device_pages.clear();
-        }
-        if (!n->host_pages.empty()) {
-            stats_.dropped_pages += n->host_pages.size();
-            freeHostPages(n->host_pages);
-            n->host_pages.clear();
-        }
-        tree_.removeLeaf(n);
-    }
-    return true;
-}
-
-std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
-    // Write-back: copy every victim to the host and wait for the copy before its device pages are
-    // freed, so no later writer can overwrite bytes that are still being read.
-    std::vector<kernels::PageCopy> copies;
-    std::vector<Node*> copied;
-    std::size_t freed = 0;
-    for (Node* v : victims) {
-        auto host = allocateHost(v->numPages());
-        if (!host.isOk()) {
-            std::size_t n = v->numPages();
-            if (dropSubtree(v)) {
-                stats_.dropped_pages += n;
-                freed += n;
-            }
-            continue;
-        }
-        v->host_pages = std::move(host).value();
-        for (std::size_t i = 0; i < v->numPages(); ++i) {
-            copies.push_back({v->device_pages[i], v->host_pages[i]});
-        }
-        copied.push_back(v);
-    }
-    if (!copies.empty()) {
-        Status s =
-            enqueueCopies(*d2h_stream_, copies, 0, num_layers_, kernels::Direction::kDeviceToHost);
-        if (s.isOk()) {
-            auto ev = d2h_stream_->record();
-            s = ev.isOk() ? (*ev)->wait() : ev.status();
-        }
-        STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
-        stats_.write_back_pages += copies.size();
-        stats_.backup_pages += copies.size();
-        for (const PoolPair& p : pools_)
-            stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
-    }
-    for (Node* v : copied) {
-        freed += v->device_pages.size();
-        stats_.device_evicted_pages += v->device_pages.size();
-        freeDevicePages(v->device_pages);
-        v->device_pages.clear();
-        tree_.refresh(v);
-        tree_.refresh(v->parent);
-    }
-    victims.clear();
-    return freed;
-}
-
-std::size_t CacheController::evictDevice(std::size_t pages) {
-    std::size_t freed = 0;
-    std::set<std::uint64_t> skip;
-    std::vector<Node*> write_back;
-    std::size_t pending_write_back = 0;
-    while (freed < pages) {
-        Node* v = tree_.nextDeviceVictim(skip);
-        if (v == nullptr) {
-            if (write_back.empty()) break;
-            // The write-back victims free their pages; their parents may become victims.
-            freed += writeBackSync(write_back);
-            pending_write_back = 0;
-            skip.clear();
-            continue;
-        }
-        if (v->backedUp()) {
-            // Demote: the host copy stays, the device pages go.
-            freed += v->device_pages.size();
-            stats_.device_evicted_pages += v->device_pages.size();
-            freeDevicePages(v->device_pages);
-            v->device_pages.clear();
-            tree_.refresh(v);
-            tree_.refresh(v->parent);
-        } else if (config_.write_policy == WritePolicy::kWriteBack) {
-            skip.insert(v->id);
-            write_back.push_back(v);
-            pending_write_back += v->numPages();
-            if (freed + pending_write_back >= pages) {
-                freed += writeBackSync(write_back);
-                pending_write_back = 0;
-                skip.clear();
-            }
-        } else {
-            std::size_t n = v->device_pages.size();
-            stats_.device_evicted_pages += n;
-            if (dropSubtree(v)) {
-                freed += n;
-            } else {
-                skip.insert(v->id);
-            }
-        }
-    }
-    if (!write_back.empty()) freed += writeBackSync(write_back);
-    return freed;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -617,6 +407,19 @@ Status CacheController::release(RequestId id) {
     return Status::ok();
 }
 
+Status CacheController::abort(RequestId id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) {
+        return STRATA_ERROR(StatusCode::kNotFound, "abort: request {} is not admitted", id);
+    }
+    for (const auto& batch : it->second->waits) {
+        if (!batch->launched) STRATA_RETURN_IF_ERROR(launchLoads());
+        STRATA_RETURN_IF_ERROR(batch->layer_events.back()->wait());
+    }
+    STRATA_RETURN_IF_ERROR(group_.barrier());
+    return release(id);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rounds
 
@@ -712,18 +515,9 @@ Status CacheController::step() {
     STRATA_RETURN_IF_ERROR(launchBackups());
     ++stats_.rounds;
 
-    if (config_.check_consistency) {
-        std::vector<std::uint64_t> all;
-        STRATA_RETURN_IF_ERROR(group_.gatherDigests(stateDigest(), &all));
+    if (checker_) {
+        STRATA_RETURN_IF_ERROR(checker_->check(stateDigest(), "controller step"));
         ++stats_.consistency_checks;
-        for (std::size_t r = 1; r < all.size(); ++r) {
-            if (all[r] != all[0]) {
-                return STRATA_ERROR(StatusCode::kInternal,
-                                    "ranks diverged at round {}: rank 0 digest {:016x}, rank {} "
-                                    "digest {:016x}",
-                                    stats_.rounds, all[0], r, all[r]);
-            }
-        }
     }
     return Status::ok();
 }

@@ -202,6 +202,33 @@ TEST(Agreement, RequestKnownToOneRankStopsEveryRankInTheSameRound) {
     expectSameFailureRoundEverywhere(failed, message);
 }
 
+TEST(Agreement, AbortingRequestsWithCopiesInFlightKeepsRanksIdentical) {
+    const std::uint64_t seed = sharedSeed();
+    Rig rig = Rig::make(shapeFor(worldSize()), smallOptions(seed));
+    comm::ConsistencyChecker checker(rig.group);
+    Stream stream(seed);
+    RequestId id = 1;
+    for (int round = 0; round < 400; ++round) {
+        ASSERT_TRUE(rig.cache->step().isOk());
+        ASSERT_TRUE(checker.check(rig.cache->controller().stateDigest(), "abort").isOk());
+        auto tokens = stream.next();
+        if (stream.draw() % 3 == 0) {
+            // Admitted, loads launched, then aborted before anything is computed.
+            auto a = rig.cache->admit(id, tokens);
+            if (a.isOk()) {
+                ASSERT_TRUE(rig.cache->launchLoads().isOk());
+                ASSERT_TRUE(rig.cache->abort(id).isOk());
+            }
+            ++id;
+        } else {
+            EXPECT_EQ(serve(*rig.cache, id++, tokens, rig.grid.tpRank()), 0u);
+        }
+    }
+    ASSERT_TRUE(rig.cache->drain().isOk());
+    ASSERT_TRUE(checker.check(rig.cache->controller().stateDigest(), "end").isOk());
+    EXPECT_TRUE(rig.cache->controller().checkInvariants().isOk());
+}
+
 TEST(Agreement, DeviceCapacityDifferingByOnePageStaysConsistent) {
     STRATA_SKIP_BELOW_RANKS(2);
     const std::uint64_t seed = sharedSeed();

@@ -133,6 +133,31 @@ TEST(CacheController, WriteBackCopiesBeforeFreeingDevicePages) {
     EXPECT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
 }
 
+TEST(CacheController, AbortDuringALoadWaitsForItAndReturnsEveryPage) {
+    HarnessOptions o;
+    o.device_tokens = 16 * 8;
+    o.jitter_us = 20000;  // the load is still running when the request is aborted
+    Harness h(o);
+    auto first = tokensOf(61, 16 * 5 + 3);
+    h.serve(1, first);
+    settle(h);
+    h.serve(2, tokensOf(62, 16 * 7));  // pushes the first request off the device
+    settle(h);
+    auto keys = h.keys(first);
+    auto a = h.ctl().admit(3, keys, first.size());
+    ASSERT_TRUE(a.isOk());
+    ASSERT_EQ(a->host_hit_tokens, 16u * 5);
+    ASSERT_TRUE(h.ctl().launchLoads().isOk());
+    ASSERT_TRUE(h.ctl().abort(3).isOk());
+    EXPECT_EQ(h.ctl().abort(3).code(), StatusCode::kNotFound);
+    settle(h);
+    h.expectAllUnlocked();
+    EXPECT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
+    // The loaded pages stayed in the tree and are correct.
+    Admission again = h.serve(4, first);
+    EXPECT_EQ(again.device_hit_tokens, 16u * 5);
+}
+
 TEST(CacheController, WriteThroughSelectiveBacksUpOnSecondHit) {
     HarnessOptions o;
     o.policy = WritePolicy::kWriteThroughSelective;

@@ -13,11 +13,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include "strata/comm/consistency.h"
 #include "strata/comm/decision_group.h"
 #include "strata/controller/prefix_tree.h"
 #include "strata/core/status.h"
@@ -121,6 +123,12 @@ public:
     // Ends the request: drops its locks and frees its pages that the tree does not hold.
     Status release(RequestId id);
 
+    // Aborts an admitted request whose pages may still be being filled: waits until this rank's
+    // copies into them have finished, then meets every rank of the replica at a barrier (so no rank
+    // frees and reuses pages a peer may still be filling), then releases it. Collective: every rank
+    // aborts the same request at the same point of its call sequence. kNotFound if not admitted.
+    Status abort(RequestId id);
+
     // One scheduling round: agrees with the group on how many backups and loads have completed,
     // reaps exactly those (unlock, publish), launches queued backups, and (if configured) checks
     // the group's digests. Every rank must call it every round.
@@ -160,6 +168,7 @@ private:
     Result<std::vector<std::uint32_t>> allocateDevice(std::size_t pages);
     Result<std::vector<std::uint32_t>> allocateHost(std::size_t pages);
     std::size_t evictDevice(std::size_t pages);
+    std::size_t demote(Node* node);  // frees a backed-up node's device pages; returns how many
     std::size_t evictHost(std::size_t pages, const std::set<std::uint64_t>& protect);
     void backupChain(Node* node);
     std::size_t writeBackSync(std::vector<Node*>& victims);
@@ -192,6 +201,7 @@ private:
     std::vector<std::unique_ptr<BackupBatch>> inflight_backups_;  // FIFO
     std::map<RequestId, std::unique_ptr<Request>> requests_;
     ControllerStats stats_;
+    std::optional<comm::ConsistencyChecker> checker_;  // when config_.check_consistency
     std::uint64_t decision_digest_ = 0;
     std::uint64_t host_allocations_ = 0;  // for fail_host_allocation
     void note(std::uint64_t a, std::uint64_t b = 0);

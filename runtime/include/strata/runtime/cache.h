@@ -67,6 +67,7 @@ public:
     }
     Status insert(RequestId id) { return controller_->insert(id); }
     Status release(RequestId id) { return controller_->release(id); }
+    Status abort(RequestId id) { return controller_->abort(id); }
     Status step() { return controller_->step(); }
     Status drain() { return controller_->drain(); }
 

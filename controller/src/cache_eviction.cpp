@@ -1,0 +1,185 @@
+// Allocation and eviction for CacheController: device and host page allocation with eviction,
+// write-back at device eviction (copied and waited for before the pages are freed), and dropping
+// subtrees that cannot be kept. Split from cache_controller.cpp to keep each file one idea.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "controller_ops.h"
+#include "strata/core/check.h"
+#include "strata/core/hash.h"
+
+namespace strata::controller {
+
+void CacheController::note(std::uint64_t a, std::uint64_t b) {
+    decision_digest_ = core::foldDigest(core::foldDigest(decision_digest_, a), b);
+}
+
+Result<std::vector<std::uint32_t>> CacheController::allocateDevice(std::size_t pages) {
+    if (device_alloc_.freePages() < pages) evictDevice(pages - device_alloc_.freePages());
+    auto r = device_alloc_.allocate(pages);
+    note(0xA110CD, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
+    return r;
+}
+
+Result<std::vector<std::uint32_t>> CacheController::allocateHost(std::size_t pages) {
+    if (host_alloc_.freePages() < pages) evictHost(pages - host_alloc_.freePages(), {});
+    ++host_allocations_;
+    Result<std::vector<std::uint32_t>> r =
+        host_allocations_ == config_.fail_host_allocation
+            ? Result<std::vector<std::uint32_t>>(
+                  STRATA_ERROR(StatusCode::kResourceExhausted,
+                               "injected host allocation failure (#{})", host_allocations_))
+            : host_alloc_.allocate(pages);
+    note(0xA110C4, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
+    return r;
+}
+
+void CacheController::freeDevicePages(std::span<const std::uint32_t> pages) {
+    Status s = device_alloc_.free(pages);
+    STRATA_CHECK(s.isOk(), "device page accounting broken: {}", s.toString());
+}
+
+void CacheController::freeHostPages(std::span<const std::uint32_t> pages) {
+    Status s = host_alloc_.free(pages);
+    STRATA_CHECK(s.isOk(), "host page accounting broken: {}", s.toString());
+}
+
+std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::uint64_t>& protect) {
+    std::size_t freed = 0;
+    while (freed < pages) {
+        Node* v = tree_.nextHostVictim();
+        if (v == nullptr || protect.contains(v->id)) break;
+        freed += v->host_pages.size();
+        stats_.host_evicted_pages += v->host_pages.size();
+        freeHostPages(v->host_pages);
+        v->host_pages.clear();
+        tree_.removeLeaf(v);
+    }
+    return freed;
+}
+
+bool CacheController::dropSubtree(Node* node) {
+    // Only host-only descendants can hang below a device leaf; drop them only if none is pinned.
+    bool pinned = false;
+    std::vector<Node*> stack{node};
+    std::vector<Node*> order;
+    while (!stack.empty()) {
+        Node* n = stack.back();
+        stack.pop_back();
+        order.push_back(n);
+        if (n != node && (n->host_locks > 0 || n->backup_op != 0 || n->load_op != 0)) pinned = true;
+        for (auto& [k, c] : n->children) stack.push_back(c.get());
+    }
+    if (pinned) return false;
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        Node* n = *it;
+        if (!n->device_pages.empty()) {
+            freeDevicePages(n->device_pages);
+            n->device_pages.clear();
+        }
+        if (!n->host_pages.empty()) {
+            stats_.dropped_pages += n->host_pages.size();
+            freeHostPages(n->host_pages);
+            n->host_pages.clear();
+        }
+        tree_.removeLeaf(n);
+    }
+    return true;
+}
+
+std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
+    // Write-back: copy every victim to the host and wait for the copy before its device pages are
+    // freed, so no later writer can overwrite bytes that are still being read.
+    std::vector<kernels::PageCopy> copies;
+    std::vector<Node*> copied;
+    std::size_t freed = 0;
+    for (Node* v : victims) {
+        auto host = allocateHost(v->numPages());
+        if (!host.isOk()) {
+            std::size_t n = v->numPages();
+            if (dropSubtree(v)) {
+                stats_.dropped_pages += n;
+                freed += n;
+            }
+            continue;
+        }
+        v->host_pages = std::move(host).value();
+        for (std::size_t i = 0; i < v->numPages(); ++i) {
+            copies.push_back({v->device_pages[i], v->host_pages[i]});
+        }
+        copied.push_back(v);
+    }
+    if (!copies.empty()) {
+        const auto started = Clock::now();
+        Status s =
+            enqueueCopies(*d2h_stream_, copies, 0, num_layers_, kernels::Direction::kDeviceToHost);
+        if (s.isOk()) {
+            auto ev = d2h_stream_->record();
+            s = ev.isOk() ? (*ev)->wait() : ev.status();
+        }
+        STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
+        stats_.backup_seconds += std::chrono::duration<double>(Clock::now() - started).count();
+        ++stats_.backup_ops;
+        stats_.write_back_pages += copies.size();
+        stats_.backup_pages += copies.size();
+        for (const PoolPair& p : pools_)
+            stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
+    }
+    for (Node* v : copied) freed += demote(v);
+    victims.clear();
+    return freed;
+}
+
+std::size_t CacheController::demote(Node* node) {
+    // The host copy stays, the device pages go.
+    const std::size_t n = node->device_pages.size();
+    stats_.device_evicted_pages += n;
+    freeDevicePages(node->device_pages);
+    node->device_pages.clear();
+    tree_.refresh(node);
+    tree_.refresh(node->parent);
+    return n;
+}
+
+std::size_t CacheController::evictDevice(std::size_t pages) {
+    std::size_t freed = 0;
+    std::set<std::uint64_t> skip;
+    std::vector<Node*> write_back;
+    std::size_t pending_write_back = 0;
+    while (freed < pages) {
+        Node* v = tree_.nextDeviceVictim(skip);
+        if (v == nullptr) {
+            if (write_back.empty()) break;
+            // The write-back victims free their pages; their parents may become victims.
+            freed += writeBackSync(write_back);
+            pending_write_back = 0;
+            skip.clear();
+            continue;
+        }
+        if (v->backedUp()) {
+            freed += demote(v);
+        } else if (config_.write_policy == WritePolicy::kWriteBack) {
+            skip.insert(v->id);
+            write_back.push_back(v);
+            pending_write_back += v->numPages();
+            if (freed + pending_write_back >= pages) {
+                freed += writeBackSync(write_back);
+                pending_write_back = 0;
+                skip.clear();
+            }
+        } else {
+            std::size_t n = v->device_pages.size();
+            stats_.device_evicted_pages += n;
+            if (dropSubtree(v)) {
+                freed += n;
+            } else {
+                skip.insert(v->id);
+            }
+        }
+    }
+    if (!write_back.empty()) freed += writeBackSync(write_back);
+    return freed;
+}
+
+}  // namespace strata::controller

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds and checks Strata on a GPU machine whose image lacks Debian's header-only packages: they
+# are carried unpacked under .deps/root (see launch/README.md). Writes logs and reports to $OUT.
+# Usage: OUT=/some/dir launch/gpu-check.sh
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${OUT:-$root/out}"
+mkdir -p "$out"
+cd "$root"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
+deps="$root/.deps/root/usr/include"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLUDE_PATH="$deps" \
+    -DSTRATA_ENABLE_CUDA=ON -DSTRATA_ENABLE_UCX=OFF > "$out/configure.log" 2>&1 || {
+    tail -40 "$out/configure.log"; exit 1; }
+cmake --build build-gpu -j 16 > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -40; exit 1; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+ctest --test-dir build-gpu -j 8 -LE lint --timeout 600 > "$out/ctest.log" 2>&1
+echo "ctest exit $?"; grep -E "tests passed|Failed|Skipped" "$out/ctest.log" | tail -8
+grep -c "Skipped" "$out/ctest.log" | sed 's/^/skipped tests: /'
+./build-gpu/bin/strata-run --backend cuda --report "$out/strata_run_cuda.json" > "$out/strata_run_cuda.txt" 2>&1
+echo "strata-run cuda exit $?"; tail -9 "$out/strata_run_cuda.txt"
+./build-gpu/bin/strata-run --backend cuda --model deepseek-v3 --layers 8 --write-policy write_back \
+    --host-layout layer_first --report "$out/strata_run_cuda_mla.json" > "$out/strata_run_cuda_mla.txt" 2>&1
+echo "strata-run cuda mla exit $?"; tail -9 "$out/strata_run_cuda_mla.txt"
