@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "controller_ops.h"
+#include "storage_worker.h"
 #include "strata/core/check.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
@@ -93,6 +94,14 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             pools::SlotAllocator::create(host_pages, config.page_size));
     std::unique_ptr<CacheController> c(new CacheController(
         config, backend, std::move(pools), group, std::move(dev_alloc), std::move(host_alloc)));
+    std::size_t with_store = 0;
+    for (const PoolPair& p : c->pools_) with_store += p.store != nullptr;
+    if (with_store != 0 && with_store != c->pools_.size()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "{} of {} pools have a storage tier: all or none must", with_store,
+                            c->pools_.size());
+    }
+    if (with_store != 0) c->worker_ = std::make_unique<StorageWorker>();
     STRATA_ASSIGN_OR_RETURN(c->d2h_stream_, backend.createStream());
     STRATA_ASSIGN_OR_RETURN(c->h2d_stream_, backend.createStream());
     return c;
@@ -114,6 +123,8 @@ CacheController::CacheController(const ControllerConfig& config, kernels::Backen
 }
 
 CacheController::~CacheController() {
+    // The storage worker finishes its reads and writes of host pages first.
+    worker_.reset();
     // Streams drain their queued copies before the pools they touch can go away.
     if (d2h_stream_) (void)d2h_stream_->synchronize();
     if (h2d_stream_) (void)h2d_stream_->synchronize();
@@ -121,7 +132,7 @@ CacheController::~CacheController() {
 
 std::size_t CacheController::inflightOps() const noexcept {
     return inflight_loads_.size() + inflight_backups_.size() + (open_load_ ? 1 : 0) +
-           (open_backup_ ? 1 : 0);
+           (open_backup_ ? 1 : 0) + storage_backups_.size() + prefetches_.size();
 }
 
 MatchResult CacheController::match(std::span<const PageKey> keys) { return tree_.match(keys); }
@@ -185,6 +196,7 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     for (const auto& b : inflight_loads_) add_dep(b);
 
     std::size_t cursor = 0;
+    std::size_t storage_hit_pages = 0;
     if (host_pages > 0) {
         if (!open_load_) {
             open_load_ = std::make_shared<LoadBatch>();
@@ -192,6 +204,10 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
         }
         LoadBatch& batch = *open_load_;
         for (Node* n : m.host_chain) {
+            if (n->from_storage) {
+                storage_hit_pages += n->numPages();
+                n->from_storage = false;
+            }
             n->device_pages.assign(pages.begin() + cursor, pages.begin() + cursor + n->numPages());
             for (std::size_t i = 0; i < n->numPages(); ++i) {
                 batch.pages.push_back({n->device_pages[i], n->host_pages[i]});
@@ -218,6 +234,7 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     a.prompt_tokens = prompt_tokens;
     a.device_hit_tokens = m.device_pages * P;
     a.host_hit_tokens = host_pages * P;
+    a.storage_hit_tokens = storage_hit_pages * P;
     a.computed_tokens = prompt_tokens - a.reusedTokens();
     a.device_pages = req->device_pages;
     requests_.emplace(id, std::move(req));
@@ -449,10 +466,15 @@ void CacheController::clearOpFlags(Node* node, std::uint64_t Node::*field, std::
 }
 
 void CacheController::reapBackup(BackupBatch& batch) {
+    std::vector<Node*> published;  // the nodes and the split fragments the copy covered
     for (Node* n : batch.nodes) {
+        for (Node* f = n; f != nullptr && !f->isRoot() && f->backup_op == batch.id; f = f->parent) {
+            published.push_back(f);
+        }
         clearOpFlags(n, &Node::backup_op, batch.id);
         tree_.lockDevice(n, -1);
     }
+    queueStorageBackup(std::move(published));
     stats_.backup_seconds +=
         std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
             .count();
@@ -488,6 +510,8 @@ Status CacheController::step() {
     const auto digest = static_cast<std::int64_t>(decision_digest_ >> 2);
     std::size_t digest_min = v.addMin(digest);
     std::size_t digest_max = v.addMax(digest);
+    StorageSlots storage_slots;
+    if (hasStorage()) addStorageDecisions(v, &storage_slots);
     STRATA_RETURN_IF_ERROR(v.agree(group_));
     if (v.get(digest_min) != v.get(digest_max) || v.get(digest_min) != digest) {
         return STRATA_ERROR(StatusCode::kInternal,
@@ -497,6 +521,7 @@ Status CacheController::step() {
                             stats_.rounds + 1, v.get(digest_min), v.get(digest_max), digest);
     }
 
+    if (hasStorage()) STRATA_RETURN_IF_ERROR(applyStorageDecisions(v, storage_slots));
     // Reap exactly the agreed counts, in FIFO order, on every rank. A rank that was not yet done
     // (a later pipeline stage) waits here for the copies the group already counted as finished.
     const auto n_backups = static_cast<std::size_t>(v.get(backups_slot));
@@ -528,6 +553,7 @@ Status CacheController::drain() {
         STRATA_RETURN_IF_ERROR(launchBackups());
         STRATA_RETURN_IF_ERROR(d2h_stream_->synchronize());
         STRATA_RETURN_IF_ERROR(h2d_stream_->synchronize());
+        if (worker_) worker_->waitIdle();
         STRATA_RETURN_IF_ERROR(step());
     }
     return Status::ok();
@@ -540,7 +566,9 @@ Status CacheController::waitForProgress() {
     if (oldest == nullptr || oldest->query()) {
         if (!inflight_loads_.empty()) oldest = inflight_loads_.front()->layer_events.back().get();
     }
-    return oldest == nullptr ? Status::ok() : oldest->wait();
+    if (oldest != nullptr && !oldest->query()) return oldest->wait();
+    if (worker_ && !worker_->idle()) worker_->waitForCompletion(std::chrono::milliseconds(100));
+    return Status::ok();
 }
 
 std::uint64_t CacheController::stateDigest() const {

@@ -50,6 +50,8 @@ std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::ui
     while (freed < pages) {
         Node* v = tree_.nextHostVictim();
         if (v == nullptr || protect.contains(v->id)) break;
+        // Write-back keeps no other copy: the storage tier gets it before the host pages go.
+        if (config_.write_policy == WritePolicy::kWriteBack && hasStorage()) storeSync(v);
         freed += v->host_pages.size();
         stats_.host_evicted_pages += v->host_pages.size();
         freeHostPages(v->host_pages);

@@ -2,6 +2,7 @@
 // and cache_eviction.cpp (allocation, eviction, write-back).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -44,6 +45,30 @@ struct CacheController::Request {
     std::vector<std::uint32_t> owned;         // pages of device_pages the tree does not hold
     std::vector<std::shared_ptr<LoadBatch>> waits;
     bool inserted = false;
+};
+
+// A prefetch from the storage tier: queried, then fetched, then grafted (each step agreed).
+struct CacheController::PrefetchOp {
+    enum class State : std::uint8_t { kQuerying, kFetching, kDone };
+    RequestId id = 0;
+    std::vector<PageKey> keys;  // tree keys of the pages after the anchor
+    Node* anchor = nullptr;     // holds one host path lock while the op is not done
+    State state = State::kQuerying;
+    Clock::time_point started;
+    std::chrono::milliseconds timeout{0};
+    bool timed_out = false;                 // agreed: some rank saw the timeout pass
+    std::vector<std::uint32_t> host_pages;  // allocated at the agreed point, for the fetch
+    // Written by the storage worker, read by step(): -1 until the worker is done.
+    std::shared_ptr<std::atomic<std::int64_t>> query_pages =
+        std::make_shared<std::atomic<std::int64_t>>(-1);
+    std::shared_ptr<std::atomic<std::int64_t>> fetched_pages =
+        std::make_shared<std::atomic<std::int64_t>>(-1);
+};
+
+// Pages of host nodes being written to the storage tier; each node holds one host path lock.
+struct CacheController::StorageBackup {
+    std::vector<Node*> nodes;
+    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace strata::controller

@@ -124,6 +124,26 @@ Node* PrefixTree::addChild(Node* parent, std::vector<PageKey> keys,
     return c;
 }
 
+Node* PrefixTree::addHostChild(Node* parent, std::vector<PageKey> keys,
+                               std::vector<std::uint32_t> host_pages) {
+    STRATA_CHECK(!keys.empty() && keys.size() == host_pages.size(),
+                 "addHostChild with {} keys and {} pages", keys.size(), host_pages.size());
+    STRATA_CHECK(!parent->children.contains(keys.front()),
+                 "addHostChild: key already a child of {}", parent->id);
+    auto child = std::make_unique<Node>();
+    Node* c = child.get();
+    c->id = next_id_++;
+    c->parent = parent;
+    c->keys = std::move(keys);
+    c->host_pages = std::move(host_pages);
+    c->last_access = ++clock_;
+    parent->children.emplace(c->keys.front(), std::move(child));
+    ++node_count_;
+    refresh(c);
+    refresh(parent);
+    return c;
+}
+
 void PrefixTree::removeLeaf(Node* node) {
     STRATA_CHECK(!node->isRoot() && node->children.empty() && node->device_locks == 0 &&
                      node->host_locks == 0 && node->backup_op == 0 && node->load_op == 0 &&
@@ -245,6 +265,7 @@ std::uint64_t PrefixTree::digest() const {
         d = core::foldDigest(d, n.last_access);
         d = core::foldDigest(d, n.backup_op);
         d = core::foldDigest(d, n.load_op);
+        d = core::foldDigest(d, n.from_storage);
     });
     return d;
 }

@@ -32,6 +32,8 @@ struct HarnessOptions {
     std::uint32_t jitter_us = 0;
     std::uint64_t seed = 1;
     kernels::HostLayout layout = kernels::HostLayout::kPageFirst;
+    io::PageStore* store = nullptr;  // storage tier (e.g. a testing::MemoryPageStore)
+    StorageConfig storage;
 };
 
 class Harness {
@@ -54,9 +56,10 @@ public:
         ControllerConfig cc;
         cc.page_size = o.page_size;
         cc.write_policy = o.policy;
-        ctl_ =
-            std::move(CacheController::create(cc, *backend_, {{dev_.get(), host_.get()}}, group_))
-                .value();
+        cc.storage = o.storage;
+        ctl_ = std::move(CacheController::create(cc, *backend_,
+                                                 {{dev_.get(), host_.get(), o.store}}, group_))
+                   .value();
     }
     ~Harness() { ctl_.reset(); }
 
@@ -124,6 +127,17 @@ public:
 
     // Admits, waits for loads, checks reused bytes, computes, inserts and releases one request.
     // Returns the admission (empty device_pages when the device was full).
+    // Starts a prefetch for the prompt and steps until the policy lets it be admitted.
+    void prefetchAndSettle(RequestId id, const std::vector<std::int32_t>& tokens) {
+        auto k = keys(tokens);
+        ASSERT_TRUE(ctl_->prefetch(id, k, tokens.size()).isOk());
+        for (int i = 0; i < 100000 && !ctl_->prefetchSettled(id); ++i) {
+            ASSERT_TRUE(ctl_->step().isOk());
+            ASSERT_TRUE(ctl_->waitForProgress().isOk());
+        }
+        ASSERT_TRUE(ctl_->prefetchSettled(id));
+    }
+
     Admission serve(RequestId id, const std::vector<std::int32_t>& tokens, bool release = true) {
         auto keys_v = keys(tokens);
         auto r = ctl_->admit(id, keys_v, tokens.size());

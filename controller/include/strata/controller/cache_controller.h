@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "strata/comm/decision_group.h"
 #include "strata/controller/prefix_tree.h"
 #include "strata/core/status.h"
+#include "strata/io/page_store.h"
 #include "strata/kernels/backend.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
@@ -36,6 +38,29 @@ std::string_view writePolicyName(WritePolicy p) noexcept;
 Result<WritePolicy> parseWritePolicy(std::string_view name);
 Result<EvictionPolicy> parseEvictionPolicy(std::string_view name);  // "lru" | "lfu"
 
+// When a request waiting for a prefetch from storage may be admitted.
+enum class PrefetchPolicy : std::uint8_t {
+    kBestEffort,    // at once, with whatever has arrived
+    kWaitComplete,  // only once the prefetch has finished
+    kTimeout,       // once finished, or once the timeout has passed on any rank of the group
+};
+std::string_view prefetchPolicyName(PrefetchPolicy p) noexcept;
+Result<PrefetchPolicy> parsePrefetchPolicy(std::string_view name);
+
+// The storage tier below the host pools (the page stores are given per pool in PoolPair).
+struct StorageConfig {
+    PrefetchPolicy prefetch_policy = PrefetchPolicy::kTimeout;
+    std::size_t prefetch_threshold_tokens = 256;  // shorter prefetches are not started
+    std::uint32_t timeout_base_ms = 2000;         // timeout = base + per_1k * tokens / 1000, capped
+    std::uint32_t timeout_per_1k_tokens_ms = 100;
+    std::uint32_t timeout_max_ms = 30000;
+    std::size_t batch_pages = 128;  // pages per store call
+    // Where this rank sits in the decision group: decides which rank writes each page (exactly one
+    // per page and pool across the group) and the per-TP-rank key suffix of sharded pools.
+    int tp_rank = 0, tp_size = 1, cp_rank = 0, cp_size = 1;
+    std::string stage_suffix;  // distinguishes the layer slices of pipeline stages ("" for pp 1)
+};
+
 struct ControllerConfig {
     std::uint32_t page_size = 64;
     WritePolicy write_policy = WritePolicy::kWriteThrough;
@@ -46,22 +71,26 @@ struct ControllerConfig {
     bool check_consistency = false;
     // Fault injection (tests): the Nth host allocation on this rank fails (0: never).
     std::uint64_t fail_host_allocation = 0;
+    StorageConfig storage;
 };
 
 // One pool of the rank: its device and host tiers share page indices (the anchor's).
 struct PoolPair {
     pools::DevicePool* device = nullptr;
     pools::HostPool* host = nullptr;
+    io::PageStore* store = nullptr;  // the storage tier of this pool; null: none (all or none)
 };
 
 using RequestId = std::uint64_t;
+class StorageWorker;
 
 // What admit() decided for a request.
 struct Admission {
     std::size_t prompt_tokens = 0;
-    std::size_t device_hit_tokens = 0;  // reused from device
-    std::size_t host_hit_tokens = 0;    // loaded back from host
-    std::size_t computed_tokens = 0;    // the worker computes tokens [reused, prompt)
+    std::size_t device_hit_tokens = 0;   // reused from device
+    std::size_t host_hit_tokens = 0;     // loaded back from host (storage_hit_tokens included)
+    std::size_t storage_hit_tokens = 0;  // of those, fetched from the storage tier by a prefetch
+    std::size_t computed_tokens = 0;     // the worker computes tokens [reused, prompt)
     std::size_t reusedTokens() const noexcept { return device_hit_tokens + host_hit_tokens; }
     // Device page of every page of the prompt (the last one may be partial), in order.
     std::vector<std::uint32_t> device_pages;
@@ -77,6 +106,8 @@ struct ControllerStats {
     std::uint64_t backup_alloc_failures = 0;  // host full at write-through time
     std::uint64_t rejected_admissions = 0;    // device full even after eviction
     std::uint64_t consistency_checks = 0;
+    std::uint64_t storage_backup_pages = 0;  // pages handed to the store (this rank writes them)
+    std::uint64_t prefetches = 0, prefetch_pages = 0, prefetch_timeouts = 0;
     double backup_seconds = 0, load_seconds = 0;  // issue-to-reap time, summed per op
     std::uint64_t backup_bytes = 0, load_bytes = 0;
 };
@@ -104,6 +135,17 @@ public:
     // kResourceExhausted when the device cannot hold the request now (nothing held; retry later),
     // kInvalidArgument when id is already admitted or keys do not match prompt_tokens.
     Result<Admission> admit(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens);
+
+    // Starts fetching, from the storage tier, the pages of a prompt beyond what the device and host
+    // hold (when at least the threshold): existence query, then (at an agreed step) host pages and
+    // a read, then (at a later agreed step) the pages join the tree as host-only nodes. Collective
+    // in the sense of every decision call: every rank makes it for the same request at the same
+    // point. No-op without a storage tier, or when id already has a prefetch.
+    Status prefetch(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens);
+
+    // True once request id may be admitted under the prefetch policy (always true without a
+    // prefetch). Identical on every rank: it changes only in step().
+    bool prefetchSettled(RequestId id) const;
 
     // Launches the loads queued by admit() in this round as one merged, layer-by-layer operation.
     // Idempotent within a round; waitLayer() calls it when needed.
@@ -202,6 +244,24 @@ private:
     std::map<RequestId, std::unique_ptr<Request>> requests_;
     ControllerStats stats_;
     std::optional<comm::ConsistencyChecker> checker_;  // when config_.check_consistency
+    struct PrefetchOp;
+    struct StorageBackup;
+    std::unique_ptr<StorageWorker> worker_;  // when the pools have stores
+    std::deque<std::unique_ptr<PrefetchOp>> prefetches_;
+    std::map<RequestId, PrefetchOp*> prefetch_by_id_;
+    std::deque<std::unique_ptr<StorageBackup>> storage_backups_;
+    bool hasStorage() const noexcept { return worker_ != nullptr; }
+    bool writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept;
+    PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec) const;
+    void queueStorageBackup(std::vector<Node*> nodes);
+    void storeSync(Node* node);
+    struct StorageSlots {
+        std::size_t backups = 0;
+        std::vector<std::pair<PrefetchOp*, std::size_t>> progress, timeouts;
+    };
+    void addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots);
+    Status applyStorageDecisions(const comm::DecisionVector& v, const StorageSlots& slots);
+    void graft(PrefetchOp& op, std::size_t usable_pages);
     std::uint64_t decision_digest_ = 0;
     std::uint64_t host_allocations_ = 0;  // for fail_host_allocation
     void note(std::uint64_t a, std::uint64_t b = 0);

@@ -44,6 +44,7 @@ struct Node {
     std::uint64_t last_access = 0;  // logical clock
     std::uint64_t backup_op = 0;    // != 0: a device->host copy of this node is in flight
     std::uint64_t load_op = 0;      // != 0: a host->device copy into this node is in flight
+    bool from_storage = false;      // host pages fetched from the storage tier, not yet loaded
 
     std::size_t numPages() const noexcept { return keys.size(); }
     bool onDevice() const noexcept { return !device_pages.empty(); }
@@ -89,6 +90,9 @@ public:
     // must not already be a child of parent.
     Node* addChild(Node* parent, std::vector<PageKey> keys,
                    std::vector<std::uint32_t> device_pages);
+    // Adds a host-only child (pages fetched from a lower tier).
+    Node* addHostChild(Node* parent, std::vector<PageKey> keys,
+                       std::vector<std::uint32_t> host_pages);
 
     // Removes a leaf node (no children, no locks, no pending ops). Its pages must already be freed.
     void removeLeaf(Node* node);

@@ -1,0 +1,179 @@
+// The storage tier as the controller drives it: write-through backups reach the store, prefetch
+// brings pages back as host-only nodes (bit-exact, every host layout), corrupt pages are misses,
+// the prefetch policies behave, and an aborted prefetch returns every pin and page.
+#include <gtest/gtest.h>
+
+#include "harness.h"
+#include "strata/testing/memory_page_store.h"
+
+namespace strata::controller {
+namespace {
+
+using strata::testing::MemoryPageStore;
+using testing::Harness;
+using testing::HarnessOptions;
+using testing::tokensOf;
+
+void settle(Harness& h) {
+    ASSERT_TRUE(h.ctl().drain().isOk());
+    ASSERT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
+}
+
+HarnessOptions storageOptions(MemoryPageStore* store) {
+    HarnessOptions o;
+    o.device_tokens = 16 * 10;
+    o.host_tokens = 16 * 20;
+    o.store = store;
+    o.storage.prefetch_threshold_tokens = 32;
+    o.storage.prefetch_policy = PrefetchPolicy::kWaitComplete;
+    return o;
+}
+
+// Pushes everything of earlier requests out of device and host.
+void flush(Harness& h, std::uint64_t seed) {
+    for (int i = 0; i < 4; ++i) {
+        h.serve(900000 + seed * 10 + static_cast<RequestId>(i),
+                tokensOf(seed * 100 + i, 16 * 9 + 1));
+        settle(h);
+    }
+}
+
+TEST(Storage, DeviceHostStorageHostDeviceRoundTripIsBitExact) {
+    for (auto layout : {kernels::HostLayout::kLayerFirst, kernels::HostLayout::kPageFirst,
+                        kernels::HostLayout::kPageFirstDirect}) {
+        SCOPED_TRACE(std::string(kernels::hostLayoutName(layout)));
+        MemoryPageStore store;
+        HarnessOptions o = storageOptions(&store);
+        o.layout = layout;
+        o.jitter_us = 300;
+        Harness h(o);
+        auto prompt = tokensOf(7, 16 * 8 + 5);
+        h.serve(1, prompt);
+        settle(h);
+        EXPECT_EQ(store.size(), 8u);  // write-through: every backed-up page reached the store
+        flush(h, 1);
+        auto m = h.ctl().match(h.keys(prompt));
+        ASSERT_EQ(m.device_pages + m.host_pages, 0u);
+        h.prefetchAndSettle(2, prompt);
+        Admission a = h.serve(2, prompt);  // serve() checks every reused byte
+        EXPECT_EQ(a.storage_hit_tokens, 16u * 8);
+        EXPECT_EQ(a.host_hit_tokens, 16u * 8);
+        settle(h);
+        h.expectAllUnlocked();
+    }
+}
+
+TEST(Storage, ALaterJobOnTheSameStoreGetsStorageHits) {
+    MemoryPageStore store;
+    auto prompt = tokensOf(9, 16 * 6 + 2);
+    {
+        Harness first(storageOptions(&store));
+        first.serve(1, prompt);
+        settle(first);
+    }
+    Harness second(storageOptions(&store));
+    second.prefetchAndSettle(1, prompt);
+    Admission a = second.serve(1, prompt);
+    EXPECT_EQ(a.storage_hit_tokens, 16u * 6);
+    settle(second);
+}
+
+TEST(Storage, CorruptPageIsAMissNotServed) {
+    MemoryPageStore store;
+    Harness h(storageOptions(&store));
+    auto prompt = tokensOf(11, 16 * 8 + 1);
+    h.serve(1, prompt);
+    settle(h);
+    flush(h, 2);
+    // Corrupt the 4th page: the fetch stops there, the first 3 are served.
+    auto keys = h.keys(prompt);
+    store.corruptPage(core::storageKey(keys[3], "kv", -1));
+    h.prefetchAndSettle(2, prompt);
+    Admission a = h.serve(2, prompt);
+    EXPECT_EQ(a.storage_hit_tokens, 16u * 3);
+    EXPECT_EQ(store.stats().checksum_failures, 1u);
+    settle(h);
+}
+
+TEST(Storage, PrefetchPolicies) {
+    for (auto policy :
+         {PrefetchPolicy::kBestEffort, PrefetchPolicy::kWaitComplete, PrefetchPolicy::kTimeout}) {
+        SCOPED_TRACE(std::string(prefetchPolicyName(policy)));
+        MemoryPageStore store;
+        HarnessOptions o = storageOptions(&store);
+        o.storage.prefetch_policy = policy;
+        o.storage.timeout_base_ms = 5;
+        o.storage.timeout_per_1k_tokens_ms = 0;
+        Harness h(o);
+        auto prompt = tokensOf(13, 16 * 8 + 1);
+        h.serve(1, prompt);
+        settle(h);
+        flush(h, 3);
+        store.setDelay(std::chrono::milliseconds(60));  // a slow store
+        auto keys = h.keys(prompt);
+        ASSERT_TRUE(h.ctl().prefetch(2, keys, prompt.size()).isOk());
+        ASSERT_TRUE(h.ctl().step().isOk());
+        if (policy == PrefetchPolicy::kBestEffort) {
+            EXPECT_TRUE(h.ctl().prefetchSettled(2));
+        } else {
+            EXPECT_FALSE(h.ctl().prefetchSettled(2));  // the query is still running
+        }
+        int rounds = 0;
+        while (!h.ctl().prefetchSettled(2)) {
+            ASSERT_TRUE(h.ctl().waitForProgress().isOk());
+            ASSERT_TRUE(h.ctl().step().isOk());
+            ++rounds;
+            ASSERT_LT(rounds, 100000);
+        }
+        if (policy == PrefetchPolicy::kTimeout) {
+            // Settled by the timeout long before the slow store finished both phases.
+            EXPECT_EQ(h.ctl().stats().prefetch_timeouts, 1u);
+        }
+        store.setDelay({});
+        settle(h);  // the prefetch still completes and grafts in the background
+        EXPECT_EQ(h.ctl().stats().prefetch_pages, 8u);
+        Admission a = h.serve(2, prompt);
+        EXPECT_EQ(a.reusedTokens(), 16u * 8);
+        settle(h);
+        h.expectAllUnlocked();
+    }
+}
+
+TEST(Storage, AbortedRequestMidPrefetchReturnsEveryPinAndPage) {
+    MemoryPageStore store;
+    Harness h(storageOptions(&store));
+    auto prompt = tokensOf(17, 16 * 8 + 1);
+    h.serve(1, prompt);
+    settle(h);
+    flush(h, 4);
+    store.setDelay(std::chrono::milliseconds(20));
+    auto keys = h.keys(prompt);
+    ASSERT_TRUE(h.ctl().prefetch(2, keys, prompt.size()).isOk());
+    ASSERT_TRUE(h.ctl().step().isOk());
+    // The request goes away before its prefetch is done; the prefetch finishes on its own and
+    // every host page it took is either in the tree or free again.
+    settle(h);
+    h.expectAllUnlocked();
+    EXPECT_EQ(h.ctl().liveRequests(), 0u);
+    EXPECT_TRUE(h.ctl().prefetchSettled(2));
+}
+
+TEST(Storage, WriteBackStoresHostPagesBeforeFreeingThem) {
+    MemoryPageStore store;
+    HarnessOptions o = storageOptions(&store);
+    o.policy = WritePolicy::kWriteBack;
+    Harness h(o);
+    auto prompt = tokensOf(19, 16 * 8 + 1);
+    h.serve(1, prompt);
+    settle(h);
+    EXPECT_EQ(store.size(), 0u);  // nothing leaves the device under write-back until eviction
+    flush(h, 5);
+    EXPECT_GE(store.size(), 8u);  // evicted from host: stored first
+    h.prefetchAndSettle(2, prompt);
+    Admission a = h.serve(2, prompt);
+    EXPECT_EQ(a.storage_hit_tokens, 16u * 8);
+    settle(h);
+}
+
+}  // namespace
+}  // namespace strata::controller
