@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "strata/io/hdf5_page_store.h"
+
 namespace strata::runtime {
 
 Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
@@ -41,9 +43,28 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         cache->device_pools_.push_back(std::move(dev));
         cache->host_pools_.push_back(std::move(host));
     }
+    const std::string stage_suffix =
+        options.pipeline
+            ? fmt::format("@L{}+{}", options.first_layer, cache->specs_.front().num_layers)
+            : std::string();
+    if (!options.storage_dir.empty()) {
+        for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
+            const auto& spec = cache->specs_[i];
+            io::Hdf5StoreOptions so;
+            so.directory = options.storage_dir;
+            so.page_bytes = spec.bytesPerToken() * options.page_size;
+            so.pool_signature =
+                fmt::format("{}-{}{}-{}B", options.model, spec.name, stage_suffix, so.page_bytes);
+            so.capacity_pages = options.storage_capacity_pages;
+            so.writer_id = options.world_rank;
+            STRATA_ASSIGN_OR_RETURN(auto store, io::Hdf5PageStore::create(so));
+            cache->stores_.push_back(std::move(store));
+        }
+    }
     std::vector<controller::PoolPair> pairs;
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
-        pairs.push_back({&cache->device_pools_[i], &cache->host_pools_[i]});
+        pairs.push_back({&cache->device_pools_[i], &cache->host_pools_[i],
+                         cache->stores_.empty() ? nullptr : cache->stores_[i].get()});
     }
     controller::ControllerConfig cc;
     cc.page_size = options.page_size;
@@ -52,10 +73,35 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     cc.load_back_threshold_tokens = options.load_back_threshold_tokens;
     cc.check_consistency = options.check_consistency;
     cc.fail_host_allocation = options.fail_host_allocation;
+    cc.storage.prefetch_policy = options.prefetch_policy;
+    cc.storage.prefetch_threshold_tokens = options.prefetch_threshold_tokens;
+    cc.storage.tp_rank = options.tp_rank;
+    cc.storage.tp_size = options.tp_size;
+    cc.storage.cp_rank = options.cp_rank;
+    cc.storage.cp_size = options.cp_size;
+    cc.storage.stage_suffix = stage_suffix;
     STRATA_ASSIGN_OR_RETURN(cache->controller_, controller::CacheController::create(
                                                     cc, *cache->backend_, std::move(pairs), group));
     cache->seed_ = core::namespaceSeed({options.model, signature, options.tenant_salt});
     return cache;
+}
+
+io::StoreStats Cache::storageStats() const {
+    io::StoreStats total;
+    for (const auto& s : stores_) {
+        io::StoreStats st = s->stats();
+        total.pages_written += st.pages_written;
+        total.pages_skipped += st.pages_skipped;
+        total.pages_read += st.pages_read;
+        total.checksum_failures += st.checksum_failures;
+        total.pages_evicted += st.pages_evicted;
+        total.write_failures += st.write_failures;
+        total.bytes_written += st.bytes_written;
+        total.bytes_read += st.bytes_read;
+        total.write_seconds += st.write_seconds;
+        total.read_seconds += st.read_seconds;
+    }
+    return total;
 }
 
 Cache::~Cache() {
@@ -76,6 +122,11 @@ std::size_t Cache::matchTokens(std::span<const std::int32_t> tokens) {
 Result<Admission> Cache::admit(RequestId id, std::span<const std::int32_t> tokens) {
     auto keys = keysFor(tokens);
     return controller_->admit(id, keys, tokens.size());
+}
+
+Status Cache::prefetch(RequestId id, std::span<const std::int32_t> tokens) {
+    auto keys = keysFor(tokens);
+    return controller_->prefetch(id, keys, tokens.size());
 }
 
 std::uint32_t Cache::numLayers() const noexcept {

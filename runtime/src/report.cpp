@@ -85,6 +85,10 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"jitter_us", c.jitter_us},
         {"log_level", c.log_level},
         {"load_back_threshold", c.load_back_threshold},
+        {"storage_dir", c.storage_dir},
+        {"storage_tokens", c.storage_tokens},
+        {"no_storage", c.no_storage},
+        {"prefetch_policy", c.prefetch_policy},
     };
 }
 

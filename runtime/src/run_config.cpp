@@ -70,6 +70,13 @@ const std::vector<Field>& fields() {
         {"log_level", &RunConfig::log_level, "LEVEL", "trace | debug | info | warn | error | off"},
         {"load_back_threshold", &RunConfig::load_back_threshold, "N",
          "host hits shorter than N tokens are recomputed"},
+        {"storage_dir", &RunConfig::storage_dir, "DIR",
+         "HDF5 storage tier directory; empty = a fresh temporary directory"},
+        {"storage_tokens", &RunConfig::storage_tokens, "N",
+         "storage capacity in tokens for the whole job; 0 = unlimited"},
+        {"no_storage", &RunConfig::no_storage, "", "run without the storage tier"},
+        {"prefetch_policy", &RunConfig::prefetch_policy, "POLICY",
+         "best_effort | wait_complete | timeout"},
     };
     return kFields;
 }

@@ -50,6 +50,19 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     o.check_consistency = false;  // done by the observer, which names the ranks that differ
     o.tp_rank = place.tp_rank;
     o.tp_size = place.tp_size;
+    o.cp_rank = place.cp_rank;
+    o.cp_size = place.cp_size;
+    o.world_rank = place.world_rank;
+    o.pipeline = place.pp_size > 1;
+    if (!cfg.no_storage) {
+        o.storage_dir = cfg.storage_dir;
+        // The job's capacity is shared by its writers (every rank writes its share of pages).
+        o.storage_capacity_pages = cfg.storage_tokens / cfg.page_size /
+                                   static_cast<std::uint64_t>(std::max(1, place.world_size));
+        if (cfg.storage_tokens > 0 && o.storage_capacity_pages == 0) o.storage_capacity_pages = 1;
+    }
+    STRATA_ASSIGN_OR_RETURN(o.prefetch_policy,
+                            controller::parsePrefetchPolicy(cfg.prefetch_policy));
     return o;
 }
 
@@ -174,6 +187,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
 
     std::deque<std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
+    std::size_t prefetched = 0;  // requests [0, prefetched) have had prefetch() called
     const auto t0 = Clock::now();
     auto last_progress = t0;
     std::uint64_t round = 0;
@@ -189,9 +203,20 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             Admission admission;
             PrefixDigests digests;
         };
+        // Requests about to be admitted look for their prefix in the storage tier first.
+        if (cache->hasStorage()) {
+            const std::size_t horizon =
+                std::min(requests.size(),
+                         pending.empty() ? requests.size() : pending.front() + 2 * cfg.batch);
+            for (; prefetched < horizon; ++prefetched) {
+                STRATA_RETURN_IF_ERROR(
+                    cache->prefetch(requests[prefetched].id, requests[prefetched].tokens));
+            }
+        }
         std::vector<Live> batch;
         while (batch.size() < cfg.batch && !pending.empty()) {
             const RequestSpec& spec = requests[pending.front()];
+            if (!cache->prefetchSettled(spec.id)) break;  // waits for its prefetch (policy)
             auto r = cache->admit(spec.id, spec.tokens);
             if (!r.isOk()) {
                 if (r.status().code() != StatusCode::kResourceExhausted) return r.status();
@@ -233,7 +258,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             report.prompt_tokens += a.prompt_tokens;
             report.computed_tokens += a.computed_tokens;
             report.hit_tokens.device += a.device_hit_tokens;
-            report.hit_tokens.host += a.host_hit_tokens;
+            report.hit_tokens.host += a.host_hit_tokens - a.storage_hit_tokens;
+            report.hit_tokens.storage += a.storage_hit_tokens;
             STRATA_RETURN_IF_ERROR(cache->insert(live.spec->id));
             STRATA_RETURN_IF_ERROR(cache->release(live.spec->id));
             ++report.requests;
@@ -262,6 +288,10 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.dropped_pages = st.dropped_pages;
     report.rejected_admissions = st.rejected_admissions;
     report.elapsed_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const io::StoreStats ss = cache->storageStats();
+    report.storage.pages_written = ss.pages_written;
+    report.storage.pages_read = ss.pages_read;
+    report.storage.checksum_failures = ss.checksum_failures;
     return report;
 }
 

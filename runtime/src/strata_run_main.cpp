@@ -4,6 +4,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+
+#include <stdlib.h>
 
 #include "run_worker.h"
 #include "strata/comm/consistency.h"
@@ -105,6 +108,10 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         leader ? r->computed_tokens : 0,
         leader ? r->hit_tokens.device : 0,
         leader ? r->hit_tokens.host : 0,
+        leader ? r->hit_tokens.storage : 0,
+        r->storage.pages_written,
+        r->storage.pages_read,
+        r->storage.checksum_failures,
         r->pages_verified,
         r->pages_mismatched,
         r->d2h.bytes,
@@ -132,6 +139,10 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->computed_tokens = u[i++];
     r->hit_tokens.device = u[i++];
     r->hit_tokens.host = u[i++];
+    r->hit_tokens.storage = u[i++];
+    r->storage.pages_written = u[i++];
+    r->storage.pages_read = u[i++];
+    r->storage.checksum_failures = u[i++];
     r->pages_verified = u[i++];
     r->pages_mismatched = u[i++];
     r->d2h.bytes = u[i++];
@@ -225,6 +236,27 @@ int run(int argc, char** argv) {
     place.dp_size = grid.dpSize();
     place.replica_rank = grid.replicaRank();
 
+    // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes
+    // (every rank of the job uses the same one) and removes at the end.
+    std::string temp_storage;
+    if (!cfg.no_storage && cfg.storage_dir.empty()) {
+        std::vector<std::byte> path;
+        if (world_rank == 0) {
+            std::string templ = (std::filesystem::temp_directory_path() / "strata-XXXXXX").string();
+            if (::mkdtemp(templ.data()) == nullptr) {
+                return fail(&ctx, STRATA_ERROR(StatusCode::kIoError,
+                                               "cannot create a temporary storage directory: {}",
+                                               std::strerror(errno)));
+            }
+            const auto* b = reinterpret_cast<const std::byte*>(templ.data());
+            path.assign(b, b + templ.size());
+        }
+        if (Status s = comm::broadcastBytes(grid.world(), &path, 0); !s.isOk())
+            return fail(&ctx, s);
+        cfg.storage_dir.assign(reinterpret_cast<const char*>(path.data()), path.size());
+        temp_storage = cfg.storage_dir;
+    }
+
     // Rank 0 of each replica makes the request list; the replica's ranks get the same one.
     std::vector<std::byte> encoded;
     if (place.replica_rank == 0) {
@@ -268,6 +300,14 @@ int run(int argc, char** argv) {
         if (!cfg.report_path.empty()) {
             if (Status s = writeJson(report, cfg.report_path); !s.isOk()) return fail(&ctx, s);
             std::printf("report written to %s\n", cfg.report_path.c_str());
+        }
+    }
+    if (!temp_storage.empty()) {
+        // aggregate() above was a collective over the whole world, after every rank's Cache (and
+        // its files) had closed: rank 0 may remove them now.
+        if (world_rank == 0) {
+            std::error_code ec;
+            std::filesystem::remove_all(temp_storage, ec);
         }
     }
     if (report.pages_mismatched > 0) {

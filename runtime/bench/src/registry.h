@@ -38,5 +38,6 @@ std::span<const BenchEntry> registeredBenches();
 
 // Factories of the registered benches (one per bench source file).
 std::unique_ptr<Bench> makeSyncBench();
+std::unique_ptr<Bench> makeStorageBench();
 
 }  // namespace strata::bench

@@ -6,10 +6,13 @@
 #include <cstring>
 #include <random>
 
+#include <filesystem>
+
 #include "strata/comm/consistency.h"
 #include "strata/comm/grid.h"
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_decision_group.h"
+#include "strata/io/hdf5_page_store.h"
 #include "strata/runtime/cache.h"
 #include "strata/runtime/kv_pattern.h"
 #include "strata/testing/mpi_test_util.h"
@@ -227,6 +230,60 @@ TEST(Agreement, AbortingRequestsWithCopiesInFlightKeepsRanksIdentical) {
     ASSERT_TRUE(rig.cache->drain().isOk());
     ASSERT_TRUE(checker.check(rig.cache->controller().stateDigest(), "end").isOk());
     EXPECT_TRUE(rig.cache->controller().checkInvariants().isOk());
+}
+
+// Replicated pools (MLA) are written to the shared storage tier by exactly one rank per page: the
+// pages written, summed over the ranks, equal the distinct pages on disk.
+TEST(Agreement, OneWriterPerReplicatedPage) {
+    const std::uint64_t seed = sharedSeed();
+    std::vector<std::byte> path;
+    if (worldRank() == 0) {
+        std::string dir = (std::filesystem::temp_directory_path() /
+                           ("strata-mpi-writers-" + std::to_string(seed)))
+                              .string();
+        path.assign(reinterpret_cast<const std::byte*>(dir.data()),
+                    reinterpret_cast<const std::byte*>(dir.data()) + dir.size());
+    }
+    ASSERT_TRUE(comm::broadcastBytes(comm::MpiComm::world(), &path, 0).isOk());
+    const std::string dir(reinterpret_cast<const char*>(path.data()), path.size());
+    CacheOptions o = smallOptions(seed);
+    o.model = "deepseek-v3";
+    o.storage_dir = dir;
+    o.world_rank = worldRank();
+    o.host = {.tokens = 16 * 48};
+    comm::GridShape shape = shapeFor(worldSize());
+    o.cp_rank = worldRank() / shape.tp % shape.cp;
+    o.cp_size = shape.cp;
+    std::uint64_t written = 0;
+    {
+        Rig rig = Rig::make(shape, o);
+        Stream stream(seed);
+        RequestId id = 1;
+        for (int round = 0; round < 200; ++round) {
+            ASSERT_TRUE(rig.cache->step().isOk());
+            serve(*rig.cache, id++, stream.next(), 0);
+        }
+        ASSERT_TRUE(rig.cache->drain().isOk());
+        written = rig.cache->storageStats().pages_written;
+        EXPECT_EQ(rig.cache->storageStats().checksum_failures, 0u);
+    }
+    std::vector<std::uint64_t> total{written};
+    ASSERT_TRUE(comm::allReduceSum(comm::MpiComm::world(), total).isOk());
+    if (worldRank() == 0) {
+        std::size_t on_disk = 0;
+        for (const auto& e : std::filesystem::directory_iterator(dir)) {
+            io::Hdf5StoreOptions so;
+            so.directory = dir;
+            so.pool_signature = e.path().filename().string();
+            so.page_bytes = 16 * 2 * 1152;  // deepseek-v3: 576 bf16 values per row, 2 layers
+            auto store = io::Hdf5PageStore::create(so);
+            ASSERT_TRUE(store.isOk()) << store.status().toString();
+            on_disk += (*store)->indexedPages();
+        }
+        EXPECT_GT(on_disk, 0u);
+        EXPECT_EQ(total[0], on_disk) << "a replicated page was written by more than one rank";
+        std::filesystem::remove_all(dir);
+    }
 }
 
 TEST(Agreement, DeviceCapacityDifferingByOnePageStaysConsistent) {

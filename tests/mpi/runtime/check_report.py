@@ -2,8 +2,9 @@
 """Runs a strata-run command line and checks its JSON report (or its failure).
 
 usage: check_report.py [--expect-host-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
-                       [--expect-fail REGEX] -- COMMAND...
-The report goes to a temporary file (--report is appended to the command).
+                       [--expect-fail REGEX] [--twice] -- COMMAND...
+The report goes to a temporary file (--report is appended to the command). With --twice the
+command runs two times on one fresh --storage-dir, and the second report must show storage hits.
 """
 import argparse
 import json
@@ -18,6 +19,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--expect-host-hits", action="store_true")
     ap.add_argument("--expect-fail")
+    ap.add_argument("--twice", action="store_true")
     for k in ("ranks", "tp", "cp", "pp", "dp"):
         ap.add_argument("--" + k, type=int, default=None)
     ap.add_argument("command", nargs=argparse.REMAINDER)
@@ -25,6 +27,14 @@ def main():
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
+        if a.twice:
+            cmd = cmd + ["--storage-dir", os.path.join(tmp, "storage")]
+            first = subprocess.run(cmd + ["--report", report], capture_output=True, text=True)
+            if first.returncode != 0:
+                sys.exit(f"first run: exit {first.returncode}:\n{first.stdout + first.stderr}")
+            r1 = json.load(open(report))
+            if r1["storage"]["pages_written"] == 0:
+                sys.exit("first run stored no page")
         p = subprocess.run(cmd + ["--report", report], capture_output=True, text=True)
         out = p.stdout + p.stderr
         if a.expect_fail:
@@ -60,6 +70,9 @@ def main():
     if "--check-consistency" in cmd:
         need(c["rounds_checked"] > 0, "no consistency rounds checked")
     need(r["sync"]["rounds"] > 0, "sync.rounds = 0")
+    need(r["storage"]["checksum_failures"] == 0, "checksum failures")
+    if a.twice:
+        need(h["storage"] > 0, "no storage hits in the second run")
     if errors:
         sys.exit("report check failed: " + "; ".join(errors) + "\n" + out[-3000:])
     print(f"ok: {r['requests']} requests, hit rate {r['hit_rate']['total']:.3f}, "

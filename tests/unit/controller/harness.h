@@ -150,7 +150,9 @@ public:
         EXPECT_EQ(mismatches(tokens, a, a.reusedTokens()), 0u) << "request " << id;
         compute(tokens, a, a.reusedTokens());
         EXPECT_TRUE(ctl_->insert(id).isOk());
-        if (release) EXPECT_TRUE(ctl_->release(id).isOk());
+        if (release) {
+            EXPECT_TRUE(ctl_->release(id).isOk());
+        }
         return a;
     }
 

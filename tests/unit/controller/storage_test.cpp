@@ -3,7 +3,10 @@
 // the prefetch policies behave, and an aborted prefetch returns every pin and page.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "harness.h"
+#include "strata/io/hdf5_page_store.h"
 #include "strata/testing/memory_page_store.h"
 
 namespace strata::controller {
@@ -60,6 +63,46 @@ TEST(Storage, DeviceHostStorageHostDeviceRoundTripIsBitExact) {
         EXPECT_EQ(a.host_hit_tokens, 16u * 8);
         settle(h);
         h.expectAllUnlocked();
+    }
+}
+
+// The same round trip through real HDF5 page files, and a later job (a new store object on the
+// same directory, as the next run would open it) served from them.
+TEST(Storage, RoundTripThroughHdf5FilesForEveryLayout) {
+    for (auto layout : {kernels::HostLayout::kLayerFirst, kernels::HostLayout::kPageFirst,
+                        kernels::HostLayout::kPageFirstDirect}) {
+        SCOPED_TRACE(std::string(kernels::hostLayoutName(layout)));
+        const auto dir = std::filesystem::temp_directory_path() /
+                         ("strata-ctl-h5-" + std::to_string(::getpid()) + "-" +
+                          std::string(kernels::hostLayoutName(layout)));
+        std::filesystem::remove_all(dir);
+        io::Hdf5StoreOptions so;
+        so.directory = dir.string();
+        so.pool_signature = "kv";
+        so.page_bytes = 16 * 3 * 2 * 40;  // page_size x layers x buffers x row bytes (harness)
+        auto prompt = tokensOf(23, 16 * 8 + 5);
+        {
+            auto store = io::Hdf5PageStore::create(so);
+            ASSERT_TRUE(store.isOk()) << store.status().toString();
+            HarnessOptions o = storageOptions(nullptr);
+            o.store = store->get();
+            o.layout = layout;
+            Harness h(o);
+            h.serve(1, prompt);
+            settle(h);
+            EXPECT_EQ((*store)->stats().pages_written, 8u);
+        }
+        auto store = io::Hdf5PageStore::create(so);
+        ASSERT_TRUE(store.isOk()) << store.status().toString();
+        HarnessOptions o = storageOptions(nullptr);
+        o.store = store->get();
+        o.layout = layout;
+        Harness h(o);
+        h.prefetchAndSettle(1, prompt);
+        Admission a = h.serve(1, prompt);  // every reused byte checked
+        EXPECT_EQ(a.storage_hit_tokens, 16u * 8);
+        settle(h);
+        std::filesystem::remove_all(dir);
     }
 }
 

@@ -42,6 +42,16 @@ struct CacheOptions {
     int tp_size = 1;
     std::string tenant_salt;
     std::uint64_t fail_host_allocation = 0;  // fault injection: see ControllerConfig
+    // Storage tier (HDF5 page files); none when storage_dir is empty.
+    std::string storage_dir;
+    std::uint64_t storage_capacity_pages = 0;  // this rank's share; 0: unlimited
+    controller::PrefetchPolicy prefetch_policy = controller::PrefetchPolicy::kTimeout;
+    std::size_t prefetch_threshold_tokens = 256;
+    // Place in the grid (writer choice, key suffixes, file names).
+    int cp_rank = 0, cp_size = 1;
+    int world_rank = 0;
+    std::uint32_t first_layer = 0;  // of this pipeline stage's layer slice
+    bool pipeline = false;          // several stages: stored pages name their layer slice
 };
 
 class Cache {
@@ -61,6 +71,9 @@ public:
 
     // See CacheController::admit. The Admission lists the device page of every prompt page.
     Result<Admission> admit(RequestId id, std::span<const std::int32_t> tokens);
+    // See CacheController::prefetch / prefetchSettled.
+    Status prefetch(RequestId id, std::span<const std::int32_t> tokens);
+    bool prefetchSettled(RequestId id) const { return controller_->prefetchSettled(id); }
     Status launchLoads() { return controller_->launchLoads(); }
     Status waitLayer(RequestId id, std::uint32_t layer, void* native_stream = nullptr) {
         return controller_->waitLayer(id, layer, native_stream);
@@ -77,6 +90,9 @@ public:
     const std::vector<pools::DevicePool>& devicePools() const noexcept { return device_pools_; }
     const std::vector<pools::HostPool>& hostPools() const noexcept { return host_pools_; }
     controller::CacheController& controller() noexcept { return *controller_; }
+    // Summed statistics of the storage tier's stores (zero without one).
+    io::StoreStats storageStats() const;
+    bool hasStorage() const noexcept { return !stores_.empty(); }
     std::uint32_t numLayers() const noexcept;
     std::size_t hostCapacityTokens() const noexcept;
 
@@ -86,8 +102,9 @@ private:
     core::PageKey seed_;
     std::unique_ptr<kernels::Backend> backend_;
     std::vector<pools::PoolSpec> specs_;
-    std::vector<pools::DevicePool> device_pools_;  // must outlive controller_
-    std::vector<pools::HostPool> host_pools_;      // must outlive controller_
+    std::vector<pools::DevicePool> device_pools_;         // must outlive controller_
+    std::vector<pools::HostPool> host_pools_;             // must outlive controller_
+    std::vector<std::unique_ptr<io::PageStore>> stores_;  // must outlive controller_
     std::unique_ptr<controller::CacheController> controller_;
 };
 

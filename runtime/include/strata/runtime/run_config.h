@@ -46,10 +46,14 @@ struct RunConfig {
     std::uint32_t tp = 1;                            // tensor-parallel ranks per replica (>= 1)
     std::uint32_t cp = 1;                            // context-parallel ranks per replica (>= 1)
     std::uint32_t pp = 1;                            // pipeline stages per replica (>= 1)
-    bool check_consistency = false;         // all-gather tree/allocator digests every round
-    std::uint32_t jitter_us = 0;            // random per-rank delay of completions (fault test)
-    std::string log_level = "info";         // trace | debug | info | warn | error | off
-    std::uint64_t load_back_threshold = 0;  // host hits shorter than this are recomputed
+    bool check_consistency = false;           // all-gather tree/allocator digests every round
+    std::uint32_t jitter_us = 0;              // random per-rank delay of completions (fault test)
+    std::string log_level = "info";           // trace | debug | info | warn | error | off
+    std::uint64_t load_back_threshold = 0;    // host hits shorter than this are recomputed
+    std::string storage_dir;                  // HDF5 tier directory; empty: a fresh temporary one
+    std::uint64_t storage_tokens = 0;         // storage capacity of the job in tokens; 0: unlimited
+    bool no_storage = false;                  // run without the storage tier
+    std::string prefetch_policy = "timeout";  // best_effort | wait_complete | timeout
 
     // True when --help was given: loadRunConfig stopped after the command line (no file or
     // environment read, nothing validated); print runConfigHelp() and exit 0.

@@ -1,0 +1,522 @@
+// Hdf5PageStore. Commit protocol of set(): write <name>.tmp, flush and close it, fsync it, rename
+// it to <name>, fsync the directory, and only then index and count its pages. A reader therefore
+// only ever opens complete files; a crash leaves .tmp files, deleted at the next open when stale.
+#include "strata/io/hdf5_page_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <list>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "h5_util.h"
+#include "segment.h"
+#include "strata/core/log.h"
+
+namespace strata::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kMaxOpenSegments = 32;
+// A .tmp file this old is abandoned whoever wrote it: one segment is written in seconds.
+constexpr auto kStaleTmpAge = std::chrono::minutes(15);
+// Skipping a rescan on an unchanged directory mtime is trusted only when the scan that saw that
+// mtime began this long after it (coarse timestamps: a later rename may keep the same mtime).
+constexpr std::int64_t kMtimeSlackNs = 2'000'000'000;
+
+spdlog::logger& log() { return core::logger("io"); }
+
+std::int64_t realtimeNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::int64_t mtimeNs(const struct stat& st) {
+    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+double secondsSince(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+struct Hdf5PageStore::Impl {
+    struct Location {
+        std::uint32_t segment;
+        std::uint32_t slot;
+        std::uint64_t checksum;
+    };
+    struct Segment {
+        std::string name;
+        SegmentHeader header;
+        std::vector<PageKey> keys;
+        bool own = false;
+        std::uint64_t last_access = 0;  // LRU tick
+        bool geometry_warned = false;
+    };
+
+    Hdf5StoreOptions options;
+    std::string dir;  // <directory>/<pool_signature>
+    std::unordered_map<PageKey, Location> index;
+    std::unordered_map<std::uint32_t, Segment> segments;
+    std::unordered_set<std::string> known_names;  // indexed, ignored or deleted segment files
+    std::uint32_t next_segment = 0;
+    std::uint64_t tick = 0;
+    std::uint64_t own_pages = 0;
+    StoreStats stats;
+    // Read handles of recently used segments, most recent first.
+    std::list<std::pair<std::uint32_t, OpenSegment>> open_segments;
+    // Directory mtime seen by the last scan and the time that scan began.
+    std::int64_t scanned_mtime_ns = -1;
+    std::int64_t scan_started_ns = 0;
+
+    std::string path(const std::string& name) const { return dir + "/" + name; }
+
+    void touch(std::uint32_t seg) {
+        auto it = segments.find(seg);
+        if (it != segments.end()) it->second.last_access = ++tick;
+    }
+
+    // Adds a segment's keys to the index (a key already indexed keeps its first copy).
+    std::uint32_t addSegment(Segment seg, std::span<const std::uint64_t> checksums) {
+        const std::uint32_t id = next_segment++;
+        for (std::size_t i = 0; i < seg.keys.size(); ++i) {
+            index.try_emplace(seg.keys[i],
+                              Location{id, static_cast<std::uint32_t>(i), checksums[i]});
+        }
+        if (seg.own) own_pages += seg.keys.size();
+        known_names.insert(seg.name);
+        segments.emplace(id, std::move(seg));
+        return id;
+    }
+
+    // Forgets a segment: closes its handle and drops the index entries that point into it.
+    void dropSegment(std::uint32_t id) {
+        auto it = segments.find(id);
+        if (it == segments.end()) return;
+        open_segments.remove_if([id](const auto& e) { return e.first == id; });
+        for (const PageKey& k : it->second.keys) {
+            auto e = index.find(k);
+            if (e != index.end() && e->second.segment == id) index.erase(e);
+        }
+        if (it->second.own) own_pages -= it->second.keys.size();
+        segments.erase(it);
+    }
+
+    Result<const OpenSegment*> openForRead(std::uint32_t id) {
+        for (auto it = open_segments.begin(); it != open_segments.end(); ++it) {
+            if (it->first == id) {
+                open_segments.splice(open_segments.begin(), open_segments, it);
+                return &open_segments.front().second;
+            }
+        }
+        STRATA_ASSIGN_OR_RETURN(OpenSegment s, openSegmentForRead(path(segments.at(id).name)));
+        open_segments.emplace_front(id, std::move(s));
+        while (open_segments.size() > kMaxOpenSegments) open_segments.pop_back();
+        return &open_segments.front().second;
+    }
+
+    // Deletes .tmp files that no live writer can still be writing: those of processes of this
+    // host that are gone, and any older than kStaleTmpAge (another host's crashed writer).
+    void removeStaleTmp(const fs::path& p, const SegmentName& name) {
+        struct stat st {};
+        if (::stat(p.c_str(), &st) != 0) return;
+        const bool dead_here = name.host_hash == thisHostHash() &&
+                               ::kill(static_cast<pid_t>(name.pid), 0) != 0 && errno == ESRCH;
+        const bool old = realtimeNs() - mtimeNs(st) >
+                         std::chrono::duration_cast<std::chrono::nanoseconds>(kStaleTmpAge).count();
+        if (!dead_here && !old) return;
+        if (::unlink(p.c_str()) == 0) {
+            log().info("removed unfinished segment '{}' (writer {} {})", p.string(), name.writer_id,
+                       dead_here ? "gone" : "stale");
+        } else if (errno != ENOENT) {
+            log().warn("cannot remove unfinished segment '{}': {}", p.string(),
+                       std::strerror(errno));
+        }
+    }
+
+    // Indexes segment files not seen before. `recovery`: also cleans .tmp files and takes file
+    // mtimes as the LRU order of this writer's segments. Returns the number of new segments.
+    std::size_t scan(bool recovery) {
+        struct stat dst {};
+        const std::int64_t started = realtimeNs();
+        if (::stat(dir.c_str(), &dst) != 0) {
+            log().warn("cannot stat storage directory '{}': {}", dir, std::strerror(errno));
+            return 0;
+        }
+        if (!recovery && mtimeNs(dst) == scanned_mtime_ns &&
+            scan_started_ns - scanned_mtime_ns > kMtimeSlackNs) {
+            return 0;  // nothing renamed into the directory since the last scan
+        }
+        scanned_mtime_ns = mtimeNs(dst);
+        scan_started_ns = started;
+        std::error_code ec;
+        std::vector<std::pair<std::int64_t, std::uint32_t>> own_by_mtime;
+        std::size_t added = 0;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            auto parsed = parseSegmentName(name);
+            if (!parsed) continue;
+            if (name.ends_with(".tmp")) {
+                if (recovery) removeStaleTmp(it->path(), *parsed);
+                continue;
+            }
+            if (known_names.contains(name)) continue;
+            known_names.insert(name);
+            Result<SegmentIndex> seg = readSegmentIndex(path(name), options.page_bytes);
+            if (!seg.isOk()) {
+                log().warn("ignoring segment: {}", seg.status().message());
+                continue;
+            }
+            Segment s;
+            s.name = name;
+            s.header = seg->header;
+            s.keys = std::move(seg->keys);
+            s.own = parsed->writer_id == options.writer_id;
+            s.last_access = ++tick;
+            const std::uint32_t id = addSegment(std::move(s), seg->checksums);
+            ++added;
+            struct stat fst {};
+            if (recovery && segments.at(id).own && ::stat(path(name).c_str(), &fst) == 0) {
+                own_by_mtime.emplace_back(mtimeNs(fst), id);
+            }
+        }
+        if (ec) log().warn("listing storage directory '{}': {}", dir, ec.message());
+        // LRU order of earlier jobs' segments of this writer: their modification times.
+        std::sort(own_by_mtime.begin(), own_by_mtime.end());
+        for (const auto& [mtime, id] : own_by_mtime) segments.at(id).last_access = ++tick;
+        return added;
+    }
+
+    // Deletes this writer's least recently used segments until it holds at most capacity_pages.
+    void enforceCapacity() {
+        if (options.capacity_pages == 0) return;
+        while (own_pages > options.capacity_pages) {
+            std::uint32_t victim = 0;
+            std::uint64_t oldest = UINT64_MAX;
+            for (const auto& [id, s] : segments) {
+                if (s.own && s.last_access < oldest) {
+                    oldest = s.last_access;
+                    victim = id;
+                }
+            }
+            if (oldest == UINT64_MAX) return;
+            const Segment& s = segments.at(victim);
+            const std::string p = path(s.name);
+            if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+                log().warn("evicting segment '{}': unlink failed: {}", p, std::strerror(errno));
+            }
+            stats.pages_evicted += s.keys.size();
+            log().debug("evicted segment '{}' ({} pages) for capacity {}", p, s.keys.size(),
+                        options.capacity_pages);
+            dropSegment(victim);
+        }
+    }
+
+    // Writes one segment of the given batch positions; indexes it only once durable.
+    Status writeSegment(const PoolPages& source, std::span<const PageKey> keys,
+                        std::span<const std::uint32_t> pages) {
+        std::vector<std::uint64_t> sums(keys.size());
+        for (std::size_t i = 0; i < keys.size(); ++i) sums[i] = source.checksum(pages[i]);
+        const std::string name = newSegmentName(options.writer_id);
+        const std::string final_path = path(name);
+        const std::string tmp_path = final_path + ".tmp";
+        Status st =
+            writeSegmentFile(tmp_path, source.header(options.writer_id), keys, sums, source, pages);
+        if (st.isOk()) st = fsyncPath(tmp_path);
+        if (st.isOk() && ::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+            st = STRATA_ERROR(StatusCode::kIoError, "rename '{}' -> '{}': {}", tmp_path, final_path,
+                              std::strerror(errno));
+        }
+        if (st.isOk()) {
+            st = fsyncDirectory(dir);
+            if (!st.isOk()) ::unlink(final_path.c_str());  // not durable: do not leave it behind
+        }
+        if (!st.isOk()) {
+            if (::unlink(tmp_path.c_str()) != 0 && errno != ENOENT) {
+                log().warn("cannot remove '{}': {}", tmp_path, std::strerror(errno));
+            }
+            return st;
+        }
+        Segment s;
+        s.name = name;
+        s.header = source.header(options.writer_id);
+        s.keys.assign(keys.begin(), keys.end());
+        s.own = true;
+        s.last_access = ++tick;
+        addSegment(std::move(s), sums);
+        return Status::ok();
+    }
+
+    Status checkBatch(std::span<const PageKey> keys, const pools::HostPool& pool,
+                      std::span<const std::uint32_t> host_pages) const {
+        if (keys.size() != host_pages.size()) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "{} keys but {} host pages",
+                                keys.size(), host_pages.size());
+        }
+        if (pool.geometry().bytesPerPage() != options.page_bytes) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}' has {}-byte pages, store '{}' holds {}-byte pages",
+                                pool.spec().name, pool.geometry().bytesPerPage(), dir,
+                                options.page_bytes);
+        }
+        for (std::uint32_t p : host_pages) {
+            if (p >= pool.numPages()) {
+                return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                    "host page {} out of range (pool '{}' has {} pages)", p,
+                                    pool.spec().name, pool.numPages());
+            }
+        }
+        return Status::ok();
+    }
+
+    // Read-ahead for the run of keys from `first` that lie in `segment`: one WILLNEED over its
+    // chunks, so the device streams them while earlier pages are copied and verified. Returns the
+    // end of the run.
+    std::size_t adviseRun(std::span<const PageKey> keys, std::size_t first, std::uint32_t segment) {
+        std::uint32_t lo = UINT32_MAX, hi = 0;
+        std::size_t end = first;
+        for (; end < keys.size(); ++end) {
+            auto it = index.find(keys[end]);
+            if (it == index.end() || it->second.segment != segment) break;
+            lo = std::min(lo, it->second.slot);
+            hi = std::max(hi, it->second.slot);
+        }
+        if (end - first >= 2) {
+            Result<const OpenSegment*> open = openForRead(segment);
+            if (open.isOk()) adviseWillNeed(**open, lo, hi, options.page_bytes);
+        }
+        return std::max(end, first + 1);
+    }
+
+    // Reads one page into the pool and verifies it. False (logged, counted) when not served.
+    bool readPage(const PageKey& key, const Location& loc, const PoolPages& dst,
+                  std::uint32_t host_page, std::vector<std::byte>& staging) {
+        Segment& seg = segments.at(loc.segment);
+        if (!seg.header.sameGeometry(dst.geometry())) {
+            if (!seg.geometry_warned) {
+                log().warn("segment '{}' holds pages of another geometry than pool: not served",
+                           path(seg.name));
+                seg.geometry_warned = true;
+            }
+            return false;
+        }
+        Result<const OpenSegment*> open = openForRead(loc.segment);
+        if (!open.isOk()) {
+            log().warn("dropping segment from the index: {}", open.status().message());
+            dropSegment(loc.segment);
+            return false;
+        }
+        const OpenSegment& h = **open;
+        std::uint64_t sum = 0;
+        Status st;
+        if (seg.header.order == dst.order()) {
+            st = dst.read(h.pages.get(), h.file_space.get(), loc.slot, host_page);
+            if (st.isOk()) sum = dst.checksum(host_page);
+        } else {
+            // Written from a host layout of the other page order (another job's choice): read the
+            // file page whole, verify it, then permute its rows into this pool.
+            staging.resize(options.page_bytes);
+            const hsize_t offset[2] = {loc.slot, 0}, count[2] = {1, options.page_bytes};
+            const hsize_t n = options.page_bytes;
+            H5Id mem(H5Screate_simple(1, &n, nullptr));
+            if (!mem ||
+                H5Sselect_hyperslab(h.file_space.get(), H5S_SELECT_SET, offset, nullptr, count,
+                                    nullptr) < 0 ||
+                H5Dread(h.pages.get(), H5T_NATIVE_UINT8, mem.get(), h.file_space.get(), H5P_DEFAULT,
+                        staging.data()) < 0) {
+                st = STRATA_ERROR(StatusCode::kIoError, "reading slot {}: {}", loc.slot,
+                                  hdf5ErrorText());
+            } else {
+                sum = checksumFileOrder(dst.geometry(), staging.data());
+            }
+        }
+        if (!st.isOk()) {
+            log().warn("read of page {} from '{}' failed: {}", key.hex(), path(seg.name),
+                       st.message());
+            return false;
+        }
+        if (sum != loc.checksum) {
+            log().error(
+                "checksum mismatch: page {} in '{}' slot {} (stored {:016x}, read {:016x}): "
+                "not served, dropped from the index",
+                key.hex(), path(seg.name), loc.slot, loc.checksum, sum);
+            ++stats.checksum_failures;
+            index.erase(key);
+            return false;
+        }
+        if (seg.header.order != dst.order())
+            dst.scatter(staging.data(), seg.header.order, host_page);
+        touch(loc.segment);
+        return true;
+    }
+};
+
+Hdf5PageStore::Hdf5PageStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Hdf5PageStore::~Hdf5PageStore() = default;
+
+Result<std::unique_ptr<Hdf5PageStore>> Hdf5PageStore::create(const Hdf5StoreOptions& options) {
+    quietHdf5();
+    if (options.directory.empty()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "storage directory is empty");
+    }
+    if (options.pool_signature.empty() ||
+        options.pool_signature.find_first_of("/\\") != std::string::npos ||
+        options.pool_signature == "." || options.pool_signature == "..") {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "pool signature '{}' must be a non-empty file name",
+                            options.pool_signature);
+    }
+    if (options.page_bytes == 0 || options.page_bytes >= (std::size_t{1} << 32)) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "page_bytes {} must be in [1, 4 GiB) (one HDF5 chunk per page)",
+                            options.page_bytes);
+    }
+    if (options.segment_pages == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "segment_pages must be >= 1");
+    }
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    impl->dir = (fs::path(options.directory) / options.pool_signature).string();
+    std::error_code ec;
+    fs::create_directories(impl->dir, ec);
+    if (ec) {
+        return STRATA_ERROR(StatusCode::kIoError, "cannot create storage directory '{}': {}",
+                            impl->dir, ec.message());
+    }
+    if (!fs::is_directory(impl->dir, ec)) {
+        return STRATA_ERROR(StatusCode::kIoError, "storage path '{}' is not a directory",
+                            impl->dir);
+    }
+    // Probe writability by creating a file: access(2) says yes to root on read-only mounts.
+    const std::string probe = impl->path(fmt::format(".probe-{}-{}", getpid(), realtimeNs()));
+    {
+        Fd fd(::open(probe.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
+        if (!fd) {
+            return STRATA_ERROR(StatusCode::kIoError, "storage directory '{}' is not writable: {}",
+                                impl->dir, std::strerror(errno));
+        }
+    }
+    ::unlink(probe.c_str());
+    impl->scan(/*recovery=*/true);
+    impl->enforceCapacity();
+    log().info("storage '{}': {} pages in {} segments ({} of writer {}), capacity {} pages",
+               impl->dir, impl->index.size(), impl->segments.size(), impl->own_pages,
+               options.writer_id, options.capacity_pages);
+    return std::unique_ptr<Hdf5PageStore>(new Hdf5PageStore(std::move(impl)));
+}
+
+PageStore::Capabilities Hdf5PageStore::capabilities() const noexcept {
+    return {.zero_copy = true, .shared_across_ranks = true, .persistent = true};
+}
+
+Result<std::size_t> Hdf5PageStore::exists(std::span<const PageKey> keys) {
+    quietHdf5();
+    Impl& s = *impl_;
+    bool rescanned = false;
+    std::size_t n = 0;
+    for (; n < keys.size(); ++n) {
+        if (s.index.contains(keys[n])) continue;
+        if (rescanned) break;
+        rescanned = true;
+        s.scan(false);
+        if (!s.index.contains(keys[n])) break;
+    }
+    return n;
+}
+
+Result<std::size_t> Hdf5PageStore::get(std::span<const PageKey> keys, const pools::HostPool& pool,
+                                       std::span<const std::uint32_t> host_pages) {
+    quietHdf5();
+    Impl& s = *impl_;
+    STRATA_RETURN_IF_ERROR(s.checkBatch(keys, pool, host_pages));
+    const auto t0 = Clock::now();
+    STRATA_ASSIGN_OR_RETURN(PoolPages dst, PoolPages::create(pool));
+    std::vector<std::byte> staging;
+    bool rescanned = false;
+    std::size_t n = 0;
+    std::size_t advised_until = 0;  // keys [n, advised_until) are covered by read-ahead advice
+    for (; n < keys.size(); ++n) {
+        auto it = s.index.find(keys[n]);
+        if (it == s.index.end() && !rescanned) {
+            rescanned = true;
+            s.scan(false);
+            it = s.index.find(keys[n]);
+        }
+        if (it == s.index.end()) break;
+        if (n >= advised_until) advised_until = s.adviseRun(keys, n, it->second.segment);
+        if (!s.readPage(keys[n], it->second, dst, host_pages[n], staging)) break;
+        ++s.stats.pages_read;
+        s.stats.bytes_read += s.options.page_bytes;
+    }
+    s.stats.read_seconds += secondsSince(t0);
+    return n;
+}
+
+Result<std::size_t> Hdf5PageStore::set(std::span<const PageKey> keys, const pools::HostPool& pool,
+                                       std::span<const std::uint32_t> host_pages) {
+    quietHdf5();
+    Impl& s = *impl_;
+    STRATA_RETURN_IF_ERROR(s.checkBatch(keys, pool, host_pages));
+    const auto t0 = Clock::now();
+    STRATA_ASSIGN_OR_RETURN(PoolPages src, PoolPages::create(pool));
+    std::vector<PageKey> missing_keys;
+    std::vector<std::uint32_t> missing_pages;
+    std::unordered_set<PageKey> in_batch;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto it = s.index.find(keys[i]);
+        if (it != s.index.end()) {
+            ++s.stats.pages_skipped;
+            s.touch(it->second.segment);
+        } else if (in_batch.insert(keys[i]).second) {
+            missing_keys.push_back(keys[i]);
+            missing_pages.push_back(host_pages[i]);
+        }
+    }
+    for (std::size_t first = 0; first < missing_keys.size(); first += s.options.segment_pages) {
+        const std::size_t count = std::min(s.options.segment_pages, missing_keys.size() - first);
+        Status st = s.writeSegment(src, std::span(missing_keys).subspan(first, count),
+                                   std::span(missing_pages).subspan(first, count));
+        if (!st.isOk()) {
+            const std::size_t lost = missing_keys.size() - first;
+            s.stats.write_failures += lost;
+            if (looksLikeStorageFull(st.message())) {
+                log().error("storage full: {} pages not stored in '{}': {}", lost, s.dir,
+                            st.message());
+            } else {
+                log().error("storage write failed: {} pages not stored in '{}': {}", lost, s.dir,
+                            st.message());
+            }
+            break;
+        }
+        s.stats.pages_written += count;
+        s.stats.bytes_written += count * s.options.page_bytes;
+    }
+    s.enforceCapacity();
+    std::size_t n = 0;
+    while (n < keys.size() && s.index.contains(keys[n])) ++n;
+    s.stats.write_seconds += secondsSince(t0);
+    return n;
+}
+
+StoreStats Hdf5PageStore::stats() const { return impl_->stats; }
+const std::string& Hdf5PageStore::segmentDirectory() const noexcept { return impl_->dir; }
+std::size_t Hdf5PageStore::indexedPages() const noexcept { return impl_->index.size(); }
+std::uint64_t Hdf5PageStore::ownPages() const noexcept { return impl_->own_pages; }
+
+}  // namespace strata::io

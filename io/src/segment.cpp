@@ -1,0 +1,453 @@
+#include "segment.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+
+#include "strata/core/hash.h"
+#include "strata/core/log.h"
+
+namespace strata::io {
+
+namespace {
+
+constexpr const char* kHeaderAttr = "strata_header";
+constexpr std::size_t kHeaderWords = 8;
+constexpr hsize_t kFsPage = 4096;
+
+std::atomic<std::uint64_t> g_name_counter{0};
+
+bool parseNumber(std::string_view text, int base, auto* out) {
+    if (text.empty()) return false;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out, base);
+    return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+H5Id makeSpace(std::initializer_list<hsize_t> dims) {
+    std::array<hsize_t, 2> d{};
+    std::size_t rank = 0;
+    for (hsize_t v : dims) d[rank++] = v;
+    return H5Id(H5Screate_simple(static_cast<int>(rank), d.data(), nullptr));
+}
+
+}  // namespace
+
+std::uint32_t thisHostHash() {
+    static const std::uint32_t hash = [] {
+        char name[256] = {};
+        if (gethostname(name, sizeof(name) - 1) != 0) std::strcpy(name, "unknown-host");
+        return static_cast<std::uint32_t>(core::checksum64(name, std::strlen(name)));
+    }();
+    return hash;
+}
+
+std::string newSegmentName(int writer_id) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    return fmt::format("seg-w{}-{:016x}-{:08x}-{}-{}.h5", writer_id, static_cast<std::uint64_t>(ns),
+                       thisHostHash(), static_cast<long>(getpid()), g_name_counter.fetch_add(1));
+}
+
+std::optional<SegmentName> parseSegmentName(std::string_view name) {
+    if (name.ends_with(".tmp")) name.remove_suffix(4);
+    if (!name.starts_with("seg-w") || !name.ends_with(".h5")) return std::nullopt;
+    name.remove_prefix(5);
+    name.remove_suffix(3);
+    std::array<std::string_view, 5> parts;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        const std::size_t dash = name.find('-');
+        if ((dash == std::string_view::npos) != (i + 1 == parts.size())) return std::nullopt;
+        parts[i] = name.substr(0, dash);
+        name = dash == std::string_view::npos ? std::string_view() : name.substr(dash + 1);
+    }
+    SegmentName out;
+    std::uint64_t ns = 0, counter = 0;
+    if (!parseNumber(parts[0], 10, &out.writer_id) || !parseNumber(parts[1], 16, &ns) ||
+        !parseNumber(parts[2], 16, &out.host_hash) || !parseNumber(parts[3], 10, &out.pid) ||
+        !parseNumber(parts[4], 10, &counter)) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+void PageChecksum::add(const std::byte* block, std::size_t bytes) noexcept {
+    digest_ = core::foldDigest(digest_, core::checksum64(block, bytes));
+}
+
+std::uint64_t checksumFileOrder(const kernels::PoolGeometry& g, const std::byte* page) noexcept {
+    const std::size_t block = std::size_t{g.page_size} * g.row_bytes;
+    const std::size_t blocks = std::size_t{g.num_buffers} * g.num_layers;
+    PageChecksum sum;
+    for (std::size_t k = 0; k < blocks; ++k) sum.add(page + k * block, block);
+    return sum.value();
+}
+
+// ---- PoolPages ----
+
+Result<PoolPages> PoolPages::create(const pools::HostPool& pool) {
+    PoolPages p;
+    p.pool_ = &pool;
+    p.geometry_ = pool.geometry();
+    p.view_ = pool.view();
+    p.page_bytes_ = p.geometry_.bytesPerPage();
+    p.order_ = pool.layout() == kernels::HostLayout::kPageFirst ? PageOrder::kTokenMajor
+                                                                : PageOrder::kPlaneMajor;
+    const hsize_t bytes = pool.sizeBytes();
+    p.mem_space_ = H5Id(H5Screate_simple(1, &bytes, nullptr));
+    if (!p.mem_space_) {
+        return STRATA_ERROR(StatusCode::kIoError, "creating a memory dataspace of {} bytes: {}",
+                            bytes, hdf5ErrorText());
+    }
+    return p;
+}
+
+SegmentHeader PoolPages::header(int writer_id) const noexcept {
+    SegmentHeader h;
+    h.page_bytes = page_bytes_;
+    h.order = order_;
+    h.num_buffers = geometry_.num_buffers;
+    h.num_layers = geometry_.num_layers;
+    h.row_bytes = geometry_.row_bytes;
+    h.page_size = geometry_.page_size;
+    h.writer_id = static_cast<std::uint64_t>(writer_id);
+    return h;
+}
+
+std::uint64_t PoolPages::checksum(std::uint32_t page) const noexcept {
+    if (view_.layout != kernels::HostLayout::kLayerFirst) {
+        return checksumFileOrder(geometry_, pool_->pageBlob(page).data());
+    }
+    // layer_first: the page is one block of page_size rows per (buffer, layer), in plane order.
+    const std::size_t block = std::size_t{geometry_.page_size} * geometry_.row_bytes;
+    const std::size_t first_token = std::size_t{page} * geometry_.page_size;
+    PageChecksum sum;
+    for (std::uint32_t b = 0; b < geometry_.num_buffers; ++b) {
+        for (std::uint32_t l = 0; l < geometry_.num_layers; ++l) {
+            sum.add(view_.base + kernels::hostRowOffset(geometry_, view_, b, l, first_token),
+                    block);
+        }
+    }
+    return sum.value();
+}
+
+Status PoolPages::selectPage(std::uint32_t page) const {
+    const std::size_t first_token = std::size_t{page} * geometry_.page_size;
+    herr_t rc;
+    if (view_.layout == kernels::HostLayout::kLayerFirst) {
+        // num_buffers * num_layers blocks of page_size rows, one per (buffer, layer) plane, planes
+        // capacity_tokens rows apart: a regular hyperslab in plane (= file) order.
+        const hsize_t start = kernels::hostRowOffset(geometry_, view_, 0, 0, first_token);
+        const hsize_t stride = view_.capacity_tokens * geometry_.row_bytes;
+        const hsize_t count = std::size_t{geometry_.num_buffers} * geometry_.num_layers;
+        const hsize_t block = std::size_t{geometry_.page_size} * geometry_.row_bytes;
+        rc = H5Sselect_hyperslab(mem_space_.get(), H5S_SELECT_SET, &start, &stride, &count, &block);
+    } else {
+        const hsize_t start = first_token * geometry_.bytesPerToken();
+        const hsize_t count = page_bytes_;
+        rc =
+            H5Sselect_hyperslab(mem_space_.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr);
+    }
+    if (rc < 0) {
+        return STRATA_ERROR(StatusCode::kIoError, "selecting host page {}: {}", page,
+                            hdf5ErrorText());
+    }
+    return Status::ok();
+}
+
+Status PoolPages::write(hid_t pages, std::uint64_t slot, std::uint32_t page) const {
+    const hsize_t offset[2] = {slot, 0};
+    if (view_.layout != kernels::HostLayout::kLayerFirst) {
+        // Contiguous page: direct chunk write, no selection or chunk-cache machinery involved.
+        if (H5Dwrite_chunk(pages, H5P_DEFAULT, 0, offset, page_bytes_,
+                           pool_->pageBlob(page).data()) < 0) {
+            return STRATA_ERROR(StatusCode::kIoError, "writing page to slot {}: {}", slot,
+                                hdf5ErrorText());
+        }
+        return Status::ok();
+    }
+    STRATA_RETURN_IF_ERROR(selectPage(page));
+    H5Id file_space(H5Dget_space(pages));
+    const hsize_t count[2] = {1, page_bytes_};
+    if (!file_space ||
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) <
+            0 ||
+        H5Dwrite(pages, H5T_NATIVE_UINT8, mem_space_.get(), file_space.get(), H5P_DEFAULT,
+                 view_.base) < 0) {
+        return STRATA_ERROR(StatusCode::kIoError, "writing page to slot {}: {}", slot,
+                            hdf5ErrorText());
+    }
+    return Status::ok();
+}
+
+Status PoolPages::read(hid_t pages, hid_t file_space, std::uint64_t slot,
+                       std::uint32_t page) const {
+    // A selection read (not H5Dread_chunk): HDF5 bounds the bytes by the selection, so a corrupt
+    // chunk index cannot make it write past the page.
+    STRATA_RETURN_IF_ERROR(selectPage(page));
+    const hsize_t offset[2] = {slot, 0};
+    const hsize_t count[2] = {1, page_bytes_};
+    if (H5Sselect_hyperslab(file_space, H5S_SELECT_SET, offset, nullptr, count, nullptr) < 0 ||
+        H5Dread(pages, H5T_NATIVE_UINT8, mem_space_.get(), file_space, H5P_DEFAULT, view_.base) <
+            0) {
+        return STRATA_ERROR(StatusCode::kIoError, "reading slot {}: {}", slot, hdf5ErrorText());
+    }
+    return Status::ok();
+}
+
+void PoolPages::scatter(const std::byte* src, PageOrder order, std::uint32_t page) const noexcept {
+    const auto& g = geometry_;
+    const std::size_t planes = std::size_t{g.num_buffers} * g.num_layers;
+    const std::size_t first_token = std::size_t{page} * g.page_size;
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+            const std::size_t plane = std::size_t{b} * g.num_layers + l;
+            for (std::uint32_t t = 0; t < g.page_size; ++t) {
+                const std::size_t row =
+                    order == PageOrder::kPlaneMajor ? plane * g.page_size + t : t * planes + plane;
+                std::memcpy(view_.base + kernels::hostRowOffset(g, view_, b, l, first_token + t),
+                            src + row * g.row_bytes, g.row_bytes);
+            }
+        }
+    }
+}
+
+// ---- segment files ----
+
+namespace {
+
+// Creates `path` and allocates `bytes` for it, so that a file system without room for the segment
+// fails here, before HDF5 holds the file: HDF5 1.10 cannot close a file whose final metadata
+// flush fails (the id stays open and crashes the library at exit).
+Status reserveSpace(const std::string& path, std::uint64_t bytes) {
+    Fd fd(::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
+    if (!fd) {
+        return STRATA_ERROR(StatusCode::kIoError, "creating segment '{}': {}", path,
+                            std::strerror(errno));
+    }
+    const int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes));
+    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+        return STRATA_ERROR(StatusCode::kIoError, "reserving {} bytes for segment '{}': {}", bytes,
+                            path, std::strerror(rc));
+    }
+    return Status::ok();
+}
+
+// Frees the blocks of a failed segment so that HDF5's closing metadata flush finds room.
+void truncateForClose(hid_t file) noexcept {
+    void* handle = nullptr;
+    if (H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) >= 0 && handle != nullptr) {
+        // Best effort: if it fails the close may fail too, which the caller logs.
+        [[maybe_unused]] const int rc = ::ftruncate(*static_cast<int*>(handle), 0);
+    }
+    H5Eclear2(H5E_DEFAULT);
+}
+
+Status writeContents(hid_t file, const std::string& path, const SegmentHeader& header,
+                     std::span<const core::PageKey> keys, std::span<const std::uint64_t> checksums,
+                     const PoolPages& source, std::span<const std::uint32_t> host_pages) {
+    const hsize_t n = keys.size();
+    {
+        H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+        H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
+        const hsize_t chunk[2] = {1, header.page_bytes};
+        if (!dcpl || !dapl || H5Pset_chunk(dcpl.get(), 2, chunk) < 0 ||
+            H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) < 0 ||
+            H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) < 0 ||
+            H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0) < 0) {
+            return STRATA_H5_ERROR("setting up dataset properties for", path);
+        }
+        H5Id space = makeSpace({n, header.page_bytes});
+        H5Id pages(H5Dcreate2(file, "pages", H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(),
+                              dapl.get()));
+        if (!pages) return STRATA_H5_ERROR("creating dataset 'pages' in", path);
+        for (hsize_t i = 0; i < n; ++i) {
+            Status st = source.write(pages.get(), i, host_pages[i]);
+            if (!st.isOk()) return st.withContext(path);
+        }
+    }
+    {
+        std::vector<std::uint64_t> words(2 * n);
+        for (hsize_t i = 0; i < n; ++i) {
+            words[2 * i] = keys[i].lo;
+            words[2 * i + 1] = keys[i].hi;
+        }
+        H5Id space = makeSpace({n, 2});
+        H5Id ds(H5Dcreate2(file, "keys", H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT));
+        if (!ds || H5Dwrite(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                            words.data()) < 0) {
+            return STRATA_H5_ERROR("writing dataset 'keys' in", path);
+        }
+    }
+    {
+        H5Id space = makeSpace({n});
+        H5Id ds(H5Dcreate2(file, "checksums", H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT));
+        if (!ds || H5Dwrite(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                            checksums.data()) < 0) {
+            return STRATA_H5_ERROR("writing dataset 'checksums' in", path);
+        }
+    }
+    {
+        const std::uint64_t words[kHeaderWords] = {
+            header.format,      header.page_bytes, static_cast<std::uint64_t>(header.order),
+            header.num_buffers, header.num_layers, header.row_bytes,
+            header.page_size,   header.writer_id};
+        H5Id space = makeSpace({kHeaderWords});
+        H5Id attr(
+            H5Acreate2(file, kHeaderAttr, H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+        if (!attr || H5Awrite(attr.get(), H5T_NATIVE_UINT64, words) < 0) {
+            return STRATA_H5_ERROR("writing the segment header of", path);
+        }
+    }
+    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) return STRATA_H5_ERROR("flushing", path);
+    return Status::ok();
+}
+
+}  // namespace
+
+Status writeSegmentFile(const std::string& path, const SegmentHeader& header,
+                        std::span<const core::PageKey> keys,
+                        std::span<const std::uint64_t> checksums, const PoolPages& source,
+                        std::span<const std::uint32_t> host_pages) {
+    const hsize_t n = keys.size();
+    STRATA_RETURN_IF_ERROR(reserveSpace(path, n * (header.page_bytes + 256) + 64 * 1024));
+    // Pages that are whole file-system pages get 4 KiB-aligned chunks: aligned pwrite/pread and no
+    // file-system page shared by two chunks. Other sizes are packed (alignment would waste space).
+    H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
+    if (!fapl || (header.page_bytes % kFsPage == 0 &&
+                  H5Pset_alignment(fapl.get(), header.page_bytes, kFsPage) < 0)) {
+        return STRATA_H5_ERROR("setting up file access for", path);
+    }
+    // The reservation is released here (TRUNC) and re-taken by the writes just after.
+    H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
+    if (!file) return STRATA_H5_ERROR("creating segment", path);
+    Status st = writeContents(file.get(), path, header, keys, checksums, source, host_pages);
+    if (!st.isOk()) truncateForClose(file.get());
+    // Close explicitly so that a failure to write the last metadata is seen; after a failure, free
+    // the file's blocks and close again, or the id would stay open.
+    const hid_t id = file.release();
+    if (H5Fclose(id) < 0) {
+        Status close_st = STRATA_H5_ERROR("closing", path);
+        if (st.isOk()) st = close_st;
+        truncateForClose(id);
+        if (H5Fclose(id) < 0) {
+            core::logger("io").error("hdf5 cannot close '{}': the id stays open: {}", path,
+                                     hdf5ErrorText());
+        }
+    }
+    return st;
+}
+
+Result<SegmentIndex> readSegmentIndex(const std::string& path, std::size_t page_bytes) {
+    H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    if (!file) return STRATA_H5_ERROR("opening segment", path);
+    SegmentIndex out;
+    std::uint64_t words[kHeaderWords] = {};
+    {
+        H5Id attr(H5Aopen(file.get(), kHeaderAttr, H5P_DEFAULT));
+        H5Id space(attr ? H5Aget_space(attr.get()) : H5I_INVALID_HID);
+        if (!attr || !space || H5Sget_simple_extent_npoints(space.get()) != kHeaderWords ||
+            H5Aread(attr.get(), H5T_NATIVE_UINT64, words) < 0) {
+            return STRATA_H5_ERROR("reading the segment header of", path);
+        }
+    }
+    SegmentHeader& h = out.header;
+    h = {words[0], words[1], static_cast<PageOrder>(words[2]), words[3], words[4], words[5],
+         words[6], words[7]};
+    if (h.format != kSegmentFormat || h.page_bytes != page_bytes ||
+        (h.order != PageOrder::kPlaneMajor && h.order != PageOrder::kTokenMajor) ||
+        h.num_buffers * h.num_layers * h.row_bytes * h.page_size != h.page_bytes) {
+        return STRATA_ERROR(StatusCode::kDataLoss,
+                            "segment '{}': header (format {}, page bytes {}, order {}) does not "
+                            "match this store (format {}, page bytes {})",
+                            path, h.format, h.page_bytes, words[2], kSegmentFormat, page_bytes);
+    }
+    auto dims = [&](const char* name, std::array<hsize_t, 2>* d) -> Result<int> {
+        H5Id ds(H5Dopen2(file.get(), name, H5P_DEFAULT));
+        H5Id space(ds ? H5Dget_space(ds.get()) : H5I_INVALID_HID);
+        const int rank = space ? H5Sget_simple_extent_ndims(space.get()) : -1;
+        if (rank < 1 || rank > 2 ||
+            H5Sget_simple_extent_dims(space.get(), d->data(), nullptr) < 0) {
+            return STRATA_H5_ERROR(fmt::format("reading the shape of dataset '{}' in", name), path);
+        }
+        return rank;
+    };
+    std::array<hsize_t, 2> pd{}, kd{}, cd{};
+    STRATA_ASSIGN_OR_RETURN(int pr, dims("pages", &pd));
+    STRATA_ASSIGN_OR_RETURN(int kr, dims("keys", &kd));
+    STRATA_ASSIGN_OR_RETURN(int cr, dims("checksums", &cd));
+    const hsize_t n = pd[0];
+    if (pr != 2 || pd[1] != page_bytes || kr != 2 || kd[0] != n || kd[1] != 2 || cr != 1 ||
+        cd[0] != n) {
+        return STRATA_ERROR(StatusCode::kDataLoss,
+                            "segment '{}': inconsistent datasets (pages {}x{}, keys {}x{}, "
+                            "checksums {})",
+                            path, pd[0], pd[1], kd[0], kd[1], cd[0]);
+    }
+    std::vector<std::uint64_t> words2(2 * n);
+    out.checksums.resize(n);
+    H5Id keys(H5Dopen2(file.get(), "keys", H5P_DEFAULT));
+    H5Id sums(H5Dopen2(file.get(), "checksums", H5P_DEFAULT));
+    if (n > 0 &&
+        (H5Dread(keys.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, words2.data()) < 0 ||
+         H5Dread(sums.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                 out.checksums.data()) < 0)) {
+        return STRATA_H5_ERROR("reading keys and checksums of", path);
+    }
+    out.keys.resize(n);
+    for (hsize_t i = 0; i < n; ++i) out.keys[i] = {words2[2 * i], words2[2 * i + 1]};
+    return out;
+}
+
+Result<OpenSegment> openSegmentForRead(const std::string& path) {
+    OpenSegment s;
+    s.file = H5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    if (!s.file) return STRATA_H5_ERROR("opening segment", path);
+    H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
+    if (!dapl || H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0) < 0) {
+        return STRATA_H5_ERROR("setting up dataset access for", path);
+    }
+    s.pages = H5Id(H5Dopen2(s.file.get(), "pages", dapl.get()));
+    if (s.pages) s.file_space = H5Id(H5Dget_space(s.pages.get()));
+    if (!s.pages || !s.file_space) return STRATA_H5_ERROR("opening dataset 'pages' in", path);
+    void* handle = nullptr;
+    if (H5Fget_vfd_handle(s.file.get(), H5P_DEFAULT, &handle) >= 0 && handle != nullptr) {
+        s.fd = *static_cast<int*>(handle);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return s;
+}
+
+void adviseWillNeed(const OpenSegment& segment, std::uint64_t first, std::uint64_t last,
+                    std::size_t page_bytes) noexcept {
+    if (segment.fd < 0) return;
+    auto address = [&](std::uint64_t slot) {
+        const hsize_t offset[2] = {slot, 0};
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0;
+        if (H5Dget_chunk_info_by_coord(segment.pages.get(), offset, &mask, &addr, &size) < 0) {
+            H5Eclear2(H5E_DEFAULT);
+            return HADDR_UNDEF;
+        }
+        return addr;
+    };
+    const haddr_t lo = address(first);
+    const haddr_t hi = address(last);
+    if (lo == HADDR_UNDEF || hi == HADDR_UNDEF) return;
+    const haddr_t begin = std::min(lo, hi);
+    const haddr_t end = std::max(lo, hi) + page_bytes;
+    ::posix_fadvise(segment.fd, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
+                    POSIX_FADV_WILLNEED);
+}
+
+}  // namespace strata::io
