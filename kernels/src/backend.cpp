@@ -54,11 +54,13 @@ Result<std::unique_ptr<Backend>> Backend::create(BackendKind kind, const Backend
                         static_cast<int>(kind));
 }
 
-bool Backend::cudaAvailable() noexcept {
+bool Backend::cudaAvailable() noexcept { return cudaDeviceCount() > 0; }
+
+int Backend::cudaDeviceCount() noexcept {
 #if STRATA_HAVE_CUDA
-    return detail::cudaDeviceCount() > 0;
+    return detail::cudaDeviceCount();
 #else
-    return false;
+    return 0;
 #endif
 }
 

@@ -42,6 +42,7 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "backend '{}' is not one of auto, cpu, cuda", cfg.backend);
     }
+    o.backend_options.device_index = std::max(0, place.device);
     o.backend_options.jitter_us = cfg.jitter_us;
     // Per-rank seed: ranks see their copies finish at different times.
     o.backend_options.jitter_seed =

@@ -23,6 +23,7 @@ struct RankPlace {
     int pp_rank = 0, pp_size = 1;
     int dp_rank = 0, dp_size = 1;
     int replica_rank = 0;  // 0: this rank reports the replica's request-level counts
+    int device = -1;       // the CUDA device bound to this rank (-1: none)
 };
 
 // Observes each agreed round (consistency checks); may fail the run.

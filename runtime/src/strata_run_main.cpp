@@ -16,6 +16,7 @@
 #include "strata/comm/mpi_decision_group.h"
 #include "strata/core/check.h"
 #include "strata/core/log.h"
+#include "strata/kernels/backend.h"
 #include "strata/pools/pool_spec.h"
 #include "strata/runtime/report.h"
 #include "strata/runtime/run_config.h"
@@ -206,9 +207,11 @@ int run(int argc, char** argv) {
     spdlog::level::level_enum level;
     if (core::parseLogLevel(cfg.log_level, &level)) core::setLogLevel(level);
 
+    // Node-local rank -> GPU: the grid binds local rank r to visible device r % count.
+    const int devices = cfg.backend == "cpu" ? 0 : kernels::Backend::cudaDeviceCount();
     auto grid_r = comm::Grid::create(
         comm::MpiComm::world(),
-        {static_cast<int>(cfg.tp), static_cast<int>(cfg.cp), static_cast<int>(cfg.pp)});
+        {static_cast<int>(cfg.tp), static_cast<int>(cfg.cp), static_cast<int>(cfg.pp)}, devices);
     if (!grid_r.isOk()) {
         if (world_rank == 0)
             std::fprintf(stderr, "strata-run: %s\n", grid_r.status().message().c_str());
@@ -235,6 +238,7 @@ int run(int argc, char** argv) {
     place.dp_rank = grid.dpRank();
     place.dp_size = grid.dpSize();
     place.replica_rank = grid.replicaRank();
+    place.device = grid.device();
 
     // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes
     // (every rank of the job uses the same one) and removes at the end.

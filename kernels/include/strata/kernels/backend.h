@@ -103,6 +103,8 @@ public:
     static Result<std::unique_ptr<Backend>> create(BackendKind kind, const BackendOptions& options);
     // True when a CUDA device is present and usable by this build.
     static bool cudaAvailable() noexcept;
+    // Number of CUDA devices this process sees (after CUDA_VISIBLE_DEVICES); 0 without CUDA.
+    static int cudaDeviceCount() noexcept;
 
     virtual BackendKind kind() const noexcept = 0;
     // Device memory (GPU memory, or plain host memory on CPU). Zero-filled. kResourceExhausted on
