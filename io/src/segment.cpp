@@ -1,6 +1,7 @@
 #include "segment.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -223,22 +224,71 @@ void PoolPages::scatter(const std::byte* src, PageOrder order, std::uint32_t pag
 
 namespace {
 
-// Creates `path` and allocates `bytes` for it, so that a file system without room for the segment
-// fails here, before HDF5 holds the file: HDF5 1.10 cannot close a file whose final metadata
-// flush fails (the id stays open and crashes the library at exit).
-Status reserveSpace(const std::string& path, std::uint64_t bytes) {
-    Fd fd(::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
-    if (!fd) {
-        return STRATA_ERROR(StatusCode::kIoError, "creating segment '{}': {}", path,
-                            std::strerror(errno));
+// Space for a segment is checked and its closing metadata is guaranteed before HDF5 holds the
+// file: HDF5 1.10 cannot close a file whose final metadata flush fails (the id stays open and
+// crashes the library at exit). The pages themselves are not preallocated (a posix_fallocate of
+// the whole segment, released again by H5Fcreate's truncation, doubled the allocation work: page
+// zeroing on tmpfs, extent and discard work plus a flush-on-close on ext4).
+// * statvfs: a file system without room for the whole segment fails here, cleanly.
+// * A reservation file of `reserve_bytes` (an unused segment name + ".tmp", so that a crash leaves
+//   only what create() already cleans up) is allocated before the segment is created. If a write
+//   fails anyway (another process filled the disk, quotas), the segment's blocks and the
+//   reservation are freed before HDF5's closing flush, which then finds room.
+class SpaceReservation {
+public:
+    SpaceReservation() = default;
+    SpaceReservation(const SpaceReservation&) = delete;
+    SpaceReservation& operator=(const SpaceReservation&) = delete;
+    ~SpaceReservation() { release(); }
+
+    Status reserve(const std::string& segment_path, std::uint64_t segment_bytes,
+                   std::uint64_t reserve_bytes, int writer_id) {
+        const std::size_t slash = segment_path.rfind('/');
+        const std::string dir =
+            slash == std::string::npos ? std::string(".") : segment_path.substr(0, slash);
+        struct statvfs vfs {};
+        if (::statvfs(dir.c_str(), &vfs) == 0 && vfs.f_frsize > 0) {
+            const std::uint64_t avail = std::uint64_t{vfs.f_bavail} * vfs.f_frsize;
+            if (avail < segment_bytes) {
+                return STRATA_ERROR(StatusCode::kIoError,
+                                    "reserving {} bytes for segment '{}': {} ({} bytes free)",
+                                    segment_bytes, segment_path, std::strerror(ENOSPC), avail);
+            }
+        }
+        path_ = dir + "/" + newSegmentName(writer_id) + ".tmp";
+        Fd fd(::open(path_.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
+        if (!fd) {
+            const int err = errno;
+            std::string failed;
+            failed.swap(path_);
+            return STRATA_ERROR(StatusCode::kIoError, "creating space reservation '{}': {}", failed,
+                                std::strerror(err));
+        }
+        const int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(reserve_bytes));
+        if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+            release();
+            return STRATA_ERROR(StatusCode::kIoError, "reserving {} bytes for segment '{}': {}",
+                                reserve_bytes, segment_path, std::strerror(rc));
+        }
+        return Status::ok();
     }
-    const int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes));
-    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-        return STRATA_ERROR(StatusCode::kIoError, "reserving {} bytes for segment '{}': {}", bytes,
-                            path, std::strerror(rc));
+
+    // Frees the reserved blocks (idempotent).
+    void release() noexcept {
+        if (path_.empty()) return;
+        if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
+            try {
+                core::logger("io").warn("cannot remove space reservation '{}': {}", path_,
+                                        std::strerror(errno));
+            } catch (...) {
+            }
+        }
+        path_.clear();
     }
-    return Status::ok();
-}
+
+private:
+    std::string path_;
+};
 
 // Frees the blocks of a failed segment so that HDF5's closing metadata flush finds room.
 void truncateForClose(hid_t file) noexcept {
@@ -319,7 +369,10 @@ Status writeSegmentFile(const std::string& path, const SegmentHeader& header,
                         std::span<const std::uint64_t> checksums, const PoolPages& source,
                         std::span<const std::uint32_t> host_pages) {
     const hsize_t n = keys.size();
-    STRATA_RETURN_IF_ERROR(reserveSpace(path, n * (header.page_bytes + 256) + 64 * 1024));
+    const std::uint64_t metadata_bytes = n * 256 + 64 * 1024;
+    SpaceReservation reservation;
+    STRATA_RETURN_IF_ERROR(reservation.reserve(path, n * header.page_bytes + metadata_bytes,
+                                               metadata_bytes, static_cast<int>(header.writer_id)));
     // Pages that are whole file-system pages get 4 KiB-aligned chunks: aligned pwrite/pread and no
     // file-system page shared by two chunks. Other sizes are packed (alignment would waste space).
     H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
@@ -327,11 +380,13 @@ Status writeSegmentFile(const std::string& path, const SegmentHeader& header,
                   H5Pset_alignment(fapl.get(), header.page_bytes, kFsPage) < 0)) {
         return STRATA_H5_ERROR("setting up file access for", path);
     }
-    // The reservation is released here (TRUNC) and re-taken by the writes just after.
-    H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
+    H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()));
     if (!file) return STRATA_H5_ERROR("creating segment", path);
     Status st = writeContents(file.get(), path, header, keys, checksums, source, host_pages);
-    if (!st.isOk()) truncateForClose(file.get());
+    if (!st.isOk()) {
+        truncateForClose(file.get());
+        reservation.release();
+    }
     // Close explicitly so that a failure to write the last metadata is seen; after a failure, free
     // the file's blocks and close again, or the id would stay open.
     const hid_t id = file.release();
@@ -339,6 +394,7 @@ Status writeSegmentFile(const std::string& path, const SegmentHeader& header,
         Status close_st = STRATA_H5_ERROR("closing", path);
         if (st.isOk()) st = close_st;
         truncateForClose(id);
+        reservation.release();
         if (H5Fclose(id) < 0) {
             core::logger("io").error("hdf5 cannot close '{}': the id stays open: {}", path,
                                      hdf5ErrorText());
