@@ -22,3 +22,11 @@ echo "strata-run cuda exit $?"; tail -9 "$out/strata_run_cuda.txt"
 ./build-gpu/bin/strata-run --backend cuda --model deepseek-v3 --layers 8 --write-policy write_back \
     --host-layout layer_first --report "$out/strata_run_cuda_mla.json" > "$out/strata_run_cuda_mla.txt" 2>&1
 echo "strata-run cuda mla exit $?"; tail -9 "$out/strata_run_cuda_mla.txt"
+sd="$(mktemp -d /tmp/strata-gpu-storage-XXXXXX)"
+for run in 1 2; do
+    ./build-gpu/bin/strata-run --backend cuda --storage-dir "$sd" --requests 150 \
+        --report "$out/strata_run_cuda_storage_$run.json" > "$out/strata_run_cuda_storage.txt" 2>&1
+    echo "strata-run cuda storage run $run exit $?"
+    grep -E "hit rate|verify|storage:" "$out/strata_run_cuda_storage.txt"
+done
+rm -rf "$sd"
