@@ -4,4 +4,5 @@ set(STRATA_RUNTIME_PART_SOURCES
   src/workload.cpp
   src/kv_pattern.cpp
   src/run_config.cpp
-  src/report.cpp)
+  src/report.cpp
+  src/trace.cpp)

@@ -90,7 +90,8 @@ public:
     const std::vector<pools::DevicePool>& devicePools() const noexcept { return device_pools_; }
     const std::vector<pools::HostPool>& hostPools() const noexcept { return host_pools_; }
     controller::CacheController& controller() noexcept { return *controller_; }
-    // Summed statistics of the storage tier's stores (zero without one).
+    // Summed statistics of the storage tier's stores (zero without one). Call it when no storage
+    // work is in flight (after drain()): the stores' counters belong to the storage worker.
     io::StoreStats storageStats() const;
     bool hasStorage() const noexcept { return !stores_.empty(); }
     std::uint32_t numLayers() const noexcept;
