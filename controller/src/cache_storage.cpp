@@ -53,15 +53,14 @@ PageKey CacheController::storageKeyOf(const PageKey& key, const pools::PoolSpec&
                             spec.sharded_across_tp ? config_.storage.tp_rank : -1);
 }
 
-namespace {
-
-// Pages of one pool handed to a store call: storage keys and host pages, in order.
-struct PoolBatch {
+struct CacheController::PoolBatch {
     io::PageStore* store = nullptr;
     const pools::HostPool* host = nullptr;
-    std::vector<PageKey> keys;
-    std::vector<std::uint32_t> pages;
+    std::vector<PageKey> keys;         // storage keys
+    std::vector<std::uint32_t> pages;  // host pages, one per key
 };
+
+namespace {
 
 // Runs fn(offset, count) over [0, n) in chunks of `batch`, stopping when fn returns fewer.
 template <typename Fn>
@@ -78,9 +77,9 @@ std::size_t batched(std::size_t n, std::size_t batch, Fn&& fn) {
 
 }  // namespace
 
-void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
-    if (!hasStorage() || nodes.empty()) return;
-    auto backup = std::make_unique<StorageBackup>();
+// The pages of `nodes` that this rank writes, per pool: storage keys and host pages.
+std::vector<CacheController::PoolBatch> CacheController::writeBatches(
+    const std::vector<Node*>& nodes) {
     std::vector<PoolBatch> batches;
     for (const PoolPair& p : pools_) {
         PoolBatch b{p.store, p.host, {}, {}};
@@ -94,6 +93,13 @@ void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
         stats_.storage_backup_pages += b.keys.size();
         batches.push_back(std::move(b));
     }
+    return batches;
+}
+
+void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
+    if (!hasStorage() || nodes.empty()) return;
+    auto backup = std::make_unique<StorageBackup>();
+    std::vector<PoolBatch> batches = writeBatches(nodes);
     for (Node* n : nodes) tree_.lockHost(n, +1);  // the host pages stay until the write is agreed
     backup->nodes = std::move(nodes);
     const std::size_t batch_pages = config_.storage.batch_pages;
@@ -117,17 +123,7 @@ void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
 
 void CacheController::storeSync(Node* node) {
     // Write-back: the host copy is the last one; store it before its pages are freed.
-    std::vector<PoolBatch> batches;
-    for (const PoolPair& p : pools_) {
-        PoolBatch b{p.store, p.host, {}, {}};
-        for (std::size_t i = 0; i < node->numPages(); ++i) {
-            if (!writesPage(node->keys[i], p.host->spec())) continue;
-            b.keys.push_back(storageKeyOf(node->keys[i], p.host->spec()));
-            b.pages.push_back(node->host_pages[i]);
-        }
-        stats_.storage_backup_pages += b.keys.size();
-        batches.push_back(std::move(b));
-    }
+    std::vector<PoolBatch> batches = writeBatches({node});
     worker_->runAndWait([&] {
         for (const PoolBatch& b : batches) {
             if (b.keys.empty()) continue;

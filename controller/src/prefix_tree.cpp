@@ -104,11 +104,15 @@ Node* PrefixTree::split(Node* node, std::size_t upper_pages) {
     return u;
 }
 
-Node* PrefixTree::addChild(Node* parent, std::vector<PageKey> keys,
-                           std::vector<std::uint32_t> device_pages) {
-    STRATA_CHECK(!keys.empty() && keys.size() == device_pages.size(),
-                 "addChild with {} keys and {} pages", keys.size(), device_pages.size());
-    STRATA_CHECK(!parent->children.contains(keys.front()), "addChild: key already a child of {}",
+Node* PrefixTree::attach(Node* parent, std::vector<PageKey> keys,
+                         std::vector<std::uint32_t> device_pages,
+                         std::vector<std::uint32_t> host_pages) {
+    STRATA_CHECK(!keys.empty() && (device_pages.empty() || device_pages.size() == keys.size()) &&
+                     (host_pages.empty() || host_pages.size() == keys.size()) &&
+                     !(device_pages.empty() && host_pages.empty()),
+                 "attach with {} keys, {} device and {} host pages", keys.size(),
+                 device_pages.size(), host_pages.size());
+    STRATA_CHECK(!parent->children.contains(keys.front()), "attach: key already a child of {}",
                  parent->id);
     auto child = std::make_unique<Node>();
     Node* c = child.get();
@@ -116,6 +120,7 @@ Node* PrefixTree::addChild(Node* parent, std::vector<PageKey> keys,
     c->parent = parent;
     c->keys = std::move(keys);
     c->device_pages = std::move(device_pages);
+    c->host_pages = std::move(host_pages);
     c->last_access = ++clock_;
     parent->children.emplace(c->keys.front(), std::move(child));
     ++node_count_;
@@ -124,24 +129,18 @@ Node* PrefixTree::addChild(Node* parent, std::vector<PageKey> keys,
     return c;
 }
 
+Node* PrefixTree::addChild(Node* parent, std::vector<PageKey> keys,
+                           std::vector<std::uint32_t> device_pages) {
+    STRATA_CHECK(keys.size() == device_pages.size(), "addChild with {} keys and {} pages",
+                 keys.size(), device_pages.size());
+    return attach(parent, std::move(keys), std::move(device_pages), {});
+}
+
 Node* PrefixTree::addHostChild(Node* parent, std::vector<PageKey> keys,
                                std::vector<std::uint32_t> host_pages) {
-    STRATA_CHECK(!keys.empty() && keys.size() == host_pages.size(),
-                 "addHostChild with {} keys and {} pages", keys.size(), host_pages.size());
-    STRATA_CHECK(!parent->children.contains(keys.front()),
-                 "addHostChild: key already a child of {}", parent->id);
-    auto child = std::make_unique<Node>();
-    Node* c = child.get();
-    c->id = next_id_++;
-    c->parent = parent;
-    c->keys = std::move(keys);
-    c->host_pages = std::move(host_pages);
-    c->last_access = ++clock_;
-    parent->children.emplace(c->keys.front(), std::move(child));
-    ++node_count_;
-    refresh(c);
-    refresh(parent);
-    return c;
+    STRATA_CHECK(keys.size() == host_pages.size(), "addHostChild with {} keys and {} pages",
+                 keys.size(), host_pages.size());
+    return attach(parent, std::move(keys), {}, std::move(host_pages));
 }
 
 void PrefixTree::removeLeaf(Node* node) {

@@ -253,6 +253,8 @@ private:
     bool hasStorage() const noexcept { return worker_ != nullptr; }
     bool writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept;
     PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec) const;
+    struct PoolBatch;  // pages of one pool for one store call
+    std::vector<PoolBatch> writeBatches(const std::vector<Node*>& nodes);
     void queueStorageBackup(std::vector<Node*> nodes);
     void storeSync(Node* node);
     struct StorageSlots {

@@ -127,6 +127,8 @@ public:
 
 private:
     Node::EvictKey evictKey(const Node& n) const noexcept;
+    Node* attach(Node* parent, std::vector<PageKey> keys, std::vector<std::uint32_t> device_pages,
+                 std::vector<std::uint32_t> host_pages);
     bool deviceEvictable(const Node& n) const noexcept;
     bool hostEvictable(const Node& n) const noexcept;
 
