@@ -42,7 +42,8 @@ const std::vector<Field>& fields() {
         {"model", &RunConfig::model, "PRESET", "model preset (see --list-models)"},
         {"list_models", &RunConfig::list_models, "", "print the model presets and exit"},
         {"layers", &RunConfig::layers, "N", "layers to simulate; 0 = the preset's real count"},
-        {"workload", &RunConfig::workload, "NAME", "synthetic | mooncake | kvcache-tester"},
+        {"workload", &RunConfig::workload, "NAME",
+         "synthetic | mooncake:PATH | kvtester:PATH (or the name with --trace PATH)"},
         {"trace", &RunConfig::trace_path, "PATH", "trace file of a mooncake/kvcache-tester run"},
         {"requests", &RunConfig::requests, "N", "requests to run"},
         {"seed", &RunConfig::seed, "N", "workload and jitter seed"},
@@ -495,6 +496,21 @@ Result<RunConfig> loadRunConfig(int argc, const char* const* argv) {
     }
 
     STRATA_RETURN_IF_ERROR(resolveHostCapacity(&config));
+    // "--workload mooncake:PATH" is "--workload mooncake --trace PATH"; "kvtester" names the
+    // kv-cache-tester format too.
+    if (auto colon = config.workload.find(':'); colon != std::string::npos) {
+        if (!config.trace_path.empty()) {
+            return STRATA_ERROR(
+                StatusCode::kInvalidArgument,
+                "workload '{}' names a trace and trace '{}' (from {}) names another: "
+                "give one",
+                config.workload, config.trace_path, whereOf(config, "trace"));
+        }
+        config.trace_path = config.workload.substr(colon + 1);
+        config.workload.resize(colon);
+        config.origins["trace"] = config.origins["workload"];
+    }
+    if (config.workload == "kvtester") config.workload = "kvcache-tester";
     STRATA_RETURN_IF_ERROR(validateRunConfig(config));
     return config;
 }

@@ -20,6 +20,7 @@
 #include "strata/pools/pool_spec.h"
 #include "strata/runtime/report.h"
 #include "strata/runtime/run_config.h"
+#include "strata/runtime/trace.h"
 #include "strata/runtime/workload.h"
 
 namespace strata::runtime {
@@ -74,8 +75,13 @@ Result<std::vector<RequestSpec>> decodeRequests(const std::vector<std::byte>& in
 
 Result<std::vector<RequestSpec>> makeRequests(const RunConfig& cfg, int dp_rank) {
     if (cfg.workload != "synthetic") {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "workload '{}' is not available yet (only 'synthetic')", cfg.workload);
+        // A trace: its first --requests requests, in trace order (DP replicas replay the same
+        // trace; spreading it over replicas is a scheduler's job, not done here).
+        Result<Trace> trace = cfg.workload == "mooncake" ? loadMooncakeTrace(cfg.trace_path)
+                                                         : loadKvTesterTrace(cfg.trace_path);
+        if (!trace.isOk()) return trace.status();
+        STRATA_RETURN_IF_ERROR(validatePageSize(*trace, cfg.page_size));
+        return toRequestSpecs(*trace, cfg.requests);
     }
     SyntheticWorkload w;
     w.requests = cfg.requests;
