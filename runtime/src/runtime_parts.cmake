@@ -5,4 +5,5 @@ set(STRATA_RUNTIME_PART_SOURCES
   src/kv_pattern.cpp
   src/run_config.cpp
   src/report.cpp
-  src/trace.cpp)
+  src/trace.cpp
+  src/block_replay.cpp)
