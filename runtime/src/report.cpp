@@ -89,6 +89,8 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"storage_tokens", c.storage_tokens},
         {"no_storage", c.no_storage},
         {"prefetch_policy", c.prefetch_policy},
+        {"data", c.data},
+        {"warmup_fraction", c.warmup_fraction},
     };
 }
 

@@ -78,6 +78,11 @@ const std::vector<Field>& fields() {
         {"no_storage", &RunConfig::no_storage, "", "run without the storage tier"},
         {"prefetch_policy", &RunConfig::prefetch_policy, "POLICY",
          "best_effort | wait_complete | timeout"},
+        {"data", &RunConfig::data, "MODE",
+         "verify (move and check every byte) | none (metadata-only replay of a trace, one tier: "
+         "--host-tokens 0 --no-storage)"},
+        {"warmup_fraction", &RunConfig::warmup_fraction, "F",
+         "requests in this first fraction are replayed but not measured (--data none)"},
     };
     return kFields;
 }
@@ -396,7 +401,13 @@ Status validateRunConfig(const RunConfig& config) {
                             "host_ratio ({} from {}) must be a non-negative number",
                             config.host_ratio, whereOf(config, "host_ratio"));
     }
-    if (config.host_tokens == 0 && config.host_ratio == 0) {
+    STRATA_RETURN_IF_ERROR(checkChoice(config, "data", config.data, {"verify", "none"}));
+    if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "warmup_fraction ({} from {}) must be in [0, 1)",
+                            config.warmup_fraction, whereOf(config, "warmup_fraction"));
+    }
+    if (config.host_tokens == 0 && config.host_ratio == 0 && config.data != "none") {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "host_tokens and host_ratio are both 0: set one of them to size the "
                             "host pool");

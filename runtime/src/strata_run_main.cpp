@@ -14,10 +14,12 @@
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_context.h"
 #include "strata/comm/mpi_decision_group.h"
+#include "strata/controller/cache_controller.h"
 #include "strata/core/check.h"
 #include "strata/core/log.h"
 #include "strata/kernels/backend.h"
 #include "strata/pools/pool_spec.h"
+#include "strata/runtime/block_replay.h"
 #include "strata/runtime/report.h"
 #include "strata/runtime/run_config.h"
 #include "strata/runtime/trace.h"
@@ -173,6 +175,47 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     return Status::ok();
 }
 
+// --data none: the trace's blocks through the prefix tree of one tier, no bytes (capacities of tens
+// of millions of tokens on one machine), with the published simulators' rules (block_replay.h).
+Result<RunReport> replayMetadata(const RunConfig& cfg, int world_size) {
+    if (cfg.workload == "synthetic") {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "--data none replays a trace: give --workload mooncake:PATH or "
+                            "kvtester:PATH");
+    }
+    if (cfg.host_tokens != 0 || cfg.host_ratio != 0 || !cfg.no_storage || world_size != 1) {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "--data none replays one tier on one rank for now: use --host-tokens 0 "
+                            "--no-storage and a single process");
+    }
+    Result<Trace> trace = cfg.workload == "mooncake" ? loadMooncakeTrace(cfg.trace_path)
+                                                     : loadKvTesterTrace(cfg.trace_path);
+    if (!trace.isOk()) return trace.status();
+    BlockReplayOptions o;
+    o.capacity_tokens = cfg.device_tokens;
+    o.page_tokens = cfg.page_size;
+    o.warmup_fraction = cfg.warmup_fraction;
+    STRATA_ASSIGN_OR_RETURN(o.policy, controller::parseEvictionPolicy(cfg.eviction));
+    STRATA_ASSIGN_OR_RETURN(BlockReplayResult r, replayBlocks(*trace, o));
+    RunReport report;
+    report.model = cfg.model;
+    report.backend = "none";
+    report.workload = cfg.workload;
+    report.requests = r.measured_requests;
+    report.rounds = r.requests;
+    report.prompt_tokens = r.measured_tokens;
+    report.hit_tokens.device = r.hit_tokens;
+    report.computed_tokens = r.measured_tokens - r.hit_tokens;
+    report.evictions.device_pages = r.evicted_blocks;
+    report.elapsed_seconds = r.tree_seconds;
+    core::logger("runtime").info(
+        "replay: {} requests ({} measured), {} page references, {:.3f} s in the tree, p99 {:.1f} "
+        "us per request, peak {} nodes",
+        r.requests, r.measured_requests, r.block_references, r.tree_seconds, r.p99_request_us,
+        r.peak_nodes);
+    return report;
+}
+
 int fail(const comm::MpiContext* ctx, const Status& s) {
     core::logger("runtime").error("strata-run failed: {}", s.toString());
     if (ctx != nullptr && ctx->worldSize() > 1) core::fatal("strata-run failed; stopping the job");
@@ -245,6 +288,19 @@ int run(int argc, char** argv) {
     place.dp_size = grid.dpSize();
     place.replica_rank = grid.replicaRank();
     place.device = grid.device();
+
+    if (cfg.data == "none") {
+        auto replay = replayMetadata(cfg, ctx.worldSize());
+        if (!replay.isOk()) return fail(&ctx, replay.status());
+        RunReport report = std::move(replay).value();
+        report.config = configToJson(cfg);
+        std::printf("%s", summaryText(report).c_str());
+        if (!cfg.report_path.empty()) {
+            if (Status s = writeJson(report, cfg.report_path); !s.isOk()) return fail(&ctx, s);
+            std::printf("report written to %s\n", cfg.report_path.c_str());
+        }
+        return 0;
+    }
 
     // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes
     // (every rank of the job uses the same one) and removes at the end.

@@ -20,6 +20,8 @@ def main():
     ap.add_argument("--expect-host-hits", action="store_true")
     ap.add_argument("--expect-fail")
     ap.add_argument("--twice", action="store_true")
+    ap.add_argument("--expect-hit-rate", type=float, default=None,
+                    help="total hit rate within 0.005 of this value")
     for k in ("ranks", "tp", "cp", "pp", "dp"):
         ap.add_argument("--" + k, type=int, default=None)
     ap.add_argument("command", nargs=argparse.REMAINDER)
@@ -54,8 +56,14 @@ def main():
             errors.append(what)
 
     h = r["hit_tokens"]
+    metadata_only = "none" in cmd and "--data" in cmd
     need(r["pages_mismatched"] == 0, f"pages_mismatched = {r['pages_mismatched']}")
-    need(r["pages_verified"] > 0, "pages_verified = 0")
+    if not metadata_only:
+        need(r["pages_verified"] > 0, "pages_verified = 0")
+    if a.expect_hit_rate is not None:
+        got = r["hit_rate"]["total"]
+        need(abs(got - a.expect_hit_rate) <= 0.005,
+             f"hit rate {got:.4f}, expected {a.expect_hit_rate} within 0.005")
     need(h["device"] > 0, "no device hits")
     if a.expect_host_hits:
         need(h["host"] > 0, "no host hits")
@@ -69,7 +77,8 @@ def main():
     need(c["divergences"] == 0, f"consistency.divergences = {c['divergences']}")
     if "--check-consistency" in cmd:
         need(c["rounds_checked"] > 0, "no consistency rounds checked")
-    need(r["sync"]["rounds"] > 0, "sync.rounds = 0")
+    if not metadata_only:
+        need(r["sync"]["rounds"] > 0, "sync.rounds = 0")
     need(r["storage"]["checksum_failures"] == 0, "checksum failures")
     if a.twice:
         need(h["storage"] > 0, "no storage hits in the second run")

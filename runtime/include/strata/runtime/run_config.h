@@ -54,6 +54,8 @@ struct RunConfig {
     std::uint64_t storage_tokens = 0;         // storage capacity of the job in tokens; 0: unlimited
     bool no_storage = false;                  // run without the storage tier
     std::string prefetch_policy = "timeout";  // best_effort | wait_complete | timeout
+    std::string data = "verify";   // verify: move and check bytes; none: metadata-only trace replay
+    double warmup_fraction = 0.0;  // requests in this first fraction are replayed, not measured
 
     // True when --help was given: loadRunConfig stopped after the command line (no file or
     // environment read, nothing validated); print runConfigHelp() and exit 0.
