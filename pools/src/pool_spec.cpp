@@ -15,54 +15,36 @@ std::string_view poolKindName(PoolKind kind) noexcept {
 }
 
 const std::vector<ModelPreset>& modelPresets() {
-    static const std::vector<ModelPreset> presets = [] {
-        std::vector<ModelPreset> v;
-        {
-            ModelPreset p;
-            p.name = "llama3-8b";
-            p.description = "Llama-3-8B: GQA, 32 layers, 8 KV heads x 128, bf16";
-            p.num_layers = 32;
-            p.kind = PoolKind::kMha;
-            p.kv_heads = 8;
-            p.head_dim = 128;
-            p.dtype_bytes = 2;
-            v.push_back(p);
-        }
-        {
-            ModelPreset p;
-            p.name = "qwen3-30b-a3b";
-            p.description = "Qwen3-30B-A3B: GQA, 48 layers, 4 KV heads x 128, bf16";
-            p.num_layers = 48;
-            p.kind = PoolKind::kMha;
-            p.kv_heads = 4;
-            p.head_dim = 128;
-            p.dtype_bytes = 2;
-            v.push_back(p);
-        }
-        {
-            ModelPreset p;
-            p.name = "deepseek-v3";
-            p.description = "DeepSeek-V3: MLA, 61 layers, 576 bf16 values (1152 bytes) per row";
-            p.num_layers = 61;
-            p.kind = PoolKind::kMla;
-            p.mla_row_bytes = 576 * 2;
-            p.dtype_bytes = 2;
-            v.push_back(p);
-        }
-        {
-            ModelPreset p;
-            p.name = "deepseek-v3.2";
-            p.description =
-                "DeepSeek-V3.2: MLA, 61 layers, 656-byte FP8-scaled rows (512 fp8 + 4 fp32 "
-                "scales + 64 bf16 rope); main KV pool only, the DSA indexer pool comes later";
-            p.num_layers = 61;
-            p.kind = PoolKind::kMla;
-            p.mla_row_bytes = 656;
-            p.dtype_bytes = 1;
-            v.push_back(p);
-        }
-        return v;
-    }();
+    static const std::vector<ModelPreset> presets = {
+        {.name = "llama3-8b",
+         .description = "Llama-3-8B: GQA, 32 layers, 8 KV heads x 128, bf16",
+         .num_layers = 32,
+         .kind = PoolKind::kMha,
+         .kv_heads = 8,
+         .head_dim = 128,
+         .dtype_bytes = 2},
+        {.name = "qwen3-30b-a3b",
+         .description = "Qwen3-30B-A3B: GQA, 48 layers, 4 KV heads x 128, bf16",
+         .num_layers = 48,
+         .kind = PoolKind::kMha,
+         .kv_heads = 4,
+         .head_dim = 128,
+         .dtype_bytes = 2},
+        {.name = "deepseek-v3",
+         .description = "DeepSeek-V3: MLA, 61 layers, 576 bf16 values (1152 bytes) per row",
+         .num_layers = 61,
+         .kind = PoolKind::kMla,
+         .mla_row_bytes = 576 * 2,
+         .dtype_bytes = 2},
+        {.name = "deepseek-v3.2",
+         .description = "DeepSeek-V3.2: MLA, 61 layers, 656-byte FP8-scaled rows (512 fp8 + 4 "
+                        "fp32 scales + 64 bf16 rope); main KV pool only, the DSA indexer pool "
+                        "comes later",
+         .num_layers = 61,
+         .kind = PoolKind::kMla,
+         .mla_row_bytes = 656,
+         .dtype_bytes = 1},
+    };
     return presets;
 }
 

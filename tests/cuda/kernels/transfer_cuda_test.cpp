@@ -14,6 +14,10 @@
 namespace strata::kernels {
 namespace {
 
+using testing::kLayerRanges;
+using testing::kLayouts;
+using testing::MatrixParam;
+
 std::unique_ptr<Backend> cudaBackend() {
     auto backend = Backend::create(BackendKind::kCuda, {});
     EXPECT_TRUE(backend.isOk()) << backend.status().toString();
@@ -23,16 +27,8 @@ std::unique_ptr<Backend> cudaBackend() {
 #define SKIP_WITHOUT_CUDA() \
     if (!Backend::cudaAvailable()) GTEST_SKIP() << "no CUDA device visible"
 
-constexpr HostLayout kLayouts[] = {HostLayout::kLayerFirst, HostLayout::kPageFirst,
-                                   HostLayout::kPageFirstDirect};
-struct LayerRange {
-    const char* name;
-    std::uint32_t begin, end;
-};
-constexpr LayerRange kLayerRanges[] = {{"one", 2, 3}, {"all", 0, 4}, {"sub", 1, 3}};
 constexpr std::size_t kRowBytes[] = {6, 16, 20, 24, 128, 656, 1152, 2048};
 
-using MatrixParam = std::tuple<HostLayout, Direction, int, std::uint32_t>;
 class CudaTransferMatrix : public ::testing::TestWithParam<MatrixParam> {};
 
 TEST_P(CudaTransferMatrix, MatchesReference) {
@@ -59,19 +55,8 @@ TEST_P(CudaTransferMatrix, MatchesReference) {
     }
 }
 
-std::string matrixName(const ::testing::TestParamInfo<MatrixParam>& info) {
-    auto [layout, dir, range_index, page_size] = info.param;
-    return std::string(hostLayoutName(layout)) + "_" +
-           (dir == Direction::kDeviceToHost ? "d2h" : "h2d") + "_" +
-           kLayerRanges[range_index].name + "_p" + std::to_string(page_size);
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    AllLayouts, CudaTransferMatrix,
-    ::testing::Combine(::testing::ValuesIn(kLayouts),
-                       ::testing::Values(Direction::kDeviceToHost, Direction::kHostToDevice),
-                       ::testing::Values(0, 1, 2), ::testing::Values(1u, 16u, 64u)),
-    matrixName);
+INSTANTIATE_TEST_SUITE_P(AllLayouts, CudaTransferMatrix, testing::matrixValues(),
+                         testing::matrixName);
 
 TEST(CudaBackend, AllocatesZeroedMemory) {
     SKIP_WITHOUT_CUDA();

@@ -13,6 +13,8 @@
 #include <numeric>
 #include <ostream>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "strata/kernels/backend.h"
@@ -225,6 +227,30 @@ inline void runCopyCase(Backend& backend, const CopyCase& c) {
     }
     const long long diff = firstDifference(host_mem->data(), host_expected.data(), host_bytes);
     ASSERT_EQ(diff, -1) << "host byte " << diff;
+}
+
+// The parameter matrix shared by the CPU and CUDA transfer tests: host layout x direction x layer
+// range (an index into kLayerRanges, 4-layer pools) x page size, with readable test names.
+inline constexpr HostLayout kLayouts[] = {HostLayout::kLayerFirst, HostLayout::kPageFirst,
+                                          HostLayout::kPageFirstDirect};
+struct LayerRange {
+    const char* name;
+    std::uint32_t begin, end;
+};
+inline constexpr LayerRange kLayerRanges[] = {{"one", 2, 3}, {"all", 0, 4}, {"sub", 1, 3}};
+using MatrixParam = std::tuple<HostLayout, Direction, int, std::uint32_t>;
+
+inline auto matrixValues() {
+    return ::testing::Combine(::testing::ValuesIn(kLayouts),
+                              ::testing::Values(Direction::kDeviceToHost, Direction::kHostToDevice),
+                              ::testing::Values(0, 1, 2), ::testing::Values(1u, 16u, 64u));
+}
+
+inline std::string matrixName(const ::testing::TestParamInfo<MatrixParam>& info) {
+    auto [layout, dir, range_index, page_size] = info.param;
+    return std::string(hostLayoutName(layout)) + "_" +
+           (dir == Direction::kDeviceToHost ? "d2h" : "h2d") + "_" +
+           kLayerRanges[range_index].name + "_p" + std::to_string(page_size);
 }
 
 }  // namespace strata::kernels::testing

@@ -12,10 +12,11 @@
 namespace strata::kernels {
 namespace {
 
-using testing::CopyCase;
+using testing::kLayerRanges;
+using testing::kLayouts;
+using testing::MatrixParam;
 
-constexpr HostLayout kLayouts[] = {HostLayout::kLayerFirst, HostLayout::kPageFirst,
-                                   HostLayout::kPageFirstDirect};
+using testing::CopyCase;
 
 TEST(HostLayout, NamesRoundTrip) {
     for (HostLayout layout : kLayouts) {
@@ -125,14 +126,7 @@ TEST_F(ValidateCopy, RejectsBadGeometryAndNullViews) {
 
 // The whole matrix: layout x direction x layer range x page size, and inside each, row sizes
 // (including ones that defeat 16/8/4-byte vector paths) and 1 or 2 buffers.
-struct LayerRange {
-    const char* name;
-    std::uint32_t begin, end;
-};
-constexpr LayerRange kLayerRanges[] = {{"one", 2, 3}, {"all", 0, 4}, {"sub", 1, 3}};
 constexpr std::size_t kRowBytes[] = {6, 16, 20, 128, 656, 1152, 2048};
-
-using MatrixParam = std::tuple<HostLayout, Direction, int, std::uint32_t>;
 
 class TransferMatrix : public ::testing::TestWithParam<MatrixParam> {};
 
@@ -159,19 +153,7 @@ TEST_P(TransferMatrix, CpuBackendMatchesNaiveModel) {
     }
 }
 
-std::string matrixName(const ::testing::TestParamInfo<MatrixParam>& info) {
-    auto [layout, dir, range_index, page_size] = info.param;
-    return std::string(hostLayoutName(layout)) + "_" +
-           (dir == Direction::kDeviceToHost ? "d2h" : "h2d") + "_" +
-           kLayerRanges[range_index].name + "_p" + std::to_string(page_size);
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    AllLayouts, TransferMatrix,
-    ::testing::Combine(::testing::ValuesIn(kLayouts),
-                       ::testing::Values(Direction::kDeviceToHost, Direction::kHostToDevice),
-                       ::testing::Values(0, 1, 2), ::testing::Values(1u, 16u, 64u)),
-    matrixName);
+INSTANTIATE_TEST_SUITE_P(AllLayouts, TransferMatrix, testing::matrixValues(), testing::matrixName);
 
 // device -> host -> device into different pages is bit exact, for every layout.
 TEST(TransferRoundTrip, DeviceHostDeviceIsBitExact) {
