@@ -1,6 +1,8 @@
-// Hdf5PageStore. Commit protocol of set(): write <name>.tmp, flush and close it, fsync it, rename
-// it to <name>, fsync the directory, and only then index and count its pages. A reader therefore
-// only ever opens complete files; a crash leaves .tmp files, deleted at the next open when stale.
+// Hdf5PageStore. Each store fills one segment at a time (SegmentWriter): the segment file is made
+// durable empty (.tmp, fsync, rename, directory fsync), then every set() appends page chunks and
+// their entries and fdatasyncs; only then are its pages indexed and counted. A reader opens only
+// complete files and serves only committed slots; a crash leaves .tmp files (deleted at the next
+// open when stale) and segments with empty or torn trailing slots, which are never served.
 #include "strata/io/hdf5_page_store.h"
 
 #include <fcntl.h>
@@ -31,8 +33,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxOpenSegments = 32;
-// A .tmp file this old is abandoned whoever wrote it: one segment is written in seconds.
+// Default segment size: appends fill a segment of about this many bytes (at most kMaxSegmentPages
+// pages), so that file creation and its directory fsync are paid once per many batches.
+constexpr std::uint64_t kSegmentTargetBytes = 256ull << 20;
+constexpr std::uint64_t kMaxSegmentPages = 4096;
+// A .tmp file this old is abandoned whoever wrote it: one segment is created in seconds. A
+// partly filled segment of another host unchanged this long is no longer watched for appends.
 constexpr auto kStaleTmpAge = std::chrono::minutes(15);
+constexpr std::int64_t kStaleNs =
+    std::chrono::duration_cast<std::chrono::nanoseconds>(kStaleTmpAge).count();
 // Skipping a rescan on an unchanged directory mtime is trusted only when the scan that saw that
 // mtime began this long after it (coarse timestamps: a later rename may keep the same mtime).
 constexpr std::int64_t kMtimeSlackNs = 2'000'000'000;
@@ -64,10 +73,16 @@ struct Hdf5PageStore::Impl {
     struct Segment {
         std::string name;
         SegmentHeader header;
-        std::vector<PageKey> keys;
+        std::uint64_t capacity = 0;
+        std::vector<PageKey> keys;         // indexed (committed) slots, in the order indexed
+        std::vector<std::uint8_t> filled;  // per slot: committed and indexed
         bool own = false;
         std::uint64_t last_access = 0;  // LRU tick
         bool geometry_warned = false;
+        // Another process's segment with free slots whose writer may still append: refreshed
+        // on rescans when its mtime or size moved (or may have moved within timestamp slack).
+        bool growing = false;
+        std::int64_t seen_mtime_ns = -1, seen_size = -1, checked_ns = 0;
     };
 
     Hdf5StoreOptions options;
@@ -81,6 +96,10 @@ struct Hdf5PageStore::Impl {
     StoreStats stats;
     // Read handles of recently used segments, most recent first.
     std::list<std::pair<std::uint32_t, OpenSegment>> open_segments;
+    // The segment this store appends to, and its id.
+    std::unique_ptr<SegmentWriter> writer;
+    std::uint32_t writer_segment = UINT32_MAX;
+    std::size_t segment_pages = 0;  // resolved options.segment_pages
     // Directory mtime seen by the last scan and the time that scan began.
     std::int64_t scanned_mtime_ns = -1;
     std::int64_t scan_started_ns = 0;
@@ -92,17 +111,67 @@ struct Hdf5PageStore::Impl {
         if (it != segments.end()) it->second.last_access = ++tick;
     }
 
-    // Adds a segment's keys to the index (a key already indexed keeps its first copy).
-    std::uint32_t addSegment(Segment seg, std::span<const std::uint64_t> checksums) {
+    // Registers a segment (no entries yet).
+    std::uint32_t addSegment(Segment seg) {
         const std::uint32_t id = next_segment++;
-        for (std::size_t i = 0; i < seg.keys.size(); ++i) {
-            index.try_emplace(seg.keys[i],
-                              Location{id, static_cast<std::uint32_t>(i), checksums[i]});
-        }
-        if (seg.own) own_pages += seg.keys.size();
+        seg.filled.assign(seg.capacity, 0);
         known_names.insert(seg.name);
         segments.emplace(id, std::move(seg));
         return id;
+    }
+
+    // Indexes committed slots of segment `id` not indexed yet (a key already indexed elsewhere
+    // keeps its first copy). Returns how many slots were new.
+    std::size_t addEntries(std::uint32_t id, std::span<const std::uint32_t> slots,
+                           std::span<const PageKey> keys, std::span<const std::uint64_t> sums) {
+        Segment& seg = segments.at(id);
+        std::size_t added = 0;
+        for (std::size_t i = 0; i < slots.size(); ++i) {
+            if (slots[i] >= seg.capacity || seg.filled[slots[i]]) continue;
+            seg.filled[slots[i]] = 1;
+            seg.keys.push_back(keys[i]);
+            index.try_emplace(keys[i], Location{id, slots[i], sums[i]});
+            ++added;
+        }
+        if (seg.own) own_pages += added;
+        return added;
+    }
+
+    // Whether another process may still append to `seg` (named `name`).
+    bool mayGrow(const Segment& seg, const SegmentName& name, std::int64_t mtime_ns) const {
+        if (seg.own || seg.keys.size() >= seg.capacity) return false;
+        if (name.host_hash == thisHostHash()) {
+            return ::kill(static_cast<pid_t>(name.pid), 0) == 0 || errno != ESRCH;
+        }
+        return realtimeNs() - mtime_ns < kStaleNs;
+    }
+
+    // Re-reads the entries of growing segments whose file changed since they were last read.
+    std::size_t refreshGrowing() {
+        std::size_t added = 0;
+        for (auto& [id, seg] : segments) {
+            if (!seg.growing) continue;
+            struct stat st {};
+            const std::int64_t started = realtimeNs();
+            if (::stat(path(seg.name).c_str(), &st) != 0) continue;  // gone: dropped on read
+            const std::int64_t m = mtimeNs(st);
+            if (m == seg.seen_mtime_ns && st.st_size == seg.seen_size &&
+                seg.checked_ns - m > kMtimeSlackNs) {
+                seg.growing = mayGrow(seg, *parseSegmentName(seg.name), m);
+                continue;
+            }
+            Result<SegmentIndex> idx = readSegmentIndex(path(seg.name), options.page_bytes);
+            if (!idx.isOk()) {
+                log().warn("cannot re-read growing segment: {}", idx.status().message());
+                continue;
+            }
+            seg.seen_mtime_ns = m;
+            seg.seen_size = st.st_size;
+            seg.checked_ns = started;
+            added += addEntries(id, idx->slots, idx->keys, idx->checksums);
+            seg.growing = mayGrow(seg, *parseSegmentName(seg.name), m);
+        }
+        return added;
     }
 
     // Forgets a segment: closes its handle and drops the index entries that point into it.
@@ -110,6 +179,7 @@ struct Hdf5PageStore::Impl {
         auto it = segments.find(id);
         if (it == segments.end()) return;
         open_segments.remove_if([id](const auto& e) { return e.first == id; });
+        if (id == writer_segment) closeWriter();
         for (const PageKey& k : it->second.keys) {
             auto e = index.find(k);
             if (e != index.end() && e->second.segment == id) index.erase(e);
@@ -118,14 +188,25 @@ struct Hdf5PageStore::Impl {
         segments.erase(it);
     }
 
+    // Seals the segment being filled (its committed pages stay indexed).
+    void closeWriter() {
+        if (!writer) return;
+        Status st = writer->close();
+        if (!st.isOk()) log().error("{}", st.message());
+        writer.reset();
+        writer_segment = UINT32_MAX;
+    }
+
     Result<const OpenSegment*> openForRead(std::uint32_t id) {
+        if (writer && id == writer_segment) return &writer->readHandles();
         for (auto it = open_segments.begin(); it != open_segments.end(); ++it) {
             if (it->first == id) {
                 open_segments.splice(open_segments.begin(), open_segments, it);
                 return &open_segments.front().second;
             }
         }
-        STRATA_ASSIGN_OR_RETURN(OpenSegment s, openSegmentForRead(path(segments.at(id).name)));
+        STRATA_ASSIGN_OR_RETURN(OpenSegment s,
+                                openSegmentForRead(path(segments.at(id).name), options.page_bytes));
         open_segments.emplace_front(id, std::move(s));
         while (open_segments.size() > kMaxOpenSegments) open_segments.pop_back();
         return &open_segments.front().second;
@@ -161,7 +242,7 @@ struct Hdf5PageStore::Impl {
         }
         if (!recovery && mtimeNs(dst) == scanned_mtime_ns &&
             scan_started_ns - scanned_mtime_ns > kMtimeSlackNs) {
-            return 0;  // nothing renamed into the directory since the last scan
+            return refreshGrowing();  // nothing renamed into the directory since the last scan
         }
         scanned_mtime_ns = mtimeNs(dst);
         scan_started_ns = started;
@@ -186,21 +267,26 @@ struct Hdf5PageStore::Impl {
             Segment s;
             s.name = name;
             s.header = seg->header;
-            s.keys = std::move(seg->keys);
+            s.capacity = seg->capacity;
             s.own = parsed->writer_id == options.writer_id;
             s.last_access = ++tick;
-            const std::uint32_t id = addSegment(std::move(s), seg->checksums);
-            ++added;
+            const std::uint32_t id = addSegment(std::move(s));
+            added += addEntries(id, seg->slots, seg->keys, seg->checksums);
+            Segment& added_seg = segments.at(id);
             struct stat fst {};
-            if (recovery && segments.at(id).own && ::stat(path(name).c_str(), &fst) == 0) {
-                own_by_mtime.emplace_back(mtimeNs(fst), id);
+            if (::stat(path(name).c_str(), &fst) == 0) {
+                if (recovery && added_seg.own) own_by_mtime.emplace_back(mtimeNs(fst), id);
+                added_seg.seen_mtime_ns = mtimeNs(fst);
+                added_seg.seen_size = fst.st_size;
+                added_seg.checked_ns = started;
+                added_seg.growing = mayGrow(added_seg, *parsed, mtimeNs(fst));
             }
         }
         if (ec) log().warn("listing storage directory '{}': {}", dir, ec.message());
         // LRU order of earlier jobs' segments of this writer: their modification times.
         std::sort(own_by_mtime.begin(), own_by_mtime.end());
         for (const auto& [mtime, id] : own_by_mtime) segments.at(id).last_access = ++tick;
-        return added;
+        return added + refreshGrowing();
     }
 
     // Deletes this writer's least recently used segments until it holds at most capacity_pages.
@@ -228,38 +314,45 @@ struct Hdf5PageStore::Impl {
         }
     }
 
-    // Writes one segment of the given batch positions; indexes it only once durable.
-    Status writeSegment(const PoolPages& source, std::span<const PageKey> keys,
-                        std::span<const std::uint32_t> pages) {
+    // Appends pages to the segment being filled (a new one when there is none or it is full);
+    // indexes them only once durable. Returns the number stored; a failure seals the segment.
+    Status appendPages(const PoolPages& source, std::span<const PageKey> keys,
+                       std::span<const std::uint32_t> pages, std::size_t* stored) {
         std::vector<std::uint64_t> sums(keys.size());
         for (std::size_t i = 0; i < keys.size(); ++i) sums[i] = source.checksum(pages[i]);
-        const std::string name = newSegmentName(options.writer_id);
-        const std::string final_path = path(name);
-        const std::string tmp_path = final_path + ".tmp";
-        Status st =
-            writeSegmentFile(tmp_path, source.header(options.writer_id), keys, sums, source, pages);
-        if (st.isOk()) st = fsyncPath(tmp_path);
-        if (st.isOk() && ::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-            st = STRATA_ERROR(StatusCode::kIoError, "rename '{}' -> '{}': {}", tmp_path, final_path,
-                              std::strerror(errno));
-        }
-        if (st.isOk()) {
-            st = fsyncDirectory(dir);
-            if (!st.isOk()) ::unlink(final_path.c_str());  // not durable: do not leave it behind
-        }
-        if (!st.isOk()) {
-            if (::unlink(tmp_path.c_str()) != 0 && errno != ENOENT) {
-                log().warn("cannot remove '{}': {}", tmp_path, std::strerror(errno));
+        *stored = 0;
+        while (*stored < keys.size()) {
+            if (!writer || !writer->usable()) {
+                closeWriter();
+                const std::string name = newSegmentName(options.writer_id);
+                STRATA_ASSIGN_OR_RETURN(
+                    writer, SegmentWriter::create(dir, name, source.header(options.writer_id),
+                                                  static_cast<std::uint32_t>(segment_pages)));
+                Segment s;
+                s.name = name;
+                s.header = source.header(options.writer_id);
+                s.capacity = segment_pages;
+                s.own = true;
+                s.last_access = ++tick;
+                writer_segment = addSegment(std::move(s));
             }
-            return st;
+            const std::uint32_t first_slot = writer->used();
+            const std::size_t n =
+                std::min<std::size_t>(keys.size() - *stored, writer->capacity() - first_slot);
+            const auto k = keys.subspan(*stored, n);
+            const auto c = std::span<const std::uint64_t>(sums).subspan(*stored, n);
+            Status st = writer->append(k, c, source, pages.subspan(*stored, n));
+            if (!st.isOk()) {
+                closeWriter();
+                return st;
+            }
+            std::vector<std::uint32_t> slots(n);
+            for (std::size_t i = 0; i < n; ++i)
+                slots[i] = first_slot + static_cast<std::uint32_t>(i);
+            addEntries(writer_segment, slots, k, c);
+            touch(writer_segment);
+            *stored += n;
         }
-        Segment s;
-        s.name = name;
-        s.header = source.header(options.writer_id);
-        s.keys.assign(keys.begin(), keys.end());
-        s.own = true;
-        s.last_access = ++tick;
-        addSegment(std::move(s), sums);
         return Status::ok();
     }
 
@@ -368,7 +461,12 @@ struct Hdf5PageStore::Impl {
 };
 
 Hdf5PageStore::Hdf5PageStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Hdf5PageStore::~Hdf5PageStore() = default;
+Hdf5PageStore::~Hdf5PageStore() {
+    if (impl_) {
+        quietHdf5();
+        impl_->closeWriter();
+    }
+}
 
 Result<std::unique_ptr<Hdf5PageStore>> Hdf5PageStore::create(const Hdf5StoreOptions& options) {
     quietHdf5();
@@ -387,11 +485,23 @@ Result<std::unique_ptr<Hdf5PageStore>> Hdf5PageStore::create(const Hdf5StoreOpti
                             "page_bytes {} must be in [1, 4 GiB) (one HDF5 chunk per page)",
                             options.page_bytes);
     }
-    if (options.segment_pages == 0) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "segment_pages must be >= 1");
+    if (options.segment_pages > kMaxSegmentPages * 16) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "segment_pages {} is above {}",
+                            options.segment_pages, kMaxSegmentPages * 16);
     }
     auto impl = std::make_unique<Impl>();
     impl->options = options;
+    impl->segment_pages = options.segment_pages;
+    if (impl->segment_pages == 0) {
+        std::uint64_t pages = std::clamp<std::uint64_t>(kSegmentTargetBytes / options.page_bytes, 1,
+                                                        kMaxSegmentPages);
+        // Capacity is enforced by whole segments: keep at least eight of them within it.
+        if (options.capacity_pages > 0) {
+            pages = std::min<std::uint64_t>(pages,
+                                            std::max<std::uint64_t>(1, options.capacity_pages / 8));
+        }
+        impl->segment_pages = pages;
+    }
     impl->dir = (fs::path(options.directory) / options.pool_signature).string();
     std::error_code ec;
     fs::create_directories(impl->dir, ec);
@@ -488,24 +598,19 @@ Result<std::size_t> Hdf5PageStore::set(std::span<const PageKey> keys, const pool
             missing_pages.push_back(host_pages[i]);
         }
     }
-    for (std::size_t first = 0; first < missing_keys.size(); first += s.options.segment_pages) {
-        const std::size_t count = std::min(s.options.segment_pages, missing_keys.size() - first);
-        Status st = s.writeSegment(src, std::span(missing_keys).subspan(first, count),
-                                   std::span(missing_pages).subspan(first, count));
-        if (!st.isOk()) {
-            const std::size_t lost = missing_keys.size() - first;
-            s.stats.write_failures += lost;
-            if (looksLikeStorageFull(st.message())) {
-                log().error("storage full: {} pages not stored in '{}': {}", lost, s.dir,
-                            st.message());
-            } else {
-                log().error("storage write failed: {} pages not stored in '{}': {}", lost, s.dir,
-                            st.message());
-            }
-            break;
+    std::size_t stored = 0;
+    Status st = s.appendPages(src, missing_keys, missing_pages, &stored);
+    s.stats.pages_written += stored;
+    s.stats.bytes_written += stored * s.options.page_bytes;
+    if (!st.isOk()) {
+        const std::size_t lost = missing_keys.size() - stored;
+        s.stats.write_failures += lost;
+        if (looksLikeStorageFull(st.message())) {
+            log().error("storage full: {} pages not stored in '{}': {}", lost, s.dir, st.message());
+        } else {
+            log().error("storage write failed: {} pages not stored in '{}': {}", lost, s.dir,
+                        st.message());
         }
-        s.stats.pages_written += count;
-        s.stats.bytes_written += count * s.options.page_bytes;
     }
     s.enforceCapacity();
     std::size_t n = 0;

@@ -300,111 +300,211 @@ void truncateForClose(hid_t file) noexcept {
     H5Eclear2(H5E_DEFAULT);
 }
 
-Status writeContents(hid_t file, const std::string& path, const SegmentHeader& header,
-                     std::span<const core::PageKey> keys, std::span<const std::uint64_t> checksums,
-                     const PoolPages& source, std::span<const std::uint32_t> host_pages) {
-    const hsize_t n = keys.size();
-    {
-        H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
-        H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
-        const hsize_t chunk[2] = {1, header.page_bytes};
-        if (!dcpl || !dapl || H5Pset_chunk(dcpl.get(), 2, chunk) < 0 ||
-            H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) < 0 ||
-            H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) < 0 ||
-            H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0) < 0) {
-            return STRATA_H5_ERROR("setting up dataset properties for", path);
-        }
-        H5Id space = makeSpace({n, header.page_bytes});
-        H5Id pages(H5Dcreate2(file, "pages", H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(),
-                              dapl.get()));
-        if (!pages) return STRATA_H5_ERROR("creating dataset 'pages' in", path);
-        for (hsize_t i = 0; i < n; ++i) {
-            Status st = source.write(pages.get(), i, host_pages[i]);
-            if (!st.isOk()) return st.withContext(path);
-        }
+// File access for every open of a segment, writer and readers alike (HDF5 shares one open file
+// per process, so they must agree): no sieve buffer (entry reads and writes go straight to the
+// file, so a reader never sees a cached copy of entries that a writer has since committed) and no
+// flock (readers open segments that a writer in another process still holds open for appends).
+// Pages that are whole file-system pages get 4 KiB-aligned chunks: aligned pwrite/pread and no
+// file-system page shared by two chunks; other sizes are packed (alignment would waste space).
+H5Id segmentAccess(std::uint64_t page_bytes) {
+    H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
+    if (!fapl || H5Pset_sieve_buf_size(fapl.get(), 0) < 0 ||
+        H5Pset_file_locking(fapl.get(), false, true) < 0 ||
+        (page_bytes % kFsPage == 0 && H5Pset_alignment(fapl.get(), page_bytes, kFsPage) < 0)) {
+        return H5Id();
     }
-    {
-        std::vector<std::uint64_t> words(2 * n);
-        for (hsize_t i = 0; i < n; ++i) {
-            words[2 * i] = keys[i].lo;
-            words[2 * i + 1] = keys[i].hi;
-        }
-        H5Id space = makeSpace({n, 2});
-        H5Id ds(H5Dcreate2(file, "keys", H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                           H5P_DEFAULT));
-        if (!ds || H5Dwrite(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                            words.data()) < 0) {
-            return STRATA_H5_ERROR("writing dataset 'keys' in", path);
-        }
+    return fapl;
+}
+
+constexpr std::uint64_t kEntryWords = 4;  // key lo, key hi, checksum, commit word
+
+Status createDatasets(hid_t file, const std::string& path, const SegmentHeader& header,
+                      hsize_t capacity) {
+    H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
+    H5Id edcpl(H5Pcreate(H5P_DATASET_CREATE));
+    const hsize_t chunk[2] = {1, header.page_bytes};
+    const std::uint64_t zero = 0;
+    // Everything is allocated now so that appends change no HDF5 metadata; entries are written
+    // as zeros (empty slots), pages are not filled.
+    if (!dcpl || !edcpl || H5Pset_chunk(dcpl.get(), 2, chunk) < 0 ||
+        H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) < 0 ||
+        H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) < 0 ||
+        H5Pset_obj_track_times(dcpl.get(), false) < 0 ||
+        H5Pset_alloc_time(edcpl.get(), H5D_ALLOC_TIME_EARLY) < 0 ||
+        H5Pset_fill_value(edcpl.get(), H5T_NATIVE_UINT64, &zero) < 0 ||
+        H5Pset_fill_time(edcpl.get(), H5D_FILL_TIME_ALLOC) < 0 ||
+        H5Pset_obj_track_times(edcpl.get(), false) < 0) {
+        return STRATA_H5_ERROR("setting up dataset properties for", path);
     }
-    {
-        H5Id space = makeSpace({n});
-        H5Id ds(H5Dcreate2(file, "checksums", H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                           H5P_DEFAULT));
-        if (!ds || H5Dwrite(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                            checksums.data()) < 0) {
-            return STRATA_H5_ERROR("writing dataset 'checksums' in", path);
-        }
+    H5Id space = makeSpace({capacity, header.page_bytes});
+    H5Id pages(
+        H5Dcreate2(file, "pages", H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+    if (!pages) return STRATA_H5_ERROR("creating dataset 'pages' in", path);
+    H5Id espace = makeSpace({capacity, kEntryWords});
+    H5Id entries(H5Dcreate2(file, "entries", H5T_STD_U64LE, espace.get(), H5P_DEFAULT, edcpl.get(),
+                            H5P_DEFAULT));
+    if (!entries) return STRATA_H5_ERROR("creating dataset 'entries' in", path);
+    const std::uint64_t words[kHeaderWords] = {
+        header.format,      header.page_bytes, static_cast<std::uint64_t>(header.order),
+        header.num_buffers, header.num_layers, header.row_bytes,
+        header.page_size,   header.writer_id};
+    H5Id hspace = makeSpace({kHeaderWords});
+    H5Id attr(H5Acreate2(file, kHeaderAttr, H5T_STD_U64LE, hspace.get(), H5P_DEFAULT, H5P_DEFAULT));
+    if (!attr || H5Awrite(attr.get(), H5T_NATIVE_UINT64, words) < 0) {
+        return STRATA_H5_ERROR("writing the segment header of", path);
     }
-    {
-        const std::uint64_t words[kHeaderWords] = {
-            header.format,      header.page_bytes, static_cast<std::uint64_t>(header.order),
-            header.num_buffers, header.num_layers, header.row_bytes,
-            header.page_size,   header.writer_id};
-        H5Id space = makeSpace({kHeaderWords});
-        H5Id attr(
-            H5Acreate2(file, kHeaderAttr, H5T_STD_U64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-        if (!attr || H5Awrite(attr.get(), H5T_NATIVE_UINT64, words) < 0) {
-            return STRATA_H5_ERROR("writing the segment header of", path);
-        }
+    return Status::ok();
+}
+
+int vfdHandle(hid_t file) noexcept {
+    void* handle = nullptr;
+    const int fd = H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) >= 0 && handle != nullptr
+                       ? *static_cast<int*>(handle)
+                       : -1;
+    H5Eclear2(H5E_DEFAULT);
+    return fd;
+}
+
+Status openPages(OpenSegment* s, const std::string& path) {
+    H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
+    if (!dapl || H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0) < 0) {
+        return STRATA_H5_ERROR("setting up dataset access for", path);
     }
-    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) return STRATA_H5_ERROR("flushing", path);
+    s->pages = H5Id(H5Dopen2(s->file.get(), "pages", dapl.get()));
+    if (s->pages) s->file_space = H5Id(H5Dget_space(s->pages.get()));
+    if (!s->pages || !s->file_space) return STRATA_H5_ERROR("opening dataset 'pages' in", path);
+    s->fd = vfdHandle(s->file.get());
     return Status::ok();
 }
 
 }  // namespace
 
-Status writeSegmentFile(const std::string& path, const SegmentHeader& header,
-                        std::span<const core::PageKey> keys,
-                        std::span<const std::uint64_t> checksums, const PoolPages& source,
-                        std::span<const std::uint32_t> host_pages) {
-    const hsize_t n = keys.size();
-    const std::uint64_t metadata_bytes = n * 256 + 64 * 1024;
+std::uint64_t commitWord(const core::PageKey& key, std::uint64_t checksum,
+                         std::uint64_t slot) noexcept {
+    const std::uint64_t words[5] = {key.lo, key.hi, checksum, slot, 0x5354524154414332ull};
+    return core::checksum64(words, sizeof words) | 1;
+}
+
+Result<std::unique_ptr<SegmentWriter>> SegmentWriter::create(const std::string& dir,
+                                                             const std::string& name,
+                                                             const SegmentHeader& header,
+                                                             std::uint32_t capacity) {
+    std::unique_ptr<SegmentWriter> w(new SegmentWriter());
+    w->name_ = name;
+    w->path_ = dir + "/" + name;
+    w->capacity_ = capacity;
+    const std::string tmp = w->path_ + ".tmp";
+    const std::uint64_t metadata_bytes = std::uint64_t{capacity} * 256 + 64 * 1024;
     SpaceReservation reservation;
-    STRATA_RETURN_IF_ERROR(reservation.reserve(path, n * header.page_bytes + metadata_bytes,
+    STRATA_RETURN_IF_ERROR(reservation.reserve(tmp, capacity * header.page_bytes + metadata_bytes,
                                                metadata_bytes, static_cast<int>(header.writer_id)));
-    // Pages that are whole file-system pages get 4 KiB-aligned chunks: aligned pwrite/pread and no
-    // file-system page shared by two chunks. Other sizes are packed (alignment would waste space).
-    H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
-    if (!fapl || (header.page_bytes % kFsPage == 0 &&
-                  H5Pset_alignment(fapl.get(), header.page_bytes, kFsPage) < 0)) {
-        return STRATA_H5_ERROR("setting up file access for", path);
+    H5Id fapl = segmentAccess(header.page_bytes);
+    if (!fapl) return STRATA_H5_ERROR("setting up file access for", tmp);
+    w->handles_.file = H5Id(H5Fcreate(tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()));
+    if (!w->handles_.file) return STRATA_H5_ERROR("creating segment", tmp);
+    const hid_t file = w->handles_.file.get();
+    Status st = createDatasets(file, tmp, header, capacity);
+    if (st.isOk() && H5Fflush(file, H5F_SCOPE_LOCAL) < 0) st = STRATA_H5_ERROR("flushing", tmp);
+    if (st.isOk()) st = openPages(&w->handles_, tmp);
+    if (st.isOk()) {
+        w->entries_ = H5Id(H5Dopen2(file, "entries", H5P_DEFAULT));
+        if (!w->entries_) st = STRATA_H5_ERROR("opening dataset 'entries' in", tmp);
     }
-    H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()));
-    if (!file) return STRATA_H5_ERROR("creating segment", path);
-    Status st = writeContents(file.get(), path, header, keys, checksums, source, host_pages);
+    if (st.isOk() && ::fsync(w->handles_.fd) != 0) {
+        st = STRATA_ERROR(StatusCode::kIoError, "fsync '{}': {}", tmp, std::strerror(errno));
+    }
+    if (st.isOk() && ::rename(tmp.c_str(), w->path_.c_str()) != 0) {
+        st = STRATA_ERROR(StatusCode::kIoError, "rename '{}' -> '{}': {}", tmp, w->path_,
+                          std::strerror(errno));
+    }
+    if (st.isOk()) {
+        st = fsyncDirectory(dir);
+        if (!st.isOk()) ::unlink(w->path_.c_str());  // not durable: do not leave it behind
+    }
     if (!st.isOk()) {
-        truncateForClose(file.get());
+        truncateForClose(file);
         reservation.release();
+        w->failed_ = true;
+        [[maybe_unused]] Status ignored = w->close();
+        ::unlink(tmp.c_str());
+        return st;
     }
-    // Close explicitly so that a failure to write the last metadata is seen; after a failure, free
-    // the file's blocks and close again, or the id would stay open.
-    const hid_t id = file.release();
+    return w;
+}
+
+SegmentWriter::~SegmentWriter() {
+    Status st = close();
+    if (!st.isOk()) core::logger("io").error("{}", st.message());
+}
+
+Status SegmentWriter::append(std::span<const core::PageKey> keys,
+                             std::span<const std::uint64_t> checksums, const PoolPages& source,
+                             std::span<const std::uint32_t> host_pages) {
+    const hsize_t n = keys.size();
+    if (!usable() || n > capacity_ - used_) {
+        return STRATA_ERROR(StatusCode::kInternal,
+                            "segment '{}' cannot take {} pages ({} of {} used{})", path_, n, used_,
+                            capacity_, failed_ ? ", failed" : "");
+    }
+    failed_ = true;  // until the whole append is durable
+    const hid_t pages = handles_.pages.get();
+    for (hsize_t i = 0; i < n; ++i) {
+        Status st = source.write(pages, used_ + i, host_pages[i]);
+        if (!st.isOk()) return st.withContext(path_);
+    }
+    std::vector<std::uint64_t> words(kEntryWords * n);
+    for (hsize_t i = 0; i < n; ++i) {
+        std::uint64_t* e = &words[kEntryWords * i];
+        e[0] = keys[i].lo;
+        e[1] = keys[i].hi;
+        e[2] = checksums[i];
+        e[3] = commitWord(keys[i], checksums[i], used_ + i);
+    }
+    const hsize_t offset[2] = {used_, 0}, count[2] = {n, kEntryWords};
+    H5Id mem = makeSpace({n, kEntryWords});
+    H5Id file_space(H5Dget_space(entries_.get()));
+    if (!mem || !file_space ||
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) <
+            0 ||
+        H5Dwrite(entries_.get(), H5T_NATIVE_UINT64, mem.get(), file_space.get(), H5P_DEFAULT,
+                 words.data()) < 0) {
+        return STRATA_H5_ERROR("writing entries to", path_);
+    }
+    if (H5Fflush(handles_.file.get(), H5F_SCOPE_LOCAL) < 0) {
+        return STRATA_H5_ERROR("flushing", path_);
+    }
+    if (::fdatasync(handles_.fd) != 0) {
+        return STRATA_ERROR(StatusCode::kIoError, "fdatasync '{}': {}", path_,
+                            std::strerror(errno));
+    }
+    used_ += static_cast<std::uint32_t>(n);
+    failed_ = false;
+    return Status::ok();
+}
+
+Status SegmentWriter::close() {
+    if (!handles_.file) return Status::ok();
+    entries_.reset();
+    handles_.file_space.reset();
+    handles_.pages.reset();
+    handles_.fd = -1;
+    const hid_t id = handles_.file.release();
+    if (H5Fclose(id) >= 0) return Status::ok();
+    // Appends dirty no metadata, so this is rare (a failed creation): free the file's blocks so
+    // the closing flush finds room, and close again, or the id would stay open.
+    Status st = STRATA_H5_ERROR("closing", path_);
+    truncateForClose(id);
     if (H5Fclose(id) < 0) {
-        Status close_st = STRATA_H5_ERROR("closing", path);
-        if (st.isOk()) st = close_st;
-        truncateForClose(id);
-        reservation.release();
-        if (H5Fclose(id) < 0) {
-            core::logger("io").error("hdf5 cannot close '{}': the id stays open: {}", path,
-                                     hdf5ErrorText());
-        }
+        core::logger("io").error("hdf5 cannot close '{}': the id stays open: {}", path_,
+                                 hdf5ErrorText());
     }
     return st;
 }
 
 Result<SegmentIndex> readSegmentIndex(const std::string& path, std::size_t page_bytes) {
-    H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    H5Id fapl = segmentAccess(page_bytes);
+    if (!fapl) return STRATA_H5_ERROR("setting up file access for", path);
+    H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
     if (!file) return STRATA_H5_ERROR("opening segment", path);
     SegmentIndex out;
     std::uint64_t words[kHeaderWords] = {};
@@ -437,49 +537,41 @@ Result<SegmentIndex> readSegmentIndex(const std::string& path, std::size_t page_
         }
         return rank;
     };
-    std::array<hsize_t, 2> pd{}, kd{}, cd{};
+    std::array<hsize_t, 2> pd{}, ed{};
     STRATA_ASSIGN_OR_RETURN(int pr, dims("pages", &pd));
-    STRATA_ASSIGN_OR_RETURN(int kr, dims("keys", &kd));
-    STRATA_ASSIGN_OR_RETURN(int cr, dims("checksums", &cd));
+    STRATA_ASSIGN_OR_RETURN(int er, dims("entries", &ed));
     const hsize_t n = pd[0];
-    if (pr != 2 || pd[1] != page_bytes || kr != 2 || kd[0] != n || kd[1] != 2 || cr != 1 ||
-        cd[0] != n) {
+    if (pr != 2 || pd[1] != page_bytes || er != 2 || ed[0] != n || ed[1] != kEntryWords ||
+        n >= (hsize_t{1} << 32)) {
         return STRATA_ERROR(StatusCode::kDataLoss,
-                            "segment '{}': inconsistent datasets (pages {}x{}, keys {}x{}, "
-                            "checksums {})",
-                            path, pd[0], pd[1], kd[0], kd[1], cd[0]);
+                            "segment '{}': inconsistent datasets (pages {}x{}, entries {}x{})",
+                            path, pd[0], pd[1], ed[0], ed[1]);
     }
-    std::vector<std::uint64_t> words2(2 * n);
-    out.checksums.resize(n);
-    H5Id keys(H5Dopen2(file.get(), "keys", H5P_DEFAULT));
-    H5Id sums(H5Dopen2(file.get(), "checksums", H5P_DEFAULT));
+    out.capacity = n;
+    std::vector<std::uint64_t> entries(kEntryWords * n);
+    H5Id ds(H5Dopen2(file.get(), "entries", H5P_DEFAULT));
     if (n > 0 &&
-        (H5Dread(keys.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, words2.data()) < 0 ||
-         H5Dread(sums.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                 out.checksums.data()) < 0)) {
-        return STRATA_H5_ERROR("reading keys and checksums of", path);
+        H5Dread(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries.data()) < 0) {
+        return STRATA_H5_ERROR("reading the entries of", path);
     }
-    out.keys.resize(n);
-    for (hsize_t i = 0; i < n; ++i) out.keys[i] = {words2[2 * i], words2[2 * i + 1]};
+    for (hsize_t i = 0; i < n; ++i) {
+        const std::uint64_t* e = &entries[kEntryWords * i];
+        const core::PageKey key{e[0], e[1]};
+        if (e[3] == 0 || e[3] != commitWord(key, e[2], i)) continue;  // empty or torn
+        out.slots.push_back(static_cast<std::uint32_t>(i));
+        out.keys.push_back(key);
+        out.checksums.push_back(e[2]);
+    }
     return out;
 }
 
-Result<OpenSegment> openSegmentForRead(const std::string& path) {
+Result<OpenSegment> openSegmentForRead(const std::string& path, std::size_t page_bytes) {
     OpenSegment s;
-    s.file = H5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    H5Id fapl = segmentAccess(page_bytes);
+    if (!fapl) return STRATA_H5_ERROR("setting up file access for", path);
+    s.file = H5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
     if (!s.file) return STRATA_H5_ERROR("opening segment", path);
-    H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS));
-    if (!dapl || H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0) < 0) {
-        return STRATA_H5_ERROR("setting up dataset access for", path);
-    }
-    s.pages = H5Id(H5Dopen2(s.file.get(), "pages", dapl.get()));
-    if (s.pages) s.file_space = H5Id(H5Dget_space(s.pages.get()));
-    if (!s.pages || !s.file_space) return STRATA_H5_ERROR("opening dataset 'pages' in", path);
-    void* handle = nullptr;
-    if (H5Fget_vfd_handle(s.file.get(), H5P_DEFAULT, &handle) >= 0 && handle != nullptr) {
-        s.fd = *static_cast<int*>(handle);
-    }
-    H5Eclear2(H5E_DEFAULT);
+    STRATA_RETURN_IF_ERROR(openPages(&s, path));
     return s;
 }
 

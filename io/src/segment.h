@@ -1,7 +1,11 @@
 // Private: the segment file format and page I/O between host pools and HDF5 datasets.
-// A segment holds `pages` [n x page_bytes] uint8 (chunk = one page, no fill, chunk cache off),
-// `keys` [n x 2] uint64 (lo, hi), `checksums` [n] uint64 and a root attribute `strata_header`
-// (format, page bytes, page order, geometry, writer id). Thread-safety: plain functions; HDF5
+// A segment is created with room for `capacity` pages and then filled by appends: `pages`
+// [capacity x page_bytes] uint8 (chunk = one page, allocated at creation, no fill, chunk cache
+// off), `entries` [capacity x 4] uint64 (key lo, key hi, checksum, commit word; zero = empty) and a
+// root attribute `strata_header` (format, page bytes, page order, geometry, writer id). All HDF5
+// metadata is written once at creation; an append writes page chunks, then entry rows, so a slot is
+// served only when its commit word matches its key, checksum and slot (a torn append is an empty
+// slot, never a wrong page). Thread-safety: plain functions and single-owner objects; HDF5
 // serialises them.
 #pragma once
 
@@ -9,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,7 +27,7 @@
 
 namespace strata::io {
 
-inline constexpr std::uint64_t kSegmentFormat = 1;
+inline constexpr std::uint64_t kSegmentFormat = 2;
 
 // Byte order of a page inside the file: the host layout's own order, so that I/O needs no copy.
 // kPlaneMajor: [buffer][layer][token][row] (layer_first, page_first_direct);
@@ -99,17 +104,16 @@ private:
     H5Id mem_space_;  // 1-D over the whole pool; selections are set per page
 };
 
-// Writes a complete segment file at `path` (created exclusively): pages first, then keys and
-// checksums, then flush and close. On failure the file may be left behind (the caller unlinks).
-Status writeSegmentFile(const std::string& path, const SegmentHeader& header,
-                        std::span<const core::PageKey> keys,
-                        std::span<const std::uint64_t> checksums, const PoolPages& source,
-                        std::span<const std::uint32_t> host_pages);
+// The commit word of slot `slot` holding `key` with page checksum `checksum`: never zero.
+std::uint64_t commitWord(const core::PageKey& key, std::uint64_t checksum,
+                         std::uint64_t slot) noexcept;
 
-// The index part of a segment: header, keys and checksums, checked for consistency.
+// The index part of a segment: header, capacity and the committed slots (key and checksum).
 struct SegmentIndex {
     SegmentHeader header;
-    std::vector<core::PageKey> keys;
+    std::uint64_t capacity = 0;
+    std::vector<std::uint32_t> slots;  // committed slots, ascending
+    std::vector<core::PageKey> keys;   // per committed slot
     std::vector<std::uint64_t> checksums;
 };
 // kIoError (HDF5 text) when the file cannot be read; kDataLoss when it is inconsistent (format,
@@ -123,7 +127,48 @@ struct OpenSegment {
     H5Id file_space;
     int fd = -1;  // the sec2 driver's descriptor (owned by `file`), for read-ahead advice
 };
-Result<OpenSegment> openSegmentForRead(const std::string& path);
+Result<OpenSegment> openSegmentForRead(const std::string& path, std::size_t page_bytes);
+
+// The segment this process is filling. create() writes <dir>/<name>.tmp with every dataset
+// allocated and every entry empty, flushes and fsyncs it, renames it to <name> and fsyncs the
+// directory: from then on the file is a valid, durable segment and its HDF5 metadata never
+// changes. append() writes page chunks, then their entry rows, then flushes and fdatasyncs: when it
+// returns ok the pages are durable and committed. After a failed append the writer accepts no more
+// pages (the caller closes it; what was committed before stays valid).
+// Ownership: owns the open file; borrows the pool of each append.
+class SegmentWriter {
+public:
+    // kIoError naming the path: no room for the whole segment (statvfs), or an HDF5/POSIX failure
+    // (the .tmp file is removed).
+    static Result<std::unique_ptr<SegmentWriter>> create(const std::string& dir,
+                                                         const std::string& name,
+                                                         const SegmentHeader& header,
+                                                         std::uint32_t capacity);
+    ~SegmentWriter();  // close(), failure logged
+    SegmentWriter(const SegmentWriter&) = delete;
+    SegmentWriter& operator=(const SegmentWriter&) = delete;
+
+    const std::string& name() const noexcept { return name_; }
+    std::uint32_t capacity() const noexcept { return capacity_; }
+    std::uint32_t used() const noexcept { return used_; }
+    bool usable() const noexcept { return !failed_ && used_ < capacity_; }
+    // Pages into slots [used, used + keys.size()); requires usable() and room for all of them.
+    Status append(std::span<const core::PageKey> keys, std::span<const std::uint64_t> checksums,
+                  const PoolPages& source, std::span<const std::uint32_t> host_pages);
+    // Handles through which this process reads the segment's committed pages.
+    const OpenSegment& readHandles() const noexcept { return handles_; }
+    // Closes the file (idempotent). kIoError when HDF5 cannot close it.
+    Status close();
+
+private:
+    SegmentWriter() = default;
+
+    std::string name_, path_;
+    std::uint32_t capacity_ = 0, used_ = 0;
+    bool failed_ = false;
+    OpenSegment handles_;  // file, pages, its dataspace, fd
+    H5Id entries_;
+};
 
 // Asks the kernel to start reading the chunks of slots [first, last] now (POSIX_FADV_WILLNEED),
 // so that a batch's pages stream from the device while earlier ones are verified. Best effort.

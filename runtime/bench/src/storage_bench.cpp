@@ -1,10 +1,11 @@
 // Bench `storage`: the HDF5 tier's write and read throughput for 64 KiB and 1 MiB pages, and the
 // cost of a batch existence check of 128 keys. Strata: Hdf5PageStore::set/get/exists with pages
-// from a page_first host pool in batches of 128 (one segment file per batch: fsync, rename,
-// directory fsync). Baseline `posix`, same run, same file system, same bytes, same sync policy:
-// pwrite of each page into one file and one fdatasync per batch, then pread of each page; for
-// existence, 128 stat() calls on one file per page (how a file-per-page tier answers "is it on
-// disk?"), plus `memory_set` (128 lookups in an in-memory hash set: the floor).
+// from a page_first host pool in batches of 128 (appended to segment files of the default size:
+// one fdatasync per batch, plus fsync, rename and directory fsync per new segment). Baseline
+// `posix`, same run, same file system, same bytes, same sync policy: pwrite of each page into one
+// file and one fdatasync per batch, then pread of each page; for existence, 128 stat() calls on one
+// file per page (how a file-per-page tier answers "is it on disk?"), plus `memory_set` (128 lookups
+// in an in-memory hash set: the floor).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,7 +125,6 @@ Status StorageBench::runSize(const SizeCase& sc, BenchReport& report) {
         opts.directory = store_dir;
         opts.pool_signature = fmt::format("kv-{}B", page_bytes);
         opts.page_bytes = page_bytes;
-        opts.segment_pages = kBatch;
         STRATA_ASSIGN_OR_RETURN(auto store, io::Hdf5PageStore::create(opts));
         std::vector<core::PageKey> keys(total_pages);
         for (std::size_t i = 0; i < total_pages; ++i) keys[i] = keyOf(i, rep);
@@ -205,7 +205,9 @@ Status StorageBench::runSize(const SizeCase& sc, BenchReport& report) {
         e["repeats"] = repeats_;
         e["strata_gbps_each"] = s;
         e["posix_gbps_each"] = p;
-        e["sync"] = "one fsync per batch on both sides (store: segment file + directory)";
+        e["sync"] =
+            "one fdatasync per batch on both sides (store: plus fsync, rename and directory fsync "
+            "per new segment)";
         e["page_cache_dropped"] = !no_drop_ && dropped_;
         e["host_layout"] = "page_first";
         e["store_reads_verified_checksum_pages"] = verified_pages;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <set>
 
 #include "store_fixture.h"
@@ -68,9 +69,12 @@ TEST(Hdf5PageStoreFaults, SigkillDuringHeavyWritingLosesNoAcknowledgedPageAndSer
     auto backend = cpuBackend();
     auto pool = makePool(*backend, 656, 16, HostLayout::kPageFirst);
     const auto g = pool.geometry();
-    auto opts = optionsFor(dir, pool, /*segment_pages=*/4);
+    std::mt19937_64 rng(seed);
 
-    for (int round = 0; round < 3; ++round) {
+    // Rounds 0-2: segments of 4 pages (each batch of 16 creates 4 segment files). Rounds 3-5:
+    // segments of 64 pages (each batch is appended to an open segment; every fourth creates one).
+    for (int round = 0; round < 6; ++round) {
+        auto opts = optionsFor(dir, pool, /*segment_pages=*/round < 3 ? 4 : 64);
         const std::uint64_t round_seed = seed + 1000003ull * round;
         int fds[2];
         ASSERT_EQ(::pipe(fds), 0) << std::strerror(errno);
@@ -82,10 +86,11 @@ TEST(Hdf5PageStoreFaults, SigkillDuringHeavyWritingLosesNoAcknowledgedPageAndSer
         }
         ::close(fds[1]);
         // Round 0 kills as soon as the K-th acknowledgement arrives (the child is preparing its
-        // next batch). Rounds 1 and 2 wait for the child to start its K-th set() and then watch the
-        // directory (a busy poll, no sleep) until the round-th .tmp of that call appears: the kill
-        // lands while a segment is being written, after 0 or 1 segments of the batch were renamed.
-        const int kill_after = 5 + 3 * round;
+        // next batch). Rounds 1 and 2 (and 3-5, see below) wait for the child to start its K-th
+        // set() and then watch the directory (a busy poll, no sleep) until the round-th .tmp of
+        // that call appears: the kill lands while a segment is being written, after 0 or 1 segments
+        // of the batch were renamed.
+        const int kill_after = 5 + 3 * (round % 3);
         const fs::path seg_dir = fs::path(dir) / opts.pool_signature;
         std::vector<Ack> acks;
         int starts = 0;
@@ -98,7 +103,14 @@ TEST(Hdf5PageStoreFaults, SigkillDuringHeavyWritingLosesNoAcknowledgedPageAndSer
             acks.push_back(ack);
             if (round == 0 && static_cast<int>(acks.size()) == kill_after) break;
         }
-        if (round > 0) {
+        if (round >= 3) {
+            // Kill at a random moment (0-3 ms) after the K-th set() started: usually while its
+            // pages or entries are being appended.
+            const auto until =
+                std::chrono::steady_clock::now() + std::chrono::microseconds(rng() % 3000);
+            while (std::chrono::steady_clock::now() < until) {
+            }
+        } else if (round > 0) {
             std::set<std::string> seen;
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
             while (static_cast<int>(seen.size()) < round &&

@@ -138,7 +138,8 @@ TEST(Hdf5PageStore, ExistsReturnsTheLeadingRunAndSetSkipsPresentKeys) {
     const auto st = store->stats();
     EXPECT_EQ(st.pages_skipped, 5u);
     EXPECT_EQ(st.pages_written, 8u);
-    EXPECT_EQ(filesEndingWith(store->segmentDirectory(), ".h5").size(), 2u);
+    // Both batches were appended to the one open segment.
+    EXPECT_EQ(filesEndingWith(store->segmentDirectory(), ".h5").size(), 1u);
     // A key twice in one batch is stored once.
     const std::vector<core::PageKey> dup = {keyOf(50), keyOf(50)};
     EXPECT_EQ(*store->set(dup, pool, std::vector<std::uint32_t>{0, 1}), 2u);
@@ -168,6 +169,89 @@ TEST(Hdf5PageStore, SegmentsOfAnotherWriterAreFoundByRescan) {
     EXPECT_EQ(reader->ownPages(), 0u);
     EXPECT_EQ(writer->ownPages(), 2u);
     fs::remove_all(dir);
+}
+
+TEST(Hdf5PageStore, PagesAppendedToAnotherWritersOpenSegmentAreFoundLater) {
+    auto backend = cpuBackend();
+    auto pool = makePool(*backend, 656, 6, HostLayout::kPageFirst);
+    const auto g = pool.geometry();
+    const std::string dir = freshDir("growing");
+    auto opts = optionsFor(dir, pool, /*segment_pages=*/64);
+    opts.writer_id = 1;
+    auto writer = openStore(opts);
+    opts.writer_id = 0;
+    auto reader = openStore(opts);
+    for (std::uint32_t i = 0; i < 6; ++i) putPage(pool, i, patternBytes(g, 40 + i));
+    const std::vector<core::PageKey> first = {keyOf(40), keyOf(41)};
+    const std::vector<core::PageKey> later = {keyOf(42), keyOf(43)};
+    ASSERT_EQ(*writer->set(first, pool, std::vector<std::uint32_t>{0, 1}), 2u);
+    EXPECT_EQ(*reader->exists(first), 2u);
+    EXPECT_EQ(*reader->exists(later), 0u);
+    // Appended to the same (still open) segment file: no new file, found by the reader's rescan.
+    ASSERT_EQ(*writer->set(later, pool, std::vector<std::uint32_t>{2, 3}), 2u);
+    EXPECT_EQ(filesEndingWith(writer->segmentDirectory(), ".h5").size(), 1u);
+    EXPECT_EQ(*reader->exists(later), 2u);
+    std::memset(pool.data(), 0, pool.sizeBytes());
+    ASSERT_EQ(*reader->get(later, pool, std::vector<std::uint32_t>{4, 5}), 2u);
+    EXPECT_EQ(takePage(pool, 4), patternBytes(g, 42));
+    EXPECT_EQ(takePage(pool, 5), patternBytes(g, 43));
+    EXPECT_EQ(reader->stats().checksum_failures, 0u);
+    fs::remove_all(dir);
+}
+
+// Offset of dataset `name` (contiguous) inside a segment file.
+haddr_t datasetOffset(const std::string& path, const char* name) {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    const haddr_t addr = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    return addr;
+}
+
+TEST(Hdf5PageStore, AnEntryWhoseCommitWordDoesNotMatchIsAnEmptySlot) {
+    // A torn or tampered entry (key, checksum or commit word changed) is never indexed; the
+    // other slots of the segment are served.
+    for (int word = 0; word < 4; ++word) {
+        auto backend = cpuBackend();
+        auto pool = makePool(*backend, 656, 6, HostLayout::kPageFirst);
+        const auto g = pool.geometry();
+        const std::string dir = freshDir("entry");
+        auto opts = optionsFor(dir, pool);
+        std::vector<core::PageKey> keys;
+        for (std::uint32_t i = 0; i < 3; ++i) {
+            keys.push_back(keyOf(i, 9));
+            putPage(pool, i, patternBytes(g, 90 + i));
+        }
+        std::string seg_dir;
+        {
+            auto store = openStore(opts);
+            ASSERT_EQ(*store->set(keys, pool, std::vector<std::uint32_t>{0, 1, 2}), 3u);
+            seg_dir = store->segmentDirectory();
+        }
+        const auto segs = filesEndingWith(seg_dir, ".h5");
+        ASSERT_EQ(segs.size(), 1u);
+        const haddr_t entries = datasetOffset(segs[0], "entries");
+        ASSERT_NE(entries, HADDR_UNDEF);
+        const int fd = ::open(segs[0].c_str(), O_RDWR);
+        ASSERT_GE(fd, 0);
+        const off_t at = static_cast<off_t>(entries + 1 * 32 + word * 8 + 3);  // slot 1
+        unsigned char byte = 0;
+        ASSERT_EQ(::pread(fd, &byte, 1, at), 1);
+        byte ^= 0x01;
+        ASSERT_EQ(::pwrite(fd, &byte, 1, at), 1);
+        ::close(fd);
+
+        auto store = openStore(opts);
+        EXPECT_EQ(store->indexedPages(), 2u) << "word " << word;
+        EXPECT_EQ(*store->exists(std::span(keys).subspan(1, 1)), 0u);
+        std::memset(pool.data(), 0, pool.sizeBytes());
+        const std::vector<core::PageKey> others = {keys[0], keys[2]};
+        ASSERT_EQ(*store->get(others, pool, std::vector<std::uint32_t>{3, 4}), 2u);
+        EXPECT_EQ(takePage(pool, 3), patternBytes(g, 90));
+        EXPECT_EQ(takePage(pool, 4), patternBytes(g, 92));
+        fs::remove_all(dir);
+    }
 }
 
 // Byte offset of page `slot`'s chunk inside a segment file.

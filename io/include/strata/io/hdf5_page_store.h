@@ -1,11 +1,12 @@
-// Hdf5PageStore: the L3 tier. Pages of one pool live in immutable HDF5 *segment* files under
-// <directory>/<pool_signature>/, each written to a .tmp file, fsynced and renamed, so a crash
-// leaves complete segments or .tmp leftovers (deleted at open), never a torn page that could be
-// served. Keys are indexed in memory (rebuilt from the segments on create, extended by directory
-// rescans); pages move straight between the files and host pool memory through HDF5 selections.
-// Ownership: owns its open HDF5 files; borrows the host pools given per call.
-// Thread-safety: one thread at a time per store (HDF5 serialises all calls under one global lock
-// anyway); any number of processes may share the directory (each names files by writer id).
+// Hdf5PageStore: the L3 tier. Pages of one pool live in HDF5 *segment* files under
+// <directory>/<pool_signature>/. A segment is created durable and empty (.tmp, fsync, rename) and
+// then filled by appends (page chunks, then entries with commit words, then fdatasync), so a crash
+// leaves .tmp leftovers (deleted at open) and empty or torn slots that are never served. Keys are
+// indexed in memory (rebuilt from the segments on create, extended by directory rescans); pages
+// move straight between the files and host pool memory through HDF5 selections. Ownership: owns its
+// open HDF5 files; borrows the host pools given per call. Thread-safety: one thread at a time per
+// store (HDF5 serialises all calls under one global lock anyway); any number of processes may share
+// the directory (each names files by writer id).
 #pragma once
 
 #include <cstddef>
@@ -23,7 +24,9 @@ struct Hdf5StoreOptions {
     std::size_t page_bytes = 0;        // bytes of one page of this pool (the pool's bytesPerPage)
     std::uint64_t capacity_pages = 0;  // 0 = unlimited; beyond it this writer's LRU segments go
     int writer_id = 0;                 // world rank of this process: in the names of its files
-    std::size_t segment_pages = 128;   // pages per segment file at most
+    // Pages per segment file. 0 = about 256 MiB (at most 4096 pages), and at most an eighth of
+    // capacity_pages when that is set (capacity is enforced by whole segments).
+    std::size_t segment_pages = 0;
 };
 
 class Hdf5PageStore final : public PageStore {
@@ -47,8 +50,9 @@ public:
     // the store's or a host page is out of range.
     Result<std::size_t> get(std::span<const PageKey> keys, const pools::HostPool& pool,
                             std::span<const std::uint32_t> host_pages) override;
-    // See PageStore::set. Missing pages are written as segments of at most segment_pages pages;
-    // then, over capacity, this writer's least recently used segments are deleted.
+    // See PageStore::set. Missing pages are appended to this store's open segment (new segments
+    // of segment_pages pages as needed); then, over capacity, this writer's least recently used
+    // segments are deleted.
     Result<std::size_t> set(std::span<const PageKey> keys, const pools::HostPool& pool,
                             std::span<const std::uint32_t> host_pages) override;
     StoreStats stats() const override;
