@@ -40,8 +40,10 @@ Result<WritePolicy> parseWritePolicy(std::string_view name) {
 Result<EvictionPolicy> parseEvictionPolicy(std::string_view name) {
     if (name == "lru") return EvictionPolicy::kLru;
     if (name == "lfu") return EvictionPolicy::kLfu;
+    if (name == "priority") return EvictionPolicy::kPriority;
+    if (name == "opt") return EvictionPolicy::kOptimal;
     return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "unknown eviction policy '{}' (expected lru or lfu)", name);
+                        "unknown eviction policy '{}' (expected lru, lfu, priority or opt)", name);
 }
 
 Result<std::unique_ptr<CacheController>> CacheController::create(const ControllerConfig& config,
@@ -53,6 +55,11 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
     }
     if (config.page_size == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "page_size must be positive");
+    }
+    if (config.eviction_policy == EvictionPolicy::kOptimal) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "eviction policy opt needs the future and is an offline analysis of a "
+                            "trace (strata-run --data none), not a policy of a live cache");
     }
     std::size_t device_pages = 0, host_pages = 0;
     for (std::size_t i = 0; i < pools.size(); ++i) {

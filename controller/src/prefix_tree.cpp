@@ -87,6 +87,8 @@ Node* PrefixTree::split(Node* node, std::size_t upper_pages) {
     u->host_locks = node->host_locks;
     u->hit_count = node->hit_count;
     u->last_access = node->last_access;
+    u->priority = node->priority;
+    u->next_use = node->next_use;
     u->backup_op = node->backup_op;
     u->load_op = node->load_op;
 
@@ -186,8 +188,31 @@ void PrefixTree::addHit(Node* node) {
     touch(node);
 }
 
+void PrefixTree::raisePriority(Node* node, std::uint32_t priority) {
+    for (Node* n = node; n != nullptr && !n->isRoot(); n = n->parent) {
+        if (n->priority >= priority) continue;
+        n->priority = priority;
+        refresh(n);
+    }
+}
+
+void PrefixTree::setNextUse(Node* node, std::uint64_t next_use) {
+    if (node->isRoot() || node->next_use == next_use) return;
+    node->next_use = next_use;
+    refresh(node);
+}
+
 Node::EvictKey PrefixTree::evictKey(const Node& n) const noexcept {
-    if (policy_ == EvictionPolicy::kLfu) return {n.hit_count, n.last_access, n.id};
+    switch (policy_) {
+        case EvictionPolicy::kLfu:
+            return {n.hit_count, n.last_access, n.id};
+        case EvictionPolicy::kPriority:
+            return {n.priority, n.last_access, n.id};
+        case EvictionPolicy::kOptimal:
+            return {~n.next_use, n.last_access, n.id};
+        case EvictionPolicy::kLru:
+            break;
+    }
     return {n.last_access, 0, n.id};
 }
 
@@ -262,6 +287,8 @@ std::uint64_t PrefixTree::digest() const {
         d = core::foldDigest(d, static_cast<std::uint64_t>(n.host_locks));
         d = core::foldDigest(d, n.hit_count);
         d = core::foldDigest(d, n.last_access);
+        d = core::foldDigest(d, n.priority);
+        d = core::foldDigest(d, n.next_use);
         d = core::foldDigest(d, n.backup_op);
         d = core::foldDigest(d, n.load_op);
         d = core::foldDigest(d, n.from_storage);

@@ -57,7 +57,8 @@ const std::vector<Field>& fields() {
          "layer_first | page_first | page_first_direct"},
         {"write_policy", &RunConfig::write_policy, "POLICY",
          "write_through | write_through_selective | write_back"},
-        {"eviction", &RunConfig::eviction, "POLICY", "lru | lfu | priority"},
+        {"eviction", &RunConfig::eviction, "POLICY",
+         "lru | lfu | priority | opt (Belady's offline optimum: --data none, device tier only)"},
         {"backend", &RunConfig::backend, "NAME", "auto | cpu | cuda"},
         {"report", &RunConfig::report_path, "PATH", "JSON report path; empty for none"},
         {"batch", &RunConfig::batch, "N", "requests admitted per round"},
@@ -79,10 +80,13 @@ const std::vector<Field>& fields() {
         {"prefetch_policy", &RunConfig::prefetch_policy, "POLICY",
          "best_effort | wait_complete | timeout"},
         {"data", &RunConfig::data, "MODE",
-         "verify (move and check every byte) | none (metadata-only replay of a trace, one tier: "
-         "--host-tokens 0 --no-storage)"},
+         "verify (move and check every byte) | none (metadata-only replay of a trace through the "
+         "tree and tiers, one rank)"},
         {"warmup_fraction", &RunConfig::warmup_fraction, "F",
          "requests in this first fraction are replayed but not measured (--data none)"},
+        {"priority_levels", &RunConfig::priority_levels, "N",
+         "eviction priority: a request's priority is a hash of its first block modulo N "
+         "(--data none; 1 = all equal)"},
     };
     return kFields;
 }
@@ -299,6 +303,10 @@ struct CliCapture {
     std::vector<std::string> text;
     std::unique_ptr<bool[]> flag;
     std::vector<CLI::Option*> options;
+    CLI::App* sweep = nullptr;
+    std::string capacities;
+    std::string out_dir = ".";
+    bool with_opt = false;
 };
 
 void buildApp(CLI::App* app, CliCapture* capture) {
@@ -319,6 +327,18 @@ void buildApp(CLI::App* app, CliCapture* capture) {
                                       ->default_str(formatValue(f, defaults));
         }
     }
+    capture->sweep = app->add_subcommand(
+        "sweep",
+        "replay the trace once per device capacity (metadata only) and write sweep.csv, "
+        "sweep.json and sweep.png (gnuplot); the other options apply to every replay");
+    capture->sweep->fallthrough();
+    capture->sweep
+        ->add_option("--capacities", capture->capacities,
+                     "device capacities in tokens, comma-separated (1e5,1e6,3e6,1e7)")
+        ->required();
+    capture->sweep->add_option("--out-dir", capture->out_dir, "output directory")->default_str(".");
+    capture->sweep->add_flag("--with-opt", capture->with_opt,
+                             "also replay each capacity with eviction opt (Belady)");
     app->footer(
         "Precedence: defaults < TOML file (--config; keys as the long options with '_' for '-', "
         "at top level or in [run]) < environment (STRATA_<KEY>) < command line.");
@@ -438,7 +458,14 @@ Status validateRunConfig(const RunConfig& config) {
     STRATA_RETURN_IF_ERROR(checkChoice(config, "write_policy", config.write_policy,
                                        {"write_through", "write_through_selective", "write_back"}));
     STRATA_RETURN_IF_ERROR(
-        checkChoice(config, "eviction", config.eviction, {"lru", "lfu", "priority"}));
+        checkChoice(config, "eviction", config.eviction, {"lru", "lfu", "priority", "opt"}));
+    if (config.eviction == "opt" && config.data != "none" && !config.sweep) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "eviction opt (from {}) needs the future of a recorded trace: use it "
+                            "with --data none (or strata-run sweep)",
+                            whereOf(config, "eviction"));
+    }
+    STRATA_RETURN_IF_ERROR(atLeast(config, "priority_levels", config.priority_levels, 1));
     STRATA_RETURN_IF_ERROR(checkChoice(config, "backend", config.backend, {"auto", "cpu", "cuda"}));
     spdlog::level::level_enum level;
     if (!core::parseLogLevel(config.log_level, &level)) {
@@ -506,6 +533,12 @@ Result<RunConfig> loadRunConfig(int argc, const char* const* argv) {
         config.origins[std::string(all[i].key)] = ValueOrigin{ConfigSource::kCommandLine, option};
     }
 
+    if (cli.sweep->parsed()) {
+        config.sweep = true;
+        config.sweep_capacities = cli.capacities;
+        config.sweep_out_dir = cli.out_dir;
+        config.sweep_with_opt = cli.with_opt;
+    }
     STRATA_RETURN_IF_ERROR(resolveHostCapacity(&config));
     // "--workload mooncake:PATH" is "--workload mooncake --trace PATH"; "kvtester" names the
     // kv-cache-tester format too.

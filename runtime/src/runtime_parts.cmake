@@ -6,4 +6,5 @@ set(STRATA_RUNTIME_PART_SOURCES
   src/run_config.cpp
   src/report.cpp
   src/trace.cpp
-  src/block_replay.cpp)
+  src/block_replay.cpp
+  src/replay_sweep.cpp)

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include "replay_sweep.h"
 #include "run_worker.h"
 #include "strata/comm/consistency.h"
 #include "strata/comm/grid.h"
@@ -175,39 +176,18 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     return Status::ok();
 }
 
-// --data none: the trace's blocks through the prefix tree of one tier, no bytes (capacities of tens
-// of millions of tokens on one machine), with the published simulators' rules (block_replay.h).
+// --data none: the trace's blocks through the prefix tree and the tier logic, no bytes (capacities
+// of tens of millions of tokens on one machine), with the published simulators' rules
+// (block_replay.h).
 Result<RunReport> replayMetadata(const RunConfig& cfg, int world_size) {
-    if (cfg.workload == "synthetic") {
-        return STRATA_ERROR(StatusCode::kInvalidArgument,
-                            "--data none replays a trace: give --workload mooncake:PATH or "
-                            "kvtester:PATH");
-    }
-    if (cfg.host_tokens != 0 || cfg.host_ratio != 0 || !cfg.no_storage || world_size != 1) {
+    if (world_size != 1) {
         return STRATA_ERROR(StatusCode::kNotSupported,
-                            "--data none replays one tier on one rank for now: use --host-tokens 0 "
-                            "--no-storage and a single process");
+                            "--data none replays on one rank: run a single process");
     }
-    Result<Trace> trace = cfg.workload == "mooncake" ? loadMooncakeTrace(cfg.trace_path)
-                                                     : loadKvTesterTrace(cfg.trace_path);
-    if (!trace.isOk()) return trace.status();
-    BlockReplayOptions o;
-    o.capacity_tokens = cfg.device_tokens;
-    o.page_tokens = cfg.page_size;
-    o.warmup_fraction = cfg.warmup_fraction;
-    STRATA_ASSIGN_OR_RETURN(o.policy, controller::parseEvictionPolicy(cfg.eviction));
-    STRATA_ASSIGN_OR_RETURN(BlockReplayResult r, replayBlocks(*trace, o));
-    RunReport report;
-    report.model = cfg.model;
-    report.backend = "none";
-    report.workload = cfg.workload;
-    report.requests = r.measured_requests;
-    report.rounds = r.requests;
-    report.prompt_tokens = r.measured_tokens;
-    report.hit_tokens.device = r.hit_tokens;
-    report.computed_tokens = r.measured_tokens - r.hit_tokens;
-    report.evictions.device_pages = r.evicted_blocks;
-    report.elapsed_seconds = r.tree_seconds;
+    STRATA_ASSIGN_OR_RETURN(Trace trace, loadTrace(cfg));
+    STRATA_ASSIGN_OR_RETURN(BlockReplayOptions o, replayOptions(cfg));
+    STRATA_ASSIGN_OR_RETURN(BlockReplayResult r, replayBlocks(trace, o));
+    RunReport report = replayReport(cfg, r);
     core::logger("runtime").info(
         "replay: {} requests ({} measured), {} page references, {:.3f} s in the tree, p99 {:.1f} "
         "us per request, peak {} nodes",
@@ -289,11 +269,29 @@ int run(int argc, char** argv) {
     place.replica_rank = grid.replicaRank();
     place.device = grid.device();
 
+    if (cfg.sweep) {
+        if (ctx.worldSize() != 1) {
+            return fail(&ctx, STRATA_ERROR(StatusCode::kNotSupported,
+                                           "strata-run sweep runs on one rank: run a single "
+                                           "process"));
+        }
+        auto rows = runSweep(cfg);
+        if (!rows.isOk()) return fail(&ctx, rows.status());
+        std::printf("%14s %8s %8s %8s %8s%s\n", "capacity", "device", "host", "storage", "total",
+                    cfg.sweep_with_opt ? "      opt" : "");
+        for (const SweepRow& r : *rows) {
+            std::printf("%14llu %8.4f %8.4f %8.4f %8.4f",
+                        static_cast<unsigned long long>(r.capacity_tokens), r.device, r.host,
+                        r.storage, r.total);
+            if (r.opt >= 0) std::printf(" %8.4f", r.opt);
+            std::printf("\n");
+        }
+        return 0;
+    }
     if (cfg.data == "none") {
         auto replay = replayMetadata(cfg, ctx.worldSize());
         if (!replay.isOk()) return fail(&ctx, replay.status());
         RunReport report = std::move(replay).value();
-        report.config = configToJson(cfg);
         std::printf("%s", summaryText(report).c_str());
         if (!cfg.report_path.empty()) {
             if (Status s = writeJson(report, cfg.report_path); !s.isOk()) return fail(&ctx, s);

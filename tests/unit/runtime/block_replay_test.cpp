@@ -108,5 +108,130 @@ TEST(BlockReplay, PageSize64OnTheMooncakeTrace) {
         StatusCode::kInvalidArgument);
 }
 
+// ---- tiers -------------------------------------------------------------------------------------
+
+TEST(BlockReplayTiers, DeviceVictimsGoToTheHostAndComeBackOnAHit) {
+    Trace t;
+    t.block_tokens = 4;
+    // Device 2 blocks, host 2 blocks. Request 1 pushes blocks 1 and 2 down to the host; request 2
+    // finds them there (8 host tokens) and brings them back up, pushing 3 and 4 down; request 3
+    // then finds 3 and 4 on the host, and request 4 finds 3 and 4 on the device.
+    t.requests = {request(0, 8, {1, 2}), request(1, 8, {3, 4}), request(2, 8, {1, 2}),
+                  request(3, 8, {3, 4}), request(4, 8, {3, 4})};
+    auto r = replayBlocks(t, {.capacity_tokens = 8, .host_tokens = 8});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_EQ(r->tier_hits.host, 16u);
+    EXPECT_EQ(r->tier_hits.device, 8u);
+    EXPECT_EQ(r->tier_hits.storage, 0u);
+    EXPECT_EQ(r->hit_tokens, 24u);
+    EXPECT_EQ(r->dropped_pages, 0u);  // four blocks fit in the two tiers
+}
+
+TEST(BlockReplayTiers, HostVictimsGoToStorageAndStorageHitsComeBackUp) {
+    Trace t;
+    t.block_tokens = 4;
+    // Device, host and storage of one block each: after requests 0-2, block 3 is on the device,
+    // 2 on the host, 1 in storage. Request 3 finds block 1 in storage and brings it up (3 goes to
+    // the host, 2 to storage); request 4 finds it on the device; request 5 finds 2 in storage.
+    t.requests = {request(0, 4, {1}), request(1, 4, {2}), request(2, 4, {3}),
+                  request(3, 4, {1}), request(4, 4, {1}), request(5, 4, {2})};
+    auto r = replayBlocks(t, {.capacity_tokens = 4, .host_tokens = 4, .storage_tokens = 4});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_EQ(r->tier_hits.storage, 8u);
+    EXPECT_EQ(r->tier_hits.device, 4u);
+    EXPECT_EQ(r->tier_hits.host, 0u);
+    EXPECT_EQ(r->storage_hit_pages, 2u);
+    // Without a storage tier the same trace hits only on the device.
+    auto two = replayBlocks(t, {.capacity_tokens = 4, .host_tokens = 4});
+    ASSERT_TRUE(two.isOk());
+    EXPECT_EQ(two->tier_hits.storage, 0u);
+    EXPECT_EQ(two->hit_tokens, 4u);
+}
+
+TEST(BlockReplayTiers, ARequestLongerThanTheDeviceSpillsIntoTheLowerTiers) {
+    Trace t;
+    t.block_tokens = 4;
+    // Five blocks, device 2, host 2, storage 1: the second time, all five are hit, in order
+    // device, host, storage.
+    t.requests = {request(0, 20, {1, 2, 3, 4, 5}), request(1, 20, {1, 2, 3, 4, 5})};
+    auto r = replayBlocks(t, {.capacity_tokens = 8, .host_tokens = 8, .storage_tokens = 4});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_EQ(r->tier_hits.device, 8u);
+    EXPECT_EQ(r->tier_hits.host, 8u);
+    EXPECT_EQ(r->tier_hits.storage, 4u);
+}
+
+TEST(BlockReplayTiers, RejectsTiersWithoutAPage) {
+    Trace t;
+    t.block_tokens = 512;
+    EXPECT_EQ(replayBlocks(t, {.capacity_tokens = 1024, .host_tokens = 100}).status().code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(replayBlocks(t, {.capacity_tokens = 1024, .storage_tokens = 100}).status().code(),
+              StatusCode::kInvalidArgument);
+}
+
+// The tiers are exclusive and each evicts its least recently used leaf pages downward, so the
+// hierarchy holds about what one tier of the summed capacity holds: the tier hit rates add up to
+// that tier's hit rate (the bound: within 0.01).
+TEST(BlockReplayTiers, TierHitRatesSumToTheOneTierRateOfTheSummedCapacity) {
+    const std::string path =
+        std::string(STRATA_TRACES_DIR) + "/mooncake-FAST25-release/traces/conversation_trace.jsonl";
+    auto trace = loadMooncakeTrace(path);
+    ASSERT_TRUE(trace.isOk()) << trace.status().toString();
+    struct Split {
+        std::uint64_t device, host, storage;
+    };
+    for (const Split& s : {Split{100000, 300000, 600000}, Split{500000, 1000000, 1500000},
+                           Split{1000000, 3000000, 6000000}}) {
+        auto tiers = replayBlocks(
+            *trace,
+            {.capacity_tokens = s.device, .host_tokens = s.host, .storage_tokens = s.storage});
+        auto one = replayBlocks(*trace, {.capacity_tokens = s.device + s.host + s.storage});
+        ASSERT_TRUE(tiers.isOk() && one.isOk());
+        const auto& h = tiers->tier_hits;
+        std::printf(
+            "%llu + %llu + %llu: device %.4f + host %.4f + storage %.4f = %.4f; one tier "
+            "%.4f\n",
+            static_cast<unsigned long long>(s.device), static_cast<unsigned long long>(s.host),
+            static_cast<unsigned long long>(s.storage), tiers->rate(h.device), tiers->rate(h.host),
+            tiers->rate(h.storage), tiers->hitRate(), one->hitRate());
+        EXPECT_EQ(h.total(), tiers->hit_tokens);
+        EXPECT_GT(h.host, 0u);
+        EXPECT_GT(h.storage, 0u);
+        EXPECT_NEAR(tiers->hitRate(), one->hitRate(), 0.01);
+        // The device alone hits less than the hierarchy.
+        auto device_only = replayBlocks(*trace, {.capacity_tokens = s.device});
+        ASSERT_TRUE(device_only.isOk());
+        EXPECT_LT(device_only->hitRate(), tiers->hitRate());
+    }
+}
+
+TEST(BlockReplayTiers, TreeInvariantsHoldThroughAChurningReplay) {
+    const std::string path =
+        std::string(STRATA_TRACES_DIR) + "/mooncake-FAST25-release/traces/conversation_trace.jsonl";
+    auto trace = loadMooncakeTrace(path);
+    ASSERT_TRUE(trace.isOk()) << trace.status().toString();
+    trace->requests.resize(1500);
+    // Small tiers (the longest requests overflow the device and the host) at page 64.
+    auto replayer = BlockReplayer::create(*trace, {.capacity_tokens = 40000,
+                                                   .page_tokens = 64,
+                                                   .host_tokens = 30000,
+                                                   .storage_tokens = 50000});
+    ASSERT_TRUE(replayer.isOk()) << replayer.status().toString();
+    std::size_t n = 0;
+    while (!replayer->done()) {
+        replayer->replayNext();
+        if (++n % 50 == 0 || replayer->done()) {
+            Status s = replayer->tree().checkInvariants();
+            ASSERT_TRUE(s.isOk()) << "after request " << n << ": " << s.toString();
+            ASSERT_LE(replayer->devicePages(), 40000u / 64);
+            ASSERT_LE(replayer->hostPages(), 30000u / 64);
+            ASSERT_LE(replayer->storagePages(), 50000u / 64);
+        }
+    }
+    EXPECT_EQ(replayer->devicePages(), 40000u / 64);  // full at the end
+    EXPECT_GT(replayer->counters().storage_hit_pages, 0u);
+}
+
 }  // namespace
 }  // namespace strata::runtime

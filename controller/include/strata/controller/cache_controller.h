@@ -36,7 +36,8 @@ enum class WritePolicy : std::uint8_t { kWriteThrough, kWriteThroughSelective, k
 std::string_view writePolicyName(WritePolicy p) noexcept;
 // Parses "write_through" | "write_through_selective" | "write_back".
 Result<WritePolicy> parseWritePolicy(std::string_view name);
-Result<EvictionPolicy> parseEvictionPolicy(std::string_view name);  // "lru" | "lfu"
+// Parses "lru" | "lfu" | "priority" | "opt" (opt: offline analysis only; create() refuses it).
+Result<EvictionPolicy> parseEvictionPolicy(std::string_view name);
 
 // When a request waiting for a prefetch from storage may be admitted.
 enum class PrefetchPolicy : std::uint8_t {

@@ -25,7 +25,12 @@ namespace strata::controller {
 
 using core::PageKey;
 
-enum class EvictionPolicy : std::uint8_t { kLru, kLfu };
+// Which evictable leaf goes first (ties: least recently used, then the older node id).
+// kLru: least recently used. kLfu: fewest hits. kPriority: lowest Node::priority (raised along a
+// path by raisePriority: a page is worth what its most important user makes it). kOptimal: the
+// farthest Node::next_use, set by a caller that knows the future (setNextUse; Belady's offline
+// optimum, for the analysis of a recorded trace, never for a live cache).
+enum class EvictionPolicy : std::uint8_t { kLru, kLfu, kPriority, kOptimal };
 
 struct Node {
     std::uint64_t id = 0;
@@ -42,6 +47,8 @@ struct Node {
 
     std::uint64_t hit_count = 0;
     std::uint64_t last_access = 0;  // logical clock
+    std::uint32_t priority = 0;     // kPriority: highest priority of the requests that used it
+    std::uint64_t next_use = 0;     // kOptimal: when the node's deepest page is next referenced
     std::uint64_t backup_op = 0;    // != 0: a device->host copy of this node is in flight
     std::uint64_t load_op = 0;      // != 0: a host->device copy into this node is in flight
     bool from_storage = false;      // host pages fetched from the storage tier, not yet loaded
@@ -101,6 +108,11 @@ public:
     void lockHost(Node* node, std::int64_t delta);
     void touch(Node* node);   // updates access clock on the path
     void addHit(Node* node);  // hit count + touch
+    // Raises the priority of node and its ancestors to at least `priority` (kPriority).
+    void raisePriority(Node* node, std::uint32_t priority);
+    // Sets node's next use (kOptimal). A split copies it to the upper part: the caller sets the
+    // upper part's own value when it matters.
+    void setNextUse(Node* node, std::uint64_t next_use);
 
     // Must be called after any change to a node's pages, locks, pending ops or children, so the
     // evictable sets stay exact (also call for its parent when children change).

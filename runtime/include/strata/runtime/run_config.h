@@ -39,7 +39,7 @@ struct RunConfig {
     std::string host_layout = "page_first";  // layer_first | page_first | page_first_direct
     std::string write_policy = "write_through";      // write_through | write_through_selective |
                                                      // write_back
-    std::string eviction = "lru";                    // lru | lfu | priority
+    std::string eviction = "lru";                    // lru | lfu | priority | opt (--data none)
     std::string backend = "auto";                    // auto | cpu | cuda
     std::string report_path = "strata-report.json";  // key "report": JSON report; empty for none
     std::uint32_t batch = 8;                         // requests admitted per round (>= 1)
@@ -56,6 +56,13 @@ struct RunConfig {
     std::string prefetch_policy = "timeout";  // best_effort | wait_complete | timeout
     std::string data = "verify";   // verify: move and check bytes; none: metadata-only trace replay
     double warmup_fraction = 0.0;  // requests in this first fraction are replayed, not measured
+    std::uint32_t priority_levels = 1;  // eviction priority: request priorities 0 .. levels-1
+
+    // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
+    bool sweep = false;
+    std::string sweep_capacities;     // --capacities 1e5,1e6,...
+    std::string sweep_out_dir = ".";  // --out-dir: where sweep.csv, sweep.json, sweep.png go
+    bool sweep_with_opt = false;      // --with-opt: Belady's hit rate beside each row
 
     // True when --help was given: loadRunConfig stopped after the command line (no file or
     // environment read, nothing validated); print runConfigHelp() and exit 0.
