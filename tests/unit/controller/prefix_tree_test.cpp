@@ -72,6 +72,55 @@ TEST(PrefixTree, LfuPrefersFewerHits) {
     EXPECT_EQ(t.nextDeviceVictim(), b);
 }
 
+TEST(PrefixTree, PriorityEvictsTheLowestPriorityFirstAndLruWithinAPriority) {
+    PrefixTree t(EvictionPolicy::kPriority);
+    Node* a = t.addChild(t.root(), chain(1, 1), pages(0, 1));
+    Node* b = t.addChild(t.root(), chain(2, 1), pages(1, 1));
+    Node* c = t.addChild(t.root(), chain(3, 1), pages(2, 1));
+    t.raisePriority(a, 2);
+    t.raisePriority(c, 1);
+    // b (priority 0) goes first although a is older; then c (1), then a (2).
+    EXPECT_EQ(t.nextDeviceVictim(), b);
+    EXPECT_EQ(t.nextDeviceVictim({b->id}), c);
+    Node* d = t.addChild(t.root(), chain(4, 1), pages(3, 1));  // priority 0, newest
+    EXPECT_EQ(t.nextDeviceVictim(), b);                        // LRU within priority 0
+    t.touch(b);
+    EXPECT_EQ(t.nextDeviceVictim(), d);
+    // Raising never lowers: a stays at 2.
+    t.raisePriority(a, 1);
+    EXPECT_EQ(a->priority, 2u);
+    EXPECT_TRUE(t.checkInvariants().isOk()) << t.checkInvariants().toString();
+}
+
+TEST(PrefixTree, PriorityRisesAlongThePathAndSurvivesASplit) {
+    PrefixTree t(EvictionPolicy::kPriority);
+    auto k = chain(5, 4);
+    Node* a = t.addChild(t.root(), std::vector(k.begin(), k.begin() + 2), pages(0, 2));
+    Node* b = t.addChild(a, std::vector(k.begin() + 2, k.end()), pages(2, 2));
+    t.raisePriority(b, 3);
+    EXPECT_EQ(a->priority, 3u);
+    Node* upper = t.split(b, 1);
+    EXPECT_EQ(upper->priority, 3u);
+    EXPECT_EQ(b->priority, 3u);
+    Node* other = t.addChild(t.root(), chain(6, 1), pages(9, 1));
+    EXPECT_EQ(t.nextDeviceVictim(), other);  // the priority-3 leaf b outlives the newer other
+    EXPECT_TRUE(t.checkInvariants().isOk()) << t.checkInvariants().toString();
+}
+
+TEST(PrefixTree, OptimalEvictsTheFarthestNextUse) {
+    PrefixTree t(EvictionPolicy::kOptimal);
+    Node* a = t.addChild(t.root(), chain(1, 1), pages(0, 1));
+    Node* b = t.addChild(t.root(), chain(2, 1), pages(1, 1));
+    Node* c = t.addChild(t.root(), chain(3, 1), pages(2, 1));
+    t.setNextUse(a, 10);
+    t.setNextUse(b, 30);
+    t.setNextUse(c, 20);
+    EXPECT_EQ(t.nextDeviceVictim(), b);
+    t.setNextUse(b, 5);
+    EXPECT_EQ(t.nextDeviceVictim(), c);
+    EXPECT_TRUE(t.checkInvariants().isOk()) << t.checkInvariants().toString();
+}
+
 TEST(PrefixTree, HostOnlyLeafIsHostEvictableAndParentIsNotADeviceLeafWhileChildOnDevice) {
     PrefixTree t;
     auto k = chain(9, 4);

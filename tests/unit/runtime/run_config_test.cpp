@@ -345,5 +345,24 @@ TEST_F(RunConfigTest, RangeChecks) {
     expectError(load({"--workload", "bogus"}), {"workload 'bogus'"});
 }
 
+TEST_F(RunConfigTest, ReplayEvictionAndSweepOptions) {
+    expectError(load({"--eviction", "opt"}), {"eviction opt", "--data none"});
+    expectError(load({"--eviction", "random"}), {"eviction", "random", "lru, lfu, priority, opt"});
+    expectError(load({"--priority-levels", "0"}), {"priority_levels", "at least 1"});
+    auto opt = load({"--workload", "mooncake:t.jsonl", "--data", "none", "--eviction", "opt"});
+    ASSERT_TRUE(opt.isOk()) << opt.status().toString();
+    EXPECT_FALSE(opt->sweep);
+    // The sweep subcommand takes its own options; strata-run's options apply before and after it.
+    auto sweep = load({"--workload", "mooncake:t.jsonl", "sweep", "--capacities", "1e5,1e6",
+                       "--out-dir", "d", "--with-opt", "--page-size", "512"});
+    ASSERT_TRUE(sweep.isOk()) << sweep.status().toString();
+    EXPECT_TRUE(sweep->sweep);
+    EXPECT_EQ(sweep->sweep_capacities, "1e5,1e6");
+    EXPECT_EQ(sweep->sweep_out_dir, "d");
+    EXPECT_TRUE(sweep->sweep_with_opt);
+    EXPECT_EQ(sweep->page_size, 512u);
+    EXPECT_FALSE(load({"sweep"}).isOk());  // --capacities is required
+}
+
 }  // namespace
 }  // namespace strata::runtime
