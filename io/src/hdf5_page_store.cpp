@@ -319,7 +319,6 @@ struct Hdf5PageStore::Impl {
     Status appendPages(const PoolPages& source, std::span<const PageKey> keys,
                        std::span<const std::uint32_t> pages, std::size_t* stored) {
         std::vector<std::uint64_t> sums(keys.size());
-        for (std::size_t i = 0; i < keys.size(); ++i) sums[i] = source.checksum(pages[i]);
         *stored = 0;
         while (*stored < keys.size()) {
             if (!writer || !writer->usable()) {
@@ -340,8 +339,8 @@ struct Hdf5PageStore::Impl {
             const std::size_t n =
                 std::min<std::size_t>(keys.size() - *stored, writer->capacity() - first_slot);
             const auto k = keys.subspan(*stored, n);
-            const auto c = std::span<const std::uint64_t>(sums).subspan(*stored, n);
-            Status st = writer->append(k, c, source, pages.subspan(*stored, n));
+            const auto c = std::span<std::uint64_t>(sums).subspan(*stored, n);
+            Status st = writer->append(k, source, pages.subspan(*stored, n), c);
             if (!st.isOk()) {
                 closeWriter();
                 return st;

@@ -437,9 +437,9 @@ SegmentWriter::~SegmentWriter() {
     if (!st.isOk()) core::logger("io").error("{}", st.message());
 }
 
-Status SegmentWriter::append(std::span<const core::PageKey> keys,
-                             std::span<const std::uint64_t> checksums, const PoolPages& source,
-                             std::span<const std::uint32_t> host_pages) {
+Status SegmentWriter::append(std::span<const core::PageKey> keys, const PoolPages& source,
+                             std::span<const std::uint32_t> host_pages,
+                             std::span<std::uint64_t> checksums) {
     const hsize_t n = keys.size();
     if (!usable() || n > capacity_ - used_) {
         return STRATA_ERROR(StatusCode::kInternal,
@@ -449,6 +449,9 @@ Status SegmentWriter::append(std::span<const core::PageKey> keys,
     failed_ = true;  // until the whole append is durable
     const hid_t pages = handles_.pages.get();
     for (hsize_t i = 0; i < n; ++i) {
+        // Checksum right before the write: the page is read from memory once and then written
+        // from the cache.
+        checksums[i] = source.checksum(host_pages[i]);
         Status st = source.write(pages, used_ + i, host_pages[i]);
         if (!st.isOk()) return st.withContext(path_);
     }

@@ -153,8 +153,9 @@ public:
     std::uint32_t used() const noexcept { return used_; }
     bool usable() const noexcept { return !failed_ && used_ < capacity_; }
     // Pages into slots [used, used + keys.size()); requires usable() and room for all of them.
-    Status append(std::span<const core::PageKey> keys, std::span<const std::uint64_t> checksums,
-                  const PoolPages& source, std::span<const std::uint32_t> host_pages);
+    // Fills `checksums` (one per page, as stored).
+    Status append(std::span<const core::PageKey> keys, const PoolPages& source,
+                  std::span<const std::uint32_t> host_pages, std::span<std::uint64_t> checksums);
     // Handles through which this process reads the segment's committed pages.
     const OpenSegment& readHandles() const noexcept { return handles_; }
     // Closes the file (idempotent). kIoError when HDF5 cannot close it.
