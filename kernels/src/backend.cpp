@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <utility>
+#include <vector>
 
 #include "backend_impl.h"
 #include "strata/config.h"
@@ -17,6 +18,36 @@ std::string_view backendKindName(BackendKind kind) noexcept {
             return "cuda";
     }
     return "unknown";
+}
+
+std::string_view copyPathName(CopyPath path) noexcept {
+    switch (path) {
+        case CopyPath::kAuto:
+            return "auto";
+        case CopyPath::kKernelWarp:
+            return "kernel_warp";
+        case CopyPath::kKernelBulk:
+            return "kernel_bulk";
+        case CopyPath::kCopyEngine:
+            return "copy_engine";
+    }
+    return "unknown";
+}
+
+Result<std::vector<EventPtr>> enqueueLayerByLayer(Stream& stream, const CopyJob& job) {
+    STRATA_RETURN_IF_ERROR(validateCopy(job.geometry, job.device, job.host, job.pages,
+                                        job.layer_begin, job.layer_end));
+    std::vector<EventPtr> events;
+    events.reserve(job.layer_end - job.layer_begin);
+    for (std::uint32_t layer = job.layer_begin; layer < job.layer_end; ++layer) {
+        CopyJob one = job;
+        one.layer_begin = layer;
+        one.layer_end = layer + 1;
+        STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(one)));
+        STRATA_ASSIGN_OR_RETURN(EventPtr event, stream.record());
+        events.push_back(std::move(event));
+    }
+    return events;
 }
 
 Memory::Memory(Memory&& other) noexcept

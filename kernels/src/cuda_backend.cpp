@@ -129,12 +129,18 @@ constexpr std::size_t kMaxStagingSlots = 32;
 
 class CudaStream final : public Stream {
 public:
-    static Result<std::unique_ptr<Stream>> create(int device) {
+    static Result<std::unique_ptr<Stream>> create(int device, const CopyTuning& tuning,
+                                                  bool high_priority) {
         DeviceGuard guard(device);
+        int least = 0;
+        int greatest = 0;
+        cudaError_t err = cudaDeviceGetStreamPriorityRange(&least, &greatest);
+        if (err != cudaSuccess) return cudaError(err, "cudaDeviceGetStreamPriorityRange");
         cudaStream_t stream = nullptr;
-        cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
-        if (err != cudaSuccess) return cudaError(err, "cudaStreamCreateWithFlags");
-        return std::unique_ptr<Stream>(new CudaStream(device, stream));
+        err = cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking,
+                                           high_priority ? greatest : least);
+        if (err != cudaSuccess) return cudaError(err, "cudaStreamCreateWithPriority");
+        return std::unique_ptr<Stream>(new CudaStream(device, stream, tuning));
     }
 
     // Waits for queued work (it reads the staging slots and caller memory), then releases.
@@ -156,6 +162,24 @@ public:
         STRATA_ASSIGN_OR_RETURN(std::byte * host_base, deviceAddressOfHost(job.host.base));
 
         const PoolGeometry& g = job.geometry;
+        const bool h2d = job.direction == Direction::kHostToDevice;
+        const std::size_t chunk_bytes = std::size_t{g.page_size} * g.row_bytes;
+        CopyPath path = tuning_.path;
+        if (path == CopyPath::kAuto) {
+            const std::size_t threshold =
+                h2d ? tuning_.copy_engine_min_chunk_h2d : tuning_.copy_engine_min_chunk_d2h;
+            const bool contiguous = job.host.layout != HostLayout::kPageFirst;
+            path = contiguous && threshold > 0 && chunk_bytes >= threshold
+                       ? CopyPath::kCopyEngine
+                       : (h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h);
+        }
+        if (path == CopyPath::kCopyEngine) return enqueueCopyEngine(job);
+
+        bool aligned = (reinterpret_cast<std::uintptr_t>(host_base) & 15u) == 0;
+        for (std::size_t i = 0; i < std::size_t{g.num_buffers} * g.num_layers; ++i) {
+            aligned =
+                aligned && (reinterpret_cast<std::uintptr_t>(job.device.layer_ptrs[i]) & 15u) == 0;
+        }
         const std::size_t table_bytes =
             std::size_t{g.num_buffers} * g.num_layers * sizeof(std::byte*);
         const std::size_t pages_bytes = job.pages.size() * 2 * sizeof(std::uint32_t);
@@ -185,7 +209,15 @@ public:
         params.layer_begin = job.layer_begin;
         params.layer_end = job.layer_end;
         params.device_to_host = job.direction == Direction::kDeviceToHost;
-        const cudaError_t launch = static_cast<cudaError_t>(launchCopyPages(params, stream_));
+        const bool bulk = path == CopyPath::kKernelBulk && bulkCopyPossible(params, aligned);
+        CudaKernelKnobs knobs;
+        knobs.max_blocks = tuning_.max_blocks;
+        knobs.warp_threads = tuning_.warp_threads;
+        knobs.bulk_pipes = tuning_.bulk_pipes;
+        knobs.bulk_stage_bytes = tuning_.bulk_stage_bytes;
+        const CudaKernelPlan plan = planCopyKernel(params, bulk, knobs);
+        last_plan_ = {bulk ? CopyPath::kKernelBulk : CopyPath::kKernelWarp, plan.blocks};
+        const auto launch = static_cast<cudaError_t>(launchCopyPages(params, plan, stream_));
         // The staging memcpy is queued whatever the launch did: guard the slot until it is done.
         slot->in_use = true;
         err = cudaEventRecord(slot->done, stream_);
@@ -218,8 +250,58 @@ public:
         return Status::ok();
     }
 
+    void* nativeHandle() const noexcept override { return stream_; }
+    CopyPlan lastPlan() const noexcept override { return last_plan_; }
+
 private:
-    CudaStream(int device, cudaStream_t stream) noexcept : device_(device), stream_(stream) {}
+    CudaStream(int device, cudaStream_t stream, const CopyTuning& tuning) noexcept
+        : device_(device), stream_(stream), tuning_(tuning) {}
+
+    // The copy engines: one cudaMemcpyBatchAsync entry per contiguous piece (a chunk, or a row
+    // in page_first). The entry arrays are read during the call, so they need no staging.
+    Status enqueueCopyEngine(const CopyJob& job) {
+        const PoolGeometry& g = job.geometry;
+        const bool h2d = job.direction == Direction::kHostToDevice;
+        const bool page_first = job.host.layout == HostLayout::kPageFirst;
+        const std::size_t chunk_bytes = std::size_t{g.page_size} * g.row_bytes;
+        const std::size_t piece_bytes = page_first ? g.row_bytes : chunk_bytes;
+        const std::uint32_t pieces_per_chunk = page_first ? g.page_size : 1;
+        ce_dsts_.clear();
+        ce_srcs_.clear();
+        for (const PageCopy& pc : job.pages) {
+            for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+                for (std::uint32_t l = job.layer_begin; l < job.layer_end; ++l) {
+                    std::byte* dev = job.device.layer_ptrs[b * g.num_layers + l] +
+                                     std::size_t{pc.device_page} * chunk_bytes;
+                    for (std::uint32_t t = 0; t < pieces_per_chunk; ++t) {
+                        std::byte* host =
+                            job.host.base +
+                            hostRowOffset(g, job.host, b, l,
+                                          std::size_t{pc.host_page} * g.page_size + t);
+                        std::byte* d = dev + std::size_t{t} * g.row_bytes;
+                        ce_dsts_.push_back(h2d ? d : host);
+                        ce_srcs_.push_back(h2d ? host : d);
+                    }
+                }
+            }
+        }
+        ce_sizes_.assign(ce_dsts_.size(), piece_bytes);
+        cudaMemcpyAttributes attrs{};
+        attrs.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+        attrs.flags = cudaMemcpyFlagPreferOverlapWithCompute;
+        std::size_t attrs_index = 0;
+        constexpr std::size_t kMaxBatch = 65536;
+        for (std::size_t first = 0; first < ce_dsts_.size(); first += kMaxBatch) {
+            const std::size_t count = std::min(kMaxBatch, ce_dsts_.size() - first);
+            cudaError_t err = cudaMemcpyBatchAsync(
+                reinterpret_cast<void* const*>(ce_dsts_.data() + first),
+                reinterpret_cast<const void* const*>(ce_srcs_.data() + first),
+                ce_sizes_.data() + first, count, &attrs, &attrs_index, 1, stream_);
+            if (err != cudaSuccess) return cudaError(err, "cudaMemcpyBatchAsync");
+        }
+        last_plan_ = {CopyPath::kCopyEngine, 0};
+        return Status::ok();
+    }
 
     // The kernel dereferences the host pool: it must be pinned (or managed) memory.
     static Result<std::byte*> deviceAddressOfHost(std::byte* host) {
@@ -233,6 +315,7 @@ private:
                 }
                 return host;  // unified addressing
             case cudaMemoryTypeManaged:
+            case cudaMemoryTypeDevice:  // device staging seen as a host layout (striped loads)
                 return host;
             default:
                 return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -286,13 +369,21 @@ private:
 
     const int device_;
     cudaStream_t stream_;
+    const CopyTuning tuning_;
+    CopyPlan last_plan_;
     std::vector<StagingSlot> slots_;  // grows only while every slot is in flight
     std::size_t next_wait_ = 0;
+    std::vector<std::byte*> ce_dsts_;  // copy-engine entry arrays, reused between jobs
+    std::vector<std::byte*> ce_srcs_;
+    std::vector<std::size_t> ce_sizes_;
 };
 
 class CudaBackend final : public Backend {
 public:
-    explicit CudaBackend(int device) noexcept : device_(device) {}
+    explicit CudaBackend(const BackendOptions& options) noexcept
+        : device_(options.device_index),
+          tuning_(options.tuning),
+          high_priority_(options.high_priority_streams) {}
 
     BackendKind kind() const noexcept override { return BackendKind::kCuda; }
 
@@ -325,7 +416,9 @@ public:
         return Memory(static_cast<std::byte*>(p), size_bytes, &freePinned);
     }
 
-    Result<std::unique_ptr<Stream>> createStream() override { return CudaStream::create(device_); }
+    Result<std::unique_ptr<Stream>> createStream() override {
+        return CudaStream::create(device_, tuning_, high_priority_);
+    }
 
     bool deviceIsHostAddressable() const noexcept override { return false; }
 
@@ -344,10 +437,17 @@ private:
         DeviceGuard guard(device_);
         cudaError_t err = cudaMemcpy(dst, src, size_bytes, kind);
         if (err != cudaSuccess) return cudaError(err, "cudaMemcpy");
+        // From pageable memory cudaMemcpy may return before its DMA has landed, and copy streams
+        // are non-blocking (they do not wait for the legacy stream): finish it here, so that a
+        // copy queued next reads the new bytes.
+        err = cudaStreamSynchronize(nullptr);
+        if (err != cudaSuccess) return cudaError(err, "cudaStreamSynchronize (cudaMemcpy)");
         return Status::ok();
     }
 
     const int device_;
+    const CopyTuning tuning_;
+    const bool high_priority_;
 };
 
 }  // namespace
@@ -386,7 +486,7 @@ Result<std::unique_ptr<Backend>> createCudaBackend(const BackendOptions& options
         return STRATA_ERROR(StatusCode::kUnavailable, "cannot initialise cuda device {}: {}",
                             options.device_index, cudaText(err));
     }
-    return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(options.device_index));
+    return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(options));
 }
 
 }  // namespace strata::kernels::detail

@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "strata/config.h"
+
 namespace strata::bench {
 
 std::span<const BenchEntry> registeredBenches() {
@@ -12,6 +14,23 @@ std::span<const BenchEntry> registeredBenches() {
          "HDF5 tier: write/read GB/s for 64 KiB and 1 MiB pages vs plain pwrite/pread of the same "
          "bytes (posix), and 128-key existence checks vs stat() per page file",
          &makeStorageBench},
+#if STRATA_HAVE_CUDA
+        {"transfer",
+         "device <-> pinned host page copies, 4-256 KiB chunks, both directions, every host "
+         "layout: Strata vs one contiguous memcpy (ceiling), one memcpy per chunk, "
+         "cudaMemcpyBatchAsync; plus a backup and a load at once",
+         &makeTransferBench},
+        {"overlap",
+         "layer-by-layer load with per-layer ready events beside a per-layer compute kernel: "
+         "total vs the ideal max(load, compute)",
+         &makeOverlapBench},
+#endif
+#if STRATA_HAVE_NCCL
+        {"nccl",
+         "striped load of a replicated pool over NCCL (run under mpirun, one rank per GPU) vs "
+         "one GPU loading alone",
+         &makeNcclBench},
+#endif
     };
     return kBenches;
 }

@@ -39,5 +39,9 @@ std::span<const BenchEntry> registeredBenches();
 // Factories of the registered benches (one per bench source file).
 std::unique_ptr<Bench> makeSyncBench();
 std::unique_ptr<Bench> makeStorageBench();
+// GPU benches (built with CUDA; nccl also needs NCCL).
+std::unique_ptr<Bench> makeTransferBench();
+std::unique_ptr<Bench> makeOverlapBench();
+std::unique_ptr<Bench> makeNcclBench();
 
 }  // namespace strata::bench

@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "copy_case.h"
 #include "strata/kernels/backend.h"
+#include "strata/kernels/striped_load.h"
 
 namespace strata::kernels {
 namespace {
@@ -31,26 +33,61 @@ constexpr std::size_t kRowBytes[] = {6, 16, 20, 24, 128, 656, 1152, 2048};
 
 class CudaTransferMatrix : public ::testing::TestWithParam<MatrixParam> {};
 
+// Every copy path, forced, and shapes that stress them: one CTA (many units per bulk pipeline,
+// the stage ring wrapping around), tiny stages (units of a few rows or bytes), small warp CTAs.
+struct PathVariant {
+    const char* name;
+    CopyTuning tuning;
+};
+
+std::vector<PathVariant> pathVariants() {
+    std::vector<PathVariant> v;
+    v.push_back({"auto", CopyTuning{}});
+    CopyTuning t;
+    t.path = CopyPath::kKernelWarp;
+    v.push_back({"warp", t});
+    t.max_blocks = 1;
+    t.warp_threads = 64;
+    v.push_back({"warp_one_cta", t});
+    t = CopyTuning{};
+    t.path = CopyPath::kKernelBulk;
+    v.push_back({"bulk", t});
+    t.max_blocks = 1;
+    t.bulk_pipes = 2;
+    t.bulk_stage_bytes = 256;
+    v.push_back({"bulk_one_cta_small_stages", t});
+    t = CopyTuning{};
+    t.path = CopyPath::kCopyEngine;
+    v.push_back({"copy_engine", t});
+    return v;
+}
+
 TEST_P(CudaTransferMatrix, MatchesReference) {
     SKIP_WITHOUT_CUDA();
-    auto backend = cudaBackend();
-    ASSERT_NE(backend, nullptr);
     auto [layout, dir, range_index, page_size] = GetParam();
-    std::uint64_t seed = 0xC0DA0000ull + static_cast<std::uint64_t>(layout) * 1000 +
-                         static_cast<std::uint64_t>(dir) * 100 + range_index * 10 + page_size;
-    for (std::size_t row_bytes : kRowBytes) {
-        for (std::uint32_t buffers : {1u, 2u}) {
-            testing::CopyCase c;
-            c.layout = layout;
-            c.dir = dir;
-            c.layer_begin = kLayerRanges[range_index].begin;
-            c.layer_end = kLayerRanges[range_index].end;
-            c.num_buffers = buffers;
-            c.row_bytes = row_bytes;
-            c.page_size = page_size;
-            c.seed = seed++;
-            testing::runCopyCase(*backend, c);
-            if (HasFatalFailure()) return;
+    for (const PathVariant& variant : pathVariants()) {
+        SCOPED_TRACE(variant.name);
+        BackendOptions options;
+        options.tuning = variant.tuning;
+        auto created = Backend::create(BackendKind::kCuda, options);
+        ASSERT_TRUE(created.isOk()) << created.status().toString();
+        auto backend = std::move(created).value();
+        std::uint64_t seed = 0xC0DA0000ull + static_cast<std::uint64_t>(layout) * 1000 +
+                             static_cast<std::uint64_t>(dir) * 100 + range_index * 10 + page_size;
+        for (std::size_t row_bytes : kRowBytes) {
+            for (std::uint32_t buffers : {1u, 2u}) {
+                testing::CopyCase c;
+                c.layout = layout;
+                c.dir = dir;
+                c.layer_begin = kLayerRanges[range_index].begin;
+                c.layer_end = kLayerRanges[range_index].end;
+                c.num_buffers = buffers;
+                c.row_bytes = row_bytes;
+                c.page_size = page_size;
+                c.seed = seed++;
+                testing::runCopyCase(*backend, c);
+                if (HasFatalFailure()) return;
+            }
         }
     }
 }
@@ -141,6 +178,135 @@ TEST(CudaBackend, WaitForOrdersWorkAcrossStreamsAndManyJobsReuseStaging) {
                   0)
             << "page " << p;
     }
+}
+
+// A pool with random device and host bytes, for the per-layer and striped-load tests.
+struct SmallPool {
+    PoolGeometry g{6, 2, 656, 16};
+    static constexpr std::uint32_t kPages = 40;
+    Memory dev;
+    Memory host;
+    std::vector<std::byte*> planes;
+    std::vector<PageCopy> pairs;
+
+    std::size_t capTokens() const { return std::size_t{kPages} * g.page_size; }
+    std::size_t planeBytes() const { return capTokens() * g.row_bytes; }
+
+    void init(Backend& backend, std::uint64_t seed) {
+        const std::size_t bytes = capTokens() * g.bytesPerToken();
+        dev = std::move(backend.allocateDevice(bytes)).value();
+        host = std::move(backend.allocateHost(bytes)).value();
+        std::uint64_t state = seed;
+        testing::fillRandom(host.data(), bytes, state);
+        std::vector<std::byte> junk(bytes);
+        testing::fillRandom(junk.data(), bytes, state);
+        ASSERT_TRUE(backend.copyToDevice(dev.data(), junk.data(), bytes).isOk());
+        for (std::uint32_t i = 0; i < g.num_buffers * g.num_layers; ++i) {
+            planes.push_back(dev.data() + i * planeBytes());
+        }
+        std::mt19937_64 rng(seed);
+        pairs = testing::randomPairs(kPages, kPages, 29, rng);
+    }
+    CopyJob loadJob() {
+        CopyJob job;
+        job.geometry = g;
+        job.device = {planes.data(), capTokens()};
+        job.host = {host.data(), HostLayout::kLayerFirst, capTokens()};
+        job.pages = pairs;
+        job.layer_begin = 0;
+        job.layer_end = g.num_layers;
+        job.direction = Direction::kHostToDevice;
+        return job;
+    }
+    // Number of (page, buffer, layer) chunks of `layer` that differ from the host pool.
+    int wrongChunks(Backend& backend, std::uint32_t layer) {
+        int wrong = 0;
+        const std::size_t chunk = std::size_t{g.page_size} * g.row_bytes;
+        std::vector<std::byte> back(chunk);
+        for (const PageCopy& pc : pairs) {
+            for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+                const std::size_t plane = std::size_t{b} * g.num_layers + layer;
+                EXPECT_TRUE(
+                    backend
+                        .copyFromDevice(back.data(), planes[plane] + pc.device_page * chunk, chunk)
+                        .isOk());
+                const std::byte* expect =
+                    host.data() +
+                    (plane * capTokens() + std::size_t{pc.host_page} * g.page_size) * g.row_bytes;
+                wrong += std::memcmp(back.data(), expect, chunk) != 0;
+            }
+        }
+        return wrong;
+    }
+};
+
+TEST(CudaBackend, LayerByLayerLoadPublishesOneReadyEventPerLayer) {
+    SKIP_WITHOUT_CUDA();
+    auto backend = cudaBackend();
+    ASSERT_NE(backend, nullptr);
+    SmallPool pool;
+    pool.init(*backend, 0x1A7E);
+    if (HasFatalFailure()) return;
+    auto stream = std::move(backend->createStream()).value();
+    auto events = enqueueLayerByLayer(*stream, pool.loadJob());
+    ASSERT_TRUE(events.isOk()) << events.status().toString();
+    ASSERT_EQ(events->size(), pool.g.num_layers);
+    // Waiting for layer L's event is enough to read layer L.
+    for (std::uint32_t l = 0; l < pool.g.num_layers; ++l) {
+        ASSERT_TRUE((*events)[l]->wait().isOk());
+        EXPECT_EQ(pool.wrongChunks(*backend, l), 0) << "layer " << l;
+    }
+    CopyJob bad = pool.loadJob();
+    bad.layer_end = pool.g.num_layers + 1;
+    EXPECT_EQ(enqueueLayerByLayer(*stream, bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(CudaBackend, CopyPlanReportsPathAndCtas) {
+    SKIP_WITHOUT_CUDA();
+    BackendOptions options;
+    options.tuning.max_blocks = 3;
+    options.tuning.copy_engine_min_chunk_h2d = 16 * 656;  // this pool's chunk: the copy engine
+    auto backend = std::move(Backend::create(BackendKind::kCuda, options)).value();
+    SmallPool pool;
+    pool.init(*backend, 0x9147);
+    if (HasFatalFailure()) return;
+    auto stream = std::move(backend->createStream()).value();
+    ASSERT_TRUE(stream->enqueueCopy(pool.loadJob()).isOk());
+    EXPECT_EQ(stream->lastPlan().path, CopyPath::kCopyEngine);
+    EXPECT_EQ(stream->lastPlan().blocks, 0u);
+    CopyJob backup = pool.loadJob();
+    backup.direction = Direction::kDeviceToHost;
+    ASSERT_TRUE(stream->enqueueCopy(backup).isOk());
+    EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelWarp);  // the default D2H kernel
+    EXPECT_EQ(stream->lastPlan().blocks, 3u);
+    EXPECT_NE(stream->nativeHandle(), nullptr);
+    ASSERT_TRUE(stream->synchronize().isOk());
+}
+
+TEST(CudaStripedLoad, OneRankLoadsEveryPageThroughStagingInSeveralBatches) {
+    SKIP_WITHOUT_CUDA();
+    if (!ncclAvailable()) GTEST_SKIP() << "this build has no NCCL";
+    auto backend = cudaBackend();
+    ASSERT_NE(backend, nullptr);
+    SmallPool pool;
+    pool.init(*backend, 0x57A1);
+    if (HasFatalFailure()) return;
+    auto id = ncclNewUniqueId();
+    ASSERT_TRUE(id.isOk()) << id.status().toString();
+    // 2 MiB of staging: 1 MiB per batch, i.e. 8 of the 29 pages (126 KiB each) per batch.
+    auto loader = StripedLoader::create(*backend, *id, 0, 1, 2 << 20);
+    ASSERT_TRUE(loader.isOk()) << loader.status().toString();
+    const CopyJob job = pool.loadJob();
+    EXPECT_LT((*loader)->batchPagesPerRank(job), job.pages.size());
+    auto done = (*loader)->load(job);
+    ASSERT_TRUE(done.isOk()) << done.status().toString();
+    ASSERT_TRUE((*done)->wait().isOk());
+    for (std::uint32_t l = 0; l < pool.g.num_layers; ++l) {
+        EXPECT_EQ(pool.wrongChunks(*backend, l), 0) << "layer " << l;
+    }
+    CopyJob backup = job;
+    backup.direction = Direction::kDeviceToHost;
+    EXPECT_EQ((*loader)->load(backup).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

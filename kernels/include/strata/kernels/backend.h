@@ -72,6 +72,42 @@ struct CopyJob {
     Direction direction = Direction::kDeviceToHost;
 };
 
+// How a copy job runs on the CUDA back end (the CPU back end always runs copyPagesCpu).
+enum class CopyPath : std::uint8_t {
+    kAuto,        // chosen per job from chunk size, layout and alignment (CopyTuning)
+    kKernelWarp,  // SM kernel, one warp per piece, 16/8/4/1-byte accesses: any row size
+    kKernelBulk,  // SM kernel, bulk async copies (TMA) through shared memory: 16-byte rows
+    kCopyEngine,  // cudaMemcpyBatchAsync, one entry per chunk: no SM; contiguous host chunks
+};
+std::string_view copyPathName(CopyPath path) noexcept;
+
+// Tuning of the CUDA copy paths. The defaults come from measurements on an H200 (README,
+// Performance): kernels stay on at most `max_blocks` SMs so that model kernels keep running.
+struct CopyTuning {
+    CopyPath path = CopyPath::kAuto;
+    std::uint32_t max_blocks = 8;  // CTAs of a copy kernel, at most one per SM
+    // kAuto: host-to-device jobs whose chunk (one page of one layer) is at least this big and
+    // contiguous in the host layout go to the copy engine (0 = never).
+    std::size_t copy_engine_min_chunk_h2d = std::size_t{256} << 10;
+    std::size_t copy_engine_min_chunk_d2h = 0;
+    // kAuto: the kernel used for everything else. The warp kernel: on an H200 it moves as much
+    // as the bulk kernel (51 GB/s H2D, 52.5 D2H at 4-256 KiB chunks, 8 CTAs) but needs no shared
+    // memory, so its CTAs fit beside model kernels (the bulk kernel's 192 KiB stages do not).
+    CopyPath kernel_h2d = CopyPath::kKernelWarp;
+    CopyPath kernel_d2h = CopyPath::kKernelWarp;
+    // Threads per CTA of the warp kernel: 512 x 60 registers leaves half an SM's registers to
+    // the model's kernels (1024 would take them all).
+    std::uint32_t warp_threads = 512;
+    std::uint32_t bulk_pipes = 4;            // pipelines (warps) per CTA of the bulk kernel
+    std::uint32_t bulk_stage_bytes = 16384;  // shared-memory stage (largest unit) of a pipe
+};
+
+// What the last queued copy job of a stream ran as (for benchmarks and reports).
+struct CopyPlan {
+    CopyPath path = CopyPath::kAuto;
+    std::uint32_t blocks = 0;  // CTAs of the kernel (SMs used at most); 0 on the copy engine
+};
+
 // An in-order work queue (a CUDA stream, or a CPU worker thread).
 class Stream {
 public:
@@ -85,13 +121,28 @@ public:
     virtual Status waitFor(const EventPtr& event) = 0;
     // Blocks until every queued piece of work has finished.
     virtual Status synchronize() = 0;
+    // The cudaStream_t on the CUDA back end (for a worker that queues its own kernels after a
+    // copy, and for timing); nullptr on CPU.
+    virtual void* nativeHandle() const noexcept { return nullptr; }
+    // How the last enqueueCopy ran.
+    virtual CopyPlan lastPlan() const noexcept { return {}; }
 };
+
+// Queues `job` one layer at a time and records an event after each layer: events[i] completes
+// when layer job.layer_begin + i has arrived, so the worker's layer L waits only for layer L
+// (Event::blockStream on its compute stream). Fails as enqueueCopy; nothing is queued on failure
+// of validation.
+Result<std::vector<EventPtr>> enqueueLayerByLayer(Stream& stream, const CopyJob& job);
 
 struct BackendOptions {
     int device_index = 0;         // CUDA device ordinal (after CUDA_VISIBLE_DEVICES)
     std::uint32_t jitter_us = 0;  // CPU back end: delay each queued job by a random 0..jitter_us
     std::uint64_t jitter_seed =
-        0;  // seed of that delay (per rank, so ranks finish at different times)
+        0;              // seed of that delay (per rank, so ranks finish at different times)
+    CopyTuning tuning;  // CUDA back end only
+    // CUDA: copy streams get the highest priority, so that their few CTAs start before queued
+    // model kernels fill the SMs.
+    bool high_priority_streams = true;
 };
 
 class Backend {
