@@ -1,0 +1,81 @@
+// Authentication of control messages between the ranks of one job: a per-job secret (made by
+// rank 0 from the kernel's random source, shared over MPI) keys an XXH3-128 hash over the message
+// header (sender, channel, sequence number, length) and payload. Receivers drop, and count,
+// anything malformed, unauthenticated, or replayed (a sliding window of sequence numbers per
+// sender). A keyed XXH3 is not a cryptographic MAC: it keeps out foreign processes and stray or
+// forged traffic without the secret, not a cryptanalyst. No UCX types here.
+// Thread-safety: JobSecret and sealMessage are immutable/pure; MessageVerifier is not thread-safe
+// (the transport calls it under its receive lock).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "strata/core/status.h"
+
+namespace strata::comm::ucx {
+
+// The UCX active-message id that carries every control message of Strata.
+inline constexpr std::uint16_t kControlAmId = 0x5a;
+
+// 192 random bytes (XXH3 needs at least 136 bytes of secret).
+class JobSecret {
+public:
+    static constexpr std::size_t kBytes = 192;
+
+    // Bytes from getrandom(2); kIoError with the errno text when the kernel cannot provide them.
+    static Result<JobSecret> generate();
+    // kInvalidArgument unless exactly kBytes bytes.
+    static Result<JobSecret> fromBytes(std::span<const std::byte> bytes);
+
+    std::span<const std::byte> bytes() const noexcept { return bytes_; }
+
+private:
+    JobSecret() = default;
+    std::array<std::byte, kBytes> bytes_{};
+};
+
+// Wire header of every control message; the payload follows it. Little-endian, 48 bytes.
+struct MessageHeader {
+    static constexpr std::uint32_t kMagic = 0x58525453;  // "STRX"
+    static constexpr std::uint16_t kVersion = 1;
+    std::uint32_t magic = kMagic;
+    std::uint16_t version = kVersion;
+    std::uint16_t channel = 0;
+    std::int32_t src_rank = 0;
+    std::uint32_t payload_bytes = 0;
+    std::uint64_t seq = 0;
+    std::uint64_t reserved = 0;
+    std::uint64_t mac_lo = 0, mac_hi = 0;
+};
+static_assert(sizeof(MessageHeader) == 48);
+
+// Header + payload, ready to send: the MAC covers every header field but the MAC and the payload.
+std::vector<std::byte> sealMessage(const JobSecret& secret, std::uint16_t channel, int src_rank,
+                                   std::uint64_t seq, std::span<const std::byte> payload);
+
+enum class Verdict { kAccepted, kMalformed, kForged, kReplayed };
+
+// Checks messages from the ranks of one job (ranks 0..world_size-1).
+class MessageVerifier {
+public:
+    MessageVerifier(const JobSecret& secret, int world_size);
+
+    // On kAccepted, *header and *payload describe the message (payload points into `message`).
+    Verdict verify(std::span<const std::byte> message, MessageHeader* header,
+                   std::span<const std::byte>* payload);
+
+private:
+    struct Window {
+        std::uint64_t highest = 0;  // highest accepted sequence number (0: none yet)
+        std::uint64_t seen = 0;     // bit i: highest - i was accepted
+    };
+    static constexpr std::uint64_t kWindow = 64;
+    JobSecret secret_;
+    std::vector<Window> windows_;
+};
+
+}  // namespace strata::comm::ucx

@@ -1,0 +1,89 @@
+// RemotePageStore: the remote tier. Pages that sit in the host pools of other ranks (other nodes
+// included) are found through a page directory sharded by key over the ranks of one group (the
+// ranks holding the same shard of this pool: same TP rank for sharded pools, any rank for
+// replicated ones) and pulled with one-sided UCX gets straight into this rank's host pool slots.
+// A rank publish()es pages when they enter its host pool and retract()s them when they leave; a
+// page is served only when the checksum its holder published matches the pulled bytes, so a slot
+// overwritten between lookup and pull is a counted miss, never wrong data. A slow or stopped peer
+// costs one bounded timeout per call and a back-off, never a hang. Built only with UCX
+// (STRATA_HAVE_UCX); UCX appears in no public header.
+// Ownership: shares the transport; borrows the host pool, which must outlive the store.
+// Thread-safety: one thread at a time per store; the transport's progress thread serves peers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "strata/io/page_store.h"
+
+namespace strata::comm {
+class MpiComm;
+}
+namespace strata::comm::ucx {
+class UcxTransport;
+}
+
+namespace strata::io {
+
+struct RemoteStoreOptions {
+    std::uint16_t channel = 1;               // control channel: one per pool, equal on all ranks
+    std::chrono::milliseconds timeout{500};  // per call, for directory lookups and pulls
+};
+
+struct RemoteStoreStats {
+    std::uint64_t pages_published = 0, pages_retracted = 0;
+    std::uint64_t lookups = 0;       // keys asked of the directory
+    std::uint64_t lookup_hits = 0;   // keys the directory knew a holder for
+    std::uint64_t pages_pulled = 0;  // served: pulled and checksum-verified
+    std::uint64_t bytes_pulled = 0;
+    std::uint64_t checksum_failures = 0;  // pulled but not served (overwritten, torn)
+    std::uint64_t timeouts = 0;           // lookups or pulls whose peer did not answer in time
+    std::uint64_t unavailable = 0;        // keys skipped because their peer was backing off
+    std::uint64_t bad_messages = 0;       // authentic but malformed directory messages
+    std::uint64_t rejected_messages = 0;  // the transport's count (forged, replayed, malformed)
+    double pull_seconds = 0;
+};
+
+class RemotePageStore final : public PageStore {
+public:
+    // Collective over `group` (a communicator whose members are ranks of the transport's job):
+    // exposes `pool` for remote read and checks that every member's pool has the same geometry
+    // and layout (kInvalidArgument on every rank otherwise). `group` is used only during create.
+    static Result<std::unique_ptr<RemotePageStore>> create(
+        std::shared_ptr<comm::ucx::UcxTransport> transport, const comm::MpiComm& group,
+        const pools::HostPool& pool, const RemoteStoreOptions& options = {});
+    ~RemotePageStore() override;
+
+    Capabilities capabilities() const noexcept override { return {true, true, false}; }
+
+    // Directory lookup of the leading run of keys held by another rank of the group.
+    Result<std::size_t> exists(std::span<const PageKey> keys) override;
+    // Looks the keys up and pulls the leading run into host_pages of `pool` (which must be the
+    // pool the store was created with). A page whose checksum fails ends the run (counted).
+    Result<std::size_t> get(std::span<const PageKey> keys, const pools::HostPool& pool,
+                            std::span<const std::uint32_t> host_pages) override;
+    // publish(): the pages are in this rank's host pool now. Returns keys.size().
+    Result<std::size_t> set(std::span<const PageKey> keys, const pools::HostPool& pool,
+                            std::span<const std::uint32_t> host_pages) override;
+    StoreStats stats() const override;
+
+    // Announces that host page host_pages[i] of the store's pool holds keys[i] (checksummed now).
+    // A key published again replaces its old slot. Directory updates are asynchronous.
+    Status publish(std::span<const PageKey> keys, std::span<const std::uint32_t> host_pages);
+    // Withdraws keys (those not published are ignored). Call before reusing their slots.
+    Status retract(std::span<const PageKey> keys);
+
+    RemoteStoreStats remoteStats() const;
+    // Transport rank of the directory shard that owns `key` (for tests and diagnostics).
+    int directoryOwner(const PageKey& key) const noexcept;
+
+    struct Impl;
+
+private:
+    explicit RemotePageStore(std::unique_ptr<Impl> impl) noexcept;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata::io
