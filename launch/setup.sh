@@ -22,7 +22,7 @@ packages=(
     libhdf5-dev hdf5-tools
     libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
     libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
-    clang-format iproute2 python3
+    clang-format iproute2 python3 gnuplot-nox
 )
 
 missing=()

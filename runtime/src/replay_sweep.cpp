@@ -92,7 +92,8 @@ std::string plotScript(const RunConfig& cfg, const std::string& dir, bool tiers,
     s += fmt::format("set title '{} - page {} tokens, eviction {}'\n",
                      fs::path(cfg.trace_path).filename().string(), cfg.page_size, cfg.eviction);
     std::string plot =
-        fmt::format("plot '{}/sweep.csv' using 1:5 with linespoints lw 2 title 'total'", dir);
+        fmt::format("plot '{}/sweep.csv' using 1:5 with linespoints lw 2 title '{}{}'", dir,
+                    cfg.eviction, tiers ? ", all tiers" : "");
     if (tiers) {
         plot += ", '' using 1:2 with linespoints title 'device'";
         plot += ", '' using 1:3 with linespoints title 'host'";

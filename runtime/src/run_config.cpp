@@ -538,6 +538,15 @@ Result<RunConfig> loadRunConfig(int argc, const char* const* argv) {
         config.sweep_capacities = cli.capacities;
         config.sweep_out_dir = cli.out_dir;
         config.sweep_with_opt = cli.with_opt;
+        // A sweep replays metadata only.
+        if (config.data != "none" && originOf(config, "data").source != ConfigSource::kDefault) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "strata-run sweep replays metadata only, but data is '{}' (from "
+                                "{}): drop it or use none",
+                                config.data, whereOf(config, "data"));
+        }
+        config.data = "none";
+        config.origins["data"] = ValueOrigin{ConfigSource::kCommandLine, "sweep"};
     }
     STRATA_RETURN_IF_ERROR(resolveHostCapacity(&config));
     // "--workload mooncake:PATH" is "--workload mooncake --trace PATH"; "kvtester" names the

@@ -22,12 +22,27 @@ def main():
     ap.add_argument("--twice", action="store_true")
     ap.add_argument("--expect-hit-rate", type=float, default=None,
                     help="total hit rate within 0.005 of this value")
+    ap.add_argument("--hide-program", default=None,
+                    help="run with a PATH that holds every program of PATH but this one")
     for k in ("ranks", "tp", "cp", "pp", "dp"):
         ap.add_argument("--" + k, type=int, default=None)
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
+    env = None
     with tempfile.TemporaryDirectory() as tmp:
+        if a.hide_program:
+            # MPI start-up still finds its helpers (orted) on the reduced PATH.
+            bindir = os.path.join(tmp, "bin")
+            os.mkdir(bindir)
+            for d in os.environ.get("PATH", "").split(os.pathsep):
+                if not os.path.isdir(d):
+                    continue
+                for name in os.listdir(d):
+                    link = os.path.join(bindir, name)
+                    if name != a.hide_program and not os.path.lexists(link):
+                        os.symlink(os.path.join(d, name), link)
+            env = dict(os.environ, PATH=bindir)
         report = os.path.join(tmp, "report.json")
         if a.twice:
             cmd = cmd + ["--storage-dir", os.path.join(tmp, "storage")]
@@ -37,7 +52,7 @@ def main():
             r1 = json.load(open(report))
             if r1["storage"]["pages_written"] == 0:
                 sys.exit("first run stored no page")
-        p = subprocess.run(cmd + ["--report", report], capture_output=True, text=True)
+        p = subprocess.run(cmd + ["--report", report], capture_output=True, text=True, env=env)
         out = p.stdout + p.stderr
         if a.expect_fail:
             if p.returncode == 0:
