@@ -10,6 +10,8 @@ std::string_view poolKindName(PoolKind kind) noexcept {
             return "mha";
         case PoolKind::kMla:
             return "mla";
+        case PoolKind::kIndexer:
+            return "indexer";
     }
     return "unknown";
 }
@@ -38,12 +40,13 @@ const std::vector<ModelPreset>& modelPresets() {
          .dtype_bytes = 2},
         {.name = "deepseek-v3.2",
          .description = "DeepSeek-V3.2: MLA, 61 layers, 656-byte FP8-scaled rows (512 fp8 + 4 "
-                        "fp32 scales + 64 bf16 rope); main KV pool only, the DSA indexer pool "
-                        "comes later",
+                        "fp32 scales + 64 bf16 rope), plus the DSA indexer pool: 132-byte rows "
+                        "(128 fp8 index-K values + one fp32 scale)",
          .num_layers = 61,
          .kind = PoolKind::kMla,
          .mla_row_bytes = 656,
-         .dtype_bytes = 1},
+         .dtype_bytes = 1,
+         .indexer_row_bytes = 128 + 4},
     };
     return presets;
 }
@@ -88,7 +91,18 @@ Result<std::vector<PoolSpec>> poolsForModel(std::string_view preset_name, std::u
         kv.row_bytes = preset->mla_row_bytes;
         kv.sharded_across_tp = false;  // the latent is replicated on every TP rank
     }
-    return std::vector<PoolSpec>{kv};
+    std::vector<PoolSpec> out{kv};
+    if (preset->indexer_row_bytes > 0) {
+        PoolSpec indexer;
+        indexer.name = "indexer";
+        indexer.kind = PoolKind::kIndexer;
+        indexer.num_layers = kv.num_layers;
+        indexer.num_buffers = 1;
+        indexer.row_bytes = preset->indexer_row_bytes;
+        indexer.sharded_across_tp = false;  // one index-K head, replicated like the latent
+        out.push_back(indexer);
+    }
+    return out;
 }
 
 }  // namespace strata::pools

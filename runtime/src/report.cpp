@@ -120,6 +120,12 @@ nlohmann::json toJson(const RunReport& r) {
                      {"total", fraction(r.hit_tokens.total(), prompt)}};
     j["pages_verified"] = r.pages_verified;
     j["pages_mismatched"] = r.pages_mismatched;
+    j["pools"] = nlohmann::json::object();
+    for (const PoolVerification& p : r.pools) {
+        j["pools"][p.name] = {{"kind", p.kind},
+                              {"pages_verified", p.pages_verified},
+                              {"pages_mismatched", p.pages_mismatched}};
+    }
     j["transfer"] = {{"d2h", pathJson(r.d2h)}, {"h2d", pathJson(r.h2d)}};
     j["backups"] = r.backups;
     j["loads"] = r.loads;
@@ -188,6 +194,12 @@ std::string summaryText(const RunReport& r) {
         r.rejected_admissions);
     out += fmt::format("  verify:      {} pages verified, {} mismatched: {}\n", r.pages_verified,
                        r.pages_mismatched, r.pages_mismatched == 0 ? "OK" : "FAILED");
+    if (r.pools.size() > 1) {
+        for (const PoolVerification& p : r.pools) {
+            out += fmt::format("               pool {} ({}): {} pages verified, {} mismatched\n",
+                               p.name, p.kind, p.pages_verified, p.pages_mismatched);
+        }
+    }
     out += fmt::format("  sync:        {} rounds, mean {:.1f} us, p99 {:.1f} us\n", r.sync.rounds,
                        r.sync.mean_us, r.sync.p99_us);
     if (r.consistency.rounds_checked > 0) {

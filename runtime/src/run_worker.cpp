@@ -98,9 +98,10 @@ public:
             /*write=*/true);
     }
 
-    // Verifies tokens [from, to) of layer `layer`; marks bad pages in `page_ok`.
+    // Verifies tokens [from, to) of layer `layer`; marks bad pages of each pool in `page_ok`
+    // ([pool][page]).
     Status verify(const Admission& a, const PrefixDigests& d, std::uint32_t layer, std::size_t from,
-                  std::size_t to, std::vector<bool>* page_ok) {
+                  std::size_t to, std::vector<std::vector<bool>>* page_ok) {
         const std::size_t P = cache_.options().page_size;
         return forChunks(
             a, layer, from, to,
@@ -109,7 +110,7 @@ public:
                 for (std::size_t i = 0; i < count; ++i) {
                     if (!verifyRow(rows.subspan(i * row_bytes, row_bytes), d.at(first_token + i),
                                    first_layer_ + layer, pool, shards_[pool], buf)) {
-                        (*page_ok)[(first_token + i) / P] = false;
+                        (*page_ok)[pool][(first_token + i) / P] = false;
                     }
                 }
                 return true;
@@ -185,6 +186,9 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.backend = std::string(kernels::backendKindName(cache->backend().kind()));
     report.model = cfg.model;
     report.workload = cfg.workload;
+    for (const auto& s : cache->poolSpecs()) {
+        report.pools.push_back({s.name, std::string(pools::poolKindName(s.kind)), 0, 0});
+    }
 
     std::deque<std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
@@ -240,21 +244,30 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         for (Live& live : batch) {
             const Admission& a = live.admission;
             const std::size_t reused = a.reusedTokens();
-            std::vector<bool> page_ok(reused / P, true);
+            std::vector<std::vector<bool>> page_ok(report.pools.size(),
+                                                   std::vector<bool>(reused / P, true));
             // Layer by layer, as a model's forward pass would: wait for layer L, read it, compute.
             for (std::uint32_t l = 0; l < layers; ++l) {
                 STRATA_RETURN_IF_ERROR(cache->waitLayer(live.spec->id, l));
                 STRATA_RETURN_IF_ERROR(kv.verify(a, live.digests, l, 0, reused, &page_ok));
                 STRATA_RETURN_IF_ERROR(kv.fill(a, live.digests, l, reused, a.prompt_tokens));
             }
-            for (std::size_t p = 0; p < page_ok.size(); ++p) {
-                if (page_ok[p]) {
-                    ++report.pages_verified;
-                } else {
-                    ++report.pages_mismatched;
-                    log.error("request {}: page {} (device page {}) failed verification",
-                              live.spec->id, p, a.device_pages[p]);
+            for (std::size_t p = 0; p < reused / P; ++p) {
+                bool ok = true;
+                for (std::size_t pool = 0; pool < page_ok.size(); ++pool) {
+                    PoolVerification& pv = report.pools[pool];
+                    if (page_ok[pool][p]) {
+                        ++pv.pages_verified;
+                        continue;
+                    }
+                    ok = false;
+                    ++pv.pages_mismatched;
+                    log.error(
+                        "request {}: page {} (device page {}) of pool '{}' failed "
+                        "verification",
+                        live.spec->id, p, a.device_pages[p], pv.name);
                 }
+                ++(ok ? report.pages_verified : report.pages_mismatched);
             }
             report.prompt_tokens += a.prompt_tokens;
             report.computed_tokens += a.computed_tokens;

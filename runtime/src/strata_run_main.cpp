@@ -136,6 +136,10 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->dropped_pages,
         r->rejected_admissions,
     };
+    for (const PoolVerification& p : r->pools) {
+        u.push_back(p.pages_verified);
+        u.push_back(p.pages_mismatched);
+    }
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
     std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
@@ -166,6 +170,10 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->write_back_pages = u[i++];
     r->dropped_pages = u[i++];
     r->rejected_admissions = u[i++];
+    for (PoolVerification& p : r->pools) {
+        p.pages_verified = u[i++];
+        p.pages_mismatched = u[i++];
+    }
     r->d2h.seconds = sums[0];
     r->h2d.seconds = sums[1];
     r->elapsed_seconds = maxes[0];

@@ -2,7 +2,7 @@
 """Runs a strata-run command line and checks its JSON report (or its failure).
 
 usage: check_report.py [--expect-host-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
-                       [--expect-fail REGEX] [--twice] -- COMMAND...
+                       [--expect-fail REGEX] [--twice] [--expect-pools NAME,...] -- COMMAND...
 The report goes to a temporary file (--report is appended to the command). With --twice the
 command runs two times on one fresh --storage-dir, and the second report must show storage hits.
 """
@@ -20,6 +20,9 @@ def main():
     ap.add_argument("--expect-host-hits", action="store_true")
     ap.add_argument("--expect-fail")
     ap.add_argument("--twice", action="store_true")
+    ap.add_argument("--expect-pools", default=None,
+                    help="comma-separated pool names the report must list, each verified on every "
+                         "page with no mismatch")
     ap.add_argument("--expect-hit-rate", type=float, default=None,
                     help="total hit rate within 0.005 of this value")
     ap.add_argument("--hide-program", default=None,
@@ -97,6 +100,17 @@ def main():
     need(r["storage"]["checksum_failures"] == 0, "checksum failures")
     if a.twice:
         need(h["storage"] > 0, "no storage hits in the second run")
+    pools = r.get("pools", {})
+    for name, p in pools.items():
+        need(p["pages_mismatched"] == 0, f"pool {name}: pages_mismatched = {p['pages_mismatched']}")
+    if a.expect_pools is not None:
+        want = a.expect_pools.split(",")
+        need(set(pools) == set(want), f"pools {sorted(pools)}, expected {sorted(want)}")
+        for name in want:
+            p = pools.get(name, {"pages_verified": 0})
+            need(p["pages_verified"] == r["pages_verified"] > 0,
+                 f"pool {name}: {p['pages_verified']} pages verified, the job "
+                 f"{r['pages_verified']}")
     if errors:
         sys.exit("report check failed: " + "; ".join(errors) + "\n" + out[-3000:])
     print(f"ok: {r['requests']} requests, hit rate {r['hit_rate']['total']:.3f}, "

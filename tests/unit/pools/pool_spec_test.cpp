@@ -18,6 +18,7 @@ PoolSpec onlyPool(std::string_view model, std::uint32_t layers, std::uint32_t tp
 TEST(PoolSpec, KindNames) {
     EXPECT_EQ(poolKindName(PoolKind::kMha), "mha");
     EXPECT_EQ(poolKindName(PoolKind::kMla), "mla");
+    EXPECT_EQ(poolKindName(PoolKind::kIndexer), "indexer");
 }
 
 TEST(ModelPresets, KnownModelsWithDescriptions) {
@@ -57,10 +58,28 @@ TEST(ModelPresets, DeepSeekIsReplicatedMla) {
         EXPECT_EQ(v3.row_bytes, 1152u);
         EXPECT_FALSE(v3.sharded_across_tp);
     }
-    PoolSpec v32 = onlyPool("deepseek-v3.2", 0, 4);
-    EXPECT_EQ(v32.row_bytes, 656u);
-    EXPECT_EQ(v32.num_layers, 61u);
-    EXPECT_EQ(v32.num_buffers, 1u);
+}
+
+TEST(ModelPresets, DeepSeekV32HasMla656RowsAndAnIndexerSidecar) {
+    for (std::uint32_t tp : {1u, 4u}) {
+        auto pools = poolsForModel("deepseek-v3.2", 8, tp);
+        ASSERT_TRUE(pools.isOk()) << pools.status().toString();
+        ASSERT_EQ(pools->size(), 2u);
+        const PoolSpec& kv = (*pools)[0];
+        const PoolSpec& indexer = (*pools)[1];
+        EXPECT_EQ(kv.name, "kv");
+        EXPECT_EQ(kv.kind, PoolKind::kMla);
+        EXPECT_EQ(kv.row_bytes, 656u);
+        EXPECT_EQ(kv.num_layers, 8u);
+        EXPECT_EQ(kv.num_buffers, 1u);
+        EXPECT_FALSE(kv.sharded_across_tp);
+        EXPECT_EQ(indexer.name, "indexer");
+        EXPECT_EQ(indexer.kind, PoolKind::kIndexer);
+        EXPECT_EQ(indexer.row_bytes, 132u);  // 128 fp8 index-K values + one fp32 scale
+        EXPECT_EQ(indexer.num_layers, 8u);
+        EXPECT_EQ(indexer.num_buffers, 1u);
+        EXPECT_FALSE(indexer.sharded_across_tp);
+    }
 }
 
 TEST(ModelPresets, LayersOverride) {

@@ -16,6 +16,9 @@ namespace strata::pools {
 enum class PoolKind : std::uint8_t {
     kMha,  // K and V per layer (MHA/GQA); heads sharded across TP
     kMla,  // one latent row per token per layer; replicated across TP
+    // NSA/DSA indexer: per-token index-K rows plus their scales, replicated across TP. A sidecar
+    // of the main KV pool: it uses the KV pool's slot index (same page indices in every tier).
+    kIndexer,
 };
 std::string_view poolKindName(PoolKind kind) noexcept;
 
@@ -43,14 +46,17 @@ struct ModelPreset {
     std::uint32_t head_dim = 0;     // MHA/GQA
     std::size_t mla_row_bytes = 0;  // MLA (e.g. 576 * 2 = 1152)
     std::uint32_t dtype_bytes = 2;
+    // NSA/DSA indexer rows per token per layer (index-K values + scales); 0 = no indexer pool.
+    std::size_t indexer_row_bytes = 0;
 };
 
 // All built-in presets, in a stable order.
 const std::vector<ModelPreset>& modelPresets();
 
 // The pools of `preset_name` on one rank of a TP group of tp_size, with layers overridden by
-// `layers` when non-zero. kNotFound lists the known presets; kInvalidArgument when kv heads are not
-// divisible by tp_size or layers exceed the model's.
+// `layers` when non-zero: the main KV pool ("kv") first, then its per-token sidecars ("indexer").
+// kNotFound lists the known presets; kInvalidArgument when kv heads are not divisible by tp_size or
+// layers exceed the model's.
 Result<std::vector<PoolSpec>> poolsForModel(std::string_view preset_name, std::uint32_t layers,
                                             std::uint32_t tp_size);
 

@@ -53,6 +53,13 @@ struct EvictionStats {
     std::uint64_t host_pages = 0;
 };
 
+struct PoolVerification {
+    std::string name;  // "kv", "indexer"
+    std::string kind;  // pools::poolKindName
+    std::uint64_t pages_verified = 0;
+    std::uint64_t pages_mismatched = 0;
+};
+
 struct RunReport {
     std::uint32_t ranks = 1;
     std::uint32_t tp = 1;
@@ -69,6 +76,9 @@ struct RunReport {
     HitTokens hit_tokens;
     std::uint64_t pages_verified = 0;
     std::uint64_t pages_mismatched = 0;
+    // Per pool, in the order of the model's pools: a page counts as verified in a pool when every
+    // row of that pool in the page matched (the totals above count a page once, for all pools).
+    std::vector<PoolVerification> pools;
     TransferPath d2h;
     TransferPath h2d;
     std::uint64_t backups = 0;  // device -> host operations
@@ -92,6 +102,7 @@ nlohmann::json configToJson(const RunConfig& config);
 
 // Nested JSON: "ranks", "requests", "rounds", "prompt_tokens", "computed_tokens",
 // "hit_tokens": {"device","host","remote","storage"}, "pages_verified", "pages_mismatched",
+// "pools": {<pool name>: {"kind","pages_verified","pages_mismatched"}},
 // "tp","cp","pp","dp", "consistency": {"rounds_checked","divergences"},
 // "sync": {"rounds","mean_us","p99_us"}, "hit_rate": {"device","host","remote","storage","total"}
 // (fractions of prompt tokens, 0 without prompt tokens), "transfer": {"d2h","h2d"} each
