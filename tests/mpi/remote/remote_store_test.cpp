@@ -223,6 +223,16 @@ char procState(pid_t pid) {
 // and miss; after SIGCONT the same pages are served, exactly.
 TEST(RemoteStore, StoppedPeerCostsTimeoutsAndMissesThenRecovers) {
     STRATA_SKIP_BELOW_RANKS(2);
+    // Rank 0 signals rank 1 by pid: both must be on one host (same pid namespace).
+    char name[MPI_MAX_PROCESSOR_NAME] = {};
+    int len = 0;
+    MPI_Get_processor_name(name, &len);
+    char name1[MPI_MAX_PROCESSOR_NAME] = {};
+    if (worldRank() == 1) std::memcpy(name1, name, sizeof(name));
+    MPI_Bcast(name1, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, 1, MPI_COMM_WORLD);
+    int same = std::strcmp(name, name1) == 0 ? 1 : 0;
+    MPI_Bcast(&same, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!same) GTEST_SKIP() << "ranks 0 and 1 are on different hosts: cannot SIGSTOP by pid";
     TransportOptions to;
     to.peer_backoff = milliseconds(300);
     auto t = makeTransport(to);
