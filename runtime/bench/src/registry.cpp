@@ -14,6 +14,11 @@ std::span<const BenchEntry> registeredBenches() {
          "HDF5 tier: write/read GB/s for 64 KiB and 1 MiB pages vs plain pwrite/pread of the same "
          "bytes (posix), and 128-key existence checks vs stat() per page file",
          &makeStorageBench},
+        {"tree",
+         "prefix tree: a whole trace replayed metadata-only at one capacity (requests/s, page "
+         "operations/s, p99 per request, metadata bytes per cached page) vs a flat hash table "
+         "with an LRU list of leaf pages (vLLM-style), same rules and hit rate",
+         &makeTreeBench},
 #if STRATA_HAVE_CUDA
         {"transfer",
          "device <-> pinned host page copies, 4-256 KiB chunks, both directions, every host "

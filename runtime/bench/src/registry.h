@@ -39,6 +39,7 @@ std::span<const BenchEntry> registeredBenches();
 // Factories of the registered benches (one per bench source file).
 std::unique_ptr<Bench> makeSyncBench();
 std::unique_ptr<Bench> makeStorageBench();
+std::unique_ptr<Bench> makeTreeBench();
 // GPU benches (built with CUDA; nccl also needs NCCL).
 std::unique_ptr<Bench> makeTransferBench();
 std::unique_ptr<Bench> makeOverlapBench();
