@@ -284,9 +284,7 @@ struct BlockReplayer::State {
         }
         if (optimal()) {
             const std::uint64_t* nu = next_use.data() + offset[next];
-            for (std::size_t j = 0; j < keys.size(); ++j) {
-                if (j < m.device_pages) key_next[keys[j]] = nu[j];
-            }
+            for (std::size_t j = 0; j < m.device_pages; ++j) key_next[keys[j]] = nu[j];
             for (Node* n = m.device_last; !n->isRoot(); n = n->parent) setNextUse(n);
         }
         // The request's own pages stay while anything else can go: lock its path on both tiers.
