@@ -1,0 +1,66 @@
+// HybridLayout: every pool of a hybrid model (SWA, Mamba, DeepSeek-V4-style compressed stacks) on
+// one rank, with its role in a HostPoolGroup, where its indices come from, its hit policy and the
+// model layers it has. poolsForModel (pool_spec.h) gives the per-token subset the controller runs
+// today. Thread-safety: values and pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "strata/core/status.h"
+#include "strata/pools/pool_spec.h"
+
+namespace strata::pools {
+
+struct HybridPool {
+    PoolSpec spec;  // shape on this rank; a kLogical anchor has no bytes (row_bytes 0)
+    PoolRole role = PoolRole::kAnchor;
+    std::string indices_from;  // sidecars: the entry whose indices they take ("kv" or "swa")
+    // Sidecars: tokens of the source per row of this pool (spec.tokens_per_row); 1 otherwise.
+    std::uint32_t ratio = 1;
+    HitPolicy hit_policy = HitPolicy::kAllPages;
+    std::uint32_t trailing_pages = 0;       // kTrailingPages: pages the prefix's end must hold
+    std::uint32_t window_tokens = 0;        // kSwa: the sliding window
+    std::vector<std::uint32_t> layer_map;   // model layer of each pool layer (ascending)
+};
+
+struct HybridLayout {
+    std::string model;
+    std::uint32_t model_layers = 0;  // after the --layers override
+    std::uint32_t tp_size = 1;
+    std::uint32_t page_size = 0;
+    // The anchor first; a sidecar always follows the entry it derives from.
+    std::vector<HybridPool> pools;
+
+    const HybridPool* find(std::string_view name) const noexcept;
+};
+
+// The pools of `preset_name` on one rank of a TP group of tp_size, over its first `layers` layers
+// (0: all), for pages of page_size tokens. Every preset has one: a non-hybrid model gives its
+// per-token pools (kv anchor, indexer sidecar). Sharding: GQA/SWA heads split across TP (each rank
+// holds one head, replicated, when TP is a multiple of the head count); Mamba conv channels and
+// state heads split; MLA, indexer, compressed and state rows replicated.
+// kNotFound: unknown preset. kInvalidArgument names the problem: tp 0 or not dividing heads,
+// layers above the model's, a pool left without layers by `layers`, a page size of 0 or one that
+// a compression ratio does not divide.
+Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t layers,
+                                  std::uint32_t tp_size, std::uint32_t page_size);
+
+// Names of the preset's pools that are not per-token sidecars of the KV slots (what poolsForModel
+// cannot return), e.g. {"swa"} for gpt-oss; empty for a non-hybrid model.
+std::vector<std::string> hybridOnlyPoolNames(const ModelPreset& preset);
+
+// The longest usable prefix, in pages: the largest u <= total_pages such that every pool can
+// serve it. present[i][p] says whether layout.pools[i] holds what page p needs (for a kMamba pool:
+// the state at the end of page p). kAllPages: pages [0, u) present. kTrailingPages N: pages
+// [max(0, u - N), u) present. u = 0 is always usable. kInvalidArgument when present does not have
+// one vector of total_pages entries per pool.
+Result<std::size_t> usablePrefixPages(const HybridLayout& layout,
+                                      std::span<const std::vector<bool>> present,
+                                      std::size_t total_pages);
+
+}  // namespace strata::pools
