@@ -8,18 +8,21 @@ namespace strata::pools {
 namespace {
 
 Status checkSpec(const PoolSpec& spec, std::uint32_t page_size) {
-    Status s = spec.geometry(page_size).validate();
-    if (!s.isOk()) return s.withContext(fmt::format("device pool '{}'", spec.name));
+    Status s = spec.validate(page_size);
+    if (!s.isOk()) return s.withContext("device pool");
     return Status::ok();
 }
 
+// Whole pages of the pool's index units (tokens, or request slots for kMamba).
 Result<std::size_t> wholePages(const PoolSpec& spec, std::size_t capacity_tokens,
                                std::uint32_t page_size) {
-    const std::size_t rounded = capacity_tokens / page_size * page_size;
+    const std::size_t units = spec.unitsPerPage(page_size);
+    const std::size_t rounded = capacity_tokens / units * units;
     if (rounded == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
-                            "device pool '{}': capacity of {} tokens is less than one page of {}",
-                            spec.name, capacity_tokens, page_size);
+                            "device pool '{}': capacity of {} {} is less than one page of {}",
+                            spec.name, capacity_tokens,
+                            spec.kind == PoolKind::kMamba ? "slots" : "tokens", units);
     }
     return rounded;
 }
@@ -35,12 +38,13 @@ Result<DevicePool> DevicePool::create(kernels::Backend& backend, const PoolSpec&
     pool.kind_ = backend.kind();
     pool.capacity_tokens_ = capacity;
     pool.page_size_ = page_size;
+    pool.capacity_rows_ = capacity / spec.unitsPerPage(page_size) * spec.rowsPerPage(page_size);
     const std::size_t planes = std::size_t{spec.num_buffers} * spec.num_layers;
     pool.owned_.reserve(planes);
     pool.layer_ptrs_.reserve(planes);
     for (std::size_t i = 0; i < planes; ++i) {
         STRATA_ASSIGN_OR_RETURN(kernels::Memory memory,
-                                backend.allocateDevice(capacity * spec.row_bytes));
+                                backend.allocateDevice(pool.capacity_rows_ * spec.row_bytes));
         pool.layer_ptrs_.push_back(memory.data());
         pool.owned_.push_back(std::move(memory));
     }
@@ -72,6 +76,7 @@ Result<DevicePool> DevicePool::adopt(kernels::BackendKind kind, const PoolSpec& 
     pool.kind_ = kind;
     pool.capacity_tokens_ = capacity;
     pool.page_size_ = page_size;
+    pool.capacity_rows_ = capacity / spec.unitsPerPage(page_size) * spec.rowsPerPage(page_size);
     pool.layer_ptrs_.assign(layer_ptrs.begin(), layer_ptrs.end());
     return pool;
 }

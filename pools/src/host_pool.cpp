@@ -63,27 +63,31 @@ Result<std::size_t> hostCapacityTokens(const HostPoolSizing& sizing, std::size_t
 Result<HostPool> HostPool::create(kernels::Backend& backend, const PoolSpec& spec,
                                   std::size_t capacity_tokens, std::uint32_t page_size,
                                   kernels::HostLayout layout) {
+    Status s = spec.validate(page_size);
+    if (!s.isOk()) return s.withContext("host pool");
     const kernels::PoolGeometry g = spec.geometry(page_size);
-    Status s = g.validate();
-    if (!s.isOk()) return s.withContext(fmt::format("host pool '{}'", spec.name));
-    const std::size_t capacity = capacity_tokens / page_size * page_size;
+    const std::size_t units = spec.unitsPerPage(page_size);
+    const std::size_t capacity = capacity_tokens / units * units;
     if (capacity == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
-                            "host pool '{}': capacity of {} tokens is less than one page of {}",
-                            spec.name, capacity_tokens, page_size);
+                            "host pool '{}': capacity of {} {} is less than one page of {}",
+                            spec.name, capacity_tokens,
+                            spec.kind == PoolKind::kMamba ? "slots" : "tokens", units);
     }
+    const std::size_t rows = capacity / units * g.page_size;
     HostPool pool;
-    STRATA_ASSIGN_OR_RETURN(pool.memory_, backend.allocateHost(kernels::hostBytes(g, capacity)));
+    STRATA_ASSIGN_OR_RETURN(pool.memory_, backend.allocateHost(kernels::hostBytes(g, rows)));
     pool.spec_ = spec;
     pool.layout_ = layout;
     pool.capacity_tokens_ = capacity;
+    pool.capacity_rows_ = rows;
     pool.page_size_ = page_size;
     return pool;
 }
 
 std::span<std::byte> HostPool::pageBlob(std::uint32_t page) const noexcept {
     if (layout_ == kernels::HostLayout::kLayerFirst || page >= numPages()) return {};
-    // Both page-first layouts keep a page's tokens [p * P, (p + 1) * P) in one contiguous blob.
+    // Both page-first layouts keep a page's rows [p * R, (p + 1) * R) in one contiguous blob.
     const std::size_t page_bytes = geometry().bytesPerPage();
     return {memory_.data() + std::size_t{page} * page_bytes, page_bytes};
 }

@@ -18,8 +18,8 @@ bool hasKind(const ModelPreset& preset, char kind) {
 
 // Heads on one rank: split when TP divides them; one head per rank (replicated TP / heads times)
 // when TP is a multiple of the head count, as inference engines do for GQA.
-Result<std::uint32_t> headsPerRank(const ModelPreset& preset, std::uint32_t heads,
-                                   std::uint32_t tp, std::string_view what) {
+Result<std::uint32_t> headsPerRank(const ModelPreset& preset, std::uint32_t heads, std::uint32_t tp,
+                                   std::string_view what) {
     if (heads % tp == 0) return heads / tp;
     if (tp % heads == 0) return 1u;
     return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -28,8 +28,8 @@ Result<std::uint32_t> headsPerRank(const ModelPreset& preset, std::uint32_t head
                         tp, heads, what, preset.name);
 }
 
-Result<std::uint32_t> splitExactly(const ModelPreset& preset, std::uint32_t count,
-                                   std::uint32_t tp, std::string_view what) {
+Result<std::uint32_t> splitExactly(const ModelPreset& preset, std::uint32_t count, std::uint32_t tp,
+                                   std::string_view what) {
     if (count % tp != 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "tp size {} does not divide the {} {} of model '{}' (state sharded "
@@ -120,8 +120,7 @@ Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t la
         return STRATA_ERROR(StatusCode::kInvalidArgument, "tp size is 0 for model '{}'", m.name);
     }
     if (page_size == 0) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "page size is 0 for model '{}'",
-                            m.name);
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "page size is 0 for model '{}'", m.name);
     }
     if (layers > m.num_layers) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -142,10 +141,9 @@ Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t la
     } else if (m.kind == PoolKind::kMha) {
         STRATA_ASSIGN_OR_RETURN(std::uint32_t heads,
                                 headsPerRank(m, m.kv_heads, tp_size, "kv heads"));
-        STRATA_ASSIGN_OR_RETURN(
-            HybridPool kv,
-            b.pool("kv", PoolKind::kMha, "F", 2, std::size_t{heads} * m.head_dim * m.dtype_bytes,
-                   true));
+        STRATA_ASSIGN_OR_RETURN(HybridPool kv,
+                                b.pool("kv", PoolKind::kMha, "F", 2,
+                                       std::size_t{heads} * m.head_dim * m.dtype_bytes, true));
         out.pools.push_back(std::move(kv));
     } else {
         STRATA_ASSIGN_OR_RETURN(HybridPool kv,
@@ -153,9 +151,8 @@ Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t la
         out.pools.push_back(std::move(kv));
     }
     if (m.indexer_row_bytes > 0) {
-        STRATA_ASSIGN_OR_RETURN(
-            HybridPool indexer,
-            b.pool("indexer", PoolKind::kIndexer, "F", 1, m.indexer_row_bytes, false));
+        STRATA_ASSIGN_OR_RETURN(HybridPool indexer, b.pool("indexer", PoolKind::kIndexer, "F", 1,
+                                                           m.indexer_row_bytes, false));
         indexer.role = PoolRole::kSidecar;
         indexer.indices_from = "kv";
         out.pools.push_back(std::move(indexer));
@@ -173,8 +170,8 @@ Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t la
             sharded = true;
         }
         STRATA_ASSIGN_OR_RETURN(HybridPool swa_pool,
-                                b.pool("swa", PoolKind::kSwa, m.logical_anchor ? "" : "S",
-                                       buffers, row_bytes, sharded));
+                                b.pool("swa", PoolKind::kSwa, m.logical_anchor ? "" : "S", buffers,
+                                       row_bytes, sharded));
         HybridPool* swa = &swa_pool;
         swa->role = PoolRole::kIndependent;
         swa->hit_policy = HitPolicy::kTrailingPages;
@@ -188,14 +185,13 @@ Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t la
                                 splitExactly(m, m.conv_channels, tp_size, "conv channels"));
         STRATA_RETURN_IF_ERROR(
             splitExactly(m, m.state_key_heads, tp_size, "state key heads").status());
-        STRATA_ASSIGN_OR_RETURN(
-            std::uint32_t v_heads,
-            splitExactly(m, m.state_value_heads, tp_size, "state value heads"));
+        STRATA_ASSIGN_OR_RETURN(std::uint32_t v_heads,
+                                splitExactly(m, m.state_value_heads, tp_size, "state value heads"));
         const std::size_t conv = std::size_t{channels} * m.conv_width * m.conv_dtype_bytes;
         const std::size_t temporal =
             std::size_t{v_heads} * m.state_key_dim * m.state_value_dim * m.state_dtype_bytes;
-        STRATA_ASSIGN_OR_RETURN(
-            HybridPool mamba, b.pool("mamba", PoolKind::kMamba, "M", 1, conv + temporal, true));
+        STRATA_ASSIGN_OR_RETURN(HybridPool mamba,
+                                b.pool("mamba", PoolKind::kMamba, "M", 1, conv + temporal, true));
         mamba.spec.conv_state_bytes = conv;
         mamba.role = PoolRole::kIndependent;
         mamba.hit_policy = HitPolicy::kTrailingPages;
@@ -206,8 +202,7 @@ Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t la
     // states derive from the SWA window's slots. As in the closest system, the 128-ratio
     // compressor keeps no state pool.
     auto compressed = [&](std::string name, PoolKind kind, std::string_view layer_kinds,
-                          std::size_t row_bytes, std::uint32_t ratio,
-                          std::string from) -> Status {
+                          std::size_t row_bytes, std::uint32_t ratio, std::string from) -> Status {
         STRATA_ASSIGN_OR_RETURN(HybridPool p,
                                 b.pool(std::move(name), kind, layer_kinds, 1, row_bytes, false));
         p.spec.tokens_per_row = ratio;

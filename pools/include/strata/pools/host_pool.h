@@ -29,7 +29,9 @@ Result<std::size_t> hostCapacityTokens(const HostPoolSizing& sizing, std::size_t
 
 class HostPool {
 public:
-    // kInvalidArgument for zero capacity; kResourceExhausted when the memory cannot be allocated.
+    // capacity_tokens is in the pool's index units, as for DevicePool::create (tokens of the slot
+    // space; request slots for kMamba), rounded down to whole pages. kInvalidArgument for zero
+    // capacity or a bad spec; kResourceExhausted when the memory cannot be allocated.
     static Result<HostPool> create(kernels::Backend& backend, const PoolSpec& spec,
                                    std::size_t capacity_tokens, std::uint32_t page_size,
                                    kernels::HostLayout layout);
@@ -39,10 +41,14 @@ public:
 
     const PoolSpec& spec() const noexcept { return spec_; }
     kernels::PoolGeometry geometry() const noexcept { return spec_.geometry(page_size_); }
-    kernels::HostView view() const noexcept { return {memory_.data(), layout_, capacity_tokens_}; }
+    // The kernels' view: capacity in rows, pages of geometry().page_size rows.
+    kernels::HostView view() const noexcept { return {memory_.data(), layout_, capacity_rows_}; }
     kernels::HostLayout layout() const noexcept { return layout_; }
-    std::size_t capacityTokens() const noexcept { return capacity_tokens_; }
-    std::size_t numPages() const noexcept { return capacity_tokens_ / page_size_; }
+    std::size_t capacityTokens() const noexcept { return capacity_tokens_; }  // index units
+    std::size_t capacityRows() const noexcept { return capacity_rows_; }
+    std::size_t numPages() const noexcept {
+        return capacity_tokens_ / spec_.unitsPerPage(page_size_);
+    }
     std::uint32_t pageSize() const noexcept { return page_size_; }
     std::byte* data() const noexcept { return memory_.data(); }
     std::size_t sizeBytes() const noexcept { return memory_.size(); }
@@ -55,6 +61,7 @@ private:
     PoolSpec spec_;
     kernels::HostLayout layout_ = kernels::HostLayout::kLayerFirst;
     std::size_t capacity_tokens_ = 0;
+    std::size_t capacity_rows_ = 0;
     std::uint32_t page_size_ = 0;
     kernels::Memory memory_;
 };

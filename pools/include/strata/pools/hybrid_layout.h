@@ -23,9 +23,9 @@ struct HybridPool {
     // Sidecars: tokens of the source per row of this pool (spec.tokens_per_row); 1 otherwise.
     std::uint32_t ratio = 1;
     HitPolicy hit_policy = HitPolicy::kAllPages;
-    std::uint32_t trailing_pages = 0;       // kTrailingPages: pages the prefix's end must hold
-    std::uint32_t window_tokens = 0;        // kSwa: the sliding window
-    std::vector<std::uint32_t> layer_map;   // model layer of each pool layer (ascending)
+    std::uint32_t trailing_pages = 0;      // kTrailingPages: pages the prefix's end must hold
+    std::uint32_t window_tokens = 0;       // kSwa: the sliding window
+    std::vector<std::uint32_t> layer_map;  // model layer of each pool layer (ascending)
 };
 
 struct HybridLayout {
