@@ -42,8 +42,8 @@ Status checkEntry(const GroupEntry& e, std::uint32_t page_size) {
                                 "entry '{}': layer map has {} layers, its pool {}", e.name,
                                 e.layer_map.size(), e.host->spec().num_layers);
         }
-        if (e.device != nullptr && (!sameShape(e.device->spec(), e.host->spec()) ||
-                                    e.device->pageSize() != page_size)) {
+        if (e.device != nullptr &&
+            (!sameShape(e.device->spec(), e.host->spec()) || e.device->pageSize() != page_size)) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "entry '{}': device pool '{}' ({}, {} x {} bytes, {} layers) does "
                                 "not match host pool '{}' ({}, {} x {} bytes, {} layers)",

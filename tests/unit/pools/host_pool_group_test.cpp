@@ -46,8 +46,8 @@ Built build(kernels::Backend& backend, std::string_view model, std::uint32_t lay
             e.logical_pages = pages;
         } else {
             const std::size_t units = pages * p.spec.unitsPerPage(page);
-            auto host = HostPool::create(backend, p.spec, units, page,
-                                         kernels::HostLayout::kPageFirst);
+            auto host =
+                HostPool::create(backend, p.spec, units, page, kernels::HostLayout::kPageFirst);
             auto dev = DevicePool::create(backend, p.spec, units, page);
             EXPECT_TRUE(host.isOk()) << host.status().toString();
             EXPECT_TRUE(dev.isOk()) << dev.status().toString();

@@ -24,8 +24,8 @@ namespace strata::pools {
 struct GroupEntry {
     std::string name;
     PoolRole role = PoolRole::kAnchor;
-    const HostPool* host = nullptr;      // null only for a logical anchor; must outlive the group
-    const DevicePool* device = nullptr;  // optional; its spec must match host's; must outlive
+    const HostPool* host = nullptr;        // null only for a logical anchor; must outlive the group
+    const DevicePool* device = nullptr;    // optional; its spec must match host's; must outlive
     std::vector<std::uint32_t> layer_map;  // model layer of each pool layer (ascending)
     std::string indices_from;              // sidecars: an earlier anchor or independent entry
     std::uint32_t ratio = 1;               // sidecars: host's tokens_per_row (4, 128) or 1
