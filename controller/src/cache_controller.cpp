@@ -148,7 +148,7 @@ MatchResult CacheController::match(std::span<const PageKey> keys) { return tree_
 // Requests
 
 Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> keys,
-                                         std::size_t prompt_tokens) {
+                                         std::size_t prompt_tokens, std::uint32_t priority) {
     const std::uint32_t P = config_.page_size;
     if (requests_.contains(id)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "request {} is already admitted", id);
@@ -188,6 +188,7 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     auto req = std::make_unique<Request>();
     req->id = id;
     req->prompt_tokens = prompt_tokens;
+    req->priority = priority;
     req->keys.assign(keys.begin(), keys.end());
     req->locked = m.device_last;
 
@@ -392,6 +393,7 @@ Status CacheController::insert(RequestId id) {
         pos += n;
     }
     tree_.touch(node);
+    tree_.raisePriority(node, req.priority);
     // The request's lock moves to the deepest node it now covers.
     tree_.lockDevice(node, +1);
     tree_.lockDevice(req.locked, -1);

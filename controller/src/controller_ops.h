@@ -45,6 +45,7 @@ struct CacheController::Request {
     std::vector<std::uint32_t> owned;         // pages of device_pages the tree does not hold
     std::vector<std::shared_ptr<LoadBatch>> waits;
     bool inserted = false;
+    std::uint32_t priority = 0;  // raised along its path at insert (kPriority eviction)
 };
 
 // A prefetch from the storage tier: queried, then fetched, then grafted (each step agreed).

@@ -119,9 +119,10 @@ std::size_t Cache::matchTokens(std::span<const std::int32_t> tokens) {
     return (m.device_pages + m.host_pages) * options_.page_size;
 }
 
-Result<Admission> Cache::admit(RequestId id, std::span<const std::int32_t> tokens) {
+Result<Admission> Cache::admit(RequestId id, std::span<const std::int32_t> tokens,
+                               std::uint32_t priority) {
     auto keys = keysFor(tokens);
-    return controller_->admit(id, keys, tokens.size());
+    return controller_->admit(id, keys, tokens.size(), priority);
 }
 
 Status Cache::prefetch(RequestId id, std::span<const std::int32_t> tokens) {

@@ -85,8 +85,8 @@ const std::vector<Field>& fields() {
         {"warmup_fraction", &RunConfig::warmup_fraction, "F",
          "requests in this first fraction are replayed but not measured (--data none)"},
         {"priority_levels", &RunConfig::priority_levels, "N",
-         "eviction priority: a request's priority is a hash of its first block modulo N "
-         "(--data none; 1 = all equal)"},
+         "eviction priority: a request's priority is a hash of its first block (--data none) or "
+         "its first page of tokens modulo N (1 = all equal)"},
     };
     return kFields;
 }

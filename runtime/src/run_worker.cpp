@@ -2,16 +2,30 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <span>
 
+#include "strata/core/hash.h"
 #include "strata/core/log.h"
 #include "strata/runtime/cache.h"
 #include "strata/runtime/kv_pattern.h"
 
 namespace strata::runtime {
 namespace {
+
+// A request's priority under --eviction priority: a hash of its first page of tokens modulo
+// --priority-levels, so requests that share a system prompt (or a trace's first block) share a
+// priority, as the requests of one tenant would. The same on every rank.
+std::uint32_t requestPriority(std::span<const std::int32_t> tokens, std::uint32_t page_size,
+                              std::uint32_t levels) {
+    if (levels <= 1 || tokens.empty()) return 0;
+    const std::size_t n = std::min<std::size_t>(page_size, tokens.size());
+    return static_cast<std::uint32_t>(core::checksum64(tokens.data(), n * sizeof(std::int32_t)) %
+                                      levels);
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -222,7 +236,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         while (batch.size() < cfg.batch && !pending.empty()) {
             const RequestSpec& spec = requests[pending.front()];
             if (!cache->prefetchSettled(spec.id)) break;  // waits for its prefetch (policy)
-            auto r = cache->admit(spec.id, spec.tokens);
+            auto r = cache->admit(spec.id, spec.tokens,
+                                  requestPriority(spec.tokens, cfg.page_size, cfg.priority_levels));
             if (!r.isOk()) {
                 if (r.status().code() != StatusCode::kResourceExhausted) return r.status();
                 if (batch.empty() && cache->controller().inflightOps() == 0) {

@@ -188,6 +188,39 @@ TEST(CacheController, DeviceFullRejectsAdmissionWithNothingHeld) {
     EXPECT_EQ(h.ctl().deviceAllocator().usedPages(), 0u);  // nothing inserted, nothing held
 }
 
+// Device room for two prompts of three pages: a third evicts one of them. LRU takes the older
+// prompt; priority eviction takes the lower-priority one even though it is more recent.
+TEST(CacheController, PriorityEvictionKeepsAHigherPriorityPrefixOverAMoreRecentOne) {
+    for (EvictionPolicy policy : {EvictionPolicy::kLru, EvictionPolicy::kPriority}) {
+        SCOPED_TRACE(policy == EvictionPolicy::kLru ? "lru" : "priority");
+        HarnessOptions o;
+        o.device_tokens = 16 * 6;
+        o.host_tokens = 16 * 32;
+        o.eviction = policy;
+        Harness h(o);
+        const auto older = tokensOf(61, 16 * 3);  // priority 2, served first
+        const auto newer = tokensOf(62, 16 * 3);  // priority 0, served second
+        h.serve(1, older, true, /*priority=*/2);
+        h.serve(2, newer, true, /*priority=*/0);
+        settle(h);
+        h.serve(3, tokensOf(63, 16 * 3));
+        settle(h);
+        const auto older_keys = h.keys(older);
+        const auto newer_keys = h.keys(newer);
+        const std::size_t older_on_device = h.ctl().match(older_keys).device_pages;
+        const std::size_t newer_on_device = h.ctl().match(newer_keys).device_pages;
+        if (policy == EvictionPolicy::kLru) {
+            EXPECT_LT(older_on_device, 3u);
+            EXPECT_EQ(newer_on_device, 3u);
+        } else {
+            EXPECT_EQ(older_on_device, 3u);
+            EXPECT_LT(newer_on_device, 3u);
+        }
+        EXPECT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
+        h.expectAllUnlocked();
+    }
+}
+
 // Long random sequences over a few shared prefixes with every write policy and copy jitter: the
 // tree invariants and slot conservation hold after every step, every reused byte is correct, and
 // all locks return to zero.

@@ -29,6 +29,7 @@ struct HarnessOptions {
     std::uint32_t layers = 3;
     std::size_t row_bytes = 40;
     WritePolicy policy = WritePolicy::kWriteThrough;
+    EvictionPolicy eviction = EvictionPolicy::kLru;
     std::uint32_t jitter_us = 0;
     std::uint64_t seed = 1;
     kernels::HostLayout layout = kernels::HostLayout::kPageFirst;
@@ -56,6 +57,7 @@ public:
         ControllerConfig cc;
         cc.page_size = o.page_size;
         cc.write_policy = o.policy;
+        cc.eviction_policy = o.eviction;
         cc.storage = o.storage;
         ctl_ = std::move(CacheController::create(cc, *backend_,
                                                  {{dev_.get(), host_.get(), o.store}}, group_))
@@ -138,9 +140,10 @@ public:
         ASSERT_TRUE(ctl_->prefetchSettled(id));
     }
 
-    Admission serve(RequestId id, const std::vector<std::int32_t>& tokens, bool release = true) {
+    Admission serve(RequestId id, const std::vector<std::int32_t>& tokens, bool release = true,
+                    std::uint32_t priority = 0) {
         auto keys_v = keys(tokens);
-        auto r = ctl_->admit(id, keys_v, tokens.size());
+        auto r = ctl_->admit(id, keys_v, tokens.size(), priority);
         if (!r.isOk()) {
             EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().toString();
             return {};

@@ -135,7 +135,10 @@ public:
     // the host-resident part (unless shorter than the threshold). All or nothing:
     // kResourceExhausted when the device cannot hold the request now (nothing held; retry later),
     // kInvalidArgument when id is already admitted or keys do not match prompt_tokens.
-    Result<Admission> admit(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens);
+    // `priority` (higher = kept longer under the priority eviction policy) is raised along the
+    // request's path in the tree when it is inserted; it must be the same on every rank.
+    Result<Admission> admit(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens,
+                            std::uint32_t priority = 0);
 
     // Starts fetching, from the storage tier, the pages of a prompt beyond what the device and host
     // hold (when at least the threshold): existence query, then (at an agreed step) host pages and

@@ -70,7 +70,9 @@ public:
     std::size_t matchTokens(std::span<const std::int32_t> tokens);
 
     // See CacheController::admit. The Admission lists the device page of every prompt page.
-    Result<Admission> admit(RequestId id, std::span<const std::int32_t> tokens);
+    // `priority`: see CacheController::admit (the priority eviction policy keeps higher first).
+    Result<Admission> admit(RequestId id, std::span<const std::int32_t> tokens,
+                            std::uint32_t priority = 0);
     // See CacheController::prefetch / prefetchSettled.
     Status prefetch(RequestId id, std::span<const std::int32_t> tokens);
     bool prefetchSettled(RequestId id) const { return controller_->prefetchSettled(id); }
