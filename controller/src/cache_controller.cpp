@@ -101,14 +101,22 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             pools::SlotAllocator::create(host_pages, config.page_size));
     std::unique_ptr<CacheController> c(new CacheController(
         config, backend, std::move(pools), group, std::move(dev_alloc), std::move(host_alloc)));
-    std::size_t with_store = 0;
-    for (const PoolPair& p : c->pools_) with_store += p.store != nullptr;
+    std::size_t with_store = 0, with_remote = 0;
+    for (const PoolPair& p : c->pools_) {
+        with_store += p.store != nullptr;
+        with_remote += p.remote != nullptr;
+    }
     if (with_store != 0 && with_store != c->pools_.size()) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "{} of {} pools have a storage tier: all or none must", with_store,
                             c->pools_.size());
     }
-    if (with_store != 0) c->worker_ = std::make_unique<StorageWorker>();
+    if (with_remote != 0 && with_remote != c->pools_.size()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "{} of {} pools have a remote tier: all or none must", with_remote,
+                            c->pools_.size());
+    }
+    if (with_store != 0 || with_remote != 0) c->worker_ = std::make_unique<StorageWorker>();
     STRATA_ASSIGN_OR_RETURN(c->d2h_stream_, backend.createStream());
     STRATA_ASSIGN_OR_RETURN(c->h2d_stream_, backend.createStream());
     return c;
@@ -204,7 +212,7 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     for (const auto& b : inflight_loads_) add_dep(b);
 
     std::size_t cursor = 0;
-    std::size_t storage_hit_pages = 0;
+    std::size_t storage_hit_pages = 0, remote_hit_pages = 0;
     if (host_pages > 0) {
         if (!open_load_) {
             open_load_ = std::make_shared<LoadBatch>();
@@ -212,10 +220,9 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
         }
         LoadBatch& batch = *open_load_;
         for (Node* n : m.host_chain) {
-            if (n->from_storage) {
-                storage_hit_pages += n->numPages();
-                n->from_storage = false;
-            }
+            if (n->from_storage) storage_hit_pages += n->numPages();
+            if (n->from_remote) remote_hit_pages += n->numPages();
+            n->from_storage = n->from_remote = false;
             n->device_pages.assign(pages.begin() + cursor, pages.begin() + cursor + n->numPages());
             for (std::size_t i = 0; i < n->numPages(); ++i) {
                 batch.pages.push_back({n->device_pages[i], n->host_pages[i]});
@@ -243,6 +250,7 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     a.device_hit_tokens = m.device_pages * P;
     a.host_hit_tokens = host_pages * P;
     a.storage_hit_tokens = storage_hit_pages * P;
+    a.remote_hit_tokens = remote_hit_pages * P;
     a.computed_tokens = prompt_tokens - a.reusedTokens();
     a.device_pages = req->device_pages;
     requests_.emplace(id, std::move(req));
@@ -483,6 +491,7 @@ void CacheController::reapBackup(BackupBatch& batch) {
         clearOpFlags(n, &Node::backup_op, batch.id);
         tree_.lockDevice(n, -1);
     }
+    publishRemote(published);
     queueStorageBackup(std::move(published));
     stats_.backup_seconds +=
         std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)

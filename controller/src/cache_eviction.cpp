@@ -51,7 +51,8 @@ std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::ui
         Node* v = tree_.nextHostVictim();
         if (v == nullptr || protect.contains(v->id)) break;
         // Write-back keeps no other copy: the storage tier gets it before the host pages go.
-        if (config_.write_policy == WritePolicy::kWriteBack && hasStorage()) storeSync(v);
+        if (config_.write_policy == WritePolicy::kWriteBack && hasStore()) storeSync(v);
+        retractRemote(v);
         freed += v->host_pages.size();
         stats_.host_evicted_pages += v->host_pages.size();
         freeHostPages(v->host_pages);
@@ -81,6 +82,7 @@ bool CacheController::dropSubtree(Node* node) {
             n->device_pages.clear();
         }
         if (!n->host_pages.empty()) {
+            retractRemote(n);
             stats_.dropped_pages += n->host_pages.size();
             freeHostPages(n->host_pages);
             n->host_pages.clear();
@@ -128,6 +130,7 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
         for (const PoolPair& p : pools_)
             stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
     }
+    publishRemote(copied);  // their host copies are complete now
     for (Node* v : copied) freed += demote(v);
     victims.clear();
     return freed;

@@ -58,6 +58,7 @@ struct CacheController::PoolBatch {
     const pools::HostPool* host = nullptr;
     std::vector<PageKey> keys;         // storage keys
     std::vector<std::uint32_t> pages;  // host pages, one per key
+    RemoteTier* remote = nullptr;      // the pool's remote tier (prefetch)
 };
 
 namespace {
@@ -82,7 +83,7 @@ std::vector<CacheController::PoolBatch> CacheController::writeBatches(
     const std::vector<Node*>& nodes) {
     std::vector<PoolBatch> batches;
     for (const PoolPair& p : pools_) {
-        PoolBatch b{p.store, p.host, {}, {}};
+        PoolBatch b{p.store, p.host, {}, {}, nullptr};
         for (Node* n : nodes) {
             for (std::size_t i = 0; i < n->numPages(); ++i) {
                 if (!writesPage(n->keys[i], p.host->spec())) continue;
@@ -96,8 +97,40 @@ std::vector<CacheController::PoolBatch> CacheController::writeBatches(
     return batches;
 }
 
+void CacheController::publishRemote(const std::vector<Node*>& nodes) {
+    // Peers may pull these pages from now on: the host pool holds their bytes (copies reaped).
+    if (!hasRemote() || nodes.empty()) return;
+    for (const PoolPair& p : pools_) {
+        std::vector<PageKey> keys;
+        std::vector<std::uint32_t> pages;
+        for (const Node* n : nodes) {
+            for (std::size_t i = 0; i < n->host_pages.size(); ++i) {
+                keys.push_back(storageKeyOf(n->keys[i], p.host->spec()));
+                pages.push_back(n->host_pages[i]);
+            }
+        }
+        Status s = p.remote->publish(keys, pages);
+        if (!s.isOk()) core::logger("controller").warn("remote publish: {}", s.toString());
+    }
+    for (const Node* n : nodes) stats_.remote_published_pages += n->host_pages.size();
+}
+
+void CacheController::retractRemote(const Node* node) {
+    // Before the node's host slots are freed (a late pull of a reused slot fails its checksum).
+    if (!hasRemote() || node->host_pages.empty()) return;
+    for (const PoolPair& p : pools_) {
+        std::vector<PageKey> keys;
+        for (std::size_t i = 0; i < node->host_pages.size(); ++i) {
+            keys.push_back(storageKeyOf(node->keys[i], p.host->spec()));
+        }
+        Status s = p.remote->retract(keys);
+        if (!s.isOk()) core::logger("controller").warn("remote retract: {}", s.toString());
+    }
+    stats_.remote_retracted_pages += node->host_pages.size();
+}
+
 void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
-    if (!hasStorage() || nodes.empty()) return;
+    if (!hasStore() || nodes.empty()) return;
     auto backup = std::make_unique<StorageBackup>();
     std::vector<PoolBatch> batches = writeBatches(nodes);
     for (Node* n : nodes) tree_.lockHost(n, +1);  // the host pages stay until the write is agreed
@@ -173,21 +206,36 @@ Status CacheController::prefetch(RequestId id, std::span<const PageKey> keys,
 
     std::vector<PoolBatch> batches;
     for (const PoolPair& p : pools_) {
-        PoolBatch b{p.store, p.host, {}, {}};
+        PoolBatch b{p.store, p.host, {}, {}, p.remote};
         for (const PageKey& k : op->keys) b.keys.push_back(storageKeyOf(k, p.host->spec()));
         batches.push_back(std::move(b));
     }
     const std::size_t batch_pages = sc.batch_pages;
-    worker_->submit(true, [batches = std::move(batches), out = op->query_pages, batch_pages] {
-        std::size_t hit = batches.empty() ? 0 : batches.front().keys.size();
+    worker_->submit(true, [batches = std::move(batches), out = op->query_pages,
+                           remote_out = op->remote_query, batch_pages] {
+        const std::size_t n_keys = batches.front().keys.size();
+        // The remote tier first: the leading run that peers hold in every pool.
+        std::size_t remote = batches.front().remote != nullptr ? n_keys : 0;
         for (const PoolBatch& b : batches) {
-            std::size_t present = batched(hit, batch_pages, [&](std::size_t off, std::size_t n) {
-                auto r = b.store->exists(std::span(b.keys).subspan(off, n));
+            if (b.remote == nullptr) break;
+            std::size_t present = batched(remote, batch_pages, [&](std::size_t off, std::size_t n) {
+                auto r = b.remote->exists(std::span(b.keys).subspan(off, n));
                 return r.isOk() ? *r : std::size_t{0};
             });
-            hit = std::min(hit, present);  // usable only as far as every pool has the page
+            remote = std::min(remote, present);  // usable only as far as every pool has the page
         }
-        out->store(static_cast<std::int64_t>(hit));
+        // Then the storage tier for what follows.
+        std::size_t stored = batches.front().store != nullptr ? n_keys - remote : 0;
+        for (const PoolBatch& b : batches) {
+            if (b.store == nullptr) break;
+            std::size_t present = batched(stored, batch_pages, [&](std::size_t off, std::size_t n) {
+                auto r = b.store->exists(std::span(b.keys).subspan(remote + off, n));
+                return r.isOk() ? *r : std::size_t{0};
+            });
+            stored = std::min(stored, present);
+        }
+        remote_out->store(static_cast<std::int64_t>(remote));
+        out->store(static_cast<std::int64_t>(remote + stored));
     });
     prefetch_by_id_[id] = op.get();
     prefetches_.push_back(std::move(op));
@@ -220,7 +268,11 @@ void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots*
         // -1 until this rank's worker is done, so the MIN is -1 until every rank is.
         const auto& value =
             op->state == PrefetchOp::State::kQuerying ? op->query_pages : op->fetched_pages;
-        slots->progress.emplace_back(op.get(), v.addMin(value->load()));
+        const auto& remote =
+            op->state == PrefetchOp::State::kQuerying ? op->remote_query : op->remote_fetched;
+        const std::int64_t progress = value->load();  // then the remote part, written before it
+        slots->progress.emplace_back(op.get(), v.addMin(progress));
+        slots->remote.push_back(v.addMin(progress < 0 ? -1 : remote->load()));
         if (config_.storage.prefetch_policy == PrefetchPolicy::kTimeout && !op->timed_out) {
             // Any rank past the timeout stops the wait everywhere (MAX).
             slots->timeouts.emplace_back(op.get(), v.addMax(now - op->started > op->timeout));
@@ -242,12 +294,17 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
         }
     }
     std::vector<PrefetchOp*> finished;
-    for (const auto& [op, slot] : slots.progress) {
+    for (std::size_t k = 0; k < slots.progress.size(); ++k) {
+        const auto& [op, slot] = slots.progress[k];
         const std::int64_t agreed = v.get(slot);
         if (agreed < 0) continue;  // some rank's worker is not done yet
+        const auto agreed_remote =
+            std::min(static_cast<std::size_t>(std::max<std::int64_t>(v.get(slots.remote[k]), 0)),
+                     static_cast<std::size_t>(agreed));
         if (op->state == PrefetchOp::State::kQuerying) {
             const auto hit = static_cast<std::size_t>(agreed);
             note(0x9F37C5, hit);
+            note(agreed_remote);
             if (hit * config_.page_size < config_.storage.prefetch_threshold_tokens) {
                 finished.push_back(op);
                 continue;
@@ -259,9 +316,10 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
             }
             op->host_pages = std::move(host).value();
             op->state = PrefetchOp::State::kFetching;
+            op->remote_pages = agreed_remote;
             std::vector<PoolBatch> batches;
             for (const PoolPair& p : pools_) {
-                PoolBatch b{p.store, p.host, {}, op->host_pages};
+                PoolBatch b{p.store, p.host, {}, op->host_pages, p.remote};
                 for (std::size_t i = 0; i < hit; ++i) {
                     b.keys.push_back(storageKeyOf(op->keys[i], p.host->spec()));
                 }
@@ -269,24 +327,43 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
             }
             const std::size_t batch_pages = config_.storage.batch_pages;
             worker_->submit(
-                true, [batches = std::move(batches), out = op->fetched_pages, batch_pages, hit] {
-                    std::size_t got = hit;
+                true, [batches = std::move(batches), out = op->fetched_pages,
+                       remote_out = op->remote_fetched, batch_pages, hit, remote = agreed_remote] {
+                    // Pull the agreed remote part; what a peer could not serve (gone, slow, a
+                    // checksum miss) and the rest come from the storage tier when it has them.
+                    std::size_t pulled = remote;
                     for (const PoolBatch& b : batches) {
-                        std::size_t read =
-                            batched(got, batch_pages, [&](std::size_t off, std::size_t n) {
-                                auto r = b.store->get(std::span(b.keys).subspan(off, n), *b.host,
-                                                      std::span(b.pages).subspan(off, n));
+                        if (b.remote == nullptr || pulled == 0) break;
+                        std::size_t got =
+                            batched(pulled, batch_pages, [&](std::size_t off, std::size_t n) {
+                                auto r = b.remote->get(std::span(b.keys).subspan(off, n),
+                                                       std::span(b.pages).subspan(off, n));
                                 return r.isOk() ? *r : std::size_t{0};
                             });
-                        got = std::min(got, read);
+                        pulled = std::min(pulled, got);
                     }
-                    out->store(static_cast<std::int64_t>(got));
+                    std::size_t read = batches.front().store != nullptr ? hit - pulled : 0;
+                    for (const PoolBatch& b : batches) {
+                        if (b.store == nullptr || read == 0) break;
+                        std::size_t got =
+                            batched(read, batch_pages, [&](std::size_t off, std::size_t n) {
+                                auto r = b.store->get(std::span(b.keys).subspan(pulled + off, n),
+                                                      *b.host,
+                                                      std::span(b.pages).subspan(pulled + off, n));
+                                return r.isOk() ? *r : std::size_t{0};
+                            });
+                        read = std::min(read, got);
+                    }
+                    remote_out->store(static_cast<std::int64_t>(pulled));
+                    out->store(static_cast<std::int64_t>(pulled + read));
                 });
         } else {
             const auto usable = static_cast<std::size_t>(agreed);
             note(0x9F37C6, usable);
-            graft(*op, usable);
+            note(agreed_remote);
+            graft(*op, usable, agreed_remote);
             stats_.prefetch_pages += usable;
+            stats_.remote_prefetch_pages += agreed_remote;
             finished.push_back(op);
         }
     }
@@ -300,9 +377,11 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
     return Status::ok();
 }
 
-void CacheController::graft(PrefetchOp& op, std::size_t usable) {
+void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remote_pages) {
     // Walk below the anchor: pages the tree gained meanwhile keep their copy (ours is freed);
-    // device-only nodes adopt ours as their host copy; the rest becomes one host-only node.
+    // device-only nodes adopt ours as their host copy; the rest becomes one host-only node (two
+    // when it straddles the end of the remote part, so hits are counted per tier).
+    std::vector<Node*> adopted;
     std::vector<std::uint32_t> unused(op.host_pages.begin() + static_cast<long>(usable),
                                       op.host_pages.end());
     Node* node = op.anchor;
@@ -316,7 +395,15 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable) {
                                      op.keys.begin() + static_cast<long>(usable)),
                 std::vector<std::uint32_t>(op.host_pages.begin() + static_cast<long>(pos),
                                            op.host_pages.begin() + static_cast<long>(usable)));
-            c->from_storage = true;
+            if (remote_pages > pos && remote_pages < usable) {
+                Node* upper = tree_.split(c, remote_pages - pos);
+                upper->from_remote = true;
+                c->from_storage = true;
+                adopted.push_back(upper);
+            } else {
+                (remote_pages >= usable ? c->from_remote : c->from_storage) = true;
+            }
+            adopted.push_back(c);
             break;
         }
         Node* child = it->second.get();
@@ -330,12 +417,14 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable) {
             child->host_pages.assign(op.host_pages.begin() + static_cast<long>(pos),
                                      op.host_pages.begin() + static_cast<long>(pos + n));
             tree_.refresh(child);
+            adopted.push_back(child);
         }
         node = child;
         pos += n;
     }
     if (!unused.empty()) freeHostPages(unused);
     op.host_pages.clear();
+    publishRemote(adopted);
 }
 
 }  // namespace strata::controller

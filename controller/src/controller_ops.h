@@ -48,7 +48,8 @@ struct CacheController::Request {
     std::uint32_t priority = 0;  // raised along its path at insert (kPriority eviction)
 };
 
-// A prefetch from the storage tier: queried, then fetched, then grafted (each step agreed).
+// A prefetch from the remote and storage tiers: queried, then fetched, then grafted (each step
+// agreed).
 struct CacheController::PrefetchOp {
     enum class State : std::uint8_t { kQuerying, kFetching, kDone };
     RequestId id = 0;
@@ -64,6 +65,13 @@ struct CacheController::PrefetchOp {
         std::make_shared<std::atomic<std::int64_t>>(-1);
     std::shared_ptr<std::atomic<std::int64_t>> fetched_pages =
         std::make_shared<std::atomic<std::int64_t>>(-1);
+    // The leading part of query_pages / fetched_pages found in / pulled from the remote tier
+    // (written before them; meaningful once they are >= 0).
+    std::shared_ptr<std::atomic<std::int64_t>> remote_query =
+        std::make_shared<std::atomic<std::int64_t>>(0);
+    std::shared_ptr<std::atomic<std::int64_t>> remote_fetched =
+        std::make_shared<std::atomic<std::int64_t>>(0);
+    std::size_t remote_pages = 0;  // agreed: the leading pages to pull from the remote tier
 };
 
 // Pages of host nodes being written to the storage tier; each node holds one host path lock.

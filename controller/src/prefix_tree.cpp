@@ -91,6 +91,8 @@ Node* PrefixTree::split(Node* node, std::size_t upper_pages) {
     u->next_use = node->next_use;
     u->backup_op = node->backup_op;
     u->load_op = node->load_op;
+    u->from_storage = node->from_storage;
+    u->from_remote = node->from_remote;
 
     auto it = parent->children.find(u->keys.front());
     STRATA_CHECK(it != parent->children.end() && it->second.get() == node,
@@ -292,6 +294,7 @@ std::uint64_t PrefixTree::digest() const {
         d = core::foldDigest(d, n.backup_op);
         d = core::foldDigest(d, n.load_op);
         d = core::foldDigest(d, n.from_storage);
+        d = core::foldDigest(d, n.from_remote);
     });
     return d;
 }

@@ -2,9 +2,47 @@
 
 #include <fmt/format.h>
 
+#include "strata/config.h"
 #include "strata/io/hdf5_page_store.h"
+#if STRATA_HAVE_UCX
+#include "strata/comm/mpi_comm.h"
+#include "strata/comm/ucx/transport.h"
+#include "strata/io/remote_page_store.h"
+#endif
 
 namespace strata::runtime {
+
+#if STRATA_HAVE_UCX
+// The remote tier of one pool as the controller sees it.
+struct Cache::RemotePool final : controller::RemoteTier {
+    std::unique_ptr<io::RemotePageStore> store;
+    const pools::HostPool* pool = nullptr;
+    Result<std::size_t> exists(std::span<const core::PageKey> keys) override {
+        return store->exists(keys);
+    }
+    Result<std::size_t> get(std::span<const core::PageKey> keys,
+                            std::span<const std::uint32_t> host_pages) override {
+        return store->get(keys, *pool, host_pages);
+    }
+    Status publish(std::span<const core::PageKey> keys,
+                   std::span<const std::uint32_t> host_pages) override {
+        return store->publish(keys, host_pages);
+    }
+    Status retract(std::span<const core::PageKey> keys) override { return store->retract(keys); }
+};
+#else
+struct Cache::RemotePool final : controller::RemoteTier {
+    Result<std::size_t> exists(std::span<const core::PageKey>) override { return std::size_t{0}; }
+    Result<std::size_t> get(std::span<const core::PageKey>,
+                            std::span<const std::uint32_t>) override {
+        return std::size_t{0};
+    }
+    Status publish(std::span<const core::PageKey>, std::span<const std::uint32_t>) override {
+        return Status::ok();
+    }
+    Status retract(std::span<const core::PageKey>) override { return Status::ok(); }
+};
+#endif
 
 Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
                                              comm::DecisionGroup& group) {
@@ -61,10 +99,36 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
             cache->stores_.push_back(std::move(store));
         }
     }
+    if (options.remote_transport) {
+#if STRATA_HAVE_UCX
+        if (options.remote_group == nullptr) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "the remote tier needs its group (the ranks of the same shard)");
+        }
+        for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
+            io::RemoteStoreOptions ro;
+            ro.channel = static_cast<std::uint16_t>(options.remote_channel_base + i);
+            ro.timeout = options.remote_timeout;
+            auto rp = std::make_unique<RemotePool>();
+            rp->pool = &cache->host_pools_[i];
+            STRATA_ASSIGN_OR_RETURN(
+                rp->store, io::RemotePageStore::create(options.remote_transport,
+                                                       *options.remote_group, *rp->pool, ro));
+            cache->remotes_.push_back(std::move(rp));
+        }
+        // Every member's handlers are installed before any member publishes or looks up (a
+        // message to a rank without its handler yet would be dropped and cost a timeout).
+        STRATA_RETURN_IF_ERROR(options.remote_group->barrier());
+#else
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "the remote tier needs UCX: this build has none (STRATA_ENABLE_UCX)");
+#endif
+    }
     std::vector<controller::PoolPair> pairs;
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
         pairs.push_back({&cache->device_pools_[i], &cache->host_pools_[i],
-                         cache->stores_.empty() ? nullptr : cache->stores_[i].get()});
+                         cache->stores_.empty() ? nullptr : cache->stores_[i].get(),
+                         cache->remotes_.empty() ? nullptr : cache->remotes_[i].get()});
     }
     controller::ControllerConfig cc;
     cc.page_size = options.page_size;
@@ -101,6 +165,25 @@ io::StoreStats Cache::storageStats() const {
         total.write_seconds += st.write_seconds;
         total.read_seconds += st.read_seconds;
     }
+    return total;
+}
+
+RemoteTierStats Cache::remoteStats() const {
+    RemoteTierStats total;
+#if STRATA_HAVE_UCX
+    for (const auto& r : remotes_) {
+        const io::RemoteStoreStats st = r->store->remoteStats();
+        total.pages_published += st.pages_published;
+        total.pages_retracted += st.pages_retracted;
+        total.pages_pulled += st.pages_pulled;
+        total.bytes_pulled += st.bytes_pulled;
+        total.checksum_failures += st.checksum_failures;
+        total.timeouts += st.timeouts;
+        total.unavailable += st.unavailable;
+        total.rejected_messages = st.rejected_messages;
+        total.pull_seconds += st.pull_seconds;
+    }
+#endif
     return total;
 }
 

@@ -91,6 +91,9 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"prefetch_policy", c.prefetch_policy},
         {"data", c.data},
         {"warmup_fraction", c.warmup_fraction},
+        {"priority_levels", c.priority_levels},
+        {"remote", c.remote},
+        {"remote_timeout_ms", c.remote_timeout_ms},
     };
 }
 
@@ -140,6 +143,17 @@ nlohmann::json toJson(const RunReport& r) {
     j["storage"] = {{"pages_written", r.storage.pages_written},
                     {"pages_read", r.storage.pages_read},
                     {"checksum_failures", r.storage.checksum_failures}};
+    j["remote"] = {{"enabled", r.remote.enabled},
+                   {"pages_pulled", r.remote.pages_pulled},
+                   {"bytes", r.remote.bytes},
+                   {"pages_published", r.remote.pages_published},
+                   {"checksum_failures", r.remote.checksum_failures},
+                   {"rejected_messages", r.remote.rejected_messages},
+                   {"timeouts", r.remote.timeouts},
+                   {"pull_seconds", r.remote.pull_seconds},
+                   {"gb_per_s", r.remote.pull_seconds > 0 ? static_cast<double>(r.remote.bytes) /
+                                                                r.remote.pull_seconds / 1e9
+                                                          : 0.0}};
     j["elapsed_seconds"] = r.elapsed_seconds;
     j["config"] = r.config;
     return j;
@@ -211,6 +225,14 @@ std::string summaryText(const RunReport& r) {
         out +=
             fmt::format("  storage:     {} pages written, {} read, {} checksum failures\n",
                         r.storage.pages_written, r.storage.pages_read, r.storage.checksum_failures);
+    }
+    if (r.remote.enabled) {
+        out += fmt::format(
+            "  remote:      {} pages pulled ({:.1f} MB), {} published, {} checksum failures, {} "
+            "timeouts, {} rejected messages\n",
+            r.remote.pages_pulled, static_cast<double>(r.remote.bytes) / 1e6,
+            r.remote.pages_published, r.remote.checksum_failures, r.remote.timeouts,
+            r.remote.rejected_messages);
     }
     return out;
 }

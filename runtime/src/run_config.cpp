@@ -87,6 +87,12 @@ const std::vector<Field>& fields() {
         {"priority_levels", &RunConfig::priority_levels, "N",
          "eviction priority: a request's priority is a hash of its first block (--data none) or "
          "its first page of tokens modulo N (1 = all equal)"},
+        {"remote", &RunConfig::remote, "on|off|auto",
+         "remote tier: pages pulled from other DP replicas' host pools over UCX (auto = on when "
+         "DP > 1 and UCX is built); the synthetic workload then routes a session's turns to "
+         "different replicas"},
+        {"remote_timeout_ms", &RunConfig::remote_timeout_ms, "N",
+         "remote tier: time limit of one lookup-and-pull call in ms"},
     };
     return kFields;
 }
@@ -422,6 +428,8 @@ Status validateRunConfig(const RunConfig& config) {
                             config.host_ratio, whereOf(config, "host_ratio"));
     }
     STRATA_RETURN_IF_ERROR(checkChoice(config, "data", config.data, {"verify", "none"}));
+    STRATA_RETURN_IF_ERROR(checkChoice(config, "remote", config.remote, {"on", "off", "auto"}));
+    STRATA_RETURN_IF_ERROR(atLeast(config, "remote_timeout_ms", config.remote_timeout_ms, 1));
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "warmup_fraction ({} from {}) must be in [0, 1)",

@@ -78,6 +78,9 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     }
     STRATA_ASSIGN_OR_RETURN(o.prefetch_policy,
                             controller::parsePrefetchPolicy(cfg.prefetch_policy));
+    o.remote_transport = place.remote_transport;
+    o.remote_group = place.remote_group;
+    o.remote_timeout = std::chrono::milliseconds(cfg.remote_timeout_ms);
     return o;
 }
 
@@ -222,8 +225,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             Admission admission;
             PrefixDigests digests;
         };
-        // Requests about to be admitted look for their prefix in the storage tier first.
-        if (cache->hasStorage()) {
+        // Requests about to be admitted look for their prefix in the remote and storage tiers.
+        if (cache->hasStorage() || cache->hasRemote()) {
             const std::size_t horizon =
                 std::min(requests.size(),
                          pending.empty() ? requests.size() : pending.front() + 2 * cfg.batch);
@@ -287,7 +290,9 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             report.prompt_tokens += a.prompt_tokens;
             report.computed_tokens += a.computed_tokens;
             report.hit_tokens.device += a.device_hit_tokens;
-            report.hit_tokens.host += a.host_hit_tokens - a.storage_hit_tokens;
+            report.hit_tokens.host +=
+                a.host_hit_tokens - a.storage_hit_tokens - a.remote_hit_tokens;
+            report.hit_tokens.remote += a.remote_hit_tokens;
             report.hit_tokens.storage += a.storage_hit_tokens;
             STRATA_RETURN_IF_ERROR(cache->insert(live.spec->id));
             STRATA_RETURN_IF_ERROR(cache->release(live.spec->id));
@@ -321,6 +326,20 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.storage.pages_written = ss.pages_written;
     report.storage.pages_read = ss.pages_read;
     report.storage.checksum_failures = ss.checksum_failures;
+    if (cache->hasRemote()) {
+        const RemoteTierStats rs = cache->remoteStats();
+        report.remote.enabled = true;
+        report.remote.pages_pulled = rs.pages_pulled;
+        report.remote.bytes = rs.bytes_pulled;
+        report.remote.pages_published = rs.pages_published;
+        report.remote.checksum_failures = rs.checksum_failures;
+        report.remote.rejected_messages = rs.rejected_messages;
+        report.remote.timeouts = rs.timeouts;
+        report.remote.pull_seconds = rs.pull_seconds;
+        // Peers may still be pulling from this rank's host pools: every rank of the group is done
+        // with its requests before any unregisters its pools.
+        STRATA_RETURN_IF_ERROR(place.remote_group->barrier());
+    }
     return report;
 }
 

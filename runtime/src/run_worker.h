@@ -4,10 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "strata/comm/decision_group.h"
+#include "strata/comm/mpi_comm.h"
 #include "strata/core/status.h"
+#include "strata/runtime/cache.h"
 #include "strata/runtime/report.h"
 #include "strata/runtime/run_config.h"
 #include "strata/runtime/workload.h"
@@ -24,6 +27,10 @@ struct RankPlace {
     int dp_rank = 0, dp_size = 1;
     int replica_rank = 0;  // 0: this rank reports the replica's request-level counts
     int device = -1;       // the CUDA device bound to this rank (-1: none)
+    // Remote tier (null transport: none): the job's UCX transport and the ranks holding the same
+    // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
+    std::shared_ptr<comm::ucx::UcxTransport> remote_transport;
+    const comm::MpiComm* remote_group = nullptr;
 };
 
 // Observes each agreed round (consistency checks); may fail the run.

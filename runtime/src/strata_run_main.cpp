@@ -15,6 +15,10 @@
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_context.h"
 #include "strata/comm/mpi_decision_group.h"
+#include "strata/config.h"
+#if STRATA_HAVE_UCX
+#include "strata/comm/ucx/transport.h"
+#endif
 #include "strata/controller/cache_controller.h"
 #include "strata/core/check.h"
 #include "strata/core/log.h"
@@ -76,7 +80,8 @@ Result<std::vector<RequestSpec>> decodeRequests(const std::vector<std::byte>& in
     return out;
 }
 
-Result<std::vector<RequestSpec>> makeRequests(const RunConfig& cfg, int dp_rank) {
+Result<std::vector<RequestSpec>> makeRequests(const RunConfig& cfg, int dp_rank, int dp_size,
+                                              bool route_sessions) {
     if (cfg.workload != "synthetic") {
         // A trace: its first --requests requests, in trace order (DP replicas replay the same
         // trace; spreading it over replicas is a scheduler's job, not done here).
@@ -91,9 +96,24 @@ Result<std::vector<RequestSpec>> makeRequests(const RunConfig& cfg, int dp_rank)
     // Contexts up to 8K tokens keep the default run under a minute on two cores while still
     // overflowing the default device pool several times over.
     w.max_context_tokens = 8192;
-    // DP replicas serve different requests.
-    w.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(dp_rank);
-    return generateSynthetic(w);
+    if (!route_sessions || dp_size == 1) {
+        // DP replicas serve different requests.
+        w.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(dp_rank);
+        return generateSynthetic(w);
+    }
+    // With the remote tier: one workload for the job, whose turns a router spreads over the
+    // replicas, turn t of session s to replica (s + t) % dp. The next turn of a session goes to
+    // another replica, which finds the earlier turns' pages in the previous one's host pool.
+    w.requests = cfg.requests * static_cast<std::uint32_t>(dp_size);
+    STRATA_ASSIGN_OR_RETURN(auto all, generateSynthetic(w));
+    std::vector<RequestSpec> mine;
+    for (RequestSpec& r : all) {
+        if ((r.session + r.turn) % static_cast<std::uint32_t>(dp_size) ==
+            static_cast<std::uint32_t>(dp_rank)) {
+            mine.push_back(std::move(r));
+        }
+    }
+    return mine;
 }
 
 class ConsistencyObserver final : public RoundObserver {
@@ -119,6 +139,13 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         leader ? r->hit_tokens.device : 0,
         leader ? r->hit_tokens.host : 0,
         leader ? r->hit_tokens.storage : 0,
+        leader ? r->hit_tokens.remote : 0,
+        r->remote.pages_pulled,
+        r->remote.bytes,
+        r->remote.pages_published,
+        r->remote.checksum_failures,
+        r->remote.rejected_messages,
+        r->remote.timeouts,
         r->storage.pages_written,
         r->storage.pages_read,
         r->storage.checksum_failures,
@@ -141,7 +168,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         u.push_back(p.pages_mismatched);
     }
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
-    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds};
+    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
     std::vector<double> maxes = {r->elapsed_seconds, static_cast<double>(r->rounds),
                                  r->sync.mean_us, r->sync.p99_us,
@@ -154,6 +181,13 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->hit_tokens.device = u[i++];
     r->hit_tokens.host = u[i++];
     r->hit_tokens.storage = u[i++];
+    r->hit_tokens.remote = u[i++];
+    r->remote.pages_pulled = u[i++];
+    r->remote.bytes = u[i++];
+    r->remote.pages_published = u[i++];
+    r->remote.checksum_failures = u[i++];
+    r->remote.rejected_messages = u[i++];
+    r->remote.timeouts = u[i++];
     r->storage.pages_written = u[i++];
     r->storage.pages_read = u[i++];
     r->storage.checksum_failures = u[i++];
@@ -176,6 +210,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     }
     r->d2h.seconds = sums[0];
     r->h2d.seconds = sums[1];
+    r->remote.pull_seconds = sums[2];
     r->elapsed_seconds = maxes[0];
     r->rounds = static_cast<std::uint64_t>(maxes[1]);
     r->sync.mean_us = maxes[2];
@@ -329,10 +364,29 @@ int run(int argc, char** argv) {
         temp_storage = cfg.storage_dir;
     }
 
+    // The remote tier: on, off, or (auto) on when there are several replicas and UCX is built.
+    const bool remote =
+        cfg.remote == "on" || (cfg.remote == "auto" && STRATA_HAVE_UCX != 0 && grid.dpSize() > 1);
+    if (remote) {
+#if STRATA_HAVE_UCX
+        auto transport = comm::ucx::UcxTransport::create(grid.world());
+        if (!transport.isOk()) return fail(&ctx, transport.status());
+        place.remote_transport = std::move(transport).value();
+        place.remote_group = &grid.dpComm();
+#else
+        if (world_rank == 0) {
+            std::fprintf(stderr,
+                         "strata-run: --remote on needs UCX, and this build has none (configure "
+                         "with STRATA_ENABLE_UCX=ON and libucx-dev)\n");
+        }
+        return 2;
+#endif
+    }
+
     // Rank 0 of each replica makes the request list; the replica's ranks get the same one.
     std::vector<std::byte> encoded;
     if (place.replica_rank == 0) {
-        auto reqs = makeRequests(cfg, place.dp_rank);
+        auto reqs = makeRequests(cfg, place.dp_rank, place.dp_size, remote);
         if (!reqs.isOk()) return fail(&ctx, reqs.status());
         encoded = encodeRequests(*reqs);
     }
@@ -358,6 +412,7 @@ int run(int argc, char** argv) {
     report.cp = cfg.cp;
     report.pp = cfg.pp;
     report.dp = static_cast<std::uint32_t>(grid.dpSize());
+    report.remote.enabled = remote;
     if (observer) {
         report.consistency.rounds_checked = observer->checker().roundsChecked();
         report.consistency.divergences = observer->checker().divergences();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a strata-run command line and checks its JSON report (or its failure).
 
-usage: check_report.py [--expect-host-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
+usage: check_report.py [--expect-host-hits] [--expect-remote-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
                        [--expect-fail REGEX] [--twice] [--expect-pools NAME,...] -- COMMAND...
 The report goes to a temporary file (--report is appended to the command). With --twice the
 command runs two times on one fresh --storage-dir, and the second report must show storage hits.
@@ -18,6 +18,9 @@ import tempfile
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--expect-host-hits", action="store_true")
+    ap.add_argument("--expect-remote-hits", action="store_true",
+                    help="the remote tier must have served hits: hit_tokens.remote and "
+                         "remote.pages_pulled > 0, no rejected message")
     ap.add_argument("--expect-fail")
     ap.add_argument("--twice", action="store_true")
     ap.add_argument("--expect-pools", default=None,
@@ -98,6 +101,12 @@ def main():
     if not metadata_only:
         need(r["sync"]["rounds"] > 0, "sync.rounds = 0")
     need(r["storage"]["checksum_failures"] == 0, "checksum failures")
+    if a.expect_remote_hits:
+        rm = r["remote"]
+        need(rm["enabled"], "remote tier not enabled")
+        need(h["remote"] > 0, "no remote hits")
+        need(rm["pages_pulled"] > 0 and rm["bytes"] > 0, "remote.pages_pulled = 0")
+        need(rm["rejected_messages"] == 0, f"remote.rejected_messages = {rm['rejected_messages']}")
     if a.twice:
         need(h["storage"] > 0, "no storage hits in the second run")
     pools = r.get("pools", {})
@@ -113,8 +122,9 @@ def main():
                  f"{r['pages_verified']}")
     if errors:
         sys.exit("report check failed: " + "; ".join(errors) + "\n" + out[-3000:])
-    print(f"ok: {r['requests']} requests, hit rate {r['hit_rate']['total']:.3f}, "
-          f"{r['pages_verified']} pages verified, {c['rounds_checked']} rounds checked")
+    print(f"ok: {r['requests']} requests, hit rate {r['hit_rate']['total']:.3f} (remote "
+          f"{r['hit_rate']['remote']:.3f}), {r['pages_verified']} pages verified, "
+          f"{c['rounds_checked']} rounds checked")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ struct HarnessOptions {
     std::uint64_t seed = 1;
     kernels::HostLayout layout = kernels::HostLayout::kPageFirst;
     io::PageStore* store = nullptr;  // storage tier (e.g. a testing::MemoryPageStore)
+    RemoteTier* remote = nullptr;    // remote tier (e.g. a FakeRemote of remote_test.cpp)
     StorageConfig storage;
 };
 
@@ -59,13 +60,14 @@ public:
         cc.write_policy = o.policy;
         cc.eviction_policy = o.eviction;
         cc.storage = o.storage;
-        ctl_ = std::move(CacheController::create(cc, *backend_,
-                                                 {{dev_.get(), host_.get(), o.store}}, group_))
+        ctl_ = std::move(CacheController::create(
+                             cc, *backend_, {{dev_.get(), host_.get(), o.store, o.remote}}, group_))
                    .value();
     }
     ~Harness() { ctl_.reset(); }
 
     CacheController& ctl() { return *ctl_; }
+    const pools::HostPool& hostPool() const { return *host_; }
     std::uint32_t pageSize() const { return o_.page_size; }
 
     std::vector<core::PageKey> keys(const std::vector<std::int32_t>& tokens) const {

@@ -75,11 +75,32 @@ struct ControllerConfig {
     StorageConfig storage;
 };
 
+// The remote tier of one pool: host pools of the ranks holding the same shard in other DP replicas
+// (runtime/ adapts io::RemotePageStore to it; tests use an in-process fake). Keys are storage keys
+// (core::storageKey: pool, stage and per-TP suffix). exists() and get() run on the storage worker;
+// publish() and retract() on the scheduler thread, possibly while the worker is in exists()/get(),
+// so an implementation must allow that. publish() reads the pages' bytes now (checksums): they
+// must hold the keys' pages when it is called; retract() comes before their slots are reused.
+class RemoteTier {
+public:
+    virtual ~RemoteTier() = default;
+    // Leading run of keys that another rank holds (a lookup, no bytes moved).
+    virtual Result<std::size_t> exists(std::span<const PageKey> keys) = 0;
+    // Pulls the leading run of keys into host_pages of this pool; returns how many were served
+    // (pulled and verified).
+    virtual Result<std::size_t> get(std::span<const PageKey> keys,
+                                    std::span<const std::uint32_t> host_pages) = 0;
+    virtual Status publish(std::span<const PageKey> keys,
+                           std::span<const std::uint32_t> host_pages) = 0;
+    virtual Status retract(std::span<const PageKey> keys) = 0;
+};
+
 // One pool of the rank: its device and host tiers share page indices (the anchor's).
 struct PoolPair {
     pools::DevicePool* device = nullptr;
     pools::HostPool* host = nullptr;
     io::PageStore* store = nullptr;  // the storage tier of this pool; null: none (all or none)
+    RemoteTier* remote = nullptr;    // the remote tier of this pool; null: none (all or none)
 };
 
 using RequestId = std::uint64_t;
@@ -89,7 +110,8 @@ class StorageWorker;
 struct Admission {
     std::size_t prompt_tokens = 0;
     std::size_t device_hit_tokens = 0;   // reused from device
-    std::size_t host_hit_tokens = 0;     // loaded back from host (storage_hit_tokens included)
+    std::size_t host_hit_tokens = 0;     // loaded back from host (remote and storage hits included)
+    std::size_t remote_hit_tokens = 0;   // of those, pulled from peers' host pools by a prefetch
     std::size_t storage_hit_tokens = 0;  // of those, fetched from the storage tier by a prefetch
     std::size_t computed_tokens = 0;     // the worker computes tokens [reused, prompt)
     std::size_t reusedTokens() const noexcept { return device_hit_tokens + host_hit_tokens; }
@@ -109,6 +131,8 @@ struct ControllerStats {
     std::uint64_t consistency_checks = 0;
     std::uint64_t storage_backup_pages = 0;  // pages handed to the store (this rank writes them)
     std::uint64_t prefetches = 0, prefetch_pages = 0, prefetch_timeouts = 0;
+    std::uint64_t remote_prefetch_pages = 0;  // of prefetch_pages, pulled from the remote tier
+    std::uint64_t remote_published_pages = 0, remote_retracted_pages = 0;
     double backup_seconds = 0, load_seconds = 0;  // issue-to-reap time, summed per op
     std::uint64_t backup_bytes = 0, load_bytes = 0;
 };
@@ -140,11 +164,14 @@ public:
     Result<Admission> admit(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens,
                             std::uint32_t priority = 0);
 
-    // Starts fetching, from the storage tier, the pages of a prompt beyond what the device and host
-    // hold (when at least the threshold): existence query, then (at an agreed step) host pages and
-    // a read, then (at a later agreed step) the pages join the tree as host-only nodes. Collective
-    // in the sense of every decision call: every rank makes it for the same request at the same
-    // point. No-op without a storage tier, or when id already has a prefetch.
+    // Starts fetching, from the remote tier (peers' host pools) and then the storage tier, the
+    // pages of a prompt beyond what the device and host hold (when at least the threshold):
+    // existence query (remote first, storage for the rest), then (at an agreed step: the MIN of the
+    // group's hit lengths, remote and in all) host pages and the pulls/reads, then (at a later
+    // agreed step) the pages join the tree as host-only nodes, the leading remote part counted as
+    // remote hits. Collective in the sense of every decision call: every rank makes it for the same
+    // request at the same point. No-op without a remote or storage tier, or when id already has a
+    // prefetch.
     Status prefetch(RequestId id, std::span<const PageKey> keys, std::size_t prompt_tokens);
 
     // True once request id may be admitted under the prefetch policy (always true without a
@@ -254,7 +281,12 @@ private:
     std::deque<std::unique_ptr<PrefetchOp>> prefetches_;
     std::map<RequestId, PrefetchOp*> prefetch_by_id_;
     std::deque<std::unique_ptr<StorageBackup>> storage_backups_;
+    // A remote or storage tier below the host pools (the worker runs their calls).
     bool hasStorage() const noexcept { return worker_ != nullptr; }
+    bool hasStore() const noexcept { return pools_.front().store != nullptr; }
+    bool hasRemote() const noexcept { return pools_.front().remote != nullptr; }
+    void publishRemote(const std::vector<Node*>& nodes);
+    void retractRemote(const Node* node);
     bool writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept;
     PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec) const;
     struct PoolBatch;  // pages of one pool for one store call
@@ -264,10 +296,11 @@ private:
     struct StorageSlots {
         std::size_t backups = 0;
         std::vector<std::pair<PrefetchOp*, std::size_t>> progress, timeouts;
+        std::vector<std::size_t> remote;  // one per progress entry: its remote part
     };
     void addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots);
     Status applyStorageDecisions(const comm::DecisionVector& v, const StorageSlots& slots);
-    void graft(PrefetchOp& op, std::size_t usable_pages);
+    void graft(PrefetchOp& op, std::size_t usable_pages, std::size_t remote_pages);
     std::uint64_t decision_digest_ = 0;
     std::uint64_t host_allocations_ = 0;  // for fail_host_allocation
     void note(std::uint64_t a, std::uint64_t b = 0);

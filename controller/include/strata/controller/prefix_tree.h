@@ -52,6 +52,7 @@ struct Node {
     std::uint64_t backup_op = 0;    // != 0: a device->host copy of this node is in flight
     std::uint64_t load_op = 0;      // != 0: a host->device copy into this node is in flight
     bool from_storage = false;      // host pages fetched from the storage tier, not yet loaded
+    bool from_remote = false;       // host pages pulled from the remote tier, not yet loaded
 
     std::size_t numPages() const noexcept { return keys.size(); }
     bool onDevice() const noexcept { return !device_pages.empty(); }

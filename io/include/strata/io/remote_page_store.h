@@ -8,7 +8,9 @@
 // costs one bounded timeout per call and a back-off, never a hang. Built only with UCX
 // (STRATA_HAVE_UCX); UCX appears in no public header.
 // Ownership: shares the transport; borrows the host pool, which must outlive the store.
-// Thread-safety: one thread at a time per store; the transport's progress thread serves peers.
+// Thread-safety: one thread at a time in exists()/get(); publish()/retract() may run on another
+// thread meanwhile (the controller publishes from its scheduler thread while its storage worker
+// pulls); the transport's progress thread serves peers.
 #pragma once
 
 #include <chrono>

@@ -5,6 +5,7 @@
 // Ownership: borrows the decision group (must outlive the Cache). Thread-safety: one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -19,6 +20,13 @@
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
 #include "strata/pools/pool_spec.h"
+
+namespace strata::comm {
+class MpiComm;
+}
+namespace strata::comm::ucx {
+class UcxTransport;
+}
 
 namespace strata::runtime {
 
@@ -52,6 +60,23 @@ struct CacheOptions {
     int world_rank = 0;
     std::uint32_t first_layer = 0;  // of this pipeline stage's layer slice
     bool pipeline = false;          // several stages: stored pages name their layer slice
+    // Remote tier (peers' host pools over UCX): on when remote_transport is set (built with UCX
+    // only: kNotSupported otherwise). remote_group: the ranks that hold the same shards as this
+    // one in other DP replicas (same tp, cp and pp coordinates: Grid::dpComm()); used during
+    // create() only. Every pool gets a RemotePageStore on channel remote_channel_base + index.
+    std::shared_ptr<comm::ucx::UcxTransport> remote_transport;
+    const comm::MpiComm* remote_group = nullptr;
+    std::chrono::milliseconds remote_timeout{500};
+    std::uint16_t remote_channel_base = 1;
+};
+
+// Figures of the remote tier summed over the pools (zero without one).
+struct RemoteTierStats {
+    std::uint64_t pages_published = 0, pages_retracted = 0;
+    std::uint64_t pages_pulled = 0, bytes_pulled = 0;
+    std::uint64_t checksum_failures = 0, timeouts = 0, unavailable = 0;
+    std::uint64_t rejected_messages = 0;  // the transport's (shared by the pools: counted once)
+    double pull_seconds = 0;
 };
 
 class Cache {
@@ -96,6 +121,9 @@ public:
     // work is in flight (after drain()): the stores' counters belong to the storage worker.
     io::StoreStats storageStats() const;
     bool hasStorage() const noexcept { return !stores_.empty(); }
+    // Summed statistics of the remote tier; safe while the storage worker runs (atomic counters).
+    RemoteTierStats remoteStats() const;
+    bool hasRemote() const noexcept { return !remotes_.empty(); }
     std::uint32_t numLayers() const noexcept;
     std::size_t hostCapacityTokens() const noexcept;
 
@@ -108,6 +136,8 @@ private:
     std::vector<pools::DevicePool> device_pools_;         // must outlive controller_
     std::vector<pools::HostPool> host_pools_;             // must outlive controller_
     std::vector<std::unique_ptr<io::PageStore>> stores_;  // must outlive controller_
+    struct RemotePool;  // a RemotePageStore and its controller::RemoteTier adapter
+    std::vector<std::unique_ptr<RemotePool>> remotes_;  // must outlive controller_
     std::unique_ptr<controller::CacheController> controller_;
 };
 

@@ -48,6 +48,18 @@ struct StorageStats {
     std::uint64_t checksum_failures = 0;
 };
 
+// The remote tier (pages pulled from other replicas' host pools), summed over ranks.
+struct RemoteReport {
+    bool enabled = false;
+    std::uint64_t pages_pulled = 0;       // served: pulled and checksum-verified
+    std::uint64_t bytes = 0;              // bytes of those pages
+    std::uint64_t pages_published = 0;    // pages announced to the directory
+    std::uint64_t checksum_failures = 0;  // pulled but not served (slot reused meanwhile)
+    std::uint64_t rejected_messages = 0;  // control messages that failed authentication
+    std::uint64_t timeouts = 0;           // lookups or pulls whose peer did not answer in time
+    double pull_seconds = 0;              // summed time in pulls (bandwidth = bytes / seconds)
+};
+
 struct EvictionStats {
     std::uint64_t device_pages = 0;
     std::uint64_t host_pages = 0;
@@ -90,6 +102,7 @@ struct RunReport {
     SyncStats sync;
     ConsistencyStats consistency;
     StorageStats storage;
+    RemoteReport remote;
     double elapsed_seconds = 0;
     nlohmann::json config = nlohmann::json::object();  // the effective configuration (echo)
 };
@@ -107,8 +120,10 @@ nlohmann::json configToJson(const RunConfig& config);
 // "sync": {"rounds","mean_us","p99_us"}, "hit_rate": {"device","host","remote","storage","total"}
 // (fractions of prompt tokens, 0 without prompt tokens), "transfer": {"d2h","h2d"} each
 // {"bytes","seconds","gb_per_s","pages"}, "storage": {"pages_written","pages_read",
-// "checksum_failures"}, plus model, backend, workload, backups, loads, evictions, write_back_pages,
-// dropped_pages, rejected_admissions, elapsed_seconds and "config".
+// "checksum_failures"}, "remote": {"enabled","pages_pulled","bytes","pages_published",
+// "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, plus model,
+// backend, workload, backups, loads, evictions, write_back_pages, dropped_pages,
+// rejected_admissions, elapsed_seconds and "config".
 nlohmann::json toJson(const RunReport& report);
 
 // Writes toJson(report) (indented) to `path`, replacing the file. kIoError with the errno text when
