@@ -2,8 +2,10 @@
 # GPU benches, kernel tests and compute-sanitizer on a GPU machine (header-only packages carried
 # under .deps/root, as for gpu-check.sh). Writes at most 8 files to $OUT: log.txt (everything, in
 # order), ctest.log, sanitizer.log, transfer.json, overlap.json, nccl.json,
-# strata_run_cuda.json, strata_run_tp2.json. Usage: OUT=DIR launch/gpu-bench.sh [quick|full|multi]
-#   quick: kernel tests, transfer (with --sweep) and overlap benches, sanitizers on kernel tests
+# strata_run_cuda.json, strata_run_tp2.json.
+# Usage: OUT=DIR launch/gpu-bench.sh [quick|quick2|full|multi]
+#   quick: kernel tests, transfer and overlap benches (with --sweep), sanitizers on kernel tests
+#   quick2: quick + (with 2 GPUs) mpirun -np 2 strata-bench nccl
 #   full:  + the whole build, ctest and strata-run --backend cuda
 #   multi: full + (with 2 GPUs) mpirun -np 2 strata-bench nccl and strata-run --tp 2
 set -uo pipefail
@@ -28,7 +30,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLU
 grep "strata: CUDA" "$out/configure.tmp"; rm -f "$out/configure.tmp"
 step build
 targets="strata-bench kernels_cuda_test"
-[ "$mode" != quick ] && targets=""
+[ "$mode" != quick ] && [ "$mode" != quick2 ] && targets=""
 if [ -n "$targets" ]; then
     cmake --build build-gpu -j 16 --target $targets > build.tmp 2>&1 || {
         grep -E "error|FAILED" -A3 build.tmp | head -60; exit 1; }
@@ -47,24 +49,31 @@ sweep="--sweep"
 $bin/strata-bench --json "$out/transfer.json" transfer $sweep
 echo "transfer exit $?"
 step overlap bench
-$bin/strata-bench --json "$out/overlap.json" overlap
+$bin/strata-bench --json "$out/overlap.json" overlap $sweep
 echo "overlap exit $?"
-if [ "$mode" = multi ] && [ "$ngpu" -ge 2 ]; then
+if { [ "$mode" = multi ] || [ "$mode" = quick2 ]; } && [ "$ngpu" -ge 2 ]; then
     step nccl bench, 2 ranks
     mpirun -np 2 --bind-to none $bin/strata-bench --json "$out/nccl.json" nccl
     echo "nccl exit $?"
 fi
 step compute-sanitizer memcheck
-filter='AllLayouts/*all_p16*:CudaBackend.*:CudaStripedLoad.*'
+filter='AllLayouts/*all_p16*:CudaBackend.*'
 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 "$kt" --gtest_brief=1 \
     --gtest_filter="$filter" > "$out/sanitizer.log" 2>&1
 echo "memcheck exit $?"
 grep -E "^========= +[^ H]" "$out/sanitizer.log" | sort | uniq -c | sort -rn | head -20
+# The NCCL test runs under memcheck with API-error reports off: ncclCommInitRank of this
+# machine's NCCL (2.28.3) probes every kernel of its own build with cudaFuncGetAttributes, and
+# the ones built for other architectures answer "no kernel image" (4 reports, all inside
+# libnccl, none from a Strata call; NCCL ignores them). Memory-access checks stay on.
+compute-sanitizer --tool memcheck --report-api-errors no --leak-check full --error-exitcode 9 \
+    "$kt" --gtest_brief=1 --gtest_filter='CudaStripedLoad.*' >> "$out/sanitizer.log" 2>&1
+echo "memcheck (NCCL test, API errors not reported) exit $?"
 step compute-sanitizer racecheck
 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 9 "$kt" --gtest_brief=1 \
     --gtest_filter='AllLayouts/*all_p16*:CudaBackend.*' >> "$out/sanitizer.log" 2>&1
 echo "racecheck exit $?"; grep "RACECHECK SUMMARY" "$out/sanitizer.log"
-if [ "$mode" != quick ]; then
+if [ "$mode" != quick ] && [ "$mode" != quick2 ]; then
     step strata-run cuda
     $bin/strata-run --backend cuda --report "$out/strata_run_cuda.json" 2>&1 | tail -9
     echo "strata-run cuda exit ${PIPESTATUS[0]}"

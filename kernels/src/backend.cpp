@@ -30,6 +30,8 @@ std::string_view copyPathName(CopyPath path) noexcept {
             return "kernel_bulk";
         case CopyPath::kCopyEngine:
             return "copy_engine";
+        case CopyPath::kStaged:
+            return "staged";
     }
     return "unknown";
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -147,6 +148,16 @@ public:
     ~CudaStream() override {
         DeviceGuard guard(device_);
         logRelease(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+        if (aux_ != nullptr) {
+            logRelease(cudaStreamSynchronize(aux_), "cudaStreamSynchronize");
+            logRelease(cudaStreamDestroy(aux_), "cudaStreamDestroy");
+        }
+        for (std::byte* slot : staging_) {
+            if (slot != nullptr) logRelease(cudaFree(slot), "cudaFree");
+        }
+        for (cudaEvent_t e : {start_, aux_done_, loaded_[0], loaded_[1], freed_[0], freed_[1]}) {
+            if (e != nullptr) logRelease(cudaEventDestroy(e), "cudaEventDestroy");
+        }
         for (StagingSlot& slot : slots_) {
             slot.release();
             if (slot.done != nullptr) logRelease(cudaEventDestroy(slot.done), "cudaEventDestroy");
@@ -159,71 +170,10 @@ public:
                                             job.layer_begin, job.layer_end));
         if (job.pages.empty()) return Status::ok();
         DeviceGuard guard(device_);
-        STRATA_ASSIGN_OR_RETURN(std::byte * host_base, deviceAddressOfHost(job.host.base));
-
-        const PoolGeometry& g = job.geometry;
-        const bool h2d = job.direction == Direction::kHostToDevice;
-        const std::size_t chunk_bytes = std::size_t{g.page_size} * g.row_bytes;
-        CopyPath path = tuning_.path;
-        if (path == CopyPath::kAuto) {
-            const std::size_t threshold =
-                h2d ? tuning_.copy_engine_min_chunk_h2d : tuning_.copy_engine_min_chunk_d2h;
-            const bool contiguous = job.host.layout != HostLayout::kPageFirst;
-            path = contiguous && threshold > 0 && chunk_bytes >= threshold
-                       ? CopyPath::kCopyEngine
-                       : (h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h);
-        }
+        const CopyPath path = choosePath(job);
         if (path == CopyPath::kCopyEngine) return enqueueCopyEngine(job);
-
-        bool aligned = (reinterpret_cast<std::uintptr_t>(host_base) & 15u) == 0;
-        for (std::size_t i = 0; i < std::size_t{g.num_buffers} * g.num_layers; ++i) {
-            aligned =
-                aligned && (reinterpret_cast<std::uintptr_t>(job.device.layer_ptrs[i]) & 15u) == 0;
-        }
-        const std::size_t table_bytes =
-            std::size_t{g.num_buffers} * g.num_layers * sizeof(std::byte*);
-        const std::size_t pages_bytes = job.pages.size() * 2 * sizeof(std::uint32_t);
-        STRATA_ASSIGN_OR_RETURN(StagingSlot * slot, acquireSlot(table_bytes + pages_bytes));
-
-        std::memcpy(slot->host, job.device.layer_ptrs, table_bytes);
-        auto* staged_pages = reinterpret_cast<std::uint32_t*>(slot->host + table_bytes);
-        for (std::size_t i = 0; i < job.pages.size(); ++i) {
-            staged_pages[2 * i] = job.pages[i].device_page;
-            staged_pages[2 * i + 1] = job.pages[i].host_page;
-        }
-        cudaError_t err = cudaMemcpyAsync(slot->device, slot->host, table_bytes + pages_bytes,
-                                          cudaMemcpyHostToDevice, stream_);
-        if (err != cudaSuccess) return cudaError(err, "cudaMemcpyAsync (copy job staging)");
-
-        CudaCopyParams params;
-        params.layer_ptrs = reinterpret_cast<std::byte* const*>(slot->device);
-        params.pages = reinterpret_cast<const std::uint32_t*>(slot->device + table_bytes);
-        params.num_pages = static_cast<std::uint32_t>(job.pages.size());
-        params.host_base = host_base;
-        params.host_capacity_tokens = job.host.capacity_tokens;
-        params.host_layout = static_cast<std::uint32_t>(job.host.layout);
-        params.num_layers = g.num_layers;
-        params.num_buffers = g.num_buffers;
-        params.page_size = g.page_size;
-        params.row_bytes = g.row_bytes;
-        params.layer_begin = job.layer_begin;
-        params.layer_end = job.layer_end;
-        params.device_to_host = job.direction == Direction::kDeviceToHost;
-        const bool bulk = path == CopyPath::kKernelBulk && bulkCopyPossible(params, aligned);
-        CudaKernelKnobs knobs;
-        knobs.max_blocks = tuning_.max_blocks;
-        knobs.warp_threads = tuning_.warp_threads;
-        knobs.bulk_pipes = tuning_.bulk_pipes;
-        knobs.bulk_stage_bytes = tuning_.bulk_stage_bytes;
-        const CudaKernelPlan plan = planCopyKernel(params, bulk, knobs);
-        last_plan_ = {bulk ? CopyPath::kKernelBulk : CopyPath::kKernelWarp, plan.blocks};
-        const auto launch = static_cast<cudaError_t>(launchCopyPages(params, plan, stream_));
-        // The staging memcpy is queued whatever the launch did: guard the slot until it is done.
-        slot->in_use = true;
-        err = cudaEventRecord(slot->done, stream_);
-        if (launch != cudaSuccess) return cudaError(launch, "transfer kernel launch");
-        if (err != cudaSuccess) return cudaError(err, "cudaEventRecord (staging slot)");
-        return Status::ok();
+        if (path == CopyPath::kStaged) return enqueueStaged(job);
+        return enqueueKernel(job, path, stream_);
     }
 
     Result<EventPtr> record() override {
@@ -256,6 +206,197 @@ public:
 private:
     CudaStream(int device, cudaStream_t stream, const CopyTuning& tuning) noexcept
         : device_(device), stream_(stream), tuning_(tuning) {}
+
+    // The kernel path on `stream` (this stream, or the staged path's second stream).
+    Status enqueueKernel(const CopyJob& job, CopyPath path, cudaStream_t stream) {
+        STRATA_ASSIGN_OR_RETURN(std::byte * host_base, deviceAddressOfHost(job.host.base));
+
+        const PoolGeometry& g = job.geometry;
+        bool aligned = (reinterpret_cast<std::uintptr_t>(host_base) & 15u) == 0;
+        for (std::size_t i = 0; i < std::size_t{g.num_buffers} * g.num_layers; ++i) {
+            aligned =
+                aligned && (reinterpret_cast<std::uintptr_t>(job.device.layer_ptrs[i]) & 15u) == 0;
+        }
+        const std::size_t table_bytes =
+            std::size_t{g.num_buffers} * g.num_layers * sizeof(std::byte*);
+        const std::size_t pages_bytes = job.pages.size() * 2 * sizeof(std::uint32_t);
+        STRATA_ASSIGN_OR_RETURN(StagingSlot * slot, acquireSlot(table_bytes + pages_bytes));
+
+        std::memcpy(slot->host, job.device.layer_ptrs, table_bytes);
+        auto* staged_pages = reinterpret_cast<std::uint32_t*>(slot->host + table_bytes);
+        for (std::size_t i = 0; i < job.pages.size(); ++i) {
+            staged_pages[2 * i] = job.pages[i].device_page;
+            staged_pages[2 * i + 1] = job.pages[i].host_page;
+        }
+        cudaError_t err = cudaMemcpyAsync(slot->device, slot->host, table_bytes + pages_bytes,
+                                          cudaMemcpyHostToDevice, stream);
+        if (err != cudaSuccess) return cudaError(err, "cudaMemcpyAsync (copy job staging)");
+
+        CudaCopyParams params;
+        params.layer_ptrs = reinterpret_cast<std::byte* const*>(slot->device);
+        params.pages = reinterpret_cast<const std::uint32_t*>(slot->device + table_bytes);
+        params.num_pages = static_cast<std::uint32_t>(job.pages.size());
+        params.host_base = host_base;
+        params.host_capacity_tokens = job.host.capacity_tokens;
+        params.host_layout = static_cast<std::uint32_t>(job.host.layout);
+        params.num_layers = g.num_layers;
+        params.num_buffers = g.num_buffers;
+        params.page_size = g.page_size;
+        params.row_bytes = g.row_bytes;
+        params.layer_begin = job.layer_begin;
+        params.layer_end = job.layer_end;
+        params.device_to_host = job.direction == Direction::kDeviceToHost;
+        const bool bulk = path == CopyPath::kKernelBulk && bulkCopyPossible(params, aligned);
+        CudaKernelKnobs knobs;
+        knobs.max_blocks = tuning_.max_blocks;
+        knobs.warp_threads = tuning_.warp_threads;
+        knobs.warp_unroll = tuning_.warp_loads_in_flight;
+        knobs.bulk_pipes = tuning_.bulk_pipes;
+        knobs.bulk_stage_bytes = tuning_.bulk_stage_bytes;
+        const CudaKernelPlan plan = planCopyKernel(params, bulk, knobs);
+        last_plan_ = {bulk ? CopyPath::kKernelBulk : CopyPath::kKernelWarp, plan.blocks};
+        const auto launch = static_cast<cudaError_t>(launchCopyPages(params, plan, stream));
+        // The staging memcpy is queued whatever the launch did: guard the slot until it is done.
+        slot->in_use = true;
+        err = cudaEventRecord(slot->done, stream);
+        if (launch != cudaSuccess) return cudaError(launch, "transfer kernel launch");
+        if (err != cudaSuccess) return cudaError(err, "cudaEventRecord (staging slot)");
+        return Status::ok();
+    }
+
+    // kAuto's choice, or the job's or the tuning's forced path where it can run the job.
+    CopyPath choosePath(const CopyJob& job) const {
+        const PoolGeometry& g = job.geometry;
+        const bool h2d = job.direction == Direction::kHostToDevice;
+        const bool whole_pages = job.host.layout != HostLayout::kLayerFirst &&
+                                 job.layer_begin == 0 && job.layer_end == g.num_layers &&
+                                 g.bytesPerPage() <= tuning_.staging_slot_bytes;
+        CopyPath path = job.path != CopyPath::kAuto ? job.path : tuning_.path;
+        if (path == CopyPath::kStaged && !whole_pages) path = CopyPath::kAuto;
+        if (path != CopyPath::kAuto) return path;
+        const std::size_t staged_min =
+            h2d ? tuning_.staged_min_page_h2d : tuning_.staged_min_page_d2h;
+        if (whole_pages && staged_min > 0 && g.bytesPerPage() >= staged_min) {
+            return CopyPath::kStaged;
+        }
+        const std::size_t chunk_bytes = std::size_t{g.page_size} * g.row_bytes;
+        const std::size_t threshold =
+            h2d ? tuning_.copy_engine_min_chunk_h2d : tuning_.copy_engine_min_chunk_d2h;
+        const bool contiguous = job.host.layout != HostLayout::kPageFirst;
+        return contiguous && threshold > 0 && chunk_bytes >= threshold
+                   ? CopyPath::kCopyEngine
+                   : (h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h);
+    }
+
+    // Creates the staged path's second stream, events and two device slots on first use.
+    Status ensureStaging() {
+        if (aux_ != nullptr) return Status::ok();
+        int least = 0;
+        int greatest = 0;
+        cudaError_t err = cudaDeviceGetStreamPriorityRange(&least, &greatest);
+        if (err != cudaSuccess) return cudaError(err, "cudaDeviceGetStreamPriorityRange");
+        int priority = 0;
+        err = cudaStreamGetPriority(stream_, &priority);
+        if (err != cudaSuccess) return cudaError(err, "cudaStreamGetPriority");
+        for (cudaEvent_t* e :
+             {&start_, &aux_done_, &loaded_[0], &loaded_[1], &freed_[0], &freed_[1]}) {
+            err = cudaEventCreateWithFlags(e, cudaEventDisableTiming);
+            if (err != cudaSuccess) return cudaError(err, "cudaEventCreateWithFlags (staged)");
+        }
+        for (std::byte*& slot : staging_) {
+            void* p = nullptr;
+            err = cudaMalloc(&p, tuning_.staging_slot_bytes);
+            if (err != cudaSuccess) return cudaError(err, "cudaMalloc (staging slot)");
+            slot = static_cast<std::byte*>(p);
+        }
+        cudaStream_t aux = nullptr;
+        err = cudaStreamCreateWithPriority(&aux, cudaStreamNonBlocking, priority);
+        if (err != cudaSuccess) return cudaError(err, "cudaStreamCreateWithPriority (staged)");
+        aux_ = aux;
+        return Status::ok();
+    }
+
+    // One copy-engine batch between whole host page blobs of `pages` and staging slot `slot`
+    // (page i of the batch at i * page_bytes), on this stream.
+    Status stagedBlobs(const CopyJob& job, std::span<const PageCopy> pages, std::byte* slot) {
+        const std::size_t page_bytes = job.geometry.bytesPerPage();
+        const bool h2d = job.direction == Direction::kHostToDevice;
+        ce_dsts_.clear();
+        ce_srcs_.clear();
+        for (std::size_t i = 0; i < pages.size(); ++i) {
+            std::byte* host = job.host.base + std::size_t{pages[i].host_page} * page_bytes;
+            std::byte* staged = slot + i * page_bytes;
+            ce_dsts_.push_back(h2d ? staged : host);
+            ce_srcs_.push_back(h2d ? host : staged);
+        }
+        ce_sizes_.assign(ce_dsts_.size(), page_bytes);
+        cudaMemcpyAttributes attrs{};
+        attrs.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+        attrs.flags = cudaMemcpyFlagPreferOverlapWithCompute;
+        std::size_t attrs_index = 0;
+        cudaError_t err = cudaMemcpyBatchAsync(
+            reinterpret_cast<void* const*>(ce_dsts_.data()),
+            reinterpret_cast<const void* const*>(ce_srcs_.data()), ce_sizes_.data(),
+            ce_dsts_.size(), &attrs, &attrs_index, 1, stream_);
+        if (err != cudaSuccess) return cudaError(err, "cudaMemcpyBatchAsync (staged)");
+        return Status::ok();
+    }
+
+    // kStaged: batches of whole pages alternate between two device slots. Load: copy engine
+    // (this stream) host blobs -> slot, then the warp kernel (second stream) slot -> pool slots.
+    // Backup: the kernel (second stream) pool -> slot, then the copy engine slot -> host blobs.
+    // A slot is refilled only after the other stream has finished with its last batch; the job
+    // completes on this stream (a load waits for the last re-layout).
+    Status enqueueStaged(const CopyJob& job) {
+        STRATA_RETURN_IF_ERROR(ensureStaging());
+        const PoolGeometry& g = job.geometry;
+        const bool h2d = job.direction == Direction::kHostToDevice;
+        const std::size_t per_slot = tuning_.staging_slot_bytes / g.bytesPerPage();
+        cudaError_t err = cudaEventRecord(start_, stream_);
+        if (err == cudaSuccess) err = cudaStreamWaitEvent(aux_, start_, 0);
+        if (err != cudaSuccess) return cudaError(err, "ordering the staged path's streams");
+        CopyPlan kernel_plan;
+        std::size_t batch = 0;
+        for (std::size_t first = 0; first < job.pages.size(); first += per_slot, ++batch) {
+            const std::size_t n = std::min(per_slot, job.pages.size() - first);
+            const std::size_t s = batch % 2;
+            const std::span<const PageCopy> pages(job.pages.data() + first, n);
+            CopyJob relayout = job;  // the slot seen as a host pool of n pages in the job's layout
+            relayout.host = HostView{staging_[s], job.host.layout, n * g.page_size};
+            relayout.pages.resize(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                relayout.pages[i] = {pages[i].device_page, static_cast<std::uint32_t>(i)};
+            }
+            if (h2d) {
+                if (batch >= 2) err = cudaStreamWaitEvent(stream_, freed_[s], 0);
+                if (err != cudaSuccess) return cudaError(err, "cudaStreamWaitEvent (staged)");
+                STRATA_RETURN_IF_ERROR(stagedBlobs(job, pages, staging_[s]));
+                err = cudaEventRecord(loaded_[s], stream_);
+                if (err == cudaSuccess) err = cudaStreamWaitEvent(aux_, loaded_[s], 0);
+                if (err != cudaSuccess) return cudaError(err, "ordering a staged batch");
+                STRATA_RETURN_IF_ERROR(enqueueKernel(relayout, CopyPath::kKernelWarp, aux_));
+                kernel_plan = last_plan_;
+                err = cudaEventRecord(freed_[s], aux_);
+            } else {
+                if (batch >= 2) err = cudaStreamWaitEvent(aux_, freed_[s], 0);
+                if (err != cudaSuccess) return cudaError(err, "cudaStreamWaitEvent (staged)");
+                STRATA_RETURN_IF_ERROR(enqueueKernel(relayout, CopyPath::kKernelWarp, aux_));
+                kernel_plan = last_plan_;
+                err = cudaEventRecord(loaded_[s], aux_);
+                if (err == cudaSuccess) err = cudaStreamWaitEvent(stream_, loaded_[s], 0);
+                if (err != cudaSuccess) return cudaError(err, "ordering a staged batch");
+                STRATA_RETURN_IF_ERROR(stagedBlobs(job, pages, staging_[s]));
+                err = cudaEventRecord(freed_[s], stream_);
+            }
+            if (err != cudaSuccess) return cudaError(err, "cudaEventRecord (staged)");
+        }
+        // The job ends on this stream; the second stream's work is all before it.
+        err = cudaEventRecord(aux_done_, aux_);
+        if (err == cudaSuccess) err = cudaStreamWaitEvent(stream_, aux_done_, 0);
+        if (err != cudaSuccess) return cudaError(err, "joining the staged path's streams");
+        last_plan_ = {CopyPath::kStaged, kernel_plan.blocks};
+        return Status::ok();
+    }
 
     // The copy engines: one cudaMemcpyBatchAsync entry per contiguous piece (a chunk, or a row
     // in page_first). The entry arrays are read during the call, so they need no staging.
@@ -376,6 +517,13 @@ private:
     std::vector<std::byte*> ce_dsts_;  // copy-engine entry arrays, reused between jobs
     std::vector<std::byte*> ce_srcs_;
     std::vector<std::size_t> ce_sizes_;
+    // kStaged (created on first use, released after the streams drain).
+    cudaStream_t aux_ = nullptr;
+    std::byte* staging_[2] = {nullptr, nullptr};  // device slots of tuning_.staging_slot_bytes
+    cudaEvent_t start_ = nullptr;                 // this stream's work before the job
+    cudaEvent_t aux_done_ = nullptr;              // the second stream's work of the job
+    cudaEvent_t loaded_[2] = {nullptr, nullptr};  // slot filled (by either side)
+    cudaEvent_t freed_[2] = {nullptr, nullptr};   // slot emptied (by either side)
 };
 
 class CudaBackend final : public Backend {

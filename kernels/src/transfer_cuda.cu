@@ -4,10 +4,10 @@
 // where a chunk's rows lie bytesPerToken apart on the host). Units are spread over a persistent
 // grid of a few CTAs, so that transfers leave the SMs to the model's kernels.
 //
-// Two kernels: the warp kernel (one warp per unit, four independent 16/8/4/1-byte loads in flight
-// per lane before their stores; any row size) and the bulk kernel (one pipeline per warp: its lane
-// 0 moves units with bulk async copies, cp.async.bulk, global -> shared -> global through a ring
-// of shared-memory stages completing on mbarriers; 16-byte rows only). Both must match
+// Two kernels: the warp kernel (one warp per unit, four or eight independent 16/8/4/1-byte loads
+// in flight per lane before their stores; any row size) and the bulk kernel (one pipeline per warp:
+// its lane 0 moves units with bulk async copies, cp.async.bulk, global -> shared -> global through
+// a ring of shared-memory stages completing on mbarriers; 16-byte rows only). Both must match
 // copyPagesCpu byte for byte.
 #include <cuda_runtime.h>
 
@@ -82,12 +82,11 @@ __device__ __forceinline__ Unit decodeUnit(const CudaCopyParams& p, const CudaKe
 
 // Copies `rows` pieces of `count` elements of T: the warp's lanes walk the flattened index with
 // kUnroll independent loads in flight before their stores.
-template <typename T, bool kOneRow>
+template <typename T, bool kOneRow, int kUnroll>
 __device__ __forceinline__ void warpCopyRows(std::byte* dst, std::uint64_t dst_stride,
                                              const std::byte* src, std::uint64_t src_stride,
                                              std::uint32_t rows, std::uint32_t count,
                                              unsigned lane) {
-    constexpr int kUnroll = 4;
     const std::uint32_t total = kOneRow ? count : rows * count;
     for (std::uint32_t base = 0; base < total; base += kWarpSize * kUnroll) {
         T v[kUnroll];
@@ -113,19 +112,20 @@ __device__ __forceinline__ void warpCopyRows(std::byte* dst, std::uint64_t dst_s
     }
 }
 
-template <typename T>
+template <typename T, int kUnroll>
 __device__ __forceinline__ void warpCopyAs(std::byte* dst, std::uint64_t dst_stride,
                                            const std::byte* src, std::uint64_t src_stride,
                                            std::uint32_t rows, std::uint64_t bytes, unsigned lane) {
     const auto count = static_cast<std::uint32_t>(bytes / sizeof(T));
     if (rows == 1) {
-        warpCopyRows<T, true>(dst, dst_stride, src, src_stride, rows, count, lane);
+        warpCopyRows<T, true, kUnroll>(dst, dst_stride, src, src_stride, rows, count, lane);
     } else {
-        warpCopyRows<T, false>(dst, dst_stride, src, src_stride, rows, count, lane);
+        warpCopyRows<T, false, kUnroll>(dst, dst_stride, src, src_stride, rows, count, lane);
     }
 }
 
 // Copies a unit with the widest access that every address, stride and size is aligned to.
+template <int kUnroll>
 __device__ __forceinline__ void warpCopy(std::byte* dst, std::uint64_t dst_stride,
                                          const std::byte* src, std::uint64_t src_stride,
                                          std::uint32_t rows, std::uint64_t bytes, unsigned lane) {
@@ -133,16 +133,17 @@ __device__ __forceinline__ void warpCopy(std::byte* dst, std::uint64_t dst_strid
         reinterpret_cast<std::uintptr_t>(dst) | reinterpret_cast<std::uintptr_t>(src) | bytes;
     if (rows > 1) bits |= dst_stride | src_stride;
     if ((bits & 15u) == 0) {
-        warpCopyAs<uint4>(dst, dst_stride, src, src_stride, rows, bytes, lane);
+        warpCopyAs<uint4, kUnroll>(dst, dst_stride, src, src_stride, rows, bytes, lane);
     } else if ((bits & 7u) == 0) {
-        warpCopyAs<std::uint64_t>(dst, dst_stride, src, src_stride, rows, bytes, lane);
+        warpCopyAs<std::uint64_t, kUnroll>(dst, dst_stride, src, src_stride, rows, bytes, lane);
     } else if ((bits & 3u) == 0) {
-        warpCopyAs<std::uint32_t>(dst, dst_stride, src, src_stride, rows, bytes, lane);
+        warpCopyAs<std::uint32_t, kUnroll>(dst, dst_stride, src, src_stride, rows, bytes, lane);
     } else {
-        warpCopyAs<unsigned char>(dst, dst_stride, src, src_stride, rows, bytes, lane);
+        warpCopyAs<unsigned char, kUnroll>(dst, dst_stride, src, src_stride, rows, bytes, lane);
     }
 }
 
+template <int kUnroll>
 __global__ void __launch_bounds__(1024) warpCopyKernel(CudaCopyParams p, CudaKernelPlan plan) {
     const unsigned lane = threadIdx.x % kWarpSize;
     const std::uint64_t warp = (std::uint64_t{blockIdx.x} * blockDim.x + threadIdx.x) / kWarpSize;
@@ -150,11 +151,11 @@ __global__ void __launch_bounds__(1024) warpCopyKernel(CudaCopyParams p, CudaKer
     for (std::uint64_t u = warp; u < plan.num_units; u += num_warps) {
         const Unit unit = decodeUnit(p, plan, u);
         if (p.device_to_host) {
-            warpCopy(unit.host, unit.host_stride, unit.dev, p.row_bytes, unit.rows, unit.bytes,
-                     lane);
+            warpCopy<kUnroll>(unit.host, unit.host_stride, unit.dev, p.row_bytes, unit.rows,
+                              unit.bytes, lane);
         } else {
-            warpCopy(unit.dev, p.row_bytes, unit.host, unit.host_stride, unit.rows, unit.bytes,
-                     lane);
+            warpCopy<kUnroll>(unit.dev, p.row_bytes, unit.host, unit.host_stride, unit.rows,
+                              unit.bytes, lane);
         }
     }
 }
@@ -327,6 +328,7 @@ CudaKernelPlan planCopyKernel(const CudaCopyParams& p, bool bulk, const CudaKern
     } else {
         plan.threads =
             std::clamp<std::uint32_t>(knobs.warp_threads / kWarpSize * kWarpSize, kWarpSize, 1024);
+        plan.unroll = knobs.warp_unroll >= 8 ? 8 : 4;
         const std::uint64_t warps = plan.threads / kWarpSize;
         plan.blocks = static_cast<std::uint32_t>(
             std::clamp<std::uint64_t>(ceilDiv(plan.num_units, warps), 1, max_blocks));
@@ -344,7 +346,11 @@ int launchCopyPages(const CudaCopyParams& params, const CudaKernelPlan& plan,
         if (err != cudaSuccess) return static_cast<int>(err);
         bulkCopyKernel<<<plan.blocks, plan.threads, plan.smem_bytes, s>>>(params, plan);
     } else {
-        warpCopyKernel<<<plan.blocks, plan.threads, 0, s>>>(params, plan);
+        if (plan.unroll >= 8) {
+            warpCopyKernel<8><<<plan.blocks, plan.threads, 0, s>>>(params, plan);
+        } else {
+            warpCopyKernel<4><<<plan.blocks, plan.threads, 0, s>>>(params, plan);
+        }
     }
     return static_cast<int>(cudaGetLastError());
 }

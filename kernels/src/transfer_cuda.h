@@ -39,6 +39,7 @@ struct CudaKernelPlan {
     std::uint64_t num_units = 0;
     std::uint32_t stages = 0;  // bulk: shared-memory stages per pipe (one pipe per warp)
     std::uint32_t stage_bytes = 0;
+    std::uint32_t unroll = 4;  // warp kernel: loads in flight per lane (4 or 8)
 };
 
 // True when the bulk kernel can run this copy: 16-byte rows and 16-byte aligned bases.
@@ -48,6 +49,7 @@ bool bulkCopyPossible(const CudaCopyParams& params, bool bases_aligned16) noexce
 struct CudaKernelKnobs {
     std::uint32_t max_blocks = 8;
     std::uint32_t warp_threads = 1024;  // threads per CTA of the warp kernel
+    std::uint32_t warp_unroll = 4;      // loads in flight per lane of the warp kernel (4 or 8)
     std::uint32_t bulk_pipes = 4;       // warps per CTA of the bulk kernel, one pipeline each
     std::uint32_t bulk_stage_bytes = 16384;
     std::uint32_t bulk_smem_bytes = 192 * 1024;  // shared memory per CTA of the bulk kernel

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gpu_bench_kernels.h"
@@ -34,6 +35,7 @@ public:
             ->capture_default_str();
         app.add_option("--rounds", rounds_, "timed rounds (median)")->capture_default_str();
         app.add_option("--device", device_, "CUDA device")->capture_default_str();
+        app.add_flag("--sweep", sweep_, "also measure other copy paths and CTA shapes");
     }
     Result<BenchReport> run(BenchContext& ctx) override;
 
@@ -42,6 +44,7 @@ private:
     int total_mib_ = 512;
     int rounds_ = 5;
     int device_ = 0;
+    bool sweep_ = false;
 };
 
 Result<BenchReport> OverlapBench::run(BenchContext& ctx) {
@@ -58,6 +61,43 @@ Result<BenchReport> OverlapBench::run(BenchContext& ctx) {
     float* out = nullptr;
     STRATA_RETURN_IF_ERROR(gpu::check(cudaMalloc(&out, sizeof(float)), "cudaMalloc"));
     const int compute_blocks = 2 * gpu::smCount(device_);
+
+    // --sweep: the same load on other paths and shapes, against the same calibrated compute.
+    struct Variant {
+        std::string name;
+        std::unique_ptr<kernels::Backend> backend;
+        std::unique_ptr<kernels::Stream> stream;
+    };
+    std::vector<Variant> variants;
+    if (sweep_) {
+        struct Shape {
+            const char* name;
+            kernels::CopyPath path;
+            std::uint32_t blocks;
+            std::uint32_t threads;
+            std::uint32_t in_flight;
+        };
+        const Shape shapes[] = {
+            {"kernel_warp_b8_t512", kernels::CopyPath::kKernelWarp, 8, 512, 4},
+            {"kernel_warp_b8_t256", kernels::CopyPath::kKernelWarp, 8, 256, 4},
+            {"kernel_warp_b4_t256_x8", kernels::CopyPath::kKernelWarp, 4, 256, 8},
+            {"kernel_warp_b8_t128_x8", kernels::CopyPath::kKernelWarp, 8, 128, 8},
+            {"kernel_warp_b4_t128_x8", kernels::CopyPath::kKernelWarp, 4, 128, 8},
+            {"kernel_bulk_b8", kernels::CopyPath::kKernelBulk, 8, 0, 4},
+            {"copy_engine", kernels::CopyPath::kCopyEngine, 0, 0, 4},
+        };
+        for (const Shape& shape : shapes) {
+            kernels::BackendOptions o = options;
+            o.tuning.path = shape.path;
+            if (shape.blocks != 0) o.tuning.max_blocks = shape.blocks;
+            if (shape.threads != 0) o.tuning.warp_threads = shape.threads;
+            o.tuning.warp_loads_in_flight = shape.in_flight;
+            STRATA_ASSIGN_OR_RETURN(auto b,
+                                    kernels::Backend::create(kernels::BackendKind::kCuda, o));
+            STRATA_ASSIGN_OR_RETURN(auto s, b->createStream());
+            variants.push_back({shape.name, std::move(b), std::move(s)});
+        }
+    }
 
     BenchReport report("overlap", gpu::deviceName(device_));
     double worst = 10.0;
@@ -122,16 +162,30 @@ Result<BenchReport> OverlapBench::run(BenchContext& ctx) {
             std::clamp(static_cast<int>(std::lround(1 + (load_ms - c1) / per_iter)), 1, 1 << 20);
         STRATA_ASSIGN_OR_RETURN(double compute_ms, computeOnly(iters));
 
-        STRATA_ASSIGN_OR_RETURN(
-            double total_ms,
-            gpu::medianMsTwoStreams(copy->nativeHandle(), compute, 1, rounds_, [&]() -> Status {
-                STRATA_ASSIGN_OR_RETURN(auto events, kernels::enqueueLayerByLayer(*copy, job));
-                for (std::uint32_t l = 0; l < g.num_layers; ++l) {
-                    STRATA_RETURN_IF_ERROR(events[l]->blockStream(compute));
-                    STRATA_RETURN_IF_ERROR(computeLayer(l, iters));
-                }
-                return Status::ok();
-            }));
+        auto together = [&](kernels::Stream& stream) {
+            return gpu::medianMsTwoStreams(
+                stream.nativeHandle(), compute, 1, rounds_, [&]() -> Status {
+                    STRATA_ASSIGN_OR_RETURN(auto events, kernels::enqueueLayerByLayer(stream, job));
+                    for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+                        STRATA_RETURN_IF_ERROR(events[l]->blockStream(compute));
+                        STRATA_RETURN_IF_ERROR(computeLayer(l, iters));
+                    }
+                    return Status::ok();
+                });
+        };
+        STRATA_ASSIGN_OR_RETURN(double total_ms, together(*copy));
+        nlohmann::ordered_json swept;
+        for (Variant& v : variants) {
+            STRATA_ASSIGN_OR_RETURN(
+                double v_load_ms, gpu::medianMs(v.stream->nativeHandle(), 1, rounds_, [&]() {
+                    return kernels::enqueueLayerByLayer(*v.stream, job).status();
+                }));
+            STRATA_ASSIGN_OR_RETURN(double v_total_ms, together(*v.stream));
+            swept[v.name] = {{"load_alone_ms", v_load_ms},
+                             {"total_ms", v_total_ms},
+                             {"x_ideal", v_total_ms / std::max(v_load_ms, compute_ms)},
+                             {"x_default_ideal", v_total_ms / std::max(load_ms, compute_ms)}};
+        }
         const double ideal = std::max(load_ms, compute_ms);
         BenchRow row;
         row.case_name = fmt::format("{}KiB_{}layers_layer_first", chunk_kib, g.num_layers);
@@ -149,6 +203,7 @@ Result<BenchReport> OverlapBench::run(BenchContext& ctx) {
         row.extra["load_path"] = std::string(kernels::copyPathName(copy->lastPlan().path));
         row.extra["load_sms"] = copy->lastPlan().blocks;
         row.extra["overlap_efficiency"] = ideal / total_ms;
+        if (sweep_) row.extra["variants"] = swept;
         worst = std::min(worst, ideal / total_ms);
         report.addRow(std::move(row));
     }

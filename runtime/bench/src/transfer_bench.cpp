@@ -16,6 +16,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gpu_bench_util.h"
@@ -277,29 +278,40 @@ Result<BenchReport> TransferBench::run(BenchContext& ctx) {
             CopyPath path;
             std::uint32_t blocks;
             std::uint32_t threads;
+            std::uint32_t in_flight;
         };
         const Shape shapes[] = {
-            {CopyPath::kKernelWarp, 4, 512},  {CopyPath::kKernelWarp, 8, 512},
-            {CopyPath::kKernelWarp, 16, 512}, {CopyPath::kKernelWarp, 8, 256},
-            {CopyPath::kKernelWarp, 8, 1024}, {CopyPath::kKernelBulk, 4, 0},
-            {CopyPath::kKernelBulk, 8, 0},    {CopyPath::kCopyEngine, 0, 0},
+            {CopyPath::kKernelWarp, 8, 256, 8},  {CopyPath::kKernelWarp, 4, 256, 8},
+            {CopyPath::kKernelWarp, 16, 256, 8}, {CopyPath::kKernelWarp, 8, 512, 4},
+            {CopyPath::kKernelBulk, 8, 0, 0},    {CopyPath::kCopyEngine, 0, 0, 0},
+            {CopyPath::kStaged, 8, 256, 8},
         };
         for (const Shape& shape : shapes) {
             kernels::BackendOptions o = options;
             o.tuning.path = shape.path;
             o.tuning.max_blocks = shape.blocks;
             if (shape.threads != 0) o.tuning.warp_threads = shape.threads;
+            if (shape.in_flight != 0) o.tuning.warp_loads_in_flight = shape.in_flight;
             STRATA_ASSIGN_OR_RETURN(auto b,
                                     kernels::Backend::create(kernels::BackendKind::kCuda, o));
             STRATA_ASSIGN_OR_RETURN(auto s, b->createStream());
-            std::string name =
-                shape.path == CopyPath::kCopyEngine
-                    ? std::string("copy_engine")
-                    : fmt::format("{}_b{}", kernels::copyPathName(shape.path), shape.blocks);
-            if (shape.threads != 0) name += fmt::format("_t{}", shape.threads);
+            std::string name;
+            if (shape.path == CopyPath::kCopyEngine || shape.path == CopyPath::kStaged) {
+                name = std::string(kernels::copyPathName(shape.path));
+            } else {
+                name = fmt::format("{}_b{}", kernels::copyPathName(shape.path), shape.blocks);
+                if (shape.threads != 0) name += fmt::format("_t{}", shape.threads);
+                if (shape.in_flight == 8) name += "_x8";  // loads in flight per lane
+            }
             variants.push_back({name, std::move(b), std::move(s)});
         }
     }
+    auto variant = [&](std::string_view name) -> Variant* {
+        for (Variant& v : variants) {
+            if (v.name == name) return &v;
+        }
+        return nullptr;
+    };
 
     BenchReport report("transfer", gpu::deviceName(device_));
     int met = 0;
@@ -386,9 +398,13 @@ Result<BenchReport> TransferBench::run(BenchContext& ctx) {
                                       }));
             nlohmann::ordered_json combos;
             if (sweep_) {
-                // Load and backup paths: each of warp kernel / copy engine for each direction.
-                for (Variant* lv : {&variants[1], &variants.back()}) {
-                    for (Variant* bv : {&variants[1], &variants.back()}) {
+                // Load and backup paths: warp kernel (8 or 4 CTAs), copy engine, staged.
+                const char* const names[] = {"kernel_warp_b8_t256_x8", "kernel_warp_b4_t256_x8",
+                                             "copy_engine", "staged"};
+                for (const char* load_name : names) {
+                    for (const char* backup_name : names) {
+                        Variant* lv = variant(load_name);
+                        Variant* bv = variant(backup_name);
                         STRATA_ASSIGN_OR_RETURN(auto back_stream, bv->backend->createStream());
                         STRATA_ASSIGN_OR_RETURN(
                             double ms,

@@ -50,6 +50,10 @@ std::vector<PathVariant> pathVariants() {
     t.warp_threads = 64;
     v.push_back({"warp_one_cta", t});
     t = CopyTuning{};
+    t.path = CopyPath::kKernelWarp;
+    t.warp_loads_in_flight = 8;
+    v.push_back({"warp_8_in_flight", t});
+    t = CopyTuning{};
     t.path = CopyPath::kKernelBulk;
     v.push_back({"bulk", t});
     t.max_blocks = 1;
@@ -59,6 +63,13 @@ std::vector<PathVariant> pathVariants() {
     t = CopyTuning{};
     t.path = CopyPath::kCopyEngine;
     v.push_back({"copy_engine", t});
+    // Staged: one batch; then 4 KiB slots, so that pages of 1-4 KiB go through 2 to 4 batches
+    // that reuse both slots (larger pages and layer subsets fall back to the kernel).
+    t = CopyTuning{};
+    t.path = CopyPath::kStaged;
+    v.push_back({"staged", t});
+    t.staging_slot_bytes = 4096;
+    v.push_back({"staged_4KiB_slots", t});
     return v;
 }
 
@@ -281,6 +292,79 @@ TEST(CudaBackend, CopyPlanReportsPathAndCtas) {
     EXPECT_EQ(stream->lastPlan().blocks, 3u);
     EXPECT_NE(stream->nativeHandle(), nullptr);
     ASSERT_TRUE(stream->synchronize().isOk());
+}
+
+// kStaged runs whole-page jobs of the page-first layouts (kAuto above the threshold, or a job's
+// own path) through many batches, byte-exact, and falls back for layer_first and layer subsets.
+TEST(CudaBackend, StagedPathChosenForWholePagesAndExactOverManyBatches) {
+    SKIP_WITHOUT_CUDA();
+    BackendOptions options;
+    SmallPool probe;
+    const std::size_t page_bytes = probe.g.bytesPerPage();
+    options.tuning.staged_min_page_h2d = page_bytes;
+    options.tuning.staging_slot_bytes = 3 * page_bytes;  // 29 pages: 10 batches, 3 pages each
+    auto backend = std::move(Backend::create(BackendKind::kCuda, options)).value();
+    for (HostLayout layout : {HostLayout::kPageFirst, HostLayout::kPageFirstDirect}) {
+        SCOPED_TRACE(hostLayoutName(layout));
+        SmallPool pool;
+        pool.init(*backend, 0x57A6 + static_cast<int>(layout));
+        if (HasFatalFailure()) return;
+        auto stream = std::move(backend->createStream()).value();
+        CopyJob load = pool.loadJob();
+        load.host.layout = layout;
+        const std::vector<std::byte> before(
+            pool.host.data(), pool.host.data() + pool.capTokens() * pool.g.bytesPerToken());
+        ASSERT_TRUE(stream->enqueueCopy(load).isOk());
+        EXPECT_EQ(stream->lastPlan().path, CopyPath::kStaged);
+        // Back to other host pages through the staged backup (the job's own path).
+        CopyJob backup = load;
+        backup.direction = Direction::kDeviceToHost;
+        backup.path = CopyPath::kStaged;
+        for (PageCopy& pc : backup.pages) pc.host_page = SmallPool::kPages - 1 - pc.host_page;
+        ASSERT_TRUE(stream->enqueueCopy(backup).isOk());
+        EXPECT_EQ(stream->lastPlan().path, CopyPath::kStaged);
+        ASSERT_TRUE(stream->synchronize().isOk());
+        // Every row of every loaded page on the device, and every backed-up page blob, match the
+        // host pool as it was before the backup (which only wrote pages kPages - 1 - source).
+        const PoolGeometry& g = pool.g;
+        const std::size_t chunk = std::size_t{g.page_size} * g.row_bytes;
+        std::vector<std::byte> back(chunk);
+        int wrong_rows = 0;
+        int wrong_blobs = 0;
+        for (const PageCopy& pc : load.pages) {
+            for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+                for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+                    ASSERT_TRUE(backend
+                                    ->copyFromDevice(
+                                        back.data(),
+                                        pool.planes[b * g.num_layers + l] + pc.device_page * chunk,
+                                        chunk)
+                                    .isOk());
+                    for (std::uint32_t t = 0; t < g.page_size; ++t) {
+                        const std::size_t token = std::size_t{pc.host_page} * g.page_size + t;
+                        wrong_rows +=
+                            std::memcmp(back.data() + t * g.row_bytes,
+                                        before.data() + hostRowOffset(g, load.host, b, l, token),
+                                        g.row_bytes) != 0;
+                    }
+                }
+            }
+            const std::size_t to = std::size_t{SmallPool::kPages - 1 - pc.host_page} * page_bytes;
+            wrong_blobs += std::memcmp(pool.host.data() + to,
+                                       before.data() + std::size_t{pc.host_page} * page_bytes,
+                                       page_bytes) != 0;
+        }
+        EXPECT_EQ(wrong_rows, 0);
+        EXPECT_EQ(wrong_blobs, 0);
+        CopyJob subset = load;
+        subset.layer_begin = 1;
+        ASSERT_TRUE(stream->enqueueCopy(subset).isOk());
+        EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelWarp);
+        CopyJob layer_first = pool.loadJob();
+        ASSERT_TRUE(stream->enqueueCopy(layer_first).isOk());
+        EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelWarp);
+        ASSERT_TRUE(stream->synchronize().isOk());
+    }
 }
 
 TEST(CudaStripedLoad, OneRankLoadsEveryPageThroughStagingInSeveralBatches) {

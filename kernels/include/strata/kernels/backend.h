@@ -61,6 +61,20 @@ public:
 };
 using EventPtr = std::shared_ptr<Event>;
 
+// How a copy job runs on the CUDA back end (the CPU back end always runs copyPagesCpu).
+enum class CopyPath : std::uint8_t {
+    kAuto,        // chosen per job from chunk size, layout and alignment (CopyTuning)
+    kKernelWarp,  // SM kernel, one warp per piece, 16/8/4/1-byte accesses: any row size
+    kKernelBulk,  // SM kernel, bulk async copies (TMA) through shared memory: 16-byte rows
+    kCopyEngine,  // cudaMemcpyBatchAsync, one entry per chunk: no SM; contiguous host chunks
+    // Page blobs through device staging: one copy-engine entry per whole page (page_first and
+    // page_first_direct jobs over every layer, where a page is one contiguous host blob) into
+    // (or out of) a device staging slot, and the warp kernel re-lays pages out on the device,
+    // pipelined over two slots on a second stream. Other jobs fall back to kAuto's choice.
+    kStaged,
+};
+std::string_view copyPathName(CopyPath path) noexcept;
+
 // One copy job: `pages` of one pool, layers [layer_begin, layer_end), one direction.
 struct CopyJob {
     PoolGeometry geometry;
@@ -70,16 +84,11 @@ struct CopyJob {
     std::uint32_t layer_begin = 0;
     std::uint32_t layer_end = 0;
     Direction direction = Direction::kDeviceToHost;
+    // Path for this job only (CUDA back end); kAuto follows the stream's CopyTuning. A path that
+    // cannot run this job (kStaged on a layer subset, kKernelBulk on unaligned rows) falls back
+    // as under kAuto.
+    CopyPath path = CopyPath::kAuto;
 };
-
-// How a copy job runs on the CUDA back end (the CPU back end always runs copyPagesCpu).
-enum class CopyPath : std::uint8_t {
-    kAuto,        // chosen per job from chunk size, layout and alignment (CopyTuning)
-    kKernelWarp,  // SM kernel, one warp per piece, 16/8/4/1-byte accesses: any row size
-    kKernelBulk,  // SM kernel, bulk async copies (TMA) through shared memory: 16-byte rows
-    kCopyEngine,  // cudaMemcpyBatchAsync, one entry per chunk: no SM; contiguous host chunks
-};
-std::string_view copyPathName(CopyPath path) noexcept;
 
 // Tuning of the CUDA copy paths. The defaults come from measurements on an H200 (README,
 // Performance): kernels stay on at most `max_blocks` SMs so that model kernels keep running.
@@ -89,15 +98,31 @@ struct CopyTuning {
     // kAuto: host-to-device jobs whose chunk (one page of one layer) is at least this big and
     // contiguous in the host layout go to the copy engine (0 = never).
     std::size_t copy_engine_min_chunk_h2d = std::size_t{256} << 10;
-    std::size_t copy_engine_min_chunk_d2h = 0;
+    // Device-to-host from 256 KiB too: slower alone than the warp kernel (50.1 vs 52.3 GB/s on the
+    // H200) but a backup on the copy engine beside a load on it moved 85.7 GB/s against 59.4
+    // with both on SMs (SM-issued PCIe traffic of both directions tops out near 60-66 GB/s).
+    std::size_t copy_engine_min_chunk_d2h = std::size_t{256} << 10;
+    // kAuto: page_first / page_first_direct jobs over every layer whose page blob (one page of
+    // every layer and buffer) is at least this big go through device staging (kStaged; 0 = never).
+    // Measured on the H200: 1 MiB blobs 52.0 (H2D) / 53.2 (D2H) GB/s against 49.0 / 52.4 on the
+    // warp kernel, 4 MiB blobs 54.0 / 53.8 (the contiguous copy: 53.5 / 55.3); 256 KiB blobs
+    // lose (42-47 H2D).
+    std::size_t staged_min_page_h2d = std::size_t{1} << 20;
+    std::size_t staged_min_page_d2h = std::size_t{1} << 20;
+    // kStaged: bytes of each of the two device staging slots of a stream (allocated on first use;
+    // a page blob larger than a slot falls back to the kernel).
+    std::size_t staging_slot_bytes = std::size_t{32} << 20;
     // kAuto: the kernel used for everything else. The warp kernel: on an H200 it moves as much
     // as the bulk kernel (51 GB/s H2D, 52.5 D2H at 4-256 KiB chunks, 8 CTAs) but needs no shared
     // memory, so its CTAs fit beside model kernels (the bulk kernel's 192 KiB stages do not).
     CopyPath kernel_h2d = CopyPath::kKernelWarp;
     CopyPath kernel_d2h = CopyPath::kKernelWarp;
-    // Threads per CTA of the warp kernel: 512 x 60 registers leaves half an SM's registers to
-    // the model's kernels (1024 would take them all).
-    std::uint32_t warp_threads = 512;
+    // Threads per CTA of the warp kernel, and independent 16-byte loads in flight per lane before
+    // its stores (4 or 8): 256 x 8 keeps the 256 KiB in flight of 512 x 4 (same bandwidth alone)
+    // with half the warps per SM, so a model kernel sharing those SMs is slowed less (per-layer
+    // overlap on the H200: 1.08-1.11x of ideal with 256-thread CTAs, 1.37-1.39x with 512).
+    std::uint32_t warp_threads = 256;
+    std::uint32_t warp_loads_in_flight = 8;
     std::uint32_t bulk_pipes = 4;            // pipelines (warps) per CTA of the bulk kernel
     std::uint32_t bulk_stage_bytes = 16384;  // shared-memory stage (largest unit) of a pipe
 };
