@@ -1,7 +1,8 @@
 // Bench `storage`: the HDF5 tier's write and read throughput for 64 KiB and 1 MiB pages, and the
 // cost of a batch existence check of 128 keys. Strata: Hdf5PageStore::set/get/exists with pages
 // from a page_first host pool in batches of 128 (appended to segment files of the default size:
-// one fdatasync per batch, plus fsync, rename and directory fsync per new segment). Baseline
+// one fdatasync per batch, plus fsync, rename and directory fsync per new segment; write-back is
+// started every 32 pages with sync_file_range, see io/README.md). Baseline
 // `posix`, same run, same file system, same bytes, same sync policy: pwrite of each page into one
 // file and one fdatasync per batch, then pread of each page; for existence, 128 stat() calls on one
 // file per page (how a file-per-page tier answers "is it on disk?"), plus `memory_set` (128 lookups
