@@ -180,6 +180,7 @@ RemoteTierStats Cache::remoteStats() const {
         total.checksum_failures += st.checksum_failures;
         total.timeouts += st.timeouts;
         total.unavailable += st.unavailable;
+        // The transport's count: one transport serves every pool, so it is taken once, not summed.
         total.rejected_messages = st.rejected_messages;
         total.pull_seconds += st.pull_seconds;
     }

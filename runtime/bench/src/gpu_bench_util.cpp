@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
+#include <random>
 
 namespace strata::bench::gpu {
 
@@ -108,6 +110,36 @@ Result<double> medianMsTwoStreams(void* first, void* second, int warmup, int rou
     cudaEventDestroy(b_done);
     STRATA_RETURN_IF_ERROR(status);
     return median(times);
+}
+
+std::vector<std::byte*> devicePlanes(std::byte* dev, const kernels::PoolGeometry& g,
+                                     std::size_t cap_pages) {
+    const std::size_t plane_bytes = cap_pages * g.page_size * g.row_bytes;
+    std::vector<std::byte*> planes;
+    for (std::uint32_t i = 0; i < g.num_buffers * g.num_layers; ++i) {
+        planes.push_back(dev + i * plane_bytes);
+    }
+    return planes;
+}
+
+kernels::CopyJob shuffledLoadJob(const kernels::PoolGeometry& g,
+                                 const std::vector<std::byte*>& planes, std::byte* host,
+                                 std::size_t cap_pages, std::size_t pages, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<std::uint32_t> dv(cap_pages), hv(cap_pages);
+    std::iota(dv.begin(), dv.end(), 0u);
+    std::iota(hv.begin(), hv.end(), 0u);
+    std::shuffle(dv.begin(), dv.end(), rng);
+    std::shuffle(hv.begin(), hv.end(), rng);
+    kernels::CopyJob job;
+    job.geometry = g;
+    job.device = {planes.data(), cap_pages * g.page_size};
+    job.host = {host, kernels::HostLayout::kLayerFirst, cap_pages * g.page_size};
+    for (std::size_t i = 0; i < pages; ++i) job.pages.push_back({dv[i], hv[i]});
+    job.layer_begin = 0;
+    job.layer_end = g.num_layers;
+    job.direction = kernels::Direction::kHostToDevice;
+    return job;
 }
 
 }  // namespace strata::bench::gpu

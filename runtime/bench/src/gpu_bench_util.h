@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "strata/core/status.h"
+#include "strata/kernels/backend.h"
 
 namespace strata::bench::gpu {
 
@@ -31,5 +32,17 @@ Result<double> medianMs(void* stream, int warmup, int rounds, const std::functio
 // and the time runs until both have finished.
 Result<double> medianMsTwoStreams(void* first, void* second, int warmup, int rounds,
                                   const std::function<Status()>& work);
+
+// The num_buffers * num_layers plane pointers of a device pool of cap_pages pages that starts at
+// `dev` (one plane after another).
+std::vector<std::byte*> devicePlanes(std::byte* dev, const kernels::PoolGeometry& g,
+                                     std::size_t cap_pages);
+
+// A host-to-device load of all layers of `pages` pages between shuffled device and layer_first
+// host slots of pools of cap_pages pages; the shuffle is seeded, so every rank builds the same
+// job. `planes` must outlive the job.
+kernels::CopyJob shuffledLoadJob(const kernels::PoolGeometry& g,
+                                 const std::vector<std::byte*>& planes, std::byte* host,
+                                 std::size_t cap_pages, std::size_t pages, std::uint64_t seed);
 
 }  // namespace strata::bench::gpu

@@ -22,8 +22,6 @@ namespace strata::bench {
 namespace {
 
 using kernels::CopyJob;
-using kernels::Direction;
-using kernels::HostLayout;
 using kernels::PageCopy;
 using kernels::PoolGeometry;
 
@@ -112,24 +110,9 @@ Result<BenchReport> OverlapBench::run(BenchContext& ctx) {
         STRATA_ASSIGN_OR_RETURN(kernels::Memory host, backend->allocateHost(pool_bytes));
         gpu::fillRandom(host.data(), pool_bytes, 0x0E1A + chunk_kib);
         const std::size_t plane_bytes = cap_pages * g.page_size * g.row_bytes;
-        std::vector<std::byte*> planes;
-        for (std::uint32_t i = 0; i < g.num_buffers * g.num_layers; ++i) {
-            planes.push_back(dev.data() + i * plane_bytes);
-        }
-        std::mt19937_64 rng(chunk_kib);
-        std::vector<std::uint32_t> dv(cap_pages), hv(cap_pages);
-        std::iota(dv.begin(), dv.end(), 0u);
-        std::iota(hv.begin(), hv.end(), 0u);
-        std::shuffle(dv.begin(), dv.end(), rng);
-        std::shuffle(hv.begin(), hv.end(), rng);
-        CopyJob job;
-        job.geometry = g;
-        job.device = {planes.data(), cap_pages * g.page_size};
-        job.host = {host.data(), HostLayout::kLayerFirst, cap_pages * g.page_size};
-        for (std::size_t i = 0; i < pages; ++i) job.pages.push_back({dv[i], hv[i]});
-        job.layer_begin = 0;
-        job.layer_end = g.num_layers;
-        job.direction = Direction::kHostToDevice;
+        const std::vector<std::byte*> planes = gpu::devicePlanes(dev.data(), g, cap_pages);
+        // Seeded by the chunk size: identical page lists on every rank.
+        CopyJob job = gpu::shuffledLoadJob(g, planes, host.data(), cap_pages, pages, chunk_kib);
 
         // Layer l's compute reads both of its planes (K and V).
         auto computeLayer = [&](std::uint32_t l, int iters) -> Status {

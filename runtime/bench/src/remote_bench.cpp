@@ -147,7 +147,7 @@ public:
 
 private:
     Result<BenchRow> runSize(std::size_t page_bytes) {
-        const std::size_t pages = (std::size_t{total_mib_} << 20) / page_bytes;
+        const std::size_t pages = (static_cast<std::size_t>(total_mib_) << 20) / page_bytes;
         pools::PoolSpec spec;
         spec.name = "kv";
         spec.kind = pools::PoolKind::kMla;

@@ -16,25 +16,16 @@
 #include "strata/io/hdf5_page_store.h"
 #include "strata/kernels/backend.h"
 #include "strata/pools/host_pool.h"
+#include "strata/testing/host_pages.h"
 
 namespace strata::io::testing {
 
 namespace fs = std::filesystem;
-
-inline std::unique_ptr<kernels::Backend> cpuBackend() {
-    return std::move(kernels::Backend::create(kernels::BackendKind::kCpu, {})).value();
-}
-
-inline pools::PoolSpec kvSpec(std::size_t row_bytes) {
-    pools::PoolSpec s;
-    s.name = "kv";
-    s.kind = pools::PoolKind::kMha;
-    s.num_layers = 3;
-    s.num_buffers = 2;
-    s.row_bytes = row_bytes;
-    s.sharded_across_tp = true;
-    return s;
-}
+using strata::testing::cpuBackend;
+using strata::testing::kvSpec;
+using strata::testing::patternBytes;
+using strata::testing::putPage;
+using strata::testing::takePage;
 
 inline pools::HostPool makePool(kernels::Backend& backend, std::size_t row_bytes,
                                 std::uint32_t pages, kernels::HostLayout layout,
@@ -46,52 +37,6 @@ inline pools::HostPool makePool(kernels::Backend& backend, std::size_t row_bytes
 
 inline core::PageKey keyOf(std::uint64_t i, std::uint64_t salt = 0) {
     return core::hash128("page-" + std::to_string(salt) + "-" + std::to_string(i));
-}
-
-// The bytes of one page in canonical plane order ([buffer][layer][token][row]), from a seed.
-inline std::vector<std::byte> patternBytes(const kernels::PoolGeometry& g, std::uint64_t seed) {
-    std::vector<std::byte> out(g.bytesPerPage());
-    std::mt19937_64 rng(seed);
-    for (std::size_t i = 0; i < out.size(); i += 8) {
-        const std::uint64_t v = rng();
-        std::memcpy(out.data() + i, &v, std::min<std::size_t>(8, out.size() - i));
-    }
-    return out;
-}
-
-// Writes `bytes` (canonical plane order) into host page `page`, in whatever layout the pool has.
-inline void putPage(const pools::HostPool& pool, std::uint32_t page,
-                    const std::vector<std::byte>& bytes) {
-    const auto g = pool.geometry();
-    const auto v = pool.view();
-    std::size_t off = 0;
-    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
-        for (std::uint32_t l = 0; l < g.num_layers; ++l) {
-            for (std::uint32_t t = 0; t < g.page_size; ++t, off += g.row_bytes) {
-                std::memcpy(v.base + kernels::hostRowOffset(g, v, b, l,
-                                                            std::size_t{page} * g.page_size + t),
-                            bytes.data() + off, g.row_bytes);
-            }
-        }
-    }
-}
-
-inline std::vector<std::byte> takePage(const pools::HostPool& pool, std::uint32_t page) {
-    const auto g = pool.geometry();
-    const auto v = pool.view();
-    std::vector<std::byte> out(g.bytesPerPage());
-    std::size_t off = 0;
-    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
-        for (std::uint32_t l = 0; l < g.num_layers; ++l) {
-            for (std::uint32_t t = 0; t < g.page_size; ++t, off += g.row_bytes) {
-                std::memcpy(out.data() + off,
-                            v.base + kernels::hostRowOffset(g, v, b, l,
-                                                            std::size_t{page} * g.page_size + t),
-                            g.row_bytes);
-            }
-        }
-    }
-    return out;
 }
 
 inline std::string freshDir(const std::string& tag) {
