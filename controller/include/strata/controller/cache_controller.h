@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -28,6 +29,7 @@
 #include "strata/kernels/backend.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
+#include "strata/pools/pool_spec.h"
 #include "strata/pools/slot_allocator.h"
 
 namespace strata::controller {
@@ -73,6 +75,9 @@ struct ControllerConfig {
     // Fault injection (tests): the Nth host allocation on this rank fails (0: never).
     std::uint64_t fail_host_allocation = 0;
     StorageConfig storage;
+    // The slot spaces of a hybrid model (pools refer to them by index); empty: one space "kv"
+    // holding every page (every non-hybrid model). Space 0 must hold every page (kAllPages).
+    std::vector<SlotSpace> spaces;
 };
 
 // The remote tier of one pool: host pools of the ranks holding the same shard in other DP replicas
@@ -95,12 +100,35 @@ public:
     virtual Status retract(std::span<const PageKey> keys) = 0;
 };
 
-// One pool of the rank: its device and host tiers share page indices (the anchor's).
+// The page index of a space that a page does not have (a hole of a trailing-window space).
+inline constexpr std::uint32_t kNoPage = 0xFFFFFFFFu;
+
+// A slot space: the pools whose pages share indices. Space 0 is the anchor's (the main KV, or a
+// logical anchor's compressed sidecars) and holds every page of a cached prefix; every other space
+// is an independent entry of the model's HostPoolGroup (a sliding window, a Mamba state) with the
+// sidecars that derive their indices from it, and holds only what its hit policy needs.
+struct SlotSpace {
+    std::string name;                                           // "kv", "swa", "mamba"
+    pools::HitPolicy hit_policy = pools::HitPolicy::kAllPages;  // space 0: kAllPages
+    std::uint32_t trailing_pages = 0;  // kTrailingPages: pages a usable prefix's end must hold
+    // A per-request state (Mamba): the request gets one working slot of this space (its
+    // Admission's state_page). A hit copies the checkpoint at the end of the prefix into it;
+    // insert() keeps it as the checkpoint at the end of the request's last full page. Without it,
+    // the request gets a page of this space for each page it computes, and insert() keeps those
+    // inside the trailing window of its last full page.
+    bool request_state = false;
+};
+
+// One pool of the rank: its device and host tiers share the page indices of its slot space.
 struct PoolPair {
     pools::DevicePool* device = nullptr;
     pools::HostPool* host = nullptr;
     io::PageStore* store = nullptr;  // the storage tier of this pool; null: none (all or none)
     RemoteTier* remote = nullptr;    // the remote tier of this pool; null: none (all or none)
+    std::uint32_t space = 0;         // index into ControllerConfig::spaces
+    // Model layer of each pool layer (ascending); empty: pool layer l is model layer l. Loads run
+    // per model layer, so a layer's readiness covers every pool that has it.
+    std::vector<std::uint32_t> layer_map;
 };
 
 using RequestId = std::uint64_t;
@@ -117,6 +145,17 @@ struct Admission {
     std::size_t reusedTokens() const noexcept { return device_hit_tokens + host_hit_tokens; }
     // Device page of every page of the prompt (the last one may be partial), in order.
     std::vector<std::uint32_t> device_pages;
+    // One per slot space (spaces[0].pages == device_pages). pages: the device page of this space
+    // of each prompt page, kNoPage where the request has none (a trailing-window space has the
+    // window before the reused prefix's end, loaded or shared, and every page it computes).
+    // state_page (request_state spaces): the request's working slot; it holds the state at the
+    // end of the reused prefix (page reusedTokens() / page_size - 1) once the loads have arrived,
+    // and the worker leaves in it the state at the end of the prompt's last full page.
+    struct Space {
+        std::vector<std::uint32_t> pages;
+        std::uint32_t state_page = kNoPage;
+    };
+    std::vector<Space> spaces;
 };
 
 struct ControllerStats {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -140,6 +141,15 @@ public:
     // Queues a copy after all earlier work. The job is validated first (kInvalidArgument, nothing
     // queued). Returns once queued; the copy finishes later.
     virtual Status enqueueCopy(CopyJob job) = 0;
+    // Queues, after all earlier work, a copy inside one device pool of `moves` (each a whole
+    // page: slots [src_page * P, +P) to [dst_page * P, +P), P = geometry.page_size) for layers
+    // [layer_begin, layer_end): a request's private copy of a page the cache shares, such as a
+    // Mamba state checkpoint that the request then advances. kInvalidArgument (nothing queued)
+    // for a bad geometry or layer range, a page outside the pool, or a page that is both a
+    // source and a destination. Returns once queued.
+    virtual Status enqueueDeviceCopy(const PoolGeometry& geometry, const DeviceView& device,
+                                     std::span<const DevicePageMove> moves,
+                                     std::uint32_t layer_begin, std::uint32_t layer_end) = 0;
     // Records an event that completes when all work queued so far has finished.
     virtual Result<EventPtr> record() = 0;
     // Later work on this stream waits for `event` (which may belong to another stream).

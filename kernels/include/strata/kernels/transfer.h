@@ -61,6 +61,13 @@ struct PageCopy {
     friend bool operator==(const PageCopy&, const PageCopy&) = default;
 };
 
+// One page copied inside a device pool (Stream::enqueueDeviceCopy).
+struct DevicePageMove {
+    std::uint32_t src_page = 0;
+    std::uint32_t dst_page = 0;
+    friend bool operator==(const DevicePageMove&, const DevicePageMove&) = default;
+};
+
 // Byte offset, inside the host allocation, of the row (buffer, layer, token slot).
 std::size_t hostRowOffset(const PoolGeometry& g, const HostView& host, std::uint32_t buffer,
                           std::uint32_t layer, std::size_t token) noexcept;
