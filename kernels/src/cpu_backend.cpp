@@ -111,6 +111,25 @@ public:
         return Status::ok();
     }
 
+    Status enqueueDeviceCopy(const PoolGeometry& geometry, const DeviceView& device,
+                             std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
+                             std::uint32_t layer_end) override {
+        STRATA_RETURN_IF_ERROR(validateDeviceCopy(geometry, device, moves, layer_begin, layer_end));
+        if (moves.empty()) return Status::ok();
+        // The caller's spans and table need not outlive the call: the job owns copies of both.
+        std::vector<std::byte*> table(
+            device.layer_ptrs,
+            device.layer_ptrs + std::size_t{geometry.num_buffers} * geometry.num_layers);
+        std::vector<DevicePageMove> owned(moves.begin(), moves.end());
+        push([this, geometry, capacity = device.capacity_tokens, table = std::move(table),
+              owned = std::move(owned), layer_begin, layer_end] {
+            jitter();
+            copyDevicePagesCpu(geometry, DeviceView{table.data(), capacity}, owned, layer_begin,
+                               layer_end);
+        });
+        return Status::ok();
+    }
+
     Result<EventPtr> record() override {
         auto state = std::make_shared<EventState>();
         push([this, state] {

@@ -176,6 +176,53 @@ public:
         return enqueueKernel(job, path, stream_);
     }
 
+    // One cudaMemcpyAsync (device to device) per (buffer, layer, run of moves whose source and
+    // destination pages both follow on): each page of one plane is P * row_bytes contiguous bytes.
+    // Validation rules out a page that is both read and written, so the order of the moves does
+    // not matter and they can be sorted into runs.
+    Status enqueueDeviceCopy(const PoolGeometry& geometry, const DeviceView& device,
+                             std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
+                             std::uint32_t layer_end) override {
+        STRATA_RETURN_IF_ERROR(validateDeviceCopy(geometry, device, moves, layer_begin, layer_end));
+        if (moves.empty()) return Status::ok();
+        std::vector<DevicePageMove> sorted(moves.begin(), moves.end());
+        std::sort(
+            sorted.begin(), sorted.end(), [](const DevicePageMove& a, const DevicePageMove& b) {
+                return a.src_page != b.src_page ? a.src_page < b.src_page : a.dst_page < b.dst_page;
+            });
+        struct Run {
+            std::uint32_t src_page;
+            std::uint32_t dst_page;
+            std::uint32_t num_pages;
+        };
+        std::vector<Run> runs;
+        for (const DevicePageMove& m : sorted) {
+            if (!runs.empty() && runs.back().src_page + runs.back().num_pages == m.src_page &&
+                runs.back().dst_page + runs.back().num_pages == m.dst_page) {
+                ++runs.back().num_pages;
+            } else {
+                runs.push_back({m.src_page, m.dst_page, 1});
+            }
+        }
+        const std::size_t chunk = std::size_t{geometry.page_size} * geometry.row_bytes;
+        DeviceGuard guard(device_);
+        for (std::uint32_t b = 0; b < geometry.num_buffers; ++b) {
+            for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
+                std::byte* plane = device.layer_ptrs[std::size_t{b} * geometry.num_layers + l];
+                for (const Run& r : runs) {
+                    const cudaError_t err = cudaMemcpyAsync(plane + std::size_t{r.dst_page} * chunk,
+                                                            plane + std::size_t{r.src_page} * chunk,
+                                                            std::size_t{r.num_pages} * chunk,
+                                                            cudaMemcpyDeviceToDevice, stream_);
+                    if (err != cudaSuccess) {
+                        return cudaError(err, "cudaMemcpyAsync (device page copy)");
+                    }
+                }
+            }
+        }
+        return Status::ok();
+    }
+
     Result<EventPtr> record() override {
         DeviceGuard guard(device_);
         return recordEvent(device_, stream_);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <unordered_map>
 
 namespace strata::kernels {
 
@@ -163,6 +164,95 @@ void copyPagesCpu(const PoolGeometry& g, const DeviceView& dev, const HostView& 
                     copier.add(device, host.base + hostRowOffset(g, host, b, l, first_token),
                                chunk);
                 }
+            }
+        }
+    }
+}
+
+Status validateDeviceCopy(const PoolGeometry& g, const DeviceView& dev,
+                          std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
+                          std::uint32_t layer_end) {
+    STRATA_RETURN_IF_ERROR(g.validate());
+    if (layer_begin >= layer_end || layer_end > g.num_layers) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "device copy: bad layer range [{}, {}) for a pool of {} layers",
+                            layer_begin, layer_end, g.num_layers);
+    }
+    if (moves.empty()) return Status::ok();
+    if (dev.layer_ptrs == nullptr) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "device copy: device view has no layer pointers");
+    }
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
+            if (dev.layer_ptrs[std::size_t{b} * g.num_layers + l] == nullptr) {
+                return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                    "device copy: layer pointer of buffer {} layer {} is null", b,
+                                    l);
+            }
+        }
+    }
+    const std::size_t device_pages = dev.capacity_tokens / g.page_size;
+    // Page -> (index of the move, role): 1 = source, 2 = destination, 3 = both.
+    struct Use {
+        std::size_t as_src = 0;  // 1 + index of the first move reading it, 0 if none
+        std::size_t as_dst = 0;  // 1 + index of the move writing it, 0 if none
+    };
+    std::unordered_map<std::uint32_t, Use> uses;
+    uses.reserve(moves.size() * 2);
+    for (std::size_t i = 0; i < moves.size(); ++i) {
+        const DevicePageMove& m = moves[i];
+        if (m.src_page >= device_pages) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "device copy move {}: source page {} out of range (pool has {} "
+                                "pages)",
+                                i, m.src_page, device_pages);
+        }
+        if (m.dst_page >= device_pages) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "device copy move {}: destination page {} out of range (pool has "
+                                "{} pages)",
+                                i, m.dst_page, device_pages);
+        }
+        if (m.src_page == m.dst_page) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "device copy move {}: page {} is both source and destination", i,
+                                m.src_page);
+        }
+        Use& src = uses[m.src_page];
+        if (src.as_dst != 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "device copy move {}: source page {} is the destination of move {}",
+                                i, m.src_page, src.as_dst - 1);
+        }
+        if (src.as_src == 0) src.as_src = i + 1;
+        Use& dst = uses[m.dst_page];
+        if (dst.as_dst != 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "device copy move {}: destination page {} is already the "
+                                "destination of move {}",
+                                i, m.dst_page, dst.as_dst - 1);
+        }
+        if (dst.as_src != 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "device copy move {}: destination page {} is the source of move {}",
+                                i, m.dst_page, dst.as_src - 1);
+        }
+        dst.as_dst = i + 1;
+    }
+    return Status::ok();
+}
+
+void copyDevicePagesCpu(const PoolGeometry& g, const DeviceView& dev,
+                        std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
+                        std::uint32_t layer_end) noexcept {
+    const std::size_t chunk = std::size_t{g.page_size} * g.row_bytes;  // a page of one plane
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
+            std::byte* plane = dev.layer_ptrs[std::size_t{b} * g.num_layers + l];
+            for (const DevicePageMove& m : moves) {
+                std::memcpy(plane + std::size_t{m.dst_page} * chunk,
+                            plane + std::size_t{m.src_page} * chunk, chunk);
             }
         }
     }

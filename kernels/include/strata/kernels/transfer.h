@@ -86,4 +86,19 @@ void copyPagesCpu(const PoolGeometry& g, const DeviceView& dev, const HostView& 
                   std::span<const PageCopy> pages, std::uint32_t layer_begin,
                   std::uint32_t layer_end, Direction dir) noexcept;
 
+// Checks a copy inside one device pool (Stream::enqueueDeviceCopy): a valid geometry, a non-empty
+// layer range inside the pool, every src and dst page inside the pool (capacity_tokens /
+// page_size pages), no page both a source and a destination of the job, and no destination
+// twice. kInvalidArgument names the problem.
+Status validateDeviceCopy(const PoolGeometry& g, const DeviceView& dev,
+                          std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
+                          std::uint32_t layer_end);
+
+// Reference copy inside one device pool: for each buffer, layer in [layer_begin, layer_end) and
+// move, the page_size rows of src_page go to the same offsets of dst_page. The device memory must
+// be host-addressable (CPU back end). Preconditions as validateDeviceCopy (not re-checked).
+void copyDevicePagesCpu(const PoolGeometry& g, const DeviceView& dev,
+                        std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
+                        std::uint32_t layer_end) noexcept;
+
 }  // namespace strata::kernels
