@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "copy_case.h"
+#include "device_copy_case.h"
 #include "strata/kernels/backend.h"
 #include "strata/kernels/striped_load.h"
 
@@ -105,6 +106,64 @@ TEST_P(CudaTransferMatrix, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(AllLayouts, CudaTransferMatrix, testing::matrixValues(),
                          testing::matrixName);
+
+// Stream::enqueueDeviceCopy (device-to-device cudaMemcpyAsync per run of pages) against the naive
+// model and copyDevicePagesCpu: 656-byte KV rows, one-row Mamba state pages, a layer subrange of
+// three buffers, shuffled moves with a long run of consecutive pages.
+TEST(CudaDeviceCopy, MatchesReferenceForEveryGeometry) {
+    SKIP_WITHOUT_CUDA();
+    auto backend = cudaBackend();
+    ASSERT_NE(backend, nullptr);
+    for (const testing::DeviceCopyCase& c : testing::deviceCopyCases()) {
+        testing::runDeviceCopyCase(*backend, c);
+        if (HasFatalFailure()) return;
+    }
+}
+
+TEST(CudaDeviceCopy, RunsAfterAnEarlierLoadAndRejectsBadMoves) {
+    SKIP_WITHOUT_CUDA();
+    auto backend = cudaBackend();
+    ASSERT_NE(backend, nullptr);
+    const std::uint64_t seed = 0xD0C0C0DA;
+    SCOPED_TRACE(::testing::Message() << "seed=" << seed);
+    constexpr std::uint32_t kPages = 8;
+    const PoolGeometry g{1, 1, 656, 16};
+    const std::size_t page_bytes = g.page_size * g.row_bytes;
+    const std::size_t bytes = kPages * page_bytes;
+    auto dev = std::move(backend->allocateDevice(bytes)).value();
+    auto host = std::move(backend->allocateHost(bytes)).value();
+    std::uint64_t state = seed;
+    testing::fillRandom(host.data(), bytes, state);
+    std::byte* plane = dev.data();
+    const DeviceView view{&plane, kPages * g.page_size};
+    auto stream = std::move(backend->createStream()).value();
+
+    const std::vector<DevicePageMove> bad = {{0, 1}, {1, 2}};  // page 1 read and written
+    EXPECT_EQ(stream->enqueueDeviceCopy(g, view, bad, 0, 1).code(), StatusCode::kInvalidArgument);
+
+    // Host page 3 -> device page 2, then device page 2 -> device pages 5 and 6 on the same stream.
+    CopyJob load;
+    load.geometry = g;
+    load.device = view;
+    load.host = {host.data(), HostLayout::kLayerFirst, kPages * g.page_size};
+    load.pages = {{2, 3}};
+    load.layer_begin = 0;
+    load.layer_end = 1;
+    load.direction = Direction::kHostToDevice;
+    ASSERT_TRUE(stream->enqueueCopy(load).isOk());
+    const std::vector<DevicePageMove> moves = {{2, 5}, {2, 6}};
+    ASSERT_TRUE(stream->enqueueDeviceCopy(g, view, moves, 0, 1).isOk());
+    ASSERT_TRUE(stream->synchronize().isOk());
+
+    std::vector<std::byte> back(bytes);
+    ASSERT_TRUE(backend->copyFromDevice(back.data(), dev.data(), bytes).isOk());
+    std::vector<std::byte> zeros(page_bytes);
+    for (std::uint32_t p = 0; p < kPages; ++p) {
+        const bool loaded = p == 2 || p == 5 || p == 6;
+        const std::byte* want = loaded ? host.data() + 3 * page_bytes : zeros.data();
+        EXPECT_EQ(std::memcmp(back.data() + p * page_bytes, want, page_bytes), 0) << "page " << p;
+    }
+}
 
 TEST(CudaBackend, AllocatesZeroedMemory) {
     SKIP_WITHOUT_CUDA();
