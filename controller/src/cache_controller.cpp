@@ -61,7 +61,30 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             "eviction policy opt needs the future and is an offline analysis of a "
                             "trace (strata-run --data none), not a policy of a live cache");
     }
-    std::size_t device_pages = 0, host_pages = 0;
+    std::vector<SlotSpace> spaces = config.spaces;
+    if (spaces.empty()) spaces.push_back({"kv", pools::HitPolicy::kAllPages, 0, false});
+    if (spaces.front().hit_policy != pools::HitPolicy::kAllPages || spaces.front().request_state) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "slot space 0 ('{}') is the anchor: it must hold every page of a "
+                            "prefix",
+                            spaces.front().name);
+    }
+    for (const SlotSpace& sp : spaces) {
+        if (sp.hit_policy == pools::HitPolicy::kTrailingPages && sp.trailing_pages == 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "slot space '{}' keeps trailing pages but 0 of them", sp.name);
+        }
+        if (sp.request_state &&
+            (sp.hit_policy != pools::HitPolicy::kTrailingPages || sp.trailing_pages != 1)) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "slot space '{}' holds a per-request state: its hit policy must be "
+                                "the last page only",
+                                sp.name);
+        }
+    }
+    // Per space: the page counts of its pools (equal within a space).
+    std::vector<std::size_t> device_pages(spaces.size(), 0), host_pages(spaces.size(), 0);
+    std::vector<bool> seen(spaces.size(), false);
     for (std::size_t i = 0; i < pools.size(); ++i) {
         const PoolPair& p = pools[i];
         if (p.device == nullptr || p.host == nullptr) {
@@ -69,6 +92,10 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                                 i);
         }
         const std::string& name = p.device->spec().name;
+        if (p.space >= spaces.size()) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "pool '{}' is in slot space {} of {}",
+                                name, p.space, spaces.size());
+        }
         if (p.device->pageSize() != config.page_size || p.host->pageSize() != config.page_size) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "pool '{}' has page size {}/{} but the cache uses {}", name,
@@ -79,28 +106,63 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "pool '{}': device and host tiers have different shapes", name);
         }
-        if (i == 0) {
-            device_pages = p.device->numPages();
-            host_pages = p.host->numPages();
-        } else if (p.device->numPages() != device_pages || p.host->numPages() != host_pages) {
+        if (!p.layer_map.empty()) {
+            bool ascending = std::adjacent_find(p.layer_map.begin(), p.layer_map.end(),
+                                                std::greater_equal<>()) == p.layer_map.end();
+            if (p.layer_map.size() != p.device->spec().num_layers || !ascending) {
+                return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                    "pool '{}': its layer map must list {} ascending model layers",
+                                    name, p.device->spec().num_layers);
+            }
+        }
+        if (!seen[p.space]) {
+            seen[p.space] = true;
+            device_pages[p.space] = p.device->numPages();
+            host_pages[p.space] = p.host->numPages();
+        } else if (p.device->numPages() != device_pages[p.space] ||
+                   p.host->numPages() != host_pages[p.space]) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
-                                "pool '{}' has {}/{} device/host pages, the first pool {}/{}", name,
-                                p.device->numPages(), p.host->numPages(), device_pages, host_pages);
+                                "pool '{}' has {}/{} device/host pages, another pool of space '{}' "
+                                "{}/{}",
+                                name, p.device->numPages(), p.host->numPages(),
+                                spaces[p.space].name, device_pages[p.space], host_pages[p.space]);
+        }
+    }
+    for (std::size_t s = 0; s < spaces.size(); ++s) {
+        if (!seen[s]) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "slot space '{}' has no pool",
+                                spaces[s].name);
         }
     }
     // Ranks may have been given different memory (per-node budgets, PP stages with different bytes
     // per token): they all use the smallest page counts of the replica, so allocators stay equal.
-    for (std::size_t* pages : {&device_pages, &host_pages}) {
-        std::vector<std::uint64_t> all;
-        STRATA_RETURN_IF_ERROR(group.gatherDigests(*pages, &all));
-        for (std::uint64_t p : all) *pages = std::min<std::size_t>(*pages, p);
+    for (auto* counts : {&device_pages, &host_pages}) {
+        for (std::size_t& pages : *counts) {
+            std::vector<std::uint64_t> all;
+            STRATA_RETURN_IF_ERROR(group.gatherDigests(pages, &all));
+            for (std::uint64_t p : all) pages = std::min<std::size_t>(pages, p);
+        }
     }
     STRATA_ASSIGN_OR_RETURN(auto dev_alloc,
-                            pools::SlotAllocator::create(device_pages, config.page_size));
+                            pools::SlotAllocator::create(device_pages[0], config.page_size));
     STRATA_ASSIGN_OR_RETURN(auto host_alloc,
-                            pools::SlotAllocator::create(host_pages, config.page_size));
+                            pools::SlotAllocator::create(host_pages[0], config.page_size));
     std::unique_ptr<CacheController> c(new CacheController(
         config, backend, std::move(pools), group, std::move(dev_alloc), std::move(host_alloc)));
+    c->spaces_ = spaces;
+    for (std::size_t s = 1; s < spaces.size(); ++s) {
+        STRATA_ASSIGN_OR_RETURN(auto d,
+                                pools::SlotAllocator::create(device_pages[s], config.page_size));
+        STRATA_ASSIGN_OR_RETURN(auto h,
+                                pools::SlotAllocator::create(host_pages[s], config.page_size));
+        c->ext_device_alloc_.push_back(std::move(d));
+        c->ext_host_alloc_.push_back(std::move(h));
+    }
+    c->num_layers_ = 0;
+    for (const PoolPair& p : c->pools_) {
+        c->num_layers_ = std::max(c->num_layers_, p.layer_map.empty() ? p.device->spec().num_layers
+                                                                      : p.layer_map.back() + 1);
+    }
     std::size_t with_store = 0, with_remote = 0;
     for (const PoolPair& p : c->pools_) {
         with_store += p.store != nullptr;
@@ -110,6 +172,12 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "{} of {} pools have a storage tier: all or none must", with_store,
                             c->pools_.size());
+    }
+    if (with_remote != 0 && c->hybrid()) {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "the remote tier does not serve hybrid models (slot spaces beyond "
+                            "'{}') yet",
+                            c->spaces_.front().name);
     }
     if (with_remote != 0 && with_remote != c->pools_.size()) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -132,8 +200,6 @@ CacheController::CacheController(const ControllerConfig& config, kernels::Backen
       device_alloc_(std::move(device_alloc)),
       host_alloc_(std::move(host_alloc)),
       tree_(config.eviction_policy) {
-    for (const PoolPair& p : pools_)
-        num_layers_ = std::max(num_layers_, p.device->spec().num_layers);
     if (config_.check_consistency) checker_.emplace(group_);
 }
 
@@ -173,25 +239,47 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     // pages that end before it.
     std::size_t matchable = (prompt_tokens - 1) / P;
     MatchResult m = tree_.match(keys.first(matchable));
+    if (hybrid()) {
+        // Usable only as far as every slot space can serve the prefix (a sliding window, a Mamba
+        // state at its end); a host part below the load threshold leaves the device part only.
+        std::size_t u = usablePages(pathTo(m.host_last), m.device_pages + m.host_pages);
+        if (u > m.device_pages && (u - m.device_pages) * P < config_.load_back_threshold_tokens) {
+            u = usablePages(pathTo(m.device_last), m.device_pages);
+        }
+        if (u != m.device_pages + m.host_pages) m = tree_.match(keys.first(u));
+    }
     std::size_t host_pages = m.host_pages;
     if (host_pages * P < config_.load_back_threshold_tokens) host_pages = 0;
     const std::size_t total_pages = (prompt_tokens + P - 1) / P;
-    const std::size_t need = total_pages - m.device_pages;
+    const std::size_t reused_pages = m.device_pages + host_pages;
+    const std::size_t extra = numSpaces() - 1;
+    std::vector<std::size_t> counts(numSpaces(), 0);
+    counts[0] = total_pages - m.device_pages;
+    for (std::size_t e = 0; e < extra; ++e) {
+        counts[e + 1] = spaces_[e + 1].request_state ? 1 : total_pages - reused_pages;
+    }
+    if (host_pages > 0 && hybrid()) {
+        for (const Node* n : m.host_chain) {
+            const auto pc = patternCounts(n);
+            for (std::size_t e = 0; e < extra; ++e) counts[e + 1] += pc[e + 1];
+        }
+    }
     note(0xAD1117, id);
     note(m.device_pages, host_pages);
 
     tree_.lockDevice(m.device_last, +1);
     if (host_pages > 0) tree_.lockHost(m.host_last, +1);
-    auto fresh = allocateDevice(need);
+    auto fresh = allocateDeviceSpaces(counts);
     if (!fresh.isOk()) {
         tree_.lockDevice(m.device_last, -1);
         if (host_pages > 0) tree_.lockHost(m.host_last, -1);
         ++stats_.rejected_admissions;
-        return STRATA_ERROR(StatusCode::kResourceExhausted,
-                            "request {} needs {} device pages, {} free after eviction", id, need,
-                            device_alloc_.freePages());
+        return STRATA_ERROR(StatusCode::kResourceExhausted, "request {}: {}", id,
+                            fresh.status().message());
     }
-    std::vector<std::uint32_t> pages = std::move(fresh).value();
+    SpacePages got = std::move(fresh).value();
+    std::vector<std::uint32_t> pages = std::move(got[0]);
+    std::vector<std::size_t> ext_cursor(extra, 0);
 
     auto req = std::make_unique<Request>();
     req->id = id;
@@ -210,22 +298,39 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     };
     add_dep(open_load_);
     for (const auto& b : inflight_loads_) add_dep(b);
+    auto open_batch = [&]() -> LoadBatch& {
+        if (!open_load_) {
+            open_load_ = std::make_shared<LoadBatch>();
+            open_load_->id = next_op_id_++;
+            open_load_->pages.resize(numSpaces());
+            open_load_->moves.resize(numSpaces());
+        }
+        if (std::find(req->waits.begin(), req->waits.end(), open_load_) == req->waits.end()) {
+            req->waits.push_back(open_load_);
+        }
+        return *open_load_;
+    };
 
     std::size_t cursor = 0;
     std::size_t storage_hit_pages = 0, remote_hit_pages = 0;
     if (host_pages > 0) {
-        if (!open_load_) {
-            open_load_ = std::make_shared<LoadBatch>();
-            open_load_->id = next_op_id_++;
-        }
-        LoadBatch& batch = *open_load_;
+        LoadBatch& batch = open_batch();
         for (Node* n : m.host_chain) {
             if (n->from_storage) storage_hit_pages += n->numPages();
             if (n->from_remote) remote_hit_pages += n->numPages();
             n->from_storage = n->from_remote = false;
             n->device_pages.assign(pages.begin() + cursor, pages.begin() + cursor + n->numPages());
             for (std::size_t i = 0; i < n->numPages(); ++i) {
-                batch.pages.push_back({n->device_pages[i], n->host_pages[i]});
+                batch.pages[0].push_back({n->device_pages[i], n->host_pages[i]});
+            }
+            n->ext_device.assign(extra, {});
+            for (std::size_t e = 0; e < extra; ++e) {
+                n->ext_device[e].assign(n->numPages(), kNoPage);
+                for (std::size_t i = 0; i < n->numPages(); ++i) {
+                    if (n->ext_host[e][i] == kNoPage) continue;
+                    n->ext_device[e][i] = got[e + 1][ext_cursor[e]++];
+                    batch.pages[e + 1].push_back({n->ext_device[e][i], n->ext_host[e][i]});
+                }
             }
             cursor += n->numPages();
             n->load_op = batch.id;
@@ -237,13 +342,44 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
         tree_.lockDevice(m.host_last, +1);
         tree_.lockDevice(m.device_last, -1);
         req->locked = m.host_last;
-        if (std::find(req->waits.begin(), req->waits.end(), open_load_) == req->waits.end()) {
-            req->waits.push_back(open_load_);
-        }
     }
     req->device_pages = m.device_page_list;
     req->device_pages.insert(req->device_pages.end(), pages.begin(), pages.end());
     req->owned.assign(pages.begin() + cursor, pages.end());
+    if (hybrid()) {
+        // The prefix's pages of each extra space are the tree's (on device, or arriving with this
+        // round's loads); the request owns one for each page it computes, or its working state.
+        req->ext_pages.assign(extra, std::vector<std::uint32_t>(total_pages, kNoPage));
+        req->ext_owned.assign(extra, {});
+        req->state_page.assign(extra, kNoPage);
+        const auto path = pathTo(req->locked);
+        for (std::size_t e = 0; e < extra; ++e) {
+            std::vector<std::uint32_t>& own = req->ext_pages[e];
+            if (spaces_[e + 1].request_state) {
+                const std::uint32_t working = got[e + 1][ext_cursor[e]++];
+                req->state_page[e] = working;
+                req->ext_owned[e].push_back(working);
+                if (reused_pages > 0) {
+                    const Node* last = path.back();
+                    const std::uint32_t checkpoint = last->ext_device[e].back();
+                    STRATA_CHECK(checkpoint != kNoPage,
+                                 "request {}: no state of space '{}' at the end of its prefix", id,
+                                 spaces_[e + 1].name);
+                    open_batch().moves[e + 1].push_back({checkpoint, working});
+                }
+                continue;
+            }
+            std::size_t pos = 0;
+            for (const Node* n : path) {
+                for (std::size_t i = 0; i < n->numPages(); ++i) own[pos + i] = n->ext_device[e][i];
+                pos += n->numPages();
+            }
+            for (std::size_t p = reused_pages; p < total_pages; ++p) {
+                own[p] = got[e + 1][ext_cursor[e]++];
+                req->ext_owned[e].push_back(own[p]);
+            }
+        }
+    }
 
     Admission a;
     a.prompt_tokens = prompt_tokens;
@@ -253,28 +389,17 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     a.remote_hit_tokens = remote_hit_pages * P;
     a.computed_tokens = prompt_tokens - a.reusedTokens();
     a.device_pages = req->device_pages;
+    a.spaces.resize(numSpaces());
+    a.spaces[0].pages = req->device_pages;
+    for (std::size_t e = 0; e < extra; ++e) {
+        a.spaces[e + 1].pages = req->ext_pages[e];
+        a.spaces[e + 1].state_page = req->state_page[e];
+        if (spaces_[e + 1].request_state) {
+            a.spaces[e + 1].pages.assign(total_pages, kNoPage);
+        }
+    }
     requests_.emplace(id, std::move(req));
     return a;
-}
-
-Status CacheController::enqueueCopies(kernels::Stream& stream,
-                                      std::span<const kernels::PageCopy> pages,
-                                      std::uint32_t layer_begin, std::uint32_t layer_end,
-                                      kernels::Direction dir) {
-    for (const PoolPair& p : pools_) {
-        std::uint32_t end = std::min(layer_end, p.device->spec().num_layers);
-        if (layer_begin >= end) continue;
-        kernels::CopyJob job;
-        job.geometry = p.device->geometry();
-        job.device = p.device->view();
-        job.host = p.host->view();
-        job.pages.assign(pages.begin(), pages.end());
-        job.layer_begin = layer_begin;
-        job.layer_end = end;
-        job.direction = dir;
-        STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(job)));
-    }
-    return Status::ok();
 }
 
 Status CacheController::launchLoads() {
@@ -286,15 +411,16 @@ Status CacheController::launchLoads() {
     for (std::uint32_t l = 0; l < num_layers_; ++l) {
         STRATA_RETURN_IF_ERROR(
             enqueueCopies(*h2d_stream_, batch->pages, l, l + 1, kernels::Direction::kHostToDevice));
+        // Private copies of shared pages (Mamba checkpoints) after the layer's loads, which may
+        // bring their sources.
+        STRATA_RETURN_IF_ERROR(enqueueMoves(*h2d_stream_, batch->moves, l, l + 1));
         STRATA_ASSIGN_OR_RETURN(auto ev, h2d_stream_->record());
         batch->layer_events.push_back(std::move(ev));
     }
     batch->launched = true;
     ++stats_.load_ops;
-    stats_.load_pages += batch->pages.size();
-    for (const PoolPair& p : pools_) {
-        stats_.load_bytes += batch->pages.size() * p.device->geometry().bytesPerPage();
-    }
+    stats_.load_pages += batch->pages[0].size();
+    stats_.load_bytes += spaceBytes(batch->pages);
     inflight_loads_.push_back(std::move(batch));
     return Status::ok();
 }
@@ -330,9 +456,7 @@ void CacheController::backupChain(Node* node) {
     for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
         Node* n = *it;
         STRATA_CHECK(n->onDevice(), "backup of node {} that is not on device", n->id);
-        std::set<std::uint64_t> protect;
-        auto host = allocateHost(n->numPages());
-        if (!host.isOk()) {
+        if (!allocateNodeHost(n)) {
             ++stats_.backup_alloc_failures;
             return;
         }
@@ -340,11 +464,8 @@ void CacheController::backupChain(Node* node) {
             open_backup_ = std::make_unique<BackupBatch>();
             open_backup_->id = next_op_id_++;
         }
-        n->host_pages = std::move(host).value();
         n->backup_op = open_backup_->id;
-        for (std::size_t i = 0; i < n->numPages(); ++i) {
-            open_backup_->pages.push_back({n->device_pages[i], n->host_pages[i]});
-        }
+        nodeCopies(n, &open_backup_->pages);
         open_backup_->nodes.push_back(n);
         tree_.lockDevice(n, +1);
     }
@@ -371,6 +492,22 @@ Status CacheController::insert(RequestId id) {
     Node* node = tree_.root();
     std::size_t pos = 0;
     const std::size_t full = req.keys.size();
+    const std::size_t extra = numSpaces() - 1;
+    // Extra spaces: whether the tree keeps the request's page of space e at prompt page i (inside
+    // the trailing window of the last full page; a state only at that page), and taking it.
+    auto keeps = [&](std::size_t e, std::size_t i) {
+        const SlotSpace& sp = spaces_[e + 1];
+        if (sp.request_state) return i + 1 == full;
+        return sp.hit_policy == pools::HitPolicy::kAllPages || i + sp.trailing_pages >= full;
+    };
+    auto take_ext = [&](std::size_t e, std::size_t i) -> std::uint32_t {
+        const std::uint32_t page =
+            spaces_[e + 1].request_state ? req.state_page[e] : req.ext_pages[e][i];
+        auto o = std::find(req.ext_owned[e].begin(), req.ext_owned[e].end(), page);
+        if (page == kNoPage || o == req.ext_owned[e].end()) return kNoPage;
+        req.ext_owned[e].erase(o);
+        return page;
+    };
     while (pos < full) {
         auto child_it = node->children.find(req.keys[pos]);
         if (child_it == node->children.end()) {
@@ -380,6 +517,15 @@ Status CacheController::insert(RequestId id) {
             Node* c = tree_.addChild(node, std::move(keys), std::move(pages));
             c->hit_count = 1;
             take_owned(pos, full);
+            if (hybrid()) {
+                c->ext_device.assign(extra, std::vector<std::uint32_t>(full - pos, kNoPage));
+                c->ext_host.assign(extra, {});
+                for (std::size_t e = 0; e < extra; ++e) {
+                    for (std::size_t i = pos; i < full; ++i) {
+                        if (keeps(e, i)) c->ext_device[e][i - pos] = take_ext(e, i);
+                    }
+                }
+            }
             node = c;
             pos = full;
             break;
@@ -389,10 +535,30 @@ Status CacheController::insert(RequestId id) {
         while (n < child->numPages() && pos + n < full && child->keys[n] == req.keys[pos + n]) ++n;
         if (n < child->numPages()) child = tree_.split(child, n);
         if (!child->onDevice()) {
-            // Host-only node: adopt the request's freshly computed pages ("unevict").
+            // Host-only node: adopt the request's freshly computed pages ("unevict"). Its pages of
+            // the extra spaces come from the request too; a state the request did not keep (one
+            // before its last full page) is dropped from the host copy, so both tiers hold the
+            // same pattern.
             child->device_pages.assign(req.device_pages.begin() + pos,
                                        req.device_pages.begin() + pos + n);
             take_owned(pos, pos + n);
+            if (hybrid()) {
+                child->ext_device.assign(extra, std::vector<std::uint32_t>(n, kNoPage));
+                for (std::size_t e = 0; e < extra; ++e) {
+                    for (std::size_t k = 0; k < n; ++k) {
+                        if (child->ext_host[e][k] == kNoPage) continue;
+                        const std::uint32_t page = take_ext(e, pos + k);
+                        if (page != kNoPage) {
+                            child->ext_device[e][k] = page;
+                            continue;
+                        }
+                        Status f = ext_host_alloc_[e].free({&child->ext_host[e][k], 1});
+                        STRATA_CHECK(f.isOk(), "host accounting of space '{}' broken: {}",
+                                     spaces_[e + 1].name, f.toString());
+                        child->ext_host[e][k] = kNoPage;
+                    }
+                }
+            }
             tree_.refresh(child);
             tree_.refresh(child->parent);
         }
@@ -437,6 +603,11 @@ Status CacheController::release(RequestId id) {
     note(0x2E1EA5E, id);
     tree_.lockDevice(req.locked, -1);
     if (!req.owned.empty()) freeDevicePages(req.owned);
+    for (std::size_t e = 0; e < req.ext_owned.size(); ++e) {
+        Status f = ext_device_alloc_[e].free(req.ext_owned[e]);
+        STRATA_CHECK(f.isOk(), "device accounting of space '{}' broken: {}", spaces_[e + 1].name,
+                     f.toString());
+    }
     requests_.erase(it);
     return Status::ok();
 }
@@ -465,10 +636,8 @@ Status CacheController::launchBackups() {
                                          kernels::Direction::kDeviceToHost));
     STRATA_ASSIGN_OR_RETURN(batch->done, d2h_stream_->record());
     ++stats_.backup_ops;
-    stats_.backup_pages += batch->pages.size();
-    for (const PoolPair& p : pools_) {
-        stats_.backup_bytes += batch->pages.size() * p.device->geometry().bytesPerPage();
-    }
+    stats_.backup_pages += batch->pages[0].size();
+    stats_.backup_bytes += spaceBytes(batch->pages);
     inflight_backups_.push_back(std::move(batch));
     return Status::ok();
 }
@@ -593,60 +762,99 @@ std::uint64_t CacheController::stateDigest() const {
     std::uint64_t d = tree_.digest();
     d = core::foldDigest(d, device_alloc_.digest());
     d = core::foldDigest(d, host_alloc_.digest());
+    for (std::size_t e = 0; e < ext_device_alloc_.size(); ++e) {
+        d = core::foldDigest(d, ext_device_alloc_[e].digest());
+        d = core::foldDigest(d, ext_host_alloc_[e].digest());
+    }
     d = core::foldDigest(d, inflight_loads_.size());
     d = core::foldDigest(d, inflight_backups_.size());
     d = core::foldDigest(d, requests_.size());
     for (const auto& [id, r] : requests_) {
         d = core::foldDigest(d, id);
         for (auto p : r->device_pages) d = core::foldDigest(d, p);
+        for (const auto& e : r->ext_pages) {
+            for (auto p : e) d = core::foldDigest(d, p);
+        }
+        for (auto p : r->state_page) d = core::foldDigest(d, p);
     }
     return d;
 }
 
 Status CacheController::checkInvariants() const {
     STRATA_RETURN_IF_ERROR(tree_.checkInvariants());
-    std::vector<int> dev_refs(device_alloc_.numPages(), 0), host_refs(host_alloc_.numPages(), 0);
+    const std::size_t spaces = numSpaces();
+    auto dev_alloc = [&](std::size_t s) -> const pools::SlotAllocator& {
+        return s == 0 ? device_alloc_ : ext_device_alloc_[s - 1];
+    };
+    auto host_alloc = [&](std::size_t s) -> const pools::SlotAllocator& {
+        return s == 0 ? host_alloc_ : ext_host_alloc_[s - 1];
+    };
+    std::vector<std::vector<int>> dev_refs(spaces), host_refs(spaces);
+    for (std::size_t s = 0; s < spaces; ++s) {
+        dev_refs[s].assign(dev_alloc(s).numPages(), 0);
+        host_refs[s].assign(host_alloc(s).numPages(), 0);
+    }
     Status bad;
-    auto count = [&](std::vector<int>& refs, std::uint32_t p, const char* what, std::uint64_t who) {
+    auto count = [&](std::vector<int>& refs, std::uint32_t p, const char* what, std::size_t space,
+                     std::uint64_t who) {
+        if (p == kNoPage) return;
         if (p >= refs.size()) {
-            if (bad.isOk())
-                bad =
-                    Status(StatusCode::kInternal, fmt::format("{} page {} out of range", what, p));
+            if (bad.isOk()) {
+                bad = Status(StatusCode::kInternal,
+                             fmt::format("{} page {} of space '{}' out of range", what, p,
+                                         spaces_[space].name));
+            }
             return;
         }
         if (++refs[p] > 1 && bad.isOk()) {
             bad = Status(StatusCode::kInternal,
-                         fmt::format("{} page {} referenced twice (last by {})", what, p, who));
+                         fmt::format("{} page {} of space '{}' referenced twice (last by {})", what,
+                                     p, spaces_[space].name, who));
         }
     };
     bool backup_break = false;
     tree_.forEach([&](const Node& n) {
-        for (auto p : n.device_pages) count(dev_refs, p, "device", n.id);
-        for (auto p : n.host_pages) count(host_refs, p, "host", n.id);
+        for (auto p : n.device_pages) count(dev_refs[0], p, "device", 0, n.id);
+        for (auto p : n.host_pages) count(host_refs[0], p, "host", 0, n.id);
+        for (std::size_t e = 0; e < n.ext_device.size() && e + 1 < spaces; ++e) {
+            for (auto p : n.ext_device[e]) count(dev_refs[e + 1], p, "device", e + 1, n.id);
+        }
+        for (std::size_t e = 0; e < n.ext_host.size() && e + 1 < spaces; ++e) {
+            for (auto p : n.ext_host[e]) count(host_refs[e + 1], p, "host", e + 1, n.id);
+        }
         if (config_.write_policy != WritePolicy::kWriteBack && n.onHost() && !n.parent->isRoot() &&
             !n.parent->onHost()) {
             backup_break = true;
         }
     });
     for (const auto& [id, r] : requests_) {
-        for (auto p : r->owned) count(dev_refs, p, "device", id);
+        for (auto p : r->owned) count(dev_refs[0], p, "device", 0, id);
+        for (std::size_t e = 0; e < r->ext_owned.size(); ++e) {
+            for (auto p : r->ext_owned[e]) count(dev_refs[e + 1], p, "device", e + 1, id);
+        }
     }
     STRATA_RETURN_IF_ERROR(bad);
     if (backup_break) {
         return STRATA_ERROR(StatusCode::kInternal,
                             "backed-up nodes are not root-contiguous under write-through");
     }
-    for (std::uint32_t p = 0; p < dev_refs.size(); ++p) {
-        if ((dev_refs[p] > 0) != device_alloc_.isAllocated(p)) {
-            return STRATA_ERROR(StatusCode::kInternal,
-                                "device page {} is {} but referenced {} times", p,
-                                device_alloc_.isAllocated(p) ? "allocated" : "free", dev_refs[p]);
+    for (std::size_t s = 0; s < spaces; ++s) {
+        for (std::uint32_t p = 0; p < dev_refs[s].size(); ++p) {
+            if ((dev_refs[s][p] > 0) != dev_alloc(s).isAllocated(p)) {
+                return STRATA_ERROR(StatusCode::kInternal,
+                                    "device page {} of space '{}' is {} but referenced {} times", p,
+                                    spaces_[s].name,
+                                    dev_alloc(s).isAllocated(p) ? "allocated" : "free",
+                                    dev_refs[s][p]);
+            }
         }
-    }
-    for (std::uint32_t p = 0; p < host_refs.size(); ++p) {
-        if ((host_refs[p] > 0) != host_alloc_.isAllocated(p)) {
-            return STRATA_ERROR(StatusCode::kInternal, "host page {} is {} but referenced {} times",
-                                p, host_alloc_.isAllocated(p) ? "allocated" : "free", host_refs[p]);
+        for (std::uint32_t p = 0; p < host_refs[s].size(); ++p) {
+            if ((host_refs[s][p] > 0) != host_alloc(s).isAllocated(p)) {
+                return STRATA_ERROR(
+                    StatusCode::kInternal,
+                    "host page {} of space '{}' is {} but referenced {} times", p, spaces_[s].name,
+                    host_alloc(s).isAllocated(p) ? "allocated" : "free", host_refs[s][p]);
+            }
         }
     }
     return Status::ok();

@@ -15,13 +15,6 @@ void CacheController::note(std::uint64_t a, std::uint64_t b) {
     decision_digest_ = core::foldDigest(core::foldDigest(decision_digest_, a), b);
 }
 
-Result<std::vector<std::uint32_t>> CacheController::allocateDevice(std::size_t pages) {
-    if (device_alloc_.freePages() < pages) evictDevice(pages - device_alloc_.freePages());
-    auto r = device_alloc_.allocate(pages);
-    note(0xA110CD, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
-    return r;
-}
-
 Result<std::vector<std::uint32_t>> CacheController::allocateHost(std::size_t pages) {
     if (host_alloc_.freePages() < pages) evictHost(pages - host_alloc_.freePages(), {});
     ++host_allocations_;
@@ -55,8 +48,7 @@ std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::ui
         retractRemote(v);
         freed += v->host_pages.size();
         stats_.host_evicted_pages += v->host_pages.size();
-        freeHostPages(v->host_pages);
-        v->host_pages.clear();
+        freeNodeHost(v);
         tree_.removeLeaf(v);
     }
     return freed;
@@ -77,16 +69,12 @@ bool CacheController::dropSubtree(Node* node) {
     if (pinned) return false;
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         Node* n = *it;
-        if (!n->device_pages.empty()) {
-            freeDevicePages(n->device_pages);
-            n->device_pages.clear();
-        }
+        freeNodeDevice(n);
         if (!n->host_pages.empty()) {
             retractRemote(n);
             stats_.dropped_pages += n->host_pages.size();
-            freeHostPages(n->host_pages);
-            n->host_pages.clear();
         }
+        freeNodeHost(n);
         tree_.removeLeaf(n);
     }
     return true;
@@ -95,12 +83,11 @@ bool CacheController::dropSubtree(Node* node) {
 std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
     // Write-back: copy every victim to the host and wait for the copy before its device pages are
     // freed, so no later writer can overwrite bytes that are still being read.
-    std::vector<kernels::PageCopy> copies;
+    SpaceCopies copies(numSpaces());
     std::vector<Node*> copied;
     std::size_t freed = 0;
     for (Node* v : victims) {
-        auto host = allocateHost(v->numPages());
-        if (!host.isOk()) {
+        if (!allocateNodeHost(v)) {
             std::size_t n = v->numPages();
             if (dropSubtree(v)) {
                 stats_.dropped_pages += n;
@@ -108,13 +95,10 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
             }
             continue;
         }
-        v->host_pages = std::move(host).value();
-        for (std::size_t i = 0; i < v->numPages(); ++i) {
-            copies.push_back({v->device_pages[i], v->host_pages[i]});
-        }
+        nodeCopies(v, &copies);
         copied.push_back(v);
     }
-    if (!copies.empty()) {
+    if (!copied.empty()) {
         const auto started = Clock::now();
         Status s =
             enqueueCopies(*d2h_stream_, copies, 0, num_layers_, kernels::Direction::kDeviceToHost);
@@ -125,10 +109,9 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
         STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
         stats_.backup_seconds += std::chrono::duration<double>(Clock::now() - started).count();
         ++stats_.backup_ops;
-        stats_.write_back_pages += copies.size();
-        stats_.backup_pages += copies.size();
-        for (const PoolPair& p : pools_)
-            stats_.backup_bytes += copies.size() * p.device->geometry().bytesPerPage();
+        stats_.write_back_pages += copies[0].size();
+        stats_.backup_pages += copies[0].size();
+        stats_.backup_bytes += spaceBytes(copies);
     }
     publishRemote(copied);  // their host copies are complete now
     for (Node* v : copied) freed += demote(v);
@@ -140,25 +123,33 @@ std::size_t CacheController::demote(Node* node) {
     // The host copy stays, the device pages go.
     const std::size_t n = node->device_pages.size();
     stats_.device_evicted_pages += n;
-    freeDevicePages(node->device_pages);
-    node->device_pages.clear();
+    freeNodeDevice(node);
     tree_.refresh(node);
     tree_.refresh(node->parent);
     return n;
 }
 
-std::size_t CacheController::evictDevice(std::size_t pages) {
+std::size_t CacheController::evictDevice(const std::vector<std::size_t>& targets) {
+    // Evicts until every space s has targets[s] free pages (or nothing more can go). A victim
+    // frees its pages of every space; the count returned is of anchor pages.
+    auto satisfied = [&](const std::vector<std::size_t>& pending) {
+        for (std::size_t s = 0; s < targets.size(); ++s) {
+            if (deviceAlloc(s).freePages() + pending[s] < targets[s]) return false;
+        }
+        return true;
+    };
+    const std::vector<std::size_t> none(numSpaces(), 0);
     std::size_t freed = 0;
     std::set<std::uint64_t> skip;
     std::vector<Node*> write_back;
-    std::size_t pending_write_back = 0;
-    while (freed < pages) {
+    std::vector<std::size_t> pending(numSpaces(), 0);
+    while (!satisfied(none)) {
         Node* v = tree_.nextDeviceVictim(skip);
         if (v == nullptr) {
             if (write_back.empty()) break;
             // The write-back victims free their pages; their parents may become victims.
             freed += writeBackSync(write_back);
-            pending_write_back = 0;
+            pending.assign(numSpaces(), 0);
             skip.clear();
             continue;
         }
@@ -167,10 +158,11 @@ std::size_t CacheController::evictDevice(std::size_t pages) {
         } else if (config_.write_policy == WritePolicy::kWriteBack) {
             skip.insert(v->id);
             write_back.push_back(v);
-            pending_write_back += v->numPages();
-            if (freed + pending_write_back >= pages) {
+            const auto pc = patternCounts(v);
+            for (std::size_t s = 0; s < pc.size(); ++s) pending[s] += pc[s];
+            if (satisfied(pending)) {
                 freed += writeBackSync(write_back);
-                pending_write_back = 0;
+                pending.assign(numSpaces(), 0);
                 skip.clear();
             }
         } else {

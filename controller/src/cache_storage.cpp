@@ -59,6 +59,7 @@ struct CacheController::PoolBatch {
     std::vector<PageKey> keys;         // storage keys
     std::vector<std::uint32_t> pages;  // host pages, one per key
     RemoteTier* remote = nullptr;      // the pool's remote tier (prefetch)
+    std::uint32_t space = 0;           // the pool's slot space
 };
 
 namespace {
@@ -85,10 +86,13 @@ std::vector<CacheController::PoolBatch> CacheController::writeBatches(
     for (const PoolPair& p : pools_) {
         PoolBatch b{p.store, p.host, {}, {}, nullptr};
         for (Node* n : nodes) {
+            // An extra space's pool stores only the pages of the node's pattern.
+            const std::vector<std::uint32_t>& host =
+                p.space == 0 ? n->host_pages : n->ext_host[p.space - 1];
             for (std::size_t i = 0; i < n->numPages(); ++i) {
-                if (!writesPage(n->keys[i], p.host->spec())) continue;
+                if (host[i] == kNoPage || !writesPage(n->keys[i], p.host->spec())) continue;
                 b.keys.push_back(storageKeyOf(n->keys[i], p.host->spec()));
-                b.pages.push_back(n->host_pages[i]);
+                b.pages.push_back(host[i]);
             }
         }
         stats_.storage_backup_pages += b.keys.size();
@@ -206,13 +210,14 @@ Status CacheController::prefetch(RequestId id, std::span<const PageKey> keys,
 
     std::vector<PoolBatch> batches;
     for (const PoolPair& p : pools_) {
-        PoolBatch b{p.store, p.host, {}, {}, p.remote};
+        PoolBatch b{p.store, p.host, {}, {}, p.remote, p.space};
         for (const PageKey& k : op->keys) b.keys.push_back(storageKeyOf(k, p.host->spec()));
         batches.push_back(std::move(b));
     }
     const std::size_t batch_pages = sc.batch_pages;
     worker_->submit(true, [batches = std::move(batches), out = op->query_pages,
-                           remote_out = op->remote_query, batch_pages] {
+                           remote_out = op->remote_query, ext_out = op->ext_query, batch_pages,
+                           extra = numSpaces() - 1] {
         const std::size_t n_keys = batches.front().keys.size();
         // The remote tier first: the leading run that peers hold in every pool.
         std::size_t remote = batches.front().remote != nullptr ? n_keys : 0;
@@ -227,12 +232,27 @@ Status CacheController::prefetch(RequestId id, std::span<const PageKey> keys,
         // Then the storage tier for what follows.
         std::size_t stored = batches.front().store != nullptr ? n_keys - remote : 0;
         for (const PoolBatch& b : batches) {
-            if (b.store == nullptr) break;
+            if (b.store == nullptr || b.space != 0) continue;
             std::size_t present = batched(stored, batch_pages, [&](std::size_t off, std::size_t n) {
                 auto r = b.store->exists(std::span(b.keys).subspan(remote + off, n));
                 return r.isOk() ? *r : std::size_t{0};
             });
             stored = std::min(stored, present);
+        }
+        // Extra spaces (hybrid models, no remote tier): which pages of that run each holds in
+        // every one of its pools (a sliding window or a state exists only at some pages).
+        ext_out->assign(extra, std::vector<std::int64_t>(n_keys, 0));
+        for (std::size_t e = 0; e < extra; ++e) {
+            for (std::size_t i = 0; i < stored; ++i) (*ext_out)[e][i] = 1;
+        }
+        for (const PoolBatch& b : batches) {
+            if (b.store == nullptr || b.space == 0) continue;
+            auto& bits = (*ext_out)[b.space - 1];
+            for (std::size_t i = 0; i < stored; ++i) {
+                if (bits[i] == 0) continue;
+                auto r = b.store->exists(std::span(b.keys).subspan(i, 1));
+                bits[i] = r.isOk() && *r == 1 ? 1 : 0;
+            }
         }
         remote_out->store(static_cast<std::int64_t>(remote));
         out->store(static_cast<std::int64_t>(remote + stored));
@@ -273,6 +293,20 @@ void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots*
         const std::int64_t progress = value->load();  // then the remote part, written before it
         slots->progress.emplace_back(op.get(), v.addMin(progress));
         slots->remote.push_back(v.addMin(progress < 0 ? -1 : remote->load()));
+        if (hybrid()) {
+            // Each page's presence in each extra space, agreed as a MIN (every rank has it);
+            // meaningful only once every rank's worker is done (the progress slot says so).
+            const auto& bits =
+                op->state == PrefetchOp::State::kQuerying ? op->ext_query : op->ext_fetched;
+            std::vector<std::vector<std::size_t>> ext(numSpaces() - 1);
+            for (std::size_t e = 0; e < ext.size(); ++e) {
+                for (std::size_t i = 0; i < op->keys.size(); ++i) {
+                    const bool have = progress >= 0 && e < bits->size() && (*bits)[e][i] != 0;
+                    ext[e].push_back(v.addMin(have ? 1 : 0));
+                }
+            }
+            slots->ext.push_back(std::move(ext));
+        }
         if (config_.storage.prefetch_policy == PrefetchPolicy::kTimeout && !op->timed_out) {
             // Any rank past the timeout stops the wait everywhere (MAX).
             slots->timeouts.emplace_back(op.get(), v.addMax(now - op->started > op->timeout));
@@ -302,24 +336,46 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
             std::min(static_cast<std::size_t>(std::max<std::int64_t>(v.get(slots.remote[k]), 0)),
                      static_cast<std::size_t>(agreed));
         if (op->state == PrefetchOp::State::kQuerying) {
-            const auto hit = static_cast<std::size_t>(agreed);
+            auto hit = static_cast<std::size_t>(agreed);
+            std::vector<std::vector<bool>> ext;
+            if (hybrid()) {
+                // Only as far as every extra space can serve the prefix, given what the tree
+                // holds above the op.
+                ext = agreedExt(v, slots.ext[k], hit);
+                hit = usableBelow(*op, ext, hit);
+            }
             note(0x9F37C5, hit);
             note(agreed_remote);
             if (hit * config_.page_size < config_.storage.prefetch_threshold_tokens) {
                 finished.push_back(op);
                 continue;
             }
-            auto host = allocateHost(hit);
+            std::vector<std::size_t> counts(numSpaces(), 0);
+            counts[0] = hit;
+            for (std::size_t e = 0; e < ext.size(); ++e) {
+                counts[e + 1] = static_cast<std::size_t>(
+                    std::count(ext[e].begin(), ext[e].begin() + static_cast<long>(hit), true));
+            }
+            auto host = allocateHostSpaces(counts);
             if (!host.isOk()) {
                 finished.push_back(op);
                 continue;
             }
-            op->host_pages = std::move(host).value();
+            SpacePages got = std::move(host).value();
+            op->host_pages = std::move(got[0]);
+            op->ext_host_pages.assign(ext.size(), std::vector<std::uint32_t>(hit, kNoPage));
+            for (std::size_t e = 0; e < ext.size(); ++e) {
+                std::size_t cursor = 0;
+                for (std::size_t i = 0; i < hit; ++i) {
+                    if (ext[e][i]) op->ext_host_pages[e][i] = got[e + 1][cursor++];
+                }
+            }
             op->state = PrefetchOp::State::kFetching;
             op->remote_pages = agreed_remote;
             std::vector<PoolBatch> batches;
             for (const PoolPair& p : pools_) {
-                PoolBatch b{p.store, p.host, {}, op->host_pages, p.remote};
+                PoolBatch b{p.store, p.host, {}, {}, p.remote, p.space};
+                b.pages = p.space == 0 ? op->host_pages : op->ext_host_pages[p.space - 1];
                 for (std::size_t i = 0; i < hit; ++i) {
                     b.keys.push_back(storageKeyOf(op->keys[i], p.host->spec()));
                 }
@@ -328,7 +384,8 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
             const std::size_t batch_pages = config_.storage.batch_pages;
             worker_->submit(
                 true, [batches = std::move(batches), out = op->fetched_pages,
-                       remote_out = op->remote_fetched, batch_pages, hit, remote = agreed_remote] {
+                       remote_out = op->remote_fetched, ext_out = op->ext_fetched, batch_pages, hit,
+                       remote = agreed_remote, extra = numSpaces() - 1] {
                     // Pull the agreed remote part; what a peer could not serve (gone, slow, a
                     // checksum miss) and the rest come from the storage tier when it has them.
                     std::size_t pulled = remote;
@@ -343,7 +400,24 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
                         pulled = std::min(pulled, got);
                     }
                     std::size_t read = batches.front().store != nullptr ? hit - pulled : 0;
+                    // Extra spaces' pages one at a time (only where the space has one).
+                    ext_out->assign(extra, std::vector<std::int64_t>(hit, 1));
                     for (const PoolBatch& b : batches) {
+                        if (b.space == 0) continue;
+                        auto& bits = (*ext_out)[b.space - 1];
+                        for (std::size_t i = 0; i < hit; ++i) {
+                            if (bits[i] == 0) continue;
+                            if (b.pages[i] == kNoPage || b.store == nullptr) {
+                                bits[i] = 0;
+                                continue;
+                            }
+                            auto r = b.store->get(std::span(b.keys).subspan(i, 1), *b.host,
+                                                  std::span(b.pages).subspan(i, 1));
+                            bits[i] = r.isOk() && *r == 1 ? 1 : 0;
+                        }
+                    }
+                    for (const PoolBatch& b : batches) {
+                        if (b.space != 0) continue;
                         if (b.store == nullptr || read == 0) break;
                         std::size_t got =
                             batched(read, batch_pages, [&](std::size_t off, std::size_t n) {
@@ -358,7 +432,21 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
                     out->store(static_cast<std::int64_t>(pulled + read));
                 });
         } else {
-            const auto usable = static_cast<std::size_t>(agreed);
+            auto usable = static_cast<std::size_t>(agreed);
+            if (hybrid()) {
+                std::vector<std::vector<bool>> ext = agreedExt(v, slots.ext[k], usable);
+                usable = usableBelow(*op, ext, usable);
+                // Pages of the extra spaces that did not arrive everywhere are not grafted.
+                for (std::size_t e = 0; e < ext.size(); ++e) {
+                    for (std::size_t i = 0; i < op->ext_host_pages[e].size(); ++i) {
+                        std::uint32_t& page = op->ext_host_pages[e][i];
+                        if (page == kNoPage || (i < usable && ext[e][i])) continue;
+                        Status f = ext_host_alloc_[e].free({&page, 1});
+                        STRATA_CHECK(f.isOk(), "host accounting broken: {}", f.toString());
+                        page = kNoPage;
+                    }
+                }
+            }
             note(0x9F37C6, usable);
             note(agreed_remote);
             graft(*op, usable, agreed_remote);
@@ -377,13 +465,52 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
     return Status::ok();
 }
 
+std::vector<std::vector<bool>> CacheController::agreedExt(
+    const comm::DecisionVector& v, const std::vector<std::vector<std::size_t>>& slots,
+    std::size_t pages) const {
+    std::vector<std::vector<bool>> ext(slots.size());
+    for (std::size_t e = 0; e < slots.size(); ++e) {
+        for (std::size_t i = 0; i < pages && i < slots[e].size(); ++i) {
+            ext[e].push_back(v.get(slots[e][i]) > 0);
+        }
+        ext[e].resize(pages, false);
+    }
+    return ext;
+}
+
+std::size_t CacheController::usableBelow(const PrefetchOp& op,
+                                         const std::vector<std::vector<bool>>& ext,
+                                         std::size_t pages) const {
+    const auto path = pathTo(op.anchor);
+    std::size_t cached = 0;
+    for (const Node* n : path) cached += n->numPages();
+    auto pattern = pathPattern(path, cached);
+    for (std::size_t e = 0; e < pattern.size(); ++e) {
+        pattern[e].insert(pattern[e].end(), ext[e].begin(),
+                          ext[e].begin() + static_cast<long>(pages));
+    }
+    const std::size_t u = usableFromPattern(pattern, cached + pages);
+    return u > cached ? u - cached : 0;
+}
+
 void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remote_pages) {
     // Walk below the anchor: pages the tree gained meanwhile keep their copy (ours is freed);
     // device-only nodes adopt ours as their host copy; the rest becomes one host-only node (two
-    // when it straddles the end of the remote part, so hits are counted per tier).
+    // when it straddles the end of the remote part, so hits are counted per tier). Hybrid models:
+    // a node takes our pages of each extra space where its pattern has one; a device-only node
+    // whose pattern has a page we lack stops the graft (its host copy would be incomplete).
+    const std::size_t extra = numSpaces() - 1;
     std::vector<Node*> adopted;
     std::vector<std::uint32_t> unused(op.host_pages.begin() + static_cast<long>(usable),
                                       op.host_pages.end());
+    std::vector<std::vector<bool>> taken(extra);
+    for (std::size_t e = 0; e < extra; ++e) taken[e].assign(op.ext_host_pages[e].size(), false);
+    auto ext_range = [&](std::size_t e, std::size_t from, std::size_t to) {
+        std::vector<std::uint32_t> out(op.ext_host_pages[e].begin() + static_cast<long>(from),
+                                       op.ext_host_pages[e].begin() + static_cast<long>(to));
+        for (std::size_t i = from; i < to; ++i) taken[e][i] = true;
+        return out;
+    };
     Node* node = op.anchor;
     std::size_t pos = 0;
     while (pos < usable) {
@@ -395,6 +522,11 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remo
                                      op.keys.begin() + static_cast<long>(usable)),
                 std::vector<std::uint32_t>(op.host_pages.begin() + static_cast<long>(pos),
                                            op.host_pages.begin() + static_cast<long>(usable)));
+            if (extra > 0) {
+                c->ext_device.assign(extra, {});
+                c->ext_host.assign(extra, {});
+                for (std::size_t e = 0; e < extra; ++e) c->ext_host[e] = ext_range(e, pos, usable);
+            }
             if (remote_pages > pos && remote_pages < usable) {
                 Node* upper = tree_.split(c, remote_pages - pos);
                 upper->from_remote = true;
@@ -404,11 +536,19 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remo
                 (remote_pages >= usable ? c->from_remote : c->from_storage) = true;
             }
             adopted.push_back(c);
+            pos = usable;
             break;
         }
         Node* child = it->second.get();
         std::size_t n = 1;
         while (n < child->numPages() && pos + n < usable && child->keys[n] == op.keys[pos + n]) ++n;
+        bool complete = true;  // we hold every extra page of the child's pattern in [pos, pos+n)
+        for (std::size_t e = 0; e < extra && complete; ++e) {
+            for (std::size_t k = 0; k < n && complete; ++k) {
+                complete = !child->hasExt(e, k) || op.ext_host_pages[e][pos + k] != kNoPage;
+            }
+        }
+        if (!child->onHost() && !complete) break;
         if (n < child->numPages()) child = tree_.split(child, n);
         if (child->onHost()) {
             unused.insert(unused.end(), op.host_pages.begin() + static_cast<long>(pos),
@@ -416,14 +556,40 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remo
         } else {
             child->host_pages.assign(op.host_pages.begin() + static_cast<long>(pos),
                                      op.host_pages.begin() + static_cast<long>(pos + n));
+            if (extra > 0) {
+                child->ext_host.assign(extra, std::vector<std::uint32_t>(n, kNoPage));
+                for (std::size_t e = 0; e < extra; ++e) {
+                    for (std::size_t k = 0; k < n; ++k) {
+                        if (child->ext_device[e][k] == kNoPage) continue;
+                        child->ext_host[e][k] = op.ext_host_pages[e][pos + k];
+                        taken[e][pos + k] = true;
+                    }
+                }
+            }
             tree_.refresh(child);
             adopted.push_back(child);
         }
         node = child;
         pos += n;
     }
+    // A graft stopped early leaves the rest of the anchor's pages unused.
+    unused.insert(
+        unused.end(), op.host_pages.begin() + static_cast<long>(pos),
+        op.host_pages.begin() + static_cast<long>(std::min(usable, op.host_pages.size())));
     if (!unused.empty()) freeHostPages(unused);
+    for (std::size_t e = 0; e < extra; ++e) {
+        std::vector<std::uint32_t> spare;
+        for (std::size_t i = 0; i < taken[e].size(); ++i) {
+            if (!taken[e][i] && op.ext_host_pages[e][i] != kNoPage) {
+                spare.push_back(op.ext_host_pages[e][i]);
+            }
+        }
+        Status f = ext_host_alloc_[e].free(spare);
+        STRATA_CHECK(f.isOk(), "host accounting of space '{}' broken: {}", spaces_[e + 1].name,
+                     f.toString());
+    }
     op.host_pages.clear();
+    op.ext_host_pages.clear();
     publishRemote(adopted);
 }
 

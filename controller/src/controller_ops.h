@@ -17,7 +17,10 @@ using Clock = std::chrono::steady_clock;
 // Loads admitted in one round, launched together layer by layer.
 struct CacheController::LoadBatch {
     std::uint64_t id = 0;
-    std::vector<kernels::PageCopy> pages;
+    SpaceCopies pages;  // per slot space
+    // Per slot space: copies of shared device pages into a request's own (Mamba checkpoints into
+    // working slots), run after each layer's loads.
+    std::vector<std::vector<kernels::DevicePageMove>> moves;
     std::vector<Node*> nodes;        // carry load_op == id (and their split fragments)
     std::vector<Node*> host_locked;  // each holds one host path lock taken for this batch
     bool launched = false;
@@ -29,7 +32,7 @@ struct CacheController::LoadBatch {
 // Backups queued in one round, launched together as one all-layer copy per pool.
 struct CacheController::BackupBatch {
     std::uint64_t id = 0;
-    std::vector<kernels::PageCopy> pages;
+    SpaceCopies pages;         // per slot space
     std::vector<Node*> nodes;  // each holds one device path lock and backup_op == id
     kernels::EventPtr done;
     Clock::time_point launched_at;
@@ -43,6 +46,10 @@ struct CacheController::Request {
     Node* locked = nullptr;                   // holds one device path lock for the request
     std::vector<std::uint32_t> device_pages;  // every page of the prompt
     std::vector<std::uint32_t> owned;         // pages of device_pages the tree does not hold
+    // Extra slot spaces ([s - 1]): the request's device page of each prompt page (kNoPage where
+    // none), the pages it owns (not yet the tree's), and its working slot (request_state spaces).
+    std::vector<std::vector<std::uint32_t>> ext_pages, ext_owned;
+    std::vector<std::uint32_t> state_page;
     std::vector<std::shared_ptr<LoadBatch>> waits;
     bool inserted = false;
     std::uint32_t priority = 0;  // raised along its path at insert (kPriority eviction)
@@ -72,6 +79,15 @@ struct CacheController::PrefetchOp {
     std::shared_ptr<std::atomic<std::int64_t>> remote_fetched =
         std::make_shared<std::atomic<std::int64_t>>(0);
     std::size_t remote_pages = 0;  // agreed: the leading pages to pull from the remote tier
+    // Hybrid models, per extra space [e][page of keys]: which pages the storage tier holds
+    // (query) and delivered (fetch), 1 or 0, written by the worker before query_pages /
+    // fetched_pages; and the host pages of each space allocated at the agreed point (kNoPage
+    // where the page is not fetched).
+    std::shared_ptr<std::vector<std::vector<std::int64_t>>> ext_query =
+        std::make_shared<std::vector<std::vector<std::int64_t>>>();
+    std::shared_ptr<std::vector<std::vector<std::int64_t>>> ext_fetched =
+        std::make_shared<std::vector<std::vector<std::int64_t>>>();
+    std::vector<std::vector<std::uint32_t>> ext_host_pages;
 };
 
 // Pages of host nodes being written to the storage tier; each node holds one host path lock.

@@ -82,6 +82,14 @@ Node* PrefixTree::split(Node* node, std::size_t upper_pages) {
     };
     split_pages(node->device_pages, u->device_pages);
     split_pages(node->host_pages, u->host_pages);
+    u->ext_device.resize(node->ext_device.size());
+    u->ext_host.resize(node->ext_host.size());
+    for (std::size_t s = 0; s < node->ext_device.size(); ++s) {
+        split_pages(node->ext_device[s], u->ext_device[s]);
+    }
+    for (std::size_t s = 0; s < node->ext_host.size(); ++s) {
+        split_pages(node->ext_host[s], u->ext_host[s]);
+    }
     // Path locks counted on node came from node or its descendants: they pass through u too.
     u->device_locks = node->device_locks;
     u->host_locks = node->host_locks;
@@ -150,7 +158,11 @@ Node* PrefixTree::addHostChild(Node* parent, std::vector<PageKey> keys,
 void PrefixTree::removeLeaf(Node* node) {
     STRATA_CHECK(!node->isRoot() && node->children.empty() && node->device_locks == 0 &&
                      node->host_locks == 0 && node->backup_op == 0 && node->load_op == 0 &&
-                     node->device_pages.empty() && node->host_pages.empty(),
+                     node->device_pages.empty() && node->host_pages.empty() &&
+                     std::all_of(node->ext_device.begin(), node->ext_device.end(),
+                                 [](const auto& e) { return e.empty(); }) &&
+                     std::all_of(node->ext_host.begin(), node->ext_host.end(),
+                                 [](const auto& e) { return e.empty(); }),
                  "removeLeaf of node {} that is not a free leaf", node->id);
     if (node->device_evict_key) device_evictable_.erase(*node->device_evict_key);
     if (node->host_evict_key) host_evictable_.erase(*node->host_evict_key);
@@ -283,6 +295,12 @@ std::uint64_t PrefixTree::digest() const {
         d = core::foldDigest(d, n.keys.front().lo);
         d = core::foldDigest(d, n.keys.size());
         for (auto p : n.device_pages) d = core::foldDigest(d, p);
+        for (const auto& e : n.ext_device) {
+            for (auto p : e) d = core::foldDigest(d, p);
+        }
+        for (const auto& e : n.ext_host) {
+            for (auto p : e) d = core::foldDigest(d, p);
+        }
         d = core::foldDigest(d, 0xD0D0);
         for (auto p : n.host_pages) d = core::foldDigest(d, p);
         d = core::foldDigest(d, static_cast<std::uint64_t>(n.device_locks));
@@ -313,6 +331,27 @@ Status PrefixTree::checkInvariants() const {
         if (n.onDevice() && n.device_pages.size() != n.keys.size()) {
             fail(fmt::format("node {} has {} device pages for {} keys", n.id, n.device_pages.size(),
                              n.keys.size()));
+        }
+        for (std::size_t e = 0; e < std::max(n.ext_device.size(), n.ext_host.size()); ++e) {
+            const std::size_t dev = e < n.ext_device.size() ? n.ext_device[e].size() : 0;
+            const std::size_t host = e < n.ext_host.size() ? n.ext_host[e].size() : 0;
+            if (dev != (n.onDevice() ? n.keys.size() : 0) ||
+                host != (n.onHost() ? n.keys.size() : 0)) {
+                fail(
+                    fmt::format("node {} holds {}/{} device/host entries of extra space {} for {} "
+                                "keys",
+                                n.id, dev, host, e, n.keys.size()));
+            } else if (dev != 0 && host != 0) {
+                for (std::size_t i = 0; i < dev; ++i) {
+                    if ((n.ext_device[e][i] == kNoPage) != (n.ext_host[e][i] == kNoPage)) {
+                        fail(
+                            fmt::format("node {}: device and host copies of extra space {} "
+                                        "differ at page {}",
+                                        n.id, e, i));
+                        break;
+                    }
+                }
+            }
         }
         if (n.onHost() && n.host_pages.size() != n.keys.size()) {
             fail(fmt::format("node {} has {} host pages for {} keys", n.id, n.host_pages.size(),

@@ -61,7 +61,8 @@ public:
         cc.eviction_policy = o.eviction;
         cc.storage = o.storage;
         ctl_ = std::move(CacheController::create(
-                             cc, *backend_, {{dev_.get(), host_.get(), o.store, o.remote}}, group_))
+                             cc, *backend_, {{dev_.get(), host_.get(), o.store, o.remote, 0, {}}},
+                             group_))
                    .value();
     }
     ~Harness() { ctl_.reset(); }

@@ -34,6 +34,22 @@
 
 namespace strata::controller {
 
+// A slot space: the pools whose pages share indices. Space 0 is the anchor's (the main KV, or a
+// logical anchor's compressed sidecars) and holds every page of a cached prefix; every other space
+// is an independent entry of the model's HostPoolGroup (a sliding window, a Mamba state) with the
+// sidecars that derive their indices from it, and holds only what its hit policy needs.
+struct SlotSpace {
+    std::string name;                                           // "kv", "swa", "mamba"
+    pools::HitPolicy hit_policy = pools::HitPolicy::kAllPages;  // space 0: kAllPages
+    std::uint32_t trailing_pages = 0;  // kTrailingPages: pages a usable prefix's end must hold
+    // A per-request state (Mamba): the request gets one working slot of this space (its
+    // Admission's state_page). A hit copies the checkpoint at the end of the prefix into it;
+    // insert() keeps it as the checkpoint at the end of the request's last full page. Without it,
+    // the request gets a page of this space for each page it computes, and insert() keeps those
+    // inside the trailing window of its last full page.
+    bool request_state = false;
+};
+
 enum class WritePolicy : std::uint8_t { kWriteThrough, kWriteThroughSelective, kWriteBack };
 std::string_view writePolicyName(WritePolicy p) noexcept;
 // Parses "write_through" | "write_through_selective" | "write_back".
@@ -98,25 +114,6 @@ public:
     virtual Status publish(std::span<const PageKey> keys,
                            std::span<const std::uint32_t> host_pages) = 0;
     virtual Status retract(std::span<const PageKey> keys) = 0;
-};
-
-// The page index of a space that a page does not have (a hole of a trailing-window space).
-inline constexpr std::uint32_t kNoPage = 0xFFFFFFFFu;
-
-// A slot space: the pools whose pages share indices. Space 0 is the anchor's (the main KV, or a
-// logical anchor's compressed sidecars) and holds every page of a cached prefix; every other space
-// is an independent entry of the model's HostPoolGroup (a sliding window, a Mamba state) with the
-// sidecars that derive their indices from it, and holds only what its hit policy needs.
-struct SlotSpace {
-    std::string name;                                           // "kv", "swa", "mamba"
-    pools::HitPolicy hit_policy = pools::HitPolicy::kAllPages;  // space 0: kAllPages
-    std::uint32_t trailing_pages = 0;  // kTrailingPages: pages a usable prefix's end must hold
-    // A per-request state (Mamba): the request gets one working slot of this space (its
-    // Admission's state_page). A hit copies the checkpoint at the end of the prefix into it;
-    // insert() keeps it as the checkpoint at the end of the request's last full page. Without it,
-    // the request gets a page of this space for each page it computes, and insert() keeps those
-    // inside the trailing window of its last full page.
-    bool request_state = false;
 };
 
 // One pool of the rank: its device and host tiers share the page indices of its slot space.
@@ -277,18 +274,56 @@ private:
                     std::vector<PoolPair> pools, comm::DecisionGroup& group,
                     pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc);
 
-    Result<std::vector<std::uint32_t>> allocateDevice(std::size_t pages);
+    // Pages of every slot space: [0] the anchor's, [s] extra space s (dense lists).
+    using SpacePages = std::vector<std::vector<std::uint32_t>>;
+    // Page copies of every slot space, in the same indexing.
+    using SpaceCopies = std::vector<std::vector<kernels::PageCopy>>;
+    std::size_t numSpaces() const noexcept { return ext_device_alloc_.size() + 1; }
+    bool hybrid() const noexcept { return !ext_device_alloc_.empty(); }
+    pools::SlotAllocator& deviceAlloc(std::size_t s) {
+        return s == 0 ? device_alloc_ : ext_device_alloc_[s - 1];
+    }
+    pools::SlotAllocator& hostAlloc(std::size_t s) {
+        return s == 0 ? host_alloc_ : ext_host_alloc_[s - 1];
+    }
+    // All or nothing across spaces, evicting as needed: counts[s] pages of space s.
+    Result<SpacePages> allocateDeviceSpaces(const std::vector<std::size_t>& counts);
+    Result<SpacePages> allocateHostSpaces(const std::vector<std::size_t>& counts);
     Result<std::vector<std::uint32_t>> allocateHost(std::size_t pages);
-    std::size_t evictDevice(std::size_t pages);
+    // Pages of each space the node's pattern holds ([0]: every page).
+    std::vector<std::size_t> patternCounts(const Node* node) const;
+    // Gives the node host pages for its whole pattern; false (nothing allocated) when full.
+    bool allocateNodeHost(Node* node);
+    // Appends the node's device<->host page pairs of every space to `copies`.
+    void nodeCopies(const Node* node, SpaceCopies* copies) const;
+    void freeNodeDevice(Node* node);
+    void freeNodeHost(Node* node);
+    // The longest prefix, at most `limit` pages along the path of `last` (root first), that
+    // every extra space can serve under its hit policy.
+    std::size_t usablePages(const std::vector<const Node*>& path, std::size_t limit) const;
+    // Presence of each extra space's pages along a path, for [0, limit) ([s-1][page]).
+    std::vector<std::vector<bool>> pathPattern(const std::vector<const Node*>& path,
+                                               std::size_t limit) const;
+    std::size_t usableFromPattern(const std::vector<std::vector<bool>>& pattern,
+                                  std::size_t limit) const;
+    static std::vector<const Node*> pathTo(const Node* last);
+    std::size_t evictDevice(const std::vector<std::size_t>& targets);
     std::size_t demote(Node* node);  // frees a backed-up node's device pages; returns how many
     std::size_t evictHost(std::size_t pages, const std::set<std::uint64_t>& protect);
     void backupChain(Node* node);
     std::size_t writeBackSync(std::vector<Node*>& victims);
     bool dropSubtree(Node* node);
     void clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id);
-    Status enqueueCopies(kernels::Stream& stream, std::span<const kernels::PageCopy> pages,
+    Status enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
                          std::uint32_t layer_begin, std::uint32_t layer_end,
                          kernels::Direction dir);
+    Status enqueueMoves(kernels::Stream& stream,
+                        const std::vector<std::vector<kernels::DevicePageMove>>& moves,
+                        std::uint32_t layer_begin, std::uint32_t layer_end);
+    // Pool layers [first, second) of pool p that lie in model layers [begin, end).
+    std::pair<std::uint32_t, std::uint32_t> poolLayers(const PoolPair& p, std::uint32_t begin,
+                                                       std::uint32_t end) const;
+    std::uint64_t spaceBytes(const SpaceCopies& pages) const;
     Status launchBackups();
     void reapBackup(BackupBatch& batch);
     void reapLoad(LoadBatch& batch);
@@ -302,6 +337,9 @@ private:
     std::uint32_t num_layers_ = 0;  // max over pools
     pools::SlotAllocator device_alloc_;
     pools::SlotAllocator host_alloc_;
+    std::vector<SlotSpace> spaces_;  // at least one
+    // Extra slot spaces (hybrid models): [s - 1] for space s.
+    std::vector<pools::SlotAllocator> ext_device_alloc_, ext_host_alloc_;
     PrefixTree tree_;
     std::unique_ptr<kernels::Stream> d2h_stream_;
     std::unique_ptr<kernels::Stream> h2d_stream_;
@@ -336,7 +374,16 @@ private:
         std::size_t backups = 0;
         std::vector<std::pair<PrefetchOp*, std::size_t>> progress, timeouts;
         std::vector<std::size_t> remote;  // one per progress entry: its remote part
+        // One per progress entry (hybrid models): [e][page] the slot of each page's presence.
+        std::vector<std::vector<std::vector<std::size_t>>> ext;
     };
+    // Hybrid: the agreed presence of the extra spaces' pages of a prefetch (from `slots`), and
+    // the usable pages of op's keys given the path above it and that presence.
+    std::vector<std::vector<bool>> agreedExt(const comm::DecisionVector& v,
+                                             const std::vector<std::vector<std::size_t>>& slots,
+                                             std::size_t pages) const;
+    std::size_t usableBelow(const PrefetchOp& op, const std::vector<std::vector<bool>>& ext,
+                            std::size_t pages) const;
     void addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots);
     Status applyStorageDecisions(const comm::DecisionVector& v, const StorageSlots& slots);
     void graft(PrefetchOp& op, std::size_t usable_pages, std::size_t remote_pages);

@@ -25,6 +25,9 @@ namespace strata::controller {
 
 using core::PageKey;
 
+// The page index of a slot space that a page does not have (a hole of a trailing-window space).
+inline constexpr std::uint32_t kNoPage = 0xFFFFFFFFu;
+
 // Which evictable leaf goes first (ties: least recently used, then the older node id).
 // kLru: least recently used. kLfu: fewest hits. kPriority: lowest Node::priority (raised along a
 // path by raisePriority: a page is worth what its most important user makes it). kOptimal: the
@@ -40,6 +43,11 @@ struct Node {
     std::vector<PageKey> keys;                // one per page
     std::vector<std::uint32_t> device_pages;  // empty: not on device
     std::vector<std::uint32_t> host_pages;    // empty: not on host
+    // Hybrid models: the pages of the other slot spaces (a sliding window, a Mamba state), one
+    // vector per extra space, like device_pages and host_pages: empty when the node is not in
+    // that tier, else one entry per page, kNoPage where the space holds nothing for that page.
+    // Every tier that holds the node holds the same pages of every space (its pattern).
+    std::vector<std::vector<std::uint32_t>> ext_device, ext_host;
 
     // Path locks: a lock on a node is counted on it and on every ancestor.
     std::int64_t device_locks = 0;  // > 0: device pages may not be evicted
@@ -60,6 +68,11 @@ struct Node {
     // Host copy complete (host pages present and no backup in flight).
     bool backedUp() const noexcept { return onHost() && backup_op == 0; }
     bool isRoot() const noexcept { return parent == nullptr; }
+    // Whether extra space s holds page i of the node (in whichever tier holds the node).
+    bool hasExt(std::size_t s, std::size_t i) const noexcept {
+        const auto& v = onDevice() ? ext_device : ext_host;
+        return s < v.size() && i < v[s].size() && v[s][i] != kNoPage;
+    }
 
     // Where the node sits in the tree's evictable sets (maintained by PrefixTree::refresh).
     using EvictKey = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t>;
