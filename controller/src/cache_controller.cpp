@@ -239,6 +239,7 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     // pages that end before it.
     std::size_t matchable = (prompt_tokens - 1) / P;
     MatchResult m = tree_.match(keys.first(matchable));
+    const std::size_t matched_pages = m.device_pages + m.host_pages;
     if (hybrid()) {
         // Usable only as far as every slot space can serve the prefix (a sliding window, a Mamba
         // state at its end); a host part below the load threshold leaves the device part only.
@@ -255,8 +256,13 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     const std::size_t extra = numSpaces() - 1;
     std::vector<std::size_t> counts(numSpaces(), 0);
     counts[0] = total_pages - m.device_pages;
+    // A state at the end of the matched prefix, where the tree has none, is worth keeping.
+    const std::size_t full_pages = prompt_tokens / P;
+    const std::size_t branch_pages =
+        hybrid() && matched_pages > reused_pages && matched_pages < full_pages ? matched_pages : 0;
     for (std::size_t e = 0; e < extra; ++e) {
-        counts[e + 1] = spaces_[e + 1].request_state ? 1 : total_pages - reused_pages;
+        counts[e + 1] =
+            spaces_[e + 1].request_state ? (branch_pages > 0 ? 2 : 1) : total_pages - reused_pages;
     }
     if (host_pages > 0 && hybrid()) {
         for (const Node* n : m.host_chain) {
@@ -352,6 +358,9 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
         req->ext_pages.assign(extra, std::vector<std::uint32_t>(total_pages, kNoPage));
         req->ext_owned.assign(extra, {});
         req->state_page.assign(extra, kNoPage);
+        req->branch_state.assign(extra, kNoPage);
+        req->reused_pages = reused_pages;
+        req->branch_pages = branch_pages;
         const auto path = pathTo(req->locked);
         for (std::size_t e = 0; e < extra; ++e) {
             std::vector<std::uint32_t>& own = req->ext_pages[e];
@@ -359,6 +368,10 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
                 const std::uint32_t working = got[e + 1][ext_cursor[e]++];
                 req->state_page[e] = working;
                 req->ext_owned[e].push_back(working);
+                if (branch_pages > 0) {
+                    req->branch_state[e] = got[e + 1][ext_cursor[e]++];
+                    req->ext_owned[e].push_back(req->branch_state[e]);
+                }
                 if (reused_pages > 0) {
                     const Node* last = path.back();
                     const std::uint32_t checkpoint = last->ext_device[e].back();
@@ -394,6 +407,8 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     for (std::size_t e = 0; e < extra; ++e) {
         a.spaces[e + 1].pages = req->ext_pages[e];
         a.spaces[e + 1].state_page = req->state_page[e];
+        a.spaces[e + 1].branch_state_page = req->branch_state[e];
+        a.spaces[e + 1].branch_pages = req->branch_state[e] != kNoPage ? branch_pages : 0;
         if (spaces_[e + 1].request_state) {
             a.spaces[e + 1].pages.assign(total_pages, kNoPage);
         }
@@ -566,6 +581,7 @@ Status CacheController::insert(RequestId id) {
         node = child;
         pos += n;
     }
+    if (hybrid()) fillPatternHoles(node, req);
     tree_.touch(node);
     tree_.raisePriority(node, req.priority);
     // The request's lock moves to the deepest node it now covers.

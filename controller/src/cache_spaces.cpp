@@ -89,6 +89,89 @@ void CacheController::freeNodeHost(Node* node) {
     }
 }
 
+void CacheController::fillPatternHoles(Node* last, Request& req) {
+    const std::size_t extra = numSpaces() - 1;
+    std::vector<Node*> path;
+    for (Node* n = last; n != nullptr && !n->isRoot(); n = n->parent) path.push_back(n);
+    std::reverse(path.begin(), path.end());
+    std::vector<std::size_t> ends;
+    std::size_t pos = 0;
+    for (const Node* n : path) ends.push_back(pos += n->numPages());
+    auto owned = [&](std::size_t e, std::uint32_t page) {
+        return page != kNoPage && std::find(req.ext_owned[e].begin(), req.ext_owned[e].end(),
+                                            page) != req.ext_owned[e].end();
+    };
+    auto in_window = [&](std::size_t e, std::size_t i) {
+        const SlotSpace& sp = spaces_[e + 1];
+        if (sp.hit_policy == pools::HitPolicy::kAllPages) return true;
+        return std::any_of(ends.begin(), ends.end(),
+                           [&](std::size_t c) { return i < c && i + sp.trailing_pages >= c; });
+    };
+    const std::size_t full = req.keys.size();
+    std::size_t a = 0;
+    for (std::size_t k = 0; k < path.size(); a = ends[k], ++k) {
+        Node* node = path[k];
+        const std::size_t b = ends[k];
+        if (b <= req.reused_pages) continue;  // the tree's own prefix
+        // A node whose host copy is being written by an earlier batch is left as it is.
+        if (node->onHost() && node->backup_op != 0 &&
+            (!open_backup_ || node->backup_op != open_backup_->id)) {
+            continue;
+        }
+        std::vector<std::vector<std::pair<std::size_t, std::uint32_t>>> fills(extra);
+        std::vector<std::size_t> counts(numSpaces(), 0);
+        bool any = false;
+        for (std::size_t e = 0; e < extra; ++e) {
+            if (spaces_[e + 1].request_state) {
+                std::uint32_t page = kNoPage;
+                if (b == full) page = req.state_page[e];
+                if (b == req.branch_pages) page = req.branch_state[e];
+                if (owned(e, page) && !node->hasExt(e, b - a - 1)) {
+                    fills[e].emplace_back(b - a - 1, page);
+                }
+            } else {
+                for (std::size_t i = std::max(a, req.reused_pages); i < b; ++i) {
+                    if (!node->hasExt(e, i - a) && in_window(e, i) &&
+                        owned(e, req.ext_pages[e][i])) {
+                        fills[e].emplace_back(i - a, req.ext_pages[e][i]);
+                    }
+                }
+            }
+            counts[e + 1] = fills[e].size();
+            any |= !fills[e].empty();
+        }
+        if (!any) continue;
+        SpacePages host;
+        if (node->onHost()) {
+            auto got = allocateHostSpaces(counts);
+            if (!got.isOk()) continue;
+            host = std::move(got).value();
+        }
+        for (std::size_t e = 0; e < extra; ++e) {
+            for (std::size_t j = 0; j < fills[e].size(); ++j) {
+                const auto [index, page] = fills[e][j];
+                node->ext_device[e][index] = page;
+                req.ext_owned[e].erase(
+                    std::find(req.ext_owned[e].begin(), req.ext_owned[e].end(), page));
+                if (!node->onHost()) continue;
+                node->ext_host[e][index] = host[e + 1][j];
+                if (!open_backup_) {
+                    open_backup_ = std::make_unique<BackupBatch>();
+                    open_backup_->id = next_op_id_++;
+                }
+                open_backup_->pages.resize(numSpaces());
+                open_backup_->pages[e + 1].push_back({page, host[e + 1][j]});
+            }
+        }
+        if (node->onHost()) {
+            // Written back like a backup: the node's device pages stay until the copy is reaped.
+            node->backup_op = open_backup_->id;
+            open_backup_->nodes.push_back(node);
+            tree_.lockDevice(node, +1);
+        }
+    }
+}
+
 std::vector<const Node*> CacheController::pathTo(const Node* last) {
     std::vector<const Node*> path;
     for (const Node* n = last; n != nullptr && !n->isRoot(); n = n->parent) path.push_back(n);

@@ -50,6 +50,9 @@ struct CacheController::Request {
     // none), the pages it owns (not yet the tree's), and its working slot (request_state spaces).
     std::vector<std::vector<std::uint32_t>> ext_pages, ext_owned;
     std::vector<std::uint32_t> state_page;
+    std::size_t reused_pages = 0;
+    std::size_t branch_pages = 0;             // the tree's match ended there, without a state
+    std::vector<std::uint32_t> branch_state;  // request_state spaces: the slot for that state
     std::vector<std::shared_ptr<LoadBatch>> waits;
     bool inserted = false;
     std::uint32_t priority = 0;  // raised along its path at insert (kPriority eviction)

@@ -148,9 +148,15 @@ struct Admission {
     // state_page (request_state spaces): the request's working slot; it holds the state at the
     // end of the reused prefix (page reusedTokens() / page_size - 1) once the loads have arrived,
     // and the worker leaves in it the state at the end of the prompt's last full page.
+    // branch_state_page (request_state spaces, kNoPage when none): the tree holds the prompt's
+    // first branch_pages pages but no state at their end (another prompt branched off there); the
+    // worker leaves in this slot the state at the end of page branch_pages - 1, and insert()
+    // keeps it there, so that later prompts sharing that prefix hit it.
     struct Space {
         std::vector<std::uint32_t> pages;
         std::uint32_t state_page = kNoPage;
+        std::uint32_t branch_state_page = kNoPage;
+        std::size_t branch_pages = 0;
     };
     std::vector<Space> spaces;
 };
@@ -296,6 +302,9 @@ private:
     bool allocateNodeHost(Node* node);
     // Appends the node's device<->host page pairs of every space to `copies`.
     void nodeCopies(const Node* node, SpaceCopies* copies) const;
+    // After insert's walk: gives the path's nodes the pages of extra spaces the request computed
+    // and they lack (the window before a node boundary, the state at one), in every tier.
+    void fillPatternHoles(Node* last, Request& req);
     void freeNodeDevice(Node* node);
     void freeNodeHost(Node* node);
     // The longest prefix, at most `limit` pages along the path of `last` (root first), that
