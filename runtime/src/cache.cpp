@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "strata/config.h"
 #include "strata/io/hdf5_page_store.h"
 #if STRATA_HAVE_UCX
@@ -44,6 +47,52 @@ struct Cache::RemotePool final : controller::RemoteTier {
 };
 #endif
 
+std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size) noexcept {
+    const std::size_t pages = page_size == 0 ? 0 : device_tokens / page_size;
+    return std::max<std::size_t>(16, pages / 16);
+}
+
+namespace {
+
+// The slot spaces of a layout and the space of each of its pools: the anchor's space first, one
+// per independent pool, sidecars in the space of the pool they take their indices from.
+Result<std::vector<controller::SlotSpace>> spacesOf(const pools::HybridLayout& layout,
+                                                    std::vector<std::uint32_t>* pool_space) {
+    std::vector<controller::SlotSpace> spaces;
+    pool_space->clear();
+    for (const pools::HybridPool& p : layout.pools) {
+        if (p.role == pools::PoolRole::kSidecar) {
+            std::size_t from = 0;
+            while (from < pool_space->size() && layout.pools[from].spec.name != p.indices_from) {
+                ++from;
+            }
+            if (from == pool_space->size()) {
+                return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                    "model '{}': pool '{}' takes its indices from '{}', which "
+                                    "does not come before it",
+                                    layout.model, p.spec.name, p.indices_from);
+            }
+            pool_space->push_back((*pool_space)[from]);
+            continue;
+        }
+        controller::SlotSpace space;
+        space.name = p.spec.name;
+        space.hit_policy = p.hit_policy;
+        space.trailing_pages = p.trailing_pages;
+        space.request_state = p.spec.kind == pools::PoolKind::kMamba;
+        pool_space->push_back(static_cast<std::uint32_t>(spaces.size()));
+        spaces.push_back(std::move(space));
+    }
+    if (spaces.empty() || spaces.front().hit_policy != pools::HitPolicy::kAllPages) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "model '{}': the first pool must be an anchor holding every page",
+                            layout.model);
+    }
+    return spaces;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
                                              comm::DecisionGroup& group) {
     std::unique_ptr<Cache> cache(new Cache());
@@ -52,45 +101,106 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         return STRATA_ERROR(StatusCode::kInvalidArgument, "tp rank {} is outside a TP group of {}",
                             options.tp_rank, options.tp_size);
     }
-    STRATA_ASSIGN_OR_RETURN(cache->specs_,
-                            pools::poolsForModel(options.model, options.layers,
-                                                 static_cast<std::uint32_t>(options.tp_size)));
+    if (options.page_size == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "page size is 0");
+    }
+    STRATA_ASSIGN_OR_RETURN(const pools::ModelPreset* preset,
+                            pools::findModelPreset(options.model));
+    STRATA_ASSIGN_OR_RETURN(
+        cache->layout_,
+        pools::hybridLayout(options.model, options.layers,
+                            static_cast<std::uint32_t>(options.tp_size), options.page_size));
+    const pools::HybridLayout& layout = cache->layout_;
+    std::vector<std::uint32_t> layout_space;  // per layout pool, logical anchor included
+    STRATA_ASSIGN_OR_RETURN(cache->spaces_, spacesOf(layout, &layout_space));
+    if (preset->isHybrid() && options.pipeline) {
+        // A stage's layout would start at its first layer, in the middle of the layer pattern.
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "model '{}' is a hybrid model: pipeline stages (pp > 1) are not "
+                            "supported for it; run it with pp 1",
+                            options.model);
+    }
+    if (cache->spaces_.size() > 1 && options.remote_transport) {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "model '{}' has {} slot spaces (hybrid): the remote tier does not "
+                            "serve hybrid models; run it with --remote off",
+                            options.model, cache->spaces_.size());
+    }
+    for (std::size_t i = 0; i < layout.pools.size(); ++i) {
+        const pools::HybridPool& p = layout.pools[i];
+        if (p.spec.kind == pools::PoolKind::kLogical) continue;  // no bytes: its space only
+        cache->specs_.push_back(p.spec);
+        cache->pool_space_.push_back(layout_space[i]);
+        cache->layer_maps_.push_back(p.layer_map);
+    }
+    if (cache->specs_.empty()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "model '{}' has no pool with bytes",
+                            options.model);
+    }
     STRATA_ASSIGN_OR_RETURN(cache->backend_,
                             kernels::Backend::create(options.backend, options.backend_options));
 
     // The namespace is the same on every rank of a replica: it names the model and the shape of
-    // a token's rows, not the layer slice of a pipeline stage (tree keys must match across stages;
-    // stored pages add the stage's layers to their keys).
-    std::size_t bytes_per_token = 0;
-    std::string signature = fmt::format("page={};tp={}", options.page_size, options.tp_size);
-    for (const auto& s : cache->specs_) {
-        bytes_per_token += s.bytesPerToken();
+    // every pool's rows, not the layer slice of a pipeline stage (tree keys must match across
+    // stages; stored pages add the stage's layers to their keys). A non-hybrid model's signature
+    // is what it was before hybrid layouts (stored pages of earlier jobs keep their keys).
+    const std::uint32_t P = options.page_size;
+    const std::size_t device_pages = options.device_tokens / P;
+    const std::size_t state_slots = options.state_slots != 0
+                                        ? options.state_slots
+                                        : defaultStateSlots(options.device_tokens, P);
+    std::string signature = fmt::format("page={};tp={}", P, options.tp_size);
+    // Host bytes per token for sizing by bytes: every per-token pool's page, plus the state
+    // pools' slots in their ratio to the device KV pages.
+    std::size_t bytes_per_page = 0;
+    double state_bytes_per_page = 0;
+    for (const pools::HybridPool& p : layout.pools) {
+        const pools::PoolSpec& s = p.spec;
         signature += fmt::format(";{}:{}:{}x{}", s.name, pools::poolKindName(s.kind), s.num_buffers,
                                  s.row_bytes);
+        if (s.tokens_per_row > 1) signature += fmt::format("/{}", s.tokens_per_row);
+        if (s.kind == pools::PoolKind::kLogical) continue;
+        const std::size_t page_bytes = s.geometry(P).bytesPerPage();
+        if (s.kind == pools::PoolKind::kMamba) {
+            state_bytes_per_page += static_cast<double>(page_bytes) *
+                                    static_cast<double>(state_slots) /
+                                    static_cast<double>(std::max<std::size_t>(device_pages, 1));
+        } else {
+            bytes_per_page += page_bytes;
+        }
     }
-    STRATA_ASSIGN_OR_RETURN(std::size_t host_tokens,
-                            pools::hostCapacityTokens(options.host, options.device_tokens,
-                                                      bytes_per_token, options.page_size));
-    for (const auto& s : cache->specs_) {
+    const std::size_t bytes_per_token = static_cast<std::size_t>(std::ceil(
+        (static_cast<double>(bytes_per_page) + state_bytes_per_page) / static_cast<double>(P)));
+    STRATA_ASSIGN_OR_RETURN(
+        std::size_t host_tokens,
+        pools::hostCapacityTokens(options.host, options.device_tokens, bytes_per_token, P));
+    // A request-state space's host slots keep the host/device page ratio of the main KV.
+    const std::size_t host_state_slots = std::max<std::size_t>(
+        1, static_cast<std::size_t>(static_cast<double>(state_slots) *
+                                    static_cast<double>(host_tokens / P) /
+                                    static_cast<double>(std::max<std::size_t>(device_pages, 1))));
+    for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
+        const pools::PoolSpec& s = cache->specs_[i];
+        const bool state = cache->spaces_[cache->pool_space_[i]].request_state;
         STRATA_ASSIGN_OR_RETURN(
-            auto dev, pools::DevicePool::create(*cache->backend_, s, options.device_tokens,
-                                                options.page_size));
+            auto dev, pools::DevicePool::create(*cache->backend_, s,
+                                                state ? state_slots : options.device_tokens, P));
         STRATA_ASSIGN_OR_RETURN(
-            auto host, pools::HostPool::create(*cache->backend_, s, host_tokens, options.page_size,
-                                               options.host_layout));
+            auto host,
+            pools::HostPool::create(*cache->backend_, s, state ? host_state_slots : host_tokens, P,
+                                    options.host_layout));
         cache->device_pools_.push_back(std::move(dev));
         cache->host_pools_.push_back(std::move(host));
     }
     const std::string stage_suffix =
-        options.pipeline
-            ? fmt::format("@L{}+{}", options.first_layer, cache->specs_.front().num_layers)
-            : std::string();
+        options.pipeline ? fmt::format("@L{}+{}", options.first_layer, layout.model_layers)
+                         : std::string();
     if (!options.storage_dir.empty()) {
         for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
             const auto& spec = cache->specs_[i];
             io::Hdf5StoreOptions so;
             so.directory = options.storage_dir;
-            so.page_bytes = spec.bytesPerToken() * options.page_size;
+            so.page_bytes = spec.geometry(P).bytesPerPage();
             so.pool_signature =
                 fmt::format("{}-{}{}-{}B", options.model, spec.name, stage_suffix, so.page_bytes);
             so.capacity_pages = options.storage_capacity_pages;
@@ -126,12 +236,18 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     }
     std::vector<controller::PoolPair> pairs;
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
-        pairs.push_back({&cache->device_pools_[i], &cache->host_pools_[i],
-                         cache->stores_.empty() ? nullptr : cache->stores_[i].get(),
-                         cache->remotes_.empty() ? nullptr : cache->remotes_[i].get()});
+        controller::PoolPair pair;
+        pair.device = &cache->device_pools_[i];
+        pair.host = &cache->host_pools_[i];
+        pair.store = cache->stores_.empty() ? nullptr : cache->stores_[i].get();
+        pair.remote = cache->remotes_.empty() ? nullptr : cache->remotes_[i].get();
+        pair.space = cache->pool_space_[i];
+        pair.layer_map = cache->layer_maps_[i];
+        pairs.push_back(std::move(pair));
     }
     controller::ControllerConfig cc;
     cc.page_size = options.page_size;
+    cc.spaces = cache->spaces_;
     cc.write_policy = options.write_policy;
     cc.eviction_policy = options.eviction;
     cc.load_back_threshold_tokens = options.load_back_threshold_tokens;
@@ -212,12 +328,6 @@ Result<Admission> Cache::admit(RequestId id, std::span<const std::int32_t> token
 Status Cache::prefetch(RequestId id, std::span<const std::int32_t> tokens) {
     auto keys = keysFor(tokens);
     return controller_->prefetch(id, keys, tokens.size());
-}
-
-std::uint32_t Cache::numLayers() const noexcept {
-    std::uint32_t l = 0;
-    for (const auto& s : specs_) l = std::max(l, s.num_layers);
-    return l;
 }
 
 std::size_t Cache::hostCapacityTokens() const noexcept {

@@ -73,6 +73,7 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"host_tokens", c.host_tokens},
         {"host_ratio", c.host_ratio},
         {"host_layout", c.host_layout},
+        {"state_slots", c.state_slots},
         {"write_policy", c.write_policy},
         {"eviction", c.eviction},
         {"backend", c.backend},

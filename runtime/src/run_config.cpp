@@ -55,6 +55,10 @@ const std::vector<Field>& fields() {
          "host capacity as a multiple of the device capacity; 0 = unused"},
         {"host_layout", &RunConfig::host_layout, "LAYOUT",
          "layer_first | page_first | page_first_direct"},
+        {"state_slots", &RunConfig::state_slots, "N",
+         "device slots of a per-request state (Mamba: qwen3-next): working slots of admitted "
+         "requests plus checkpoints; host slots in the host/device ratio of the KV; 0 = max(16, "
+         "device pages / 16)"},
         {"write_policy", &RunConfig::write_policy, "POLICY",
          "write_through | write_through_selective | write_back"},
         {"eviction", &RunConfig::eviction, "POLICY",

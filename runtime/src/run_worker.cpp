@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 #include <span>
+#include <string>
 
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
@@ -30,12 +31,13 @@ std::uint32_t requestPriority(std::span<const std::int32_t> tokens, std::uint32_
 using Clock = std::chrono::steady_clock;
 
 Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& place,
-                                     std::uint32_t stage_layers) {
+                                     std::uint32_t first_layer, std::uint32_t stage_layers) {
     CacheOptions o;
     o.model = cfg.model;
     o.layers = stage_layers;
     o.page_size = cfg.page_size;
     o.device_tokens = cfg.device_tokens;
+    o.state_slots = cfg.state_slots;
     o.host = {};
     if (cfg.host_tokens > 0) {
         o.host.tokens = cfg.host_tokens;
@@ -69,6 +71,7 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     o.cp_size = place.cp_size;
     o.world_rank = place.world_rank;
     o.pipeline = place.pp_size > 1;
+    o.first_layer = first_layer;  // names the stage's slice in stored pages
     if (!cfg.no_storage) {
         o.storage_dir = cfg.storage_dir;
         // The job's capacity is shared by its writers (every rank writes its share of pages).
@@ -84,95 +87,274 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     return o;
 }
 
-// Reads or writes the KV rows of one request on this rank, one (page, buffer, layer) chunk at a
-// time: in place on the CPU back end, through a staging buffer when device memory is not
-// host-addressable.
+// What one request's verification found in each pool, per reused page.
+enum class PageCheck : std::uint8_t { kUnchecked, kOk, kBad };
+
+// Reads and writes the rows of one request on this rank, pool by pool, one (page, buffer, layer)
+// run of rows at a time: in place on the CPU back end, through a staging buffer when device memory
+// is not host-addressable. A row's bytes are those of kv_pattern.h for the digest of the last token
+// it covers (a compressed row covers tokens_per_row tokens; a state row the whole prefix up to the
+// end of its page), the model layer, the pool's index and this rank's shard.
 class KvAccess {
 public:
     KvAccess(Cache& cache, const RankPlace& place, std::uint32_t first_layer)
-        : cache_(cache), first_layer_(first_layer) {
-        for (const auto& s : cache.poolSpecs()) {
-            shards_.push_back(s.sharded_across_tp ? static_cast<std::uint32_t>(place.tp_rank) : 0u);
-        }
-        std::size_t max_row = 0;
-        for (const auto& s : cache.poolSpecs()) max_row = std::max(max_row, s.row_bytes);
-        staging_.resize(max_row * cache.options().page_size);
-    }
-
-    // Fills tokens [from, to) of layer `layer` with the pattern.
-    Status fill(const Admission& a, const PrefixDigests& d, std::uint32_t layer, std::size_t from,
-                std::size_t to) {
-        return forChunks(
-            a, layer, from, to,
-            [&](std::span<std::byte> rows, std::size_t first_token, std::size_t count,
-                std::uint32_t pool, std::uint32_t buf, std::size_t row_bytes) {
-                for (std::size_t i = 0; i < count; ++i) {
-                    fillRow(rows.subspan(i * row_bytes, row_bytes), d.at(first_token + i),
-                            first_layer_ + layer, pool, shards_[pool], buf);
-                }
-                return true;
-            },
-            /*write=*/true);
-    }
-
-    // Verifies tokens [from, to) of layer `layer`; marks bad pages of each pool in `page_ok`
-    // ([pool][page]).
-    Status verify(const Admission& a, const PrefixDigests& d, std::uint32_t layer, std::size_t from,
-                  std::size_t to, std::vector<std::vector<bool>>* page_ok) {
-        const std::size_t P = cache_.options().page_size;
-        return forChunks(
-            a, layer, from, to,
-            [&](std::span<std::byte> rows, std::size_t first_token, std::size_t count,
-                std::uint32_t pool, std::uint32_t buf, std::size_t row_bytes) {
-                for (std::size_t i = 0; i < count; ++i) {
-                    if (!verifyRow(rows.subspan(i * row_bytes, row_bytes), d.at(first_token + i),
-                                   first_layer_ + layer, pool, shards_[pool], buf)) {
-                        (*page_ok)[pool][(first_token + i) / P] = false;
-                    }
-                }
-                return true;
-            },
-            /*write=*/false);
-    }
-
-private:
-    template <typename Fn>
-    Status forChunks(const Admission& a, std::uint32_t layer, std::size_t from, std::size_t to,
-                     Fn&& fn, bool write) {
-        const std::size_t P = cache_.options().page_size;
-        kernels::Backend& backend = cache_.backend();
-        const bool direct = backend.deviceIsHostAddressable();
-        const auto& pools = cache_.devicePools();
-        for (std::size_t t = from; t < to;) {
-            std::size_t page_index = t / P;
-            std::size_t in_page = t % P;
-            std::size_t count = std::min(P - in_page, to - t);
-            std::size_t slot = static_cast<std::size_t>(a.device_pages[page_index]) * P + in_page;
-            for (std::uint32_t pool = 0; pool < pools.size(); ++pool) {
-                const auto& dp = pools[pool];
-                if (layer >= dp.spec().num_layers) continue;
-                const std::size_t row_bytes = dp.spec().row_bytes;
-                for (std::uint32_t b = 0; b < dp.spec().num_buffers; ++b) {
-                    std::byte* dev = dp.row(b, layer, slot);
-                    std::span<std::byte> rows(direct ? dev : staging_.data(), count * row_bytes);
-                    if (!direct && !write) {
-                        STRATA_RETURN_IF_ERROR(
-                            backend.copyFromDevice(rows.data(), dev, rows.size()));
-                    }
-                    fn(rows, t, count, pool, b, row_bytes);
-                    if (!direct && write) {
-                        STRATA_RETURN_IF_ERROR(backend.copyToDevice(dev, rows.data(), rows.size()));
-                    }
-                }
+        : cache_(cache), first_layer_(first_layer), page_size_(cache.options().page_size) {
+        std::size_t staging = 0;
+        by_layer_.resize(cache.numLayers());
+        for (std::size_t i = 0; i < cache.poolSpecs().size(); ++i) {
+            const pools::PoolSpec& s = cache.poolSpecs()[i];
+            const controller::SlotSpace& space = cache.spaces().at(cache.poolSpace(i));
+            Pool p;
+            p.index = static_cast<std::uint32_t>(i);
+            p.space = cache.poolSpace(i);
+            p.state = space.request_state;
+            p.window = p.space != 0 && !p.state;
+            p.window_pages = space.trailing_pages;
+            p.rows_per_page = s.rowsPerPage(page_size_);
+            p.tokens_per_row = p.state ? page_size_ : std::max<std::uint32_t>(1, s.tokens_per_row);
+            p.shard = s.sharded_across_tp ? static_cast<std::uint32_t>(place.tp_rank) : 0u;
+            pools_.push_back(p);
+            const auto& map = cache.poolLayerMap(i);
+            for (std::uint32_t j = 0; j < s.num_layers; ++j) {
+                const std::uint32_t model_layer = map.empty() ? j : map.at(j);
+                by_layer_.at(model_layer).push_back({p.index, j});
             }
-            t += count;
+            staging = std::max(staging, s.row_bytes * p.rows_per_page);
+        }
+        staging_.resize(staging);
+    }
+
+    std::size_t numPools() const noexcept { return pools_.size(); }
+
+    // Model layer `layer` of request `id`: verifies what every pool with that layer must hold of
+    // the reused prefix (marking each pool's pages in checks[pool][page]) and writes what the
+    // request computes. kInternal when the admission lacks pages the request must write (a
+    // controller bug: its rows cannot be written).
+    Status layer(RequestId id, const Admission& a, const PrefixDigests& d, std::uint32_t layer,
+                 std::vector<std::vector<PageCheck>>* checks) {
+        const std::size_t P = page_size_;
+        const std::size_t reused = a.reusedTokens();
+        const std::size_t u = reused / P;
+        const std::size_t full = a.prompt_tokens / P;
+        const std::size_t pages = (a.prompt_tokens + P - 1) / P;
+        for (const auto& [pool_index, pool_layer] : by_layer_.at(layer)) {
+            const Pool& pool = pools_[pool_index];
+            auto& check = (*checks)[pool_index];
+            if (pool.state) {
+                STRATA_ASSIGN_OR_RETURN(const controller::Admission::Space* space,
+                                        spaceOf(id, a, pool));
+                const std::uint32_t slot = space->state_page;
+                if (slot == controller::kNoPage) {
+                    if (u > 0) mark(id, pool, u - 1, slot, layer, false, check, "no state slot");
+                    if (full > u) {
+                        return STRATA_ERROR(StatusCode::kInternal,
+                                            "request {}: the admission has no state slot in "
+                                            "space '{}' (controller bug)",
+                                            id, spaceName(pool));
+                    }
+                    continue;
+                }
+                // The working slot holds the state at the end of the reused prefix; the request
+                // leaves in it the state at the end of its last full page.
+                if (u > 0) {
+                    STRATA_ASSIGN_OR_RETURN(bool ok, stateRow(pool, pool_layer, layer, slot,
+                                                              d.at(u * P - 1), /*write=*/false));
+                    mark(id, pool, u - 1, slot, layer, ok, check, "state");
+                }
+                if (full > u) {
+                    STRATA_RETURN_IF_ERROR(
+                        stateRow(pool, pool_layer, layer, slot, d.at(full * P - 1), /*write=*/true)
+                            .status());
+                }
+                // Where the tree's match ended without a state (a branch point), the state there
+                // too, into the slot the controller gave for it.
+                if (space->branch_state_page != controller::kNoPage) {
+                    STRATA_RETURN_IF_ERROR(stateRow(pool, pool_layer, layer,
+                                                    space->branch_state_page,
+                                                    d.at(space->branch_pages * P - 1),
+                                                    /*write=*/true)
+                                               .status());
+                }
+                continue;
+            }
+            std::span<const std::uint32_t> device_pages = a.device_pages;
+            if (pool.space != 0) {
+                STRATA_ASSIGN_OR_RETURN(const controller::Admission::Space* space,
+                                        spaceOf(id, a, pool));
+                device_pages = space->pages;
+            }
+            if (device_pages.size() < pages) {
+                return STRATA_ERROR(StatusCode::kInternal,
+                                    "request {}: {} pages of space '{}' for a prompt of {} pages "
+                                    "(controller bug)",
+                                    id, device_pages.size(), spaceName(pool), pages);
+            }
+            // The reused prefix: every page, or the trailing window of a window space.
+            const std::size_t first =
+                pool.window && u > pool.window_pages ? u - pool.window_pages : 0;
+            for (std::size_t p = first; p < u; ++p) {
+                if (device_pages[p] == controller::kNoPage) {
+                    mark(id, pool, p, device_pages[p], layer, false, check,
+                         "no page inside the window (controller bug)");
+                    continue;
+                }
+                STRATA_ASSIGN_OR_RETURN(
+                    bool ok, pageRows(pool, pool_layer, layer, device_pages[p], p, d, p * P,
+                                      (p + 1) * P, /*write=*/false));
+                mark(id, pool, p, device_pages[p], layer, ok, check, "rows");
+            }
+            for (std::size_t p = u; p < pages; ++p) {
+                if (device_pages[p] == controller::kNoPage) {
+                    return STRATA_ERROR(StatusCode::kInternal,
+                                        "request {}: computed page {} has no page of space '{}' "
+                                        "(controller bug)",
+                                        id, p, spaceName(pool));
+                }
+                STRATA_RETURN_IF_ERROR(pageRows(pool, pool_layer, layer, device_pages[p], p, d,
+                                                std::max(reused, p * P),
+                                                std::min(a.prompt_tokens, (p + 1) * P),
+                                                /*write=*/true)
+                                           .status());
+            }
         }
         return Status::ok();
     }
 
+private:
+    struct Pool {
+        std::uint32_t index = 0;  // into the cache's pools; the pattern's pool index
+        std::uint32_t space = 0;
+        bool state = false;   // a request-state space: one row per layer in the working slot
+        bool window = false;  // a trailing-window space: verified inside the window only
+        std::uint32_t window_pages = 0;
+        std::uint32_t rows_per_page = 0;
+        std::uint32_t tokens_per_row = 1;
+        std::uint32_t shard = 0;
+    };
+    struct PoolLayer {
+        std::uint32_t pool = 0;
+        std::uint32_t layer = 0;  // the pool's own layer index
+    };
+
+    const std::string& spaceName(const Pool& pool) const {
+        return cache_.spaces().at(pool.space).name;
+    }
+
+    Result<const controller::Admission::Space*> spaceOf(RequestId id, const Admission& a,
+                                                        const Pool& pool) const {
+        if (pool.space >= a.spaces.size()) {
+            return STRATA_ERROR(StatusCode::kInternal,
+                                "request {}: the admission lists {} slot spaces, the model has "
+                                "{} (controller bug)",
+                                id, a.spaces.size(), cache_.spaces().size());
+        }
+        return &a.spaces[pool.space];
+    }
+
+    void mark(RequestId id, const Pool& pool, std::size_t page, std::uint32_t device_page,
+              std::uint32_t layer, bool ok, std::vector<PageCheck>& check, const char* what) {
+        PageCheck& c = check.at(page);
+        if (ok) {
+            if (c == PageCheck::kUnchecked) c = PageCheck::kOk;
+            return;
+        }
+        if (c != PageCheck::kBad) {
+            core::logger("runtime").error(
+                "request {}: page {} of pool '{}' (space '{}', device page {}) failed "
+                "verification at layer {}: {}",
+                id, page, cache_.poolSpecs()[pool.index].name, spaceName(pool),
+                device_page == controller::kNoPage ? std::string("none")
+                                                   : std::to_string(device_page),
+                first_layer_ + layer, what);
+        }
+        c = PageCheck::kBad;
+    }
+
+    // A device span of `count` rows from `first_row` of (buffer, pool layer), staged when the
+    // device is not host-addressable (read first unless only written).
+    Result<std::span<std::byte>> rows(const pools::DevicePool& dp, std::uint32_t buffer,
+                                      std::uint32_t pool_layer, std::size_t first_row,
+                                      std::size_t count, bool read) {
+        std::byte* dev = dp.row(buffer, pool_layer, first_row);
+        const std::size_t bytes = count * dp.spec().row_bytes;
+        if (cache_.backend().deviceIsHostAddressable()) return std::span<std::byte>(dev, bytes);
+        std::span<std::byte> staged(staging_.data(), bytes);
+        if (read) {
+            STRATA_RETURN_IF_ERROR(cache_.backend().copyFromDevice(staged.data(), dev, bytes));
+        }
+        return staged;
+    }
+
+    Status writeBack(const pools::DevicePool& dp, std::uint32_t buffer, std::uint32_t pool_layer,
+                     std::size_t first_row, std::span<const std::byte> staged) {
+        if (cache_.backend().deviceIsHostAddressable()) return Status::ok();
+        return cache_.backend().copyToDevice(dp.row(buffer, pool_layer, first_row), staged.data(),
+                                             staged.size());
+    }
+
+    // Verifies or writes the rows of prompt page `page` (device page `device_page`) whose last
+    // token lies in [from, to). Returns whether every verified row matched.
+    Result<bool> pageRows(const Pool& pool, std::uint32_t pool_layer, std::uint32_t layer,
+                          std::uint32_t device_page, std::size_t page, const PrefixDigests& d,
+                          std::size_t from, std::size_t to, bool write) {
+        const pools::DevicePool& dp = cache_.devicePools()[pool.index];
+        const std::size_t R = pool.rows_per_page;
+        const std::size_t ratio = pool.tokens_per_row;
+        const std::size_t page_first = page * page_size_;
+        // Row r covers tokens [page_first + r * ratio, page_first + (r + 1) * ratio).
+        std::size_t r_begin = R, r_end = 0;
+        for (std::size_t r = 0; r < R; ++r) {
+            const std::size_t last = page_first + (r + 1) * ratio - 1;
+            if (last >= from && last < to) {
+                r_begin = std::min(r_begin, r);
+                r_end = r + 1;
+            }
+        }
+        if (r_begin >= r_end) return true;
+        const std::size_t row_bytes = dp.spec().row_bytes;
+        const std::size_t first_row = static_cast<std::size_t>(device_page) * R + r_begin;
+        bool ok = true;
+        for (std::uint32_t b = 0; b < dp.spec().num_buffers; ++b) {
+            STRATA_ASSIGN_OR_RETURN(std::span<std::byte> span,
+                                    rows(dp, b, pool_layer, first_row, r_end - r_begin, !write));
+            for (std::size_t r = r_begin; r < r_end; ++r) {
+                auto row = span.subspan((r - r_begin) * row_bytes, row_bytes);
+                const std::uint64_t digest = d.at(page_first + (r + 1) * ratio - 1);
+                if (write) {
+                    fillRow(row, digest, first_layer_ + layer, pool.index, pool.shard, b);
+                } else if (!verifyRow(row, digest, first_layer_ + layer, pool.index, pool.shard,
+                                      b)) {
+                    ok = false;
+                }
+            }
+            if (write) STRATA_RETURN_IF_ERROR(writeBack(dp, b, pool_layer, first_row, span));
+        }
+        return ok;
+    }
+
+    // Verifies or writes the state row of one layer in device slot `slot`.
+    Result<bool> stateRow(const Pool& pool, std::uint32_t pool_layer, std::uint32_t layer,
+                          std::uint32_t slot, std::uint64_t digest, bool write) {
+        const pools::DevicePool& dp = cache_.devicePools()[pool.index];
+        bool ok = true;
+        for (std::uint32_t b = 0; b < dp.spec().num_buffers; ++b) {
+            STRATA_ASSIGN_OR_RETURN(std::span<std::byte> row,
+                                    rows(dp, b, pool_layer, slot, 1, !write));
+            if (write) {
+                fillRow(row, digest, first_layer_ + layer, pool.index, pool.shard, b);
+                STRATA_RETURN_IF_ERROR(writeBack(dp, b, pool_layer, slot, row));
+            } else if (!verifyRow(row, digest, first_layer_ + layer, pool.index, pool.shard, b)) {
+                ok = false;
+            }
+        }
+        return ok;
+    }
+
     Cache& cache_;
     std::uint32_t first_layer_;
-    std::vector<std::uint32_t> shards_;
+    std::uint32_t page_size_;
+    std::vector<Pool> pools_;
+    std::vector<std::vector<PoolLayer>> by_layer_;  // per model layer: the pools that have it
     std::vector<std::byte> staging_;
 };
 
@@ -183,8 +365,9 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
                             RoundObserver* observer) {
     auto& log = core::logger("runtime");
     // Pipeline stages split the model's layers evenly; each stage keeps its own slice.
-    STRATA_ASSIGN_OR_RETURN(auto full_specs, pools::poolsForModel(cfg.model, cfg.layers, 1));
-    const std::uint32_t total_layers = full_specs.front().num_layers;
+    STRATA_ASSIGN_OR_RETURN(auto full_layout,
+                            pools::hybridLayout(cfg.model, cfg.layers, 1, cfg.page_size));
+    const std::uint32_t total_layers = full_layout.model_layers;
     if (static_cast<std::uint32_t>(place.pp_size) > total_layers) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "{} pipeline stages for {} layers",
                             place.pp_size, total_layers);
@@ -193,10 +376,13 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     const std::uint32_t first_layer = per_stage * static_cast<std::uint32_t>(place.pp_rank);
     const std::uint32_t stage_layers = std::min(per_stage, total_layers - first_layer);
 
-    STRATA_ASSIGN_OR_RETURN(CacheOptions options, cacheOptionsFor(cfg, place, stage_layers));
+    STRATA_ASSIGN_OR_RETURN(CacheOptions options,
+                            cacheOptionsFor(cfg, place, first_layer, stage_layers));
     STRATA_ASSIGN_OR_RETURN(auto cache, Cache::create(options, group));
     KvAccess kv(*cache, place, first_layer);
     const std::size_t P = cfg.page_size;
+    bool has_state = false;
+    for (const auto& space : cache->spaces()) has_state = has_state || space.request_state;
     const std::uint32_t layers = cache->numLayers();
 
     RunReport report;
@@ -246,8 +432,9 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
                 if (batch.empty() && cache->controller().inflightOps() == 0) {
                     return STRATA_ERROR(StatusCode::kResourceExhausted,
                                         "request {} ({} tokens) does not fit the device pool of "
-                                        "{} tokens even when empty; raise --device-tokens",
-                                        spec.id, spec.tokens.size(), cfg.device_tokens);
+                                        "{} tokens even when empty; raise --device-tokens{}",
+                                        spec.id, spec.tokens.size(), cfg.device_tokens,
+                                        has_state ? " or --state-slots" : "");
                 }
                 break;  // retried next round, once copies in flight have released their pages
             }
@@ -261,29 +448,25 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         }
         for (Live& live : batch) {
             const Admission& a = live.admission;
-            const std::size_t reused = a.reusedTokens();
-            std::vector<std::vector<bool>> page_ok(report.pools.size(),
-                                                   std::vector<bool>(reused / P, true));
+            const std::size_t reused_pages = a.reusedTokens() / P;
+            std::vector<std::vector<PageCheck>> checks(
+                kv.numPools(), std::vector<PageCheck>(reused_pages, PageCheck::kUnchecked));
             // Layer by layer, as a model's forward pass would: wait for layer L, read it, compute.
             for (std::uint32_t l = 0; l < layers; ++l) {
                 STRATA_RETURN_IF_ERROR(cache->waitLayer(live.spec->id, l));
-                STRATA_RETURN_IF_ERROR(kv.verify(a, live.digests, l, 0, reused, &page_ok));
-                STRATA_RETURN_IF_ERROR(kv.fill(a, live.digests, l, reused, a.prompt_tokens));
+                STRATA_RETURN_IF_ERROR(kv.layer(live.spec->id, a, live.digests, l, &checks));
             }
-            for (std::size_t p = 0; p < reused / P; ++p) {
+            // A reused page is verified when no pool failed on it (a window or state pool checks
+            // only the pages its hit policy keeps); each pool counts the pages it checked.
+            for (std::size_t p = 0; p < reused_pages; ++p) {
                 bool ok = true;
-                for (std::size_t pool = 0; pool < page_ok.size(); ++pool) {
+                for (std::size_t pool = 0; pool < checks.size(); ++pool) {
                     PoolVerification& pv = report.pools[pool];
-                    if (page_ok[pool][p]) {
-                        ++pv.pages_verified;
-                        continue;
+                    if (checks[pool][p] == PageCheck::kOk) ++pv.pages_verified;
+                    if (checks[pool][p] == PageCheck::kBad) {
+                        ++pv.pages_mismatched;
+                        ok = false;
                     }
-                    ok = false;
-                    ++pv.pages_mismatched;
-                    log.error(
-                        "request {}: page {} (device page {}) of pool '{}' failed "
-                        "verification",
-                        live.spec->id, p, a.device_pages[p], pv.name);
                 }
                 ++(ok ? report.pages_verified : report.pages_mismatched);
             }

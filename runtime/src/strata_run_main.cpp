@@ -2,9 +2,12 @@
 // (or a trace), verifies every byte it loads back, and writes a JSON report (rank 0, job totals).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
+#include <string>
 
 #include <stdlib.h>
 
@@ -23,6 +26,7 @@
 #include "strata/core/check.h"
 #include "strata/core/log.h"
 #include "strata/kernels/backend.h"
+#include "strata/pools/hybrid_layout.h"
 #include "strata/pools/pool_spec.h"
 #include "strata/runtime/block_replay.h"
 #include "strata/runtime/report.h"
@@ -239,6 +243,77 @@ Result<RunReport> replayMetadata(const RunConfig& cfg, int world_size) {
     return report;
 }
 
+// A page size that every pool would accept whatever its compression ratio (powers of two).
+constexpr std::uint32_t kProbePageSize = 1u << 16;
+
+// What the model's page size must be a multiple of: the least common multiple of its compression
+// ratios (1 when it has none).
+std::uint32_t pageSizeMultiple(const pools::HybridLayout& layout) {
+    std::uint32_t page = 1;
+    for (const pools::HybridPool& p : layout.pools) {
+        page = std::lcm(page, std::max<std::uint32_t>(1, p.spec.tokens_per_row));
+    }
+    return page;
+}
+
+// A page size left at its default that the model's compression ratios do not divide becomes the
+// smallest multiple of it that they do (DeepSeek-V4: 128), so that every preset runs with the
+// defaults. A page size that was set is left as it is (the layout then names the problem).
+void pageSizeForModel(RunConfig* cfg) {
+    auto origin = cfg->origins.find("page_size");
+    if (origin != cfg->origins.end() && origin->second.source != ConfigSource::kDefault) return;
+    auto layout = pools::hybridLayout(cfg->model, cfg->layers, 1, kProbePageSize);
+    if (!layout.isOk()) return;  // the run reports the problem
+    const std::uint32_t multiple = pageSizeMultiple(*layout);
+    if (cfg->page_size % multiple == 0) return;
+    cfg->page_size = std::lcm(cfg->page_size, multiple);
+    cfg->origins["page_size"] = ValueOrigin{
+        ConfigSource::kDefault,
+        fmt::format("default for model {}: a multiple of its compression ratios", cfg->model)};
+}
+
+// --list-models: every preset with its pools (one rank of TP 1, all layers).
+std::string modelListText() {
+    std::string out;
+    for (const pools::ModelPreset& m : pools::modelPresets()) {
+        out += fmt::format("{:<16} {}\n", m.name, m.description);
+        auto probe = pools::hybridLayout(m.name, 0, 1, kProbePageSize);
+        if (!probe.isOk()) {
+            out += fmt::format("{:<16}   (pools unavailable: {})\n", "", probe.status().message());
+            continue;
+        }
+        const std::uint32_t page = pageSizeMultiple(*probe);
+        for (const pools::HybridPool& p : probe->pools) {
+            const pools::PoolSpec& s = p.spec;
+            std::string role(pools::poolRoleName(p.role));
+            if (p.role == pools::PoolRole::kSidecar) {
+                role += fmt::format(" of {}", p.indices_from);
+                if (p.ratio > 1) role += fmt::format(", a row per {} tokens", p.ratio);
+            }
+            std::string keeps = "every page";
+            if (s.kind == pools::PoolKind::kMamba) {
+                keeps = "the state at the end of the prefix (one slot per request)";
+            } else if (p.hit_policy == pools::HitPolicy::kTrailingPages) {
+                keeps = p.window_tokens > 0
+                            ? fmt::format("the trailing {}-token window", p.window_tokens)
+                            : std::string("the trailing window of its source");
+            }
+            const std::string shape =
+                s.kind == pools::PoolKind::kLogical
+                    ? std::string("no bytes")
+                    : fmt::format("{} x {} B rows{}", s.num_buffers, s.row_bytes,
+                                  s.sharded_across_tp ? ", split across TP" : "");
+            out +=
+                fmt::format("{:<16}   {:<17} {:<16} {:>2} layers, {}; {}; keeps {}\n", "", s.name,
+                            pools::poolKindName(s.kind), s.num_layers, shape, role, keeps);
+        }
+        if (page > 1) {
+            out += fmt::format("{:<16}   page size: a multiple of {}\n", "", page);
+        }
+    }
+    return out;
+}
+
 int fail(const comm::MpiContext* ctx, const Status& s) {
     core::logger("runtime").error("strata-run failed: {}", s.toString());
     if (ctx != nullptr && ctx->worldSize() > 1) core::fatal("strata-run failed; stopping the job");
@@ -269,15 +344,12 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (cfg.list_models) {
-        if (world_rank == 0) {
-            for (const auto& p : pools::modelPresets()) {
-                std::printf("%-16s %s\n", p.name.c_str(), p.description.c_str());
-            }
-        }
+        if (world_rank == 0) std::printf("%s", modelListText().c_str());
         return 0;
     }
     spdlog::level::level_enum level;
     if (core::parseLogLevel(cfg.log_level, &level)) core::setLogLevel(level);
+    pageSizeForModel(&cfg);
 
     // Node-local rank -> GPU: the grid binds local rank r to visible device r % count.
     const int devices = cfg.backend == "cpu" ? 0 : kernels::Backend::cudaDeviceCount();
@@ -365,8 +437,16 @@ int run(int argc, char** argv) {
     }
 
     // The remote tier: on, off, or (auto) on when there are several replicas and UCX is built.
-    const bool remote =
-        cfg.remote == "on" || (cfg.remote == "auto" && STRATA_HAVE_UCX != 0 && grid.dpSize() > 1);
+    // A hybrid model has slot spaces the remote tier does not serve: auto leaves it off (on is
+    // refused by the Cache, naming the reason).
+    const auto preset = pools::findModelPreset(cfg.model);
+    const bool hybrid = preset.isOk() && (*preset)->isHybrid();
+    const bool remote_auto = cfg.remote == "auto" && STRATA_HAVE_UCX != 0 && grid.dpSize() > 1;
+    if (remote_auto && hybrid && world_rank == 0) {
+        log.info("remote tier off: model '{}' is a hybrid model, which it does not serve",
+                 cfg.model);
+    }
+    const bool remote = cfg.remote == "on" || (remote_auto && !hybrid);
     if (remote) {
 #if STRATA_HAVE_UCX
         auto transport = comm::ucx::UcxTransport::create(grid.world());

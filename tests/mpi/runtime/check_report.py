@@ -2,9 +2,11 @@
 """Runs a strata-run command line and checks its JSON report (or its failure).
 
 usage: check_report.py [--expect-host-hits] [--expect-remote-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
-                       [--expect-fail REGEX] [--twice] [--expect-pools NAME,...] -- COMMAND...
+                       [--expect-fail REGEX] [--expect-output REGEX] [--twice]
+                       [--expect-pools NAME,...] [--partial-pools NAME,...] -- COMMAND...
 The report goes to a temporary file (--report is appended to the command). With --twice the
-command runs two times on one fresh --storage-dir, and the second report must show storage hits.
+command runs two times on one fresh --storage-dir, and the second report must show storage hits
+and host hits from a prefetch of stored pages (storage.pages_read > 0).
 """
 import argparse
 import json
@@ -26,6 +28,12 @@ def main():
     ap.add_argument("--expect-pools", default=None,
                     help="comma-separated pool names the report must list, each verified on every "
                          "page with no mismatch")
+    ap.add_argument("--partial-pools", default="",
+                    help="comma-separated pools of --expect-pools that keep only some pages of a "
+                         "prefix (a sliding window, a Mamba state at the prefix's end): each must "
+                         "have verified pages, at most as many as the job")
+    ap.add_argument("--expect-output", default=None,
+                    help="the command must exit 0 with output matching this regex (no report)")
     ap.add_argument("--expect-hit-rate", type=float, default=None,
                     help="total hit rate within 0.005 of this value")
     ap.add_argument("--hide-program", default=None,
@@ -50,6 +58,15 @@ def main():
                         os.symlink(os.path.join(d, name), link)
             env = dict(os.environ, PATH=bindir)
         report = os.path.join(tmp, "report.json")
+        if a.expect_output:
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            out = p.stdout + p.stderr
+            if p.returncode != 0:
+                sys.exit(f"exit {p.returncode}:\n{out}")
+            if not re.search(a.expect_output, out, re.S):
+                sys.exit(f"output does not match /{a.expect_output}/:\n{out}")
+            print("output as expected")
+            return
         if a.twice:
             cmd = cmd + ["--storage-dir", os.path.join(tmp, "storage")]
             first = subprocess.run(cmd + ["--report", report], capture_output=True, text=True)
@@ -109,22 +126,34 @@ def main():
         need(rm["rejected_messages"] == 0, f"remote.rejected_messages = {rm['rejected_messages']}")
     if a.twice:
         need(h["storage"] > 0, "no storage hits in the second run")
+        need(r["storage"]["pages_read"] > 0, "no page read from storage in the second run")
     pools = r.get("pools", {})
     for name, p in pools.items():
         need(p["pages_mismatched"] == 0, f"pool {name}: pages_mismatched = {p['pages_mismatched']}")
     if a.expect_pools is not None:
         want = a.expect_pools.split(",")
+        partial = set(filter(None, a.partial_pools.split(",")))
+        need(partial <= set(want), f"partial pools {sorted(partial)} not in {sorted(want)}")
         need(set(pools) == set(want), f"pools {sorted(pools)}, expected {sorted(want)}")
         for name in want:
             p = pools.get(name, {"pages_verified": 0})
-            need(p["pages_verified"] == r["pages_verified"] > 0,
-                 f"pool {name}: {p['pages_verified']} pages verified, the job "
-                 f"{r['pages_verified']}")
+            if name in partial:
+                need(0 < p["pages_verified"] <= r["pages_verified"],
+                     f"pool {name}: {p['pages_verified']} pages verified, the job "
+                     f"{r['pages_verified']} (expected some, at most the job's)")
+            else:
+                need(p["pages_verified"] == r["pages_verified"] > 0,
+                     f"pool {name}: {p['pages_verified']} pages verified, the job "
+                     f"{r['pages_verified']}")
     if errors:
         sys.exit("report check failed: " + "; ".join(errors) + "\n" + out[-3000:])
-    print(f"ok: {r['requests']} requests, hit rate {r['hit_rate']['total']:.3f} (remote "
-          f"{r['hit_rate']['remote']:.3f}), {r['pages_verified']} pages verified, "
-          f"{c['rounds_checked']} rounds checked")
+    hr = r["hit_rate"]
+    per_pool = ", ".join(f"{n} {p['pages_verified']}/{p['pages_mismatched']}"
+                         for n, p in pools.items())
+    print(f"ok: {r['requests']} requests, hit rate {hr['total']:.3f} (device {hr['device']:.3f}, "
+          f"host {hr['host']:.3f}, storage {hr['storage']:.3f}, remote {hr['remote']:.3f}), "
+          f"{r['pages_verified']} pages verified, {c['rounds_checked']} rounds checked, "
+          f"{c['divergences']} divergences; pools verified/mismatched: {per_pool}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@
 #include "strata/kernels/backend.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
+#include "strata/pools/hybrid_layout.h"
 #include "strata/pools/pool_spec.h"
 
 namespace strata::comm {
@@ -38,6 +39,10 @@ struct CacheOptions {
     std::uint32_t layers = 0;         // 0: the model's own layer count
     std::uint32_t page_size = 64;
     std::size_t device_tokens = 32768;
+    // Device slots of a per-request state space (Mamba): one working slot per admitted request
+    // plus the checkpoints the device keeps; 0: defaultStateSlots(device_tokens, page_size). Its
+    // host pool gets slots in the host/device ratio of the main KV. Unused by other models.
+    std::size_t state_slots = 0;
     pools::HostPoolSizing host{.tokens = 131072};
     kernels::HostLayout host_layout = kernels::HostLayout::kPageFirst;
     controller::WritePolicy write_policy = controller::WritePolicy::kWriteThrough;
@@ -79,11 +84,19 @@ struct RemoteTierStats {
     double pull_seconds = 0;
 };
 
+// The device state slots used when CacheOptions::state_slots is 0: max(16, device pages / 16). A
+// Mamba state is megabytes (every layer's conv and temporal state) where a token's KV is
+// kilobytes, so a slot per 16 KV pages keeps the states' memory near the KV's.
+std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size) noexcept;
+
 class Cache {
 public:
-    // Builds the pools of the model on the chosen back end and the controller. Fails with the
-    // error of the first part that cannot be built (unknown model, bad sizes, no GPU, OOM).
-    // Collective over the group's replica (the ranks agree on pool capacities).
+    // Builds the pools of the model (pools::hybridLayout: every pool with bytes, in the layout's
+    // order; a logical anchor keeps only its slot space) on the chosen back end and the
+    // controller. Fails with the error of the first part that cannot be built (unknown model, bad
+    // sizes, no GPU, OOM); kNotSupported for a hybrid model (several slot spaces) with the remote
+    // tier or with pipeline stages. Collective over the group's replica (the ranks agree on pool
+    // capacities).
     static Result<std::unique_ptr<Cache>> create(const CacheOptions& options,
                                                  comm::DecisionGroup& group);
     ~Cache();
@@ -113,6 +126,8 @@ public:
 
     const CacheOptions& options() const noexcept { return options_; }
     kernels::Backend& backend() noexcept { return *backend_; }
+    // The pools with bytes, in the layout's order (the logical anchor of DeepSeek-V4 has none);
+    // devicePools(), hostPools(), poolSpace() and poolLayerMap() use the same indices.
     const std::vector<pools::PoolSpec>& poolSpecs() const noexcept { return specs_; }
     const std::vector<pools::DevicePool>& devicePools() const noexcept { return device_pools_; }
     const std::vector<pools::HostPool>& hostPools() const noexcept { return host_pools_; }
@@ -124,15 +139,29 @@ public:
     // Summed statistics of the remote tier; safe while the storage worker runs (atomic counters).
     RemoteTierStats remoteStats() const;
     bool hasRemote() const noexcept { return !remotes_.empty(); }
-    std::uint32_t numLayers() const noexcept;
+    // The model's layers on this rank (the layout's model layers); a pool may have only some.
+    std::uint32_t numLayers() const noexcept { return layout_.model_layers; }
     std::size_t hostCapacityTokens() const noexcept;
+    // The model's pools as laid out (logical anchor included) and its slot spaces (space 0: the
+    // anchor's; one per independent pool after it), as given to the controller.
+    const pools::HybridLayout& layout() const noexcept { return layout_; }
+    const std::vector<controller::SlotSpace>& spaces() const noexcept { return spaces_; }
+    // Slot space of pool i (an index into spaces()) and the model layer of each of its layers.
+    std::uint32_t poolSpace(std::size_t i) const { return pool_space_.at(i); }
+    const std::vector<std::uint32_t>& poolLayerMap(std::size_t i) const {
+        return layer_maps_.at(i);
+    }
 
 private:
     Cache() = default;
     CacheOptions options_;
     core::PageKey seed_;
     std::unique_ptr<kernels::Backend> backend_;
+    pools::HybridLayout layout_;
+    std::vector<controller::SlotSpace> spaces_;
     std::vector<pools::PoolSpec> specs_;
+    std::vector<std::uint32_t> pool_space_;
+    std::vector<std::vector<std::uint32_t>> layer_maps_;
     std::vector<pools::DevicePool> device_pools_;         // must outlive controller_
     std::vector<pools::HostPool> host_pools_;             // must outlive controller_
     std::vector<std::unique_ptr<io::PageStore>> stores_;  // must outlive controller_

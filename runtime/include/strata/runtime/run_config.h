@@ -37,6 +37,7 @@ struct RunConfig {
     std::uint64_t host_tokens = 131072;      // host pool capacity in tokens; 0 = use host_ratio
     double host_ratio = 0.0;                 // host capacity as a multiple of device; 0 = unused
     std::string host_layout = "page_first";  // layer_first | page_first | page_first_direct
+    std::uint64_t state_slots = 0;  // device slots of Mamba state (hybrid models); 0 = auto
     std::string write_policy = "write_through";      // write_through | write_through_selective |
                                                      // write_back
     std::string eviction = "lru";                    // lru | lfu | priority | opt (--data none)
