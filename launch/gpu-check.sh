@@ -30,3 +30,17 @@ for run in 1 2; do
     grep -E "hit rate|verify|storage:" "$out/strata_run_cuda_storage.txt"
 done
 rm -rf "$sd"
+# Hybrid models on the CUDA back end: every pool verified through device, host and storage (run
+# twice on one storage directory), Mamba checkpoints copied device to device.
+for spec in qwen3-next:8 gpt-oss:4 deepseek-v4:4; do
+    model="${spec%%:*}"; layers="${spec##*:}"
+    sd="$(mktemp -d /tmp/strata-gpu-hybrid-XXXXXX)"
+    for run in 1 2; do
+        ./build-gpu/bin/strata-run --backend cuda --model "$model" --layers "$layers" \
+            --storage-dir "$sd" --requests 150 --report "$out/strata_run_cuda_${model}_$run.json" \
+            > "$out/strata_run_cuda_${model}_$run.txt" 2>&1
+        echo "strata-run cuda $model run $run exit $?"
+        grep -E "hit rate|verif|storage:|pool" "$out/strata_run_cuda_${model}_$run.txt" | head -12
+    done
+    rm -rf "$sd"
+done
