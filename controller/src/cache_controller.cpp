@@ -409,9 +409,6 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
         a.spaces[e + 1].state_page = req->state_page[e];
         a.spaces[e + 1].branch_state_page = req->branch_state[e];
         a.spaces[e + 1].branch_pages = req->branch_state[e] != kNoPage ? branch_pages : 0;
-        if (spaces_[e + 1].request_state) {
-            a.spaces[e + 1].pages.assign(total_pages, kNoPage);
-        }
     }
     requests_.emplace(id, std::move(req));
     return a;

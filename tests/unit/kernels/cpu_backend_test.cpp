@@ -6,40 +6,14 @@
 #include <vector>
 
 #include "copy_case.h"
+#include "gate_event.h"
 #include "strata/config.h"
 #include "strata/kernels/backend.h"
 
 namespace strata::kernels {
 namespace {
 
-// An event the test opens by hand: lets a test hold a CPU stream at a known point without sleeps.
-class Gate final : public Event {
-public:
-    explicit Gate(Status result = Status::ok()) : result_(std::move(result)) {}
-    void open() {
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            open_ = true;
-        }
-        cv_.notify_all();
-    }
-    bool query() override {
-        std::lock_guard<std::mutex> lock(mu_);
-        return open_;
-    }
-    Status wait() override {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return open_; });
-        return result_;
-    }
-    Status blockStream(void*) override { return wait(); }
-
-private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool open_ = false;
-    Status result_;
-};
+using testing::Gate;
 
 // A one-layer, one-buffer pool pair with distinct random bytes on each side.
 struct SmallPools {

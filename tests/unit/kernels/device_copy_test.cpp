@@ -12,6 +12,7 @@
 
 #include "copy_case.h"
 #include "device_copy_case.h"
+#include "gate_event.h"
 #include "strata/kernels/backend.h"
 
 namespace strata::kernels {
@@ -23,32 +24,7 @@ std::unique_ptr<Backend> cpuBackend(BackendOptions options = {}) {
     return std::move(b).value();
 }
 
-// An event the test opens by hand: holds a CPU stream at a known point without sleeps.
-class Gate final : public Event {
-public:
-    void open() {
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            open_ = true;
-        }
-        cv_.notify_all();
-    }
-    bool query() override {
-        std::lock_guard<std::mutex> lock(mu_);
-        return open_;
-    }
-    Status wait() override {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return open_; });
-        return Status::ok();
-    }
-    Status blockStream(void*) override { return wait(); }
-
-private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool open_ = false;
-};
+using testing::Gate;
 
 class DeviceCopyGeometry : public ::testing::TestWithParam<testing::DeviceCopyCase> {};
 
