@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "gather_bytes.h"
 #include "strata/comm/job_collectives.h"
@@ -38,15 +39,58 @@ ucs_status_t waitRequest(ucp_worker_h worker, void* req, Clock::time_point deadl
     return st;
 }
 
-// Remote-read region descriptor exchanged over MPI: header, packed rkey, info.
+// Region descriptor exchanged over MPI: header, then info.
 struct RegionWire {
     std::int32_t rank = -1;
-    std::uint32_t rkey_bytes = 0;
-    std::uint64_t base = 0;
+    std::uint32_t region = 0;  // the member's local id of the region
     std::uint64_t size = 0;
     std::uint32_t info_bytes = 0;
     std::uint32_t pad = 0;
 };
+
+// Reads are served by the holder, never done by UCX on its own: the context has no RMA feature,
+// so UCX installs no handler that writes or reads memory for a peer (its software RMA emulation
+// would write to any address a peer names, registered or not). A reader sends a sealed read
+// request; the holder replies per op with a sealed descriptor as the AM header and the bytes as
+// its data, sent from the exposed memory. Both travel on AM ids of their own, sealed like control
+// messages on a channel above every user channel.
+constexpr std::uint16_t kReadRequestAmId = kControlAmId + 1;
+constexpr std::uint16_t kReadReplyAmId = kControlAmId + 2;
+constexpr std::uint16_t kReadChannel = 0xffff;
+constexpr std::size_t kMaxOpsPerRequest = 2048;  // keeps each request eager (32 KiB of ops)
+constexpr std::uint32_t kWholeBatch = 0xffffffff;
+
+struct ReadRequestHead {
+    std::uint64_t batch = 0;
+    std::uint32_t region = 0;
+    std::uint32_t first_op = 0;
+    std::uint32_t num_ops = 0;
+    std::uint32_t pad = 0;
+};
+struct ReadOpWire {
+    std::uint64_t offset = 0, bytes = 0;
+};
+enum class Refusal : std::int32_t { kNone = 0, kNoRegion = 1, kNotReader = 2, kOutOfRange = 3 };
+struct ReadReplyDesc {
+    std::uint64_t batch = 0;
+    std::uint32_t op = 0;  // kWholeBatch: the request was refused
+    std::int32_t refusal = 0;
+    std::uint64_t bytes = 0;
+};
+
+const char* refusalText(Refusal r) {
+    switch (r) {
+        case Refusal::kNone:
+            return "none";
+        case Refusal::kNoRegion:
+            return "the region is not exposed there (any more)";
+        case Refusal::kNotReader:
+            return "this rank is not a member of the region's group";
+        case Refusal::kOutOfRange:
+            return "an op lies outside the exposed memory";
+    }
+    return "unknown";
+}
 
 }  // namespace
 
@@ -64,11 +108,41 @@ struct UcxTransport::Impl {
         Impl* impl = nullptr;
         int peer = -1;
     };
-    // Completion counter of one peer's batch of gets.
-    struct Batch {
+    // Memory this rank exposed, served to the ranks marked in `readers`.
+    struct Exposed {
+        std::byte* base = nullptr;
+        std::size_t size = 0;
+        std::vector<char> readers;  // by transport rank
+        std::atomic<int> in_flight{0};
+    };
+    // One peer's outstanding reads. Bytes land in the caller's memory only through land(),
+    // under `mu` and while `live`: a reply that comes after get() returned lands nowhere.
+    struct ReadBatch {
+        int peer = -1;
+        std::mutex mu;
+        bool live = true;
+        std::vector<GetOp> ops;
+        std::vector<char> landed;
+        std::size_t pending = 0;
+        Refusal refusal = Refusal::kNone;
+        bool malformed_reply = false;
+        bool done() {
+            std::lock_guard lk(mu);
+            return pending == 0 || refusal != Refusal::kNone || malformed_reply;
+        }
+    };
+    // A reply in flight at the holder: its sealed header and the region it reads from.
+    struct ReplySend {
         Impl* impl = nullptr;
-        std::atomic<int> pending{0};
-        std::atomic<int> failed{0};
+        std::vector<std::byte> header;
+        std::shared_ptr<Exposed> region;
+    };
+    // A rendezvous reply being received into staging memory of its own.
+    struct RndvRecv {
+        Impl* impl = nullptr;
+        std::shared_ptr<ReadBatch> batch;
+        std::uint32_t op = 0;
+        std::vector<std::byte> staging;
     };
 
     TransportOptions options;
@@ -93,13 +167,20 @@ struct UcxTransport::Impl {
     std::mutex wait_mu;
     std::condition_variable wait_cv;
 
+    std::mutex exposed_mu;
+    std::unordered_map<std::uint32_t, std::shared_ptr<Exposed>> exposed;
+    std::uint32_t next_region = 1;  // guarded by exposed_mu
+    std::mutex reads_mu;
+    std::unordered_map<std::uint64_t, std::shared_ptr<ReadBatch>> reads;
+    std::atomic<std::uint64_t> next_batch{1};
+
     std::atomic<bool> stop{false};
     std::thread progress_thread;
 
     struct Counters {
         std::atomic<std::uint64_t> sent{0}, accepted{0}, malformed{0}, forged{0}, replayed{0},
             unhandled{0}, gets{0}, get_bytes{0}, timeouts{0}, peer_failures{0}, reconnects{0},
-            backoff_skips{0};
+            backoff_skips{0}, reads_served{0}, bytes_served{0}, reads_refused{0}, late_replies{0};
     } counters;
 
     ~Impl() { shutdown(); }
@@ -215,27 +296,38 @@ struct UcxTransport::Impl {
 
     // ---- messages ----
 
+    // Control messages and read requests are small, eager and header-less, sealed in the data:
+    // anything else is foreign. True when `data` is an authentic message.
+    bool acceptSealed(const void* header, size_t header_length, void* data, size_t length,
+                      const ucp_am_recv_param_t* param, MessageHeader* h,
+                      std::span<const std::byte>* payload) {
+        if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 || header_length != 0) {
+            if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+                ucp_am_data_release(worker.get(), data);
+            }
+            reject(Verdict::kMalformed, -1);
+            return false;
+        }
+        (void)header;
+        const std::span<const std::byte> message(static_cast<const std::byte*>(data), length);
+        Verdict v;
+        {
+            std::lock_guard lk(recv_mu);
+            v = verifier->verify(message, h, payload);
+        }
+        if (v != Verdict::kAccepted) {
+            reject(v, -1);
+            return false;
+        }
+        return true;
+    }
+
     static ucs_status_t onMessage(void* arg, const void* header, size_t header_length, void* data,
                                   size_t length, const ucp_am_recv_param_t* param) {
         auto* self = static_cast<Impl*>(arg);
-        if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 || header_length != 0) {
-            // Our control messages are small, eager and header-less: anything else is foreign.
-            if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
-                ucp_am_data_release(self->worker.get(), data);
-            }
-            self->reject(Verdict::kMalformed, -1);
-            return UCS_OK;
-        }
-        const std::span<const std::byte> message(static_cast<const std::byte*>(data), length);
         MessageHeader h;
         std::span<const std::byte> payload;
-        Verdict v;
-        {
-            std::lock_guard lk(self->recv_mu);
-            v = self->verifier->verify(message, &h, &payload);
-        }
-        if (v != Verdict::kAccepted) {
-            self->reject(v, -1);
+        if (!self->acceptSealed(header, header_length, data, length, param, &h, &payload)) {
             return UCS_OK;
         }
         std::lock_guard lk(self->handlers_mu);
@@ -286,6 +378,12 @@ struct UcxTransport::Impl {
             return STRATA_ERROR(StatusCode::kInvalidArgument, "channel {} >= {}", channel,
                                 kMaxChannels);
         }
+        return sendSealed(peer, kControlAmId, channel, payload, connect);
+    }
+
+    // A sealed, eager, header-less message on AM id `am_id`.
+    Status sendSealed(int peer, std::uint16_t am_id, std::uint16_t channel,
+                      std::span<const std::byte> payload, bool connect) {
         STRATA_ASSIGN_OR_RETURN(auto ep, endpoint(peer, connect));
         const std::uint64_t seq = peers[static_cast<std::size_t>(peer)]->next_seq++;
         auto* buf = new std::vector<std::byte>(sealMessage(*secret, channel, rank, seq, payload));
@@ -295,8 +393,7 @@ struct UcxTransport::Impl {
         param.cb.send = &Impl::onSendDone;
         param.user_data = buf;
         param.flags = UCP_AM_SEND_FLAG_EAGER;
-        void* req =
-            ucp_am_send_nbx(ep.first, kControlAmId, nullptr, 0, buf->data(), buf->size(), &param);
+        void* req = ucp_am_send_nbx(ep.first, am_id, nullptr, 0, buf->data(), buf->size(), &param);
         if (req == nullptr) {
             delete buf;  // completed in place
         } else if (UCS_PTR_IS_ERR(req)) {
@@ -305,6 +402,230 @@ struct UcxTransport::Impl {
         }
         counters.sent++;
         return Status::ok();
+    }
+
+    // ---- reads: the holder's side ----
+
+    static void onReplySent(void* request, ucs_status_t st, void* user) {
+        auto* r = static_cast<ReplySend*>(user);
+        if (st != UCS_OK && st != UCS_ERR_CANCELED) {
+            log().warn("sending a read reply failed: {}", ucs_status_string(st));
+        }
+        r->impl->finishReply(r);
+        if (request != nullptr) ucp_request_free(request);
+    }
+
+    void finishReply(ReplySend* r) {
+        if (r->region && r->region->in_flight.fetch_sub(1) == 1) notify();
+        delete r;
+    }
+
+    // One reply to `peer`: `desc` sealed as the AM header, `bytes` of `data` as its data (sent
+    // from the exposed memory; `region` stays counted in flight until UCX is done with it).
+    void sendReply(int peer, const ReadReplyDesc& desc, const std::byte* data, std::size_t bytes,
+                   std::shared_ptr<Exposed> region) {
+        auto ep = endpoint(peer, /*connect=*/false);
+        if (!ep.isOk()) return;  // the reader times out
+        const std::uint64_t seq = peers[static_cast<std::size_t>(peer)]->next_seq++;
+        auto* r =
+            new ReplySend{this,
+                          sealMessage(*secret, kReadChannel, rank, seq,
+                                      std::as_bytes(std::span<const ReadReplyDesc>(&desc, 1))),
+                          std::move(region)};
+        if (r->region) r->region->in_flight.fetch_add(1);
+        ucp_request_param_t param{};
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        param.cb.send = &Impl::onReplySent;
+        param.user_data = r;
+        void* req = ucp_am_send_nbx(ep->first, kReadReplyAmId, r->header.data(), r->header.size(),
+                                    data, bytes, &param);
+        if (req == nullptr) {
+            finishReply(r);
+        } else if (UCS_PTR_IS_ERR(req)) {
+            log().warn("sending a read reply to rank {}: {}", peer,
+                       ucs_status_string(UCS_PTR_STATUS(req)));
+            finishReply(r);
+        }
+    }
+
+    static ucs_status_t onReadRequest(void* arg, const void* header, size_t header_length,
+                                      void* data, size_t length, const ucp_am_recv_param_t* param) {
+        auto* self = static_cast<Impl*>(arg);
+        MessageHeader h;
+        std::span<const std::byte> payload;
+        if (!self->acceptSealed(header, header_length, data, length, param, &h, &payload)) {
+            return UCS_OK;
+        }
+        ReadRequestHead head;
+        if (h.channel != kReadChannel || payload.size() < sizeof(head)) {
+            self->reject(Verdict::kMalformed, h.src_rank);
+            return UCS_OK;
+        }
+        std::memcpy(&head, payload.data(), sizeof(head));
+        if (head.num_ops > kMaxOpsPerRequest ||
+            payload.size() != sizeof(head) + std::size_t{head.num_ops} * sizeof(ReadOpWire)) {
+            self->reject(Verdict::kMalformed, h.src_rank);
+            return UCS_OK;
+        }
+        self->serveRead(h.src_rank, head, payload.subspan(sizeof(head)));
+        return UCS_OK;
+    }
+
+    void serveRead(int reader, const ReadRequestHead& head, std::span<const std::byte> op_bytes) {
+        std::shared_ptr<Exposed> region;
+        {
+            std::lock_guard lk(exposed_mu);
+            auto it = exposed.find(head.region);
+            if (it != exposed.end()) region = it->second;
+        }
+        Refusal refusal = Refusal::kNone;
+        std::vector<ReadOpWire> ops(head.num_ops);
+        if (!ops.empty()) std::memcpy(ops.data(), op_bytes.data(), op_bytes.size());
+        if (!region) {
+            refusal = Refusal::kNoRegion;
+        } else if (static_cast<std::size_t>(reader) >= region->readers.size() ||
+                   region->readers[static_cast<std::size_t>(reader)] == 0) {
+            refusal = Refusal::kNotReader;
+        } else {
+            for (const auto& op : ops) {
+                if (op.offset > region->size || op.bytes > region->size - op.offset) {
+                    refusal = Refusal::kOutOfRange;
+                }
+            }
+        }
+        if (refusal != Refusal::kNone) {
+            const auto n = ++counters.reads_refused;
+            if (n <= 5 || n % 1000 == 0) {
+                log().warn("refused a read request of rank {}: {} ({} so far)", reader,
+                           refusalText(refusal), n);
+            }
+            ReadReplyDesc d;
+            d.batch = head.batch;
+            d.op = kWholeBatch;
+            d.refusal = static_cast<std::int32_t>(refusal);
+            sendReply(reader, d, nullptr, 0, nullptr);
+            return;
+        }
+        for (std::uint32_t i = 0; i < head.num_ops; ++i) {
+            ReadReplyDesc d;
+            d.batch = head.batch;
+            d.op = head.first_op + i;
+            d.bytes = ops[i].bytes;
+            sendReply(reader, d, region->base + ops[i].offset, ops[i].bytes, region);
+            counters.reads_served++;
+            counters.bytes_served += ops[i].bytes;
+        }
+    }
+
+    // ---- reads: the reader's side ----
+
+    // Copies one op's bytes into the caller's memory if the batch still waits for them.
+    void land(ReadBatch& b, std::uint32_t op, const std::byte* bytes, std::size_t n) {
+        bool finished = false;
+        {
+            std::lock_guard lk(b.mu);
+            if (!b.live || b.landed[op] != 0) return;
+            std::memcpy(b.ops[op].local, bytes, n);
+            b.landed[op] = 1;
+            finished = --b.pending == 0;
+        }
+        if (finished) notify();
+    }
+
+    void failBatch(ReadBatch& b, Refusal refusal) {
+        {
+            std::lock_guard lk(b.mu);
+            if (refusal != Refusal::kNone) {
+                b.refusal = refusal;
+            } else {
+                b.malformed_reply = true;
+            }
+        }
+        notify();
+    }
+
+    static void onRndvDone(void* request, ucs_status_t st, size_t length, void* user) {
+        auto* r = static_cast<RndvRecv*>(user);
+        if (st == UCS_OK && length == r->staging.size()) {
+            r->impl->land(*r->batch, r->op, r->staging.data(), r->staging.size());
+        } else if (st != UCS_ERR_CANCELED) {
+            r->impl->failBatch(*r->batch, Refusal::kNone);
+        }
+        delete r;
+        if (request != nullptr) ucp_request_free(request);
+    }
+
+    static ucs_status_t onReadReply(void* arg, const void* header, size_t header_length, void* data,
+                                    size_t length, const ucp_am_recv_param_t* param) {
+        auto* self = static_cast<Impl*>(arg);
+        const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+        auto drop = [&] {
+            if (rndv) ucp_am_data_release(self->worker.get(), data);
+            return UCS_OK;
+        };
+        const std::span<const std::byte> sealed(static_cast<const std::byte*>(header),
+                                                header_length);
+        MessageHeader h;
+        std::span<const std::byte> payload;
+        Verdict v;
+        {
+            std::lock_guard lk(self->recv_mu);
+            v = self->verifier->verify(sealed, &h, &payload);
+        }
+        ReadReplyDesc d;
+        if (v == Verdict::kAccepted && (h.channel != kReadChannel || payload.size() != sizeof(d))) {
+            v = Verdict::kMalformed;
+        }
+        if (v != Verdict::kAccepted) {
+            self->reject(v, -1);
+            return drop();
+        }
+        std::memcpy(&d, payload.data(), sizeof(d));
+        std::shared_ptr<ReadBatch> b;
+        {
+            std::lock_guard lk(self->reads_mu);
+            auto it = self->reads.find(d.batch);
+            if (it != self->reads.end() && it->second->peer == h.src_rank) b = it->second;
+        }
+        if (!b) {
+            self->counters.late_replies++;  // its get() already returned
+            return drop();
+        }
+        if (d.op == kWholeBatch) {
+            const auto r = static_cast<Refusal>(d.refusal);
+            self->failBatch(*b, r == Refusal::kNone ? Refusal::kNoRegion : r);
+            return drop();
+        }
+        if (d.op >= b->ops.size() || d.bytes != b->ops[d.op].bytes || length != d.bytes) {
+            log().warn("rank {} answered a read with a reply that matches no op", h.src_rank);
+            self->failBatch(*b, Refusal::kNone);
+            return drop();
+        }
+        if (!rndv) {
+            self->land(*b, d.op, static_cast<const std::byte*>(data), length);
+            return UCS_OK;
+        }
+        // Rendezvous: received into staging of its own, landed when complete (and only if the
+        // batch still waits), so that no byte reaches the caller's memory after get() returned.
+        auto* r = new RndvRecv{self, b, d.op, std::vector<std::byte>(length)};
+        ucp_request_param_t p{};
+        p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        p.cb.recv_am = &Impl::onRndvDone;
+        p.user_data = r;
+        void* req = ucp_am_recv_data_nbx(self->worker.get(), data, r->staging.data(), length, &p);
+        if (req == nullptr) {
+            self->land(*b, d.op, r->staging.data(), length);
+            delete r;
+        } else if (UCS_PTR_IS_ERR(req)) {
+            self->failBatch(*b, Refusal::kNone);
+            delete r;
+        }
+        return UCS_OK;
+    }
+
+    bool peerFailed(int peer) {
+        std::lock_guard lk(peers_mu);
+        return peers[static_cast<std::size_t>(peer)]->failed;
     }
 
     // ---- progress ----
@@ -373,21 +694,33 @@ struct UcxTransport::Impl {
 
 struct RemoteRegion::State {
     struct Member {
-        std::uint64_t base = 0, size = 0;
-        std::vector<std::byte> packed_rkey;
+        bool member = false;
+        std::uint32_t region = 0;  // the member's local id of the region
+        std::uint64_t size = 0;
         std::vector<std::byte> info;
-        std::uint64_t rkey_generation = 0;  // endpoint generation the rkey was unpacked for
-        RkeyOwner rkey;
     };
     std::shared_ptr<UcxTransport::Impl> impl;  // keeps context and worker alive
-    MemOwner mem;                              // this rank's registration
+    std::uint32_t local_id = 0;                // this rank's exposure (0: none)
     std::vector<int> members;
-    std::vector<Member> by_rank;  // indexed by transport rank; size 0 for non-members
-    std::mutex mu;                // guards rkeys
+    std::vector<Member> by_rank;  // indexed by transport rank
 
+    // Stops serving, then waits (bounded) until UCX is done with every reply sent from it.
     ~State() {
-        for (auto& m : by_rank) m.rkey.reset();  // before the registration and the context
-        mem.reset();
+        if (local_id == 0) return;
+        std::shared_ptr<UcxTransport::Impl::Exposed> mine;
+        {
+            std::lock_guard lk(impl->exposed_mu);
+            auto it = impl->exposed.find(local_id);
+            if (it == impl->exposed.end()) return;
+            mine = std::move(it->second);
+            impl->exposed.erase(it);
+        }
+        const bool drained = impl->waitUntil([&] { return mine->in_flight.load() == 0; },
+                                             Clock::now() + impl->options.close_timeout);
+        if (!drained) {
+            log().error("{} read replies still in flight from an unexposed region",
+                        mine->in_flight.load());
+        }
     }
 };
 
@@ -425,7 +758,8 @@ Status initLocal(UcxTransport::Impl& t) {
     if (st != UCS_OK) return ucxError("ucp_config_read", st);
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
-    params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+    // No UCP_FEATURE_RMA, on purpose: see kReadRequestAmId.
+    params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
     ucp_context_h ctx = nullptr;
     st = ucp_init(&params, config, &ctx);
     ucp_config_release(config);
@@ -441,7 +775,8 @@ Status initLocal(UcxTransport::Impl& t) {
     t.worker.reset(worker);
 
     ucp_worker_attr_t attr{};
-    attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE | UCP_WORKER_ATTR_FIELD_ADDRESS;
+    attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE | UCP_WORKER_ATTR_FIELD_ADDRESS |
+                      UCP_WORKER_ATTR_FIELD_MAX_AM_HEADER;
     st = ucp_worker_query(worker, &attr);
     if (st != UCS_OK) return ucxError("ucp_worker_query", st);
     const auto* addr = reinterpret_cast<const std::byte*>(attr.address);  // NOLINT
@@ -451,18 +786,32 @@ Status initLocal(UcxTransport::Impl& t) {
         return STRATA_ERROR(StatusCode::kNotSupported,
                             "this UCX build gives no multi-threaded worker (needs --enable-mt)");
     }
+    const std::size_t reply_header = sizeof(MessageHeader) + sizeof(ReadReplyDesc);
+    if (attr.max_am_header < reply_header) {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "UCX allows {}-byte active-message headers; read replies need {}",
+                            attr.max_am_header, reply_header);
+    }
     st = ucp_worker_get_efd(worker, &t.event_fd);
     if (st != UCS_OK) return ucxError("ucp_worker_get_efd", st);
 
-    ucp_am_handler_param_t hp{};
-    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
-                    UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-    hp.id = kControlAmId;
-    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
-    hp.cb = &UcxTransport::Impl::onMessage;
-    hp.arg = &t;
-    st = ucp_worker_set_am_recv_handler(worker, &hp);
-    if (st != UCS_OK) return ucxError("ucp_worker_set_am_recv_handler", st);
+    using Handler = ucp_am_recv_callback_t;
+    const std::array<std::pair<std::uint16_t, Handler>, 3> handlers{{
+        {kControlAmId, &UcxTransport::Impl::onMessage},
+        {kReadRequestAmId, &UcxTransport::Impl::onReadRequest},
+        {kReadReplyAmId, &UcxTransport::Impl::onReadReply},
+    }};
+    for (const auto& [id, cb] : handlers) {
+        ucp_am_handler_param_t hp{};
+        hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                        UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+        hp.id = id;
+        hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+        hp.cb = cb;
+        hp.arg = &t;
+        st = ucp_worker_set_am_recv_handler(worker, &hp);
+        if (st != UCS_OK) return ucxError("ucp_worker_set_am_recv_handler", st);
+    }
     return Status::ok();
 }
 
@@ -539,66 +888,49 @@ Result<RemoteRegion> UcxTransport::exposeRegion(const MpiComm& group, std::span<
                                                 std::span<const std::byte> info) {
     auto state = std::make_unique<RemoteRegion::State>();
     state->impl = impl_;
-    std::vector<std::byte> wire;
-    Status local = [&]() -> Status {
-        ucp_mem_map_params_t mp{};
-        mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
-                        UCP_MEM_MAP_PARAM_FIELD_PROT;
-        mp.address = memory.data();
-        mp.length = memory.size();
-        // Remote read only: a leaked remote key cannot be used to write into the pool.
-        mp.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE |
-                  UCP_MEM_MAP_PROT_REMOTE_READ;
-        ucp_mem_h mem = nullptr;
-        ucs_status_t st = ucp_mem_map(impl_->context.get(), &mp, &mem);
-        if (st != UCS_OK) return ucxError("ucp_mem_map", st);
-        state->mem = MemOwner(impl_->context.get(), mem);
-        void* packed = nullptr;
-        std::size_t packed_size = 0;
-        st = ucp_rkey_pack(impl_->context.get(), mem, &packed, &packed_size);
-        if (st != UCS_OK) return ucxError("ucp_rkey_pack", st);
-        RkeyBufferOwner packed_owner(packed);
-        RegionWire w;
-        w.rank = impl_->rank;
-        w.rkey_bytes = static_cast<std::uint32_t>(packed_size);
-        w.base = reinterpret_cast<std::uintptr_t>(memory.data());  // NOLINT
-        w.size = memory.size();
-        w.info_bytes = static_cast<std::uint32_t>(info.size());
-        wire.resize(sizeof(w) + packed_size + info.size());
-        std::memcpy(wire.data(), &w, sizeof(w));
-        std::memcpy(wire.data() + sizeof(w), packed, packed_size);
-        if (!info.empty())
-            std::memcpy(wire.data() + sizeof(w) + packed_size, info.data(), info.size());
-        return Status::ok();
-    }();
-    if (!local.isOk()) log().error("exposing {} bytes: {}", memory.size(), local.toString());
-    STRATA_ASSIGN_OR_RETURN(int failures, countFailures(group, !local.isOk()));
-    if (!local.isOk()) return local;
-    if (failures > 0) {
-        return STRATA_ERROR(StatusCode::kUnavailable, "{} rank(s) could not register memory",
-                            failures);
+    auto mine = std::make_shared<Impl::Exposed>();
+    mine->base = memory.data();
+    mine->size = memory.size();
+    mine->readers.assign(static_cast<std::size_t>(impl_->size), 0);
+    {
+        std::lock_guard lk(impl_->exposed_mu);
+        state->local_id = impl_->next_region++;
     }
+    RegionWire w;
+    w.rank = impl_->rank;
+    w.region = state->local_id;
+    w.size = memory.size();
+    w.info_bytes = static_cast<std::uint32_t>(info.size());
+    std::vector<std::byte> wire(sizeof(w) + info.size());
+    std::memcpy(wire.data(), &w, sizeof(w));
+    if (!info.empty()) std::memcpy(wire.data() + sizeof(w), info.data(), info.size());
     STRATA_ASSIGN_OR_RETURN(auto all, allGatherBytes(group, wire));
     state->by_rank.resize(static_cast<std::size_t>(impl_->size));
     for (const auto& blob : all) {
-        RegionWire w;
-        if (blob.size() < sizeof(w)) {
+        RegionWire m;
+        if (blob.size() < sizeof(m)) {
             return STRATA_ERROR(StatusCode::kInternal, "short region descriptor");
         }
-        std::memcpy(&w, blob.data(), sizeof(w));
-        if (w.rank < 0 || w.rank >= impl_->size ||
-            blob.size() != sizeof(w) + w.rkey_bytes + w.info_bytes ||
-            !state->by_rank[static_cast<std::size_t>(w.rank)].packed_rkey.empty()) {
+        std::memcpy(&m, blob.data(), sizeof(m));
+        if (m.rank < 0 || m.rank >= impl_->size || blob.size() != sizeof(m) + m.info_bytes ||
+            state->by_rank[static_cast<std::size_t>(m.rank)].member) {
             return STRATA_ERROR(StatusCode::kInternal, "bad region descriptor from rank {}",
-                                w.rank);
+                                m.rank);
         }
-        auto& m = state->by_rank[static_cast<std::size_t>(w.rank)];
-        m.base = w.base;
-        m.size = w.size;
-        m.packed_rkey.assign(blob.begin() + sizeof(w), blob.begin() + sizeof(w) + w.rkey_bytes);
-        m.info.assign(blob.begin() + sizeof(w) + w.rkey_bytes, blob.end());
-        state->members.push_back(w.rank);
+        auto& member = state->by_rank[static_cast<std::size_t>(m.rank)];
+        member.member = true;
+        member.region = m.region;
+        member.size = m.size;
+        member.info.assign(blob.begin() + sizeof(m), blob.end());
+        state->members.push_back(m.rank);
+        mine->readers[static_cast<std::size_t>(m.rank)] = 1;
     }
+    {
+        std::lock_guard lk(impl_->exposed_mu);
+        impl_->exposed.emplace(state->local_id, std::move(mine));
+    }
+    // Every member serves the region before any member reads from it.
+    STRATA_RETURN_IF_ERROR(group.barrier());
     return RemoteRegion(std::move(state));
 }
 
@@ -623,29 +955,21 @@ Status UcxTransport::send(int peer, std::uint16_t channel, std::span<const std::
     return impl_->send(peer, channel, payload, connect);
 }
 
-namespace {
-void onGetDone(void* request, ucs_status_t st, void* user) {
-    auto* b = static_cast<UcxTransport::Impl::Batch*>(user);
-    if (st != UCS_OK) b->failed.store(1);
-    if (b->pending.fetch_sub(1) == 1) b->impl->notify();
-    if (request != nullptr) ucp_request_free(request);
-}
-}  // namespace
-
 std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<const PeerGets> gets,
                                       Clock::time_point deadline) {
     auto& s = *region.s_;
     std::vector<Status> out(gets.size());
-    std::vector<std::unique_ptr<Impl::Batch>> batches(gets.size());
+    std::vector<std::shared_ptr<Impl::ReadBatch>> batches(gets.size());
+    std::vector<std::uint64_t> ids(gets.size(), 0);
     for (std::size_t i = 0; i < gets.size(); ++i) {
         const int peer = gets[i].peer;
         if (peer < 0 || static_cast<std::size_t>(peer) >= s.by_rank.size() ||
-            s.by_rank[static_cast<std::size_t>(peer)].packed_rkey.empty() || peer == rank()) {
+            !s.by_rank[static_cast<std::size_t>(peer)].member || peer == rank()) {
             out[i] =
                 STRATA_ERROR(StatusCode::kInvalidArgument, "rank {} is not a remote member", peer);
             continue;
         }
-        auto& m = s.by_rank[static_cast<std::size_t>(peer)];
+        const auto& m = s.by_rank[static_cast<std::size_t>(peer)];
         bool in_range = true;
         for (const auto& op : gets[i].ops) {
             in_range &= op.remote_offset <= m.size && op.bytes <= m.size - op.remote_offset;
@@ -655,52 +979,49 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
                                   "a get lies outside rank {}'s {} exposed bytes", peer, m.size);
             continue;
         }
-        auto ep = impl_->endpoint(peer, /*connect=*/true);
-        if (!ep.isOk()) {
-            out[i] = ep.status();
+        if (gets[i].ops.empty()) continue;
+        auto b = std::make_shared<Impl::ReadBatch>();
+        b->peer = peer;
+        b->ops.assign(gets[i].ops.begin(), gets[i].ops.end());
+        b->landed.assign(b->ops.size(), 0);
+        b->pending = b->ops.size();
+        const std::uint64_t id = impl_->next_batch++;
+        {
+            std::lock_guard lk(impl_->reads_mu);
+            impl_->reads.emplace(id, b);
+        }
+        Status sent;
+        for (std::size_t first = 0; first < b->ops.size() && sent.isOk();
+             first += kMaxOpsPerRequest) {
+            const std::size_t n = std::min(kMaxOpsPerRequest, b->ops.size() - first);
+            ReadRequestHead head;
+            head.batch = id;
+            head.region = m.region;
+            head.first_op = static_cast<std::uint32_t>(first);
+            head.num_ops = static_cast<std::uint32_t>(n);
+            std::vector<std::byte> payload(sizeof(head) + n * sizeof(ReadOpWire));
+            std::memcpy(payload.data(), &head, sizeof(head));
+            for (std::size_t k = 0; k < n; ++k) {
+                const ReadOpWire op{b->ops[first + k].remote_offset, b->ops[first + k].bytes};
+                std::memcpy(payload.data() + sizeof(head) + k * sizeof(op), &op, sizeof(op));
+            }
+            sent = impl_->sendSealed(peer, kReadRequestAmId, kReadChannel, payload, true);
+        }
+        if (!sent.isOk()) {
+            std::lock_guard lk(impl_->reads_mu);
+            impl_->reads.erase(id);
+            out[i] = sent;
             continue;
         }
-        ucp_rkey_h rkey = nullptr;
-        {
-            std::lock_guard lk(s.mu);
-            if (!m.rkey || m.rkey_generation != ep->second) {
-                ucp_rkey_h fresh = nullptr;
-                const ucs_status_t st = ucp_ep_rkey_unpack(ep->first, m.packed_rkey.data(), &fresh);
-                if (st != UCS_OK) {
-                    out[i] = ucxError("ucp_ep_rkey_unpack", st);
-                    continue;
-                }
-                m.rkey.reset(fresh);
-                m.rkey_generation = ep->second;
-            }
-            rkey = m.rkey.get();
-        }
-        auto batch = std::make_unique<Impl::Batch>();
-        batch->impl = impl_.get();
-        batch->pending.store(static_cast<int>(gets[i].ops.size()) + 1);
-        for (const auto& op : gets[i].ops) {
-            ucp_request_param_t param{};
-            param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-            param.cb.send = &onGetDone;
-            param.user_data = batch.get();
-            void* req =
-                ucp_get_nbx(ep->first, op.local, op.bytes, m.base + op.remote_offset, rkey, &param);
-            if (req == nullptr) {
-                batch->pending.fetch_sub(1);
-            } else if (UCS_PTR_IS_ERR(req)) {
-                batch->failed.store(1);
-                batch->pending.fetch_sub(1);
-            }
-            impl_->counters.gets++;
-            impl_->counters.get_bytes += op.bytes;
-        }
-        batch->pending.fetch_sub(1);  // the issuing reference
-        batches[i] = std::move(batch);
+        impl_->counters.gets += b->ops.size();
+        for (const auto& op : b->ops) impl_->counters.get_bytes += op.bytes;
+        batches[i] = std::move(b);
+        ids[i] = id;
     }
-    const bool all_done = impl_->waitUntil(
+    impl_->waitUntil(
         [&] {
             for (const auto& b : batches) {
-                if (b && b->pending.load() > 0) return false;
+                if (b && !b->done() && !impl_->peerFailed(b->peer)) return false;
             }
             return true;
         },
@@ -708,26 +1029,41 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
     for (std::size_t i = 0; i < gets.size(); ++i) {
         auto& b = batches[i];
         if (!b) continue;
+        {
+            std::lock_guard lk(impl_->reads_mu);
+            impl_->reads.erase(ids[i]);
+        }
+        std::size_t pending = 0;
+        Refusal refusal = Refusal::kNone;
+        bool malformed = false;
+        {
+            std::lock_guard lk(b->mu);
+            b->live = false;  // from here on, nothing lands in the caller's memory
+            pending = b->pending;
+            refusal = b->refusal;
+            malformed = b->malformed_reply;
+        }
         const int peer = gets[i].peer;
-        if (all_done || b->pending.load() == 0) {
-            if (b->failed.load() != 0) {
-                out[i] = STRATA_ERROR(StatusCode::kUnavailable, "a get from rank {} failed", peer);
-            }
+        if (refusal != Refusal::kNone) {
+            out[i] = STRATA_ERROR(StatusCode::kUnavailable, "rank {} refused the read: {}", peer,
+                                  refusalText(refusal));
+        } else if (malformed) {
+            out[i] = STRATA_ERROR(StatusCode::kUnavailable, "a read from rank {} failed", peer);
+        } else if (pending == 0) {
             continue;
+        } else if (impl_->peerFailed(peer)) {
+            out[i] =
+                STRATA_ERROR(StatusCode::kUnavailable,
+                             "the endpoint to rank {} failed ({} ops unanswered)", peer, pending);
+        } else {
+            // Deadline passed: the peer backs off and its endpoint is re-created on next use.
+            // Replies that still come are dropped (the batch is no longer live).
+            impl_->counters.timeouts++;
+            log().warn("read from rank {} timed out ({} ops unanswered): endpoint reset", peer,
+                       pending);
+            impl_->resetPeer(peer);
+            out[i] = STRATA_ERROR(StatusCode::kTimeout, "get from rank {} timed out", peer);
         }
-        // Deadline passed: force-close the endpoint so that the outstanding gets are cancelled
-        // and no byte lands in the caller's memory after we return.
-        impl_->counters.timeouts++;
-        log().warn("get from rank {} timed out ({} ops outstanding): endpoint reset", peer,
-                   b->pending.load());
-        impl_->resetPeer(peer);
-        const bool purged = impl_->waitUntil([&] { return b->pending.load() == 0; },
-                                             Clock::now() + impl_->options.close_timeout);
-        if (!purged) {
-            log().error("gets to rank {} still outstanding after the endpoint reset", peer);
-            (void)b.release();  // their callbacks may still come: never freed
-        }
-        out[i] = STRATA_ERROR(StatusCode::kTimeout, "get from rank {} timed out", peer);
     }
     return out;
 }
@@ -759,6 +1095,10 @@ TransportStats UcxTransport::stats() const {
     s.peer_failures = c.peer_failures;
     s.reconnects = c.reconnects;
     s.backoff_skips = c.backoff_skips;
+    s.reads_served = c.reads_served;
+    s.bytes_served = c.bytes_served;
+    s.reads_refused = c.reads_refused;
+    s.late_replies = c.late_replies;
     return s;
 }
 

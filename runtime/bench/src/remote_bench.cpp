@@ -1,7 +1,8 @@
 // Bench `remote` (run under mpirun with 2 ranks, on one host or across two): page pull bandwidth
 // of the remote tier for 64 KiB and 1 MiB pages. Rank 1 publishes the pages of its host pool;
-// rank 0 pulls them in batches of 128 with RemotePageStore::get (directory lookup, one-sided UCX
-// gets straight into its host pool slots, checksum verification of every page). Baselines from the
+// rank 0 pulls them in batches of 128 with RemotePageStore::get (directory lookup, read requests
+// that rank 1's worker answers into rank 0's host pool slots, checksum verification of every
+// page). Baselines from the
 // same run and transport (UCX_TLS and UCX_NET_DEVICES are inherited):
 //   ucx_perftest   - `ucx_perftest -t ucp_get` of the same page size between the two ranks' hosts
 //                    (server started by rank 1, client by rank 0; the "overall" bandwidth);

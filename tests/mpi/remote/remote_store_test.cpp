@@ -1,6 +1,7 @@
 // MPI tests of the remote tier: authenticated messages, bit-exact pulls, directory churn that never
 // serves a stale page, a stopped peer (SIGSTOP) that costs timeouts and misses and then recovers,
-// and a process outside the job whose messages are rejected while the job keeps serving.
+// and a process outside the job whose messages are rejected and whose UCX puts write nothing,
+// while the job keeps serving.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <signal.h>
@@ -344,6 +345,62 @@ TEST(RemoteStore, ForeignProcessMessagesAreRejectedAndTheJobKeepsServing) {
         EXPECT_EQ(n, 2u);
         EXPECT_EQ(takePage(pool, 10), patternOf(pool, 7001));
         EXPECT_EQ(takePage(pool, 11), patternOf(pool, 7002));
+    }
+    EXPECT_TRUE(allRanks(ok));
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// A UCX process outside the job tries to overwrite rank 0's exposed pool with UCX RMA (a put,
+// with a key of its own: the job publishes none) and to read it back. The transport's context has
+// no RMA feature, so UCX drops both: not one byte of the pool changes, rank 0 keeps running, and
+// rank 1 still pulls rank 0's pages bit-exact. (With RMA enabled, UCX 1.13 over tcp and shared
+// memory writes the bytes, whatever protection the key was registered with.)
+TEST(RemoteStore, ForeignPutsNeverWriteIntoAPool) {
+    STRATA_SKIP_BELOW_RANKS(2);
+    auto t = makeTransport();
+    ASSERT_TRUE(allRanks(t != nullptr));
+    auto backend = cpuBackend();
+    auto pool = makePool(*backend, 16, kernels::HostLayout::kPageFirst);
+    auto store = RemotePageStore::create(t, MpiComm::world(), pool, {});
+    ASSERT_TRUE(allRanks(store.isOk()));
+    auto& s = **store;
+    const std::vector<PageKey> keys{keyOf(8001), keyOf(8002)};
+    bool ok = true;
+    if (worldRank() == 0) {
+        putPage(pool, 0, patternOf(pool, 8001));
+        putPage(pool, 1, patternOf(pool, 8002));
+        ASSERT_TRUE(s.publish(keys, iotaPages(0, 2)).isOk());
+        const std::vector<std::byte> before(pool.data(), pool.data() + pool.sizeBytes());
+        std::string hex;
+        for (std::byte b : t->workerAddress()) hex += fmt::format("{:02x}", static_cast<int>(b));
+        std::string prog = STRATA_FOREIGN_SENDER;
+        std::string mode = "put";
+        std::string address = std::to_string(reinterpret_cast<std::uintptr_t>(pool.data()));
+        std::string bytes = std::to_string(2 * pool.geometry().bytesPerPage());
+        char* argv[] = {prog.data(),    hex.data(),   mode.data(),
+                        address.data(), bytes.data(), nullptr};
+        pid_t child = 0;
+        ASSERT_EQ(::posix_spawn(&child, prog.c_str(), nullptr, nullptr, argv, environ), 0);
+        int wstatus = 0;
+        ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+        EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << "status " << wstatus;
+        // Let the worker handle whatever arrived, then compare every byte of the pool.
+        t->waitUntil([] { return false; }, Clock::now() + milliseconds(500));
+        std::size_t changed = 0;
+        for (std::size_t i = 0; i < before.size(); ++i) changed += before[i] != pool.data()[i];
+        EXPECT_EQ(changed, 0u) << "a foreign put changed bytes of the pool";
+        ok = changed == 0;
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (worldRank() == 1) {
+        std::size_t n = 0;
+        const auto deadline = Clock::now() + std::chrono::seconds(10);
+        while (Clock::now() < deadline && (n = *s.get(keys, pool, iotaPages(10, 2))) < 2) {
+        }
+        EXPECT_EQ(n, 2u);
+        EXPECT_EQ(takePage(pool, 10), patternOf(pool, 8001));
+        EXPECT_EQ(takePage(pool, 11), patternOf(pool, 8002));
+        ok = n == 2;
     }
     EXPECT_TRUE(allRanks(ok));
     MPI_Barrier(MPI_COMM_WORLD);

@@ -1,7 +1,8 @@
 // RemotePageStore: the remote tier. Pages that sit in the host pools of other ranks (other nodes
 // included) are found through a page directory sharded by key over the ranks of one group (the
 // ranks holding the same shard of this pool: same TP rank for sharded pools, any rank for
-// replicated ones) and pulled with one-sided UCX gets straight into this rank's host pool slots.
+// replicated ones) and pulled into this rank's host pool slots: the holder's UCX worker sends them
+// from its pool in answer to an authenticated read request (no peer can write into a pool).
 // A rank publish()es pages when they enter its host pool and retract()s them when they leave; a
 // page is served only when the checksum its holder published matches the pulled bytes, so a slot
 // overwritten between lookup and pull is a counted miss, never wrong data. A slow or stopped peer
@@ -51,8 +52,9 @@ struct RemoteStoreStats {
 class RemotePageStore final : public PageStore {
 public:
     // Collective over `group` (a communicator whose members are ranks of the transport's job):
-    // exposes `pool` for remote read and checks that every member's pool has the same geometry
-    // and layout (kInvalidArgument on every rank otherwise). `group` is used only during create.
+    // exposes `pool` to the group for reading and checks that every member's pool has the same
+    // geometry and layout (kInvalidArgument on every rank otherwise). `group` is used only during
+    // create.
     static Result<std::unique_ptr<RemotePageStore>> create(
         std::shared_ptr<comm::ucx::UcxTransport> transport, const comm::MpiComm& group,
         const pools::HostPool& pool, const RemoteStoreOptions& options = {});

@@ -1,9 +1,16 @@
 // UcxTransport: one UCX context, worker and endpoint set per rank of a job, bootstrapped over MPI
 // (worker addresses, remote keys and the per-job secret travel over MPI; no side channel).
 // Offers authenticated control messages (active messages keyed by the job secret; anything else
-// is dropped and counted), one-sided reads of memory that peers exposed for remote read only, and
-// bounded waits: a slow or stopped peer costs a timeout (its endpoint is reset, so no late byte
-// lands) and a back-off period, never a hang. No UCX type appears here.
+// is dropped and counted), reads of memory that peers exposed to a group, and bounded waits: a slow
+// or stopped peer costs a timeout (no late byte lands) and a back-off period, never a hang. No UCX
+// type appears here.
+// Reads are served, not one-sided: the UCX context has no RMA feature, so no peer, in the job or
+// not, can make UCX write into (or read from) this process's memory. With RMA enabled, UCX 1.13's
+// software RMA over tcp and shared memory writes wherever a put names, whatever the remote key's
+// protection says (the ForeignPutsNeverWriteIntoAPool test shows the transport is immune). A
+// reader sends an authenticated read request; the holder's worker answers each op with an
+// authenticated reply whose data is sent straight from the exposed memory; the reader copies the
+// bytes into its memory only while its get() still waits for them.
 // Progress: a background thread blocked on the worker's event fd (woken by UCX or every 100 ms)
 // serves incoming messages; callers waiting on their own operations progress the worker too.
 // Ownership: create() returns a shared owner; exposed regions keep the transport alive.
@@ -44,6 +51,9 @@ struct TransportStats {
     std::uint64_t peer_failures = 0;  // endpoints UCX reported broken
     std::uint64_t reconnects = 0;     // endpoints re-created after a reset or failure
     std::uint64_t backoff_skips = 0;  // operations refused while a peer was backing off
+    std::uint64_t reads_served = 0, bytes_served = 0;  // ops this rank answered as a holder
+    std::uint64_t reads_refused = 0;  // read requests refused (no such region, not a member, range)
+    std::uint64_t late_replies = 0;   // replies that came after their get() returned (dropped)
 };
 
 // One local read: `bytes` at `remote_offset` of the peer's exposed region into `local`.
@@ -60,8 +70,8 @@ struct PeerGets {
 
 class UcxTransport;
 
-// Memory one rank exposed for remote read to a group, plus the group members' remote keys.
-// Move-only; unregisters (ucp_mem_unmap) and destroys the remote keys on destruction.
+// Memory the members of a group exposed to each other for reading. Move-only; destruction stops
+// serving this rank's memory and waits (bounded by close_timeout) for replies in flight from it.
 class RemoteRegion {
 public:
     RemoteRegion(RemoteRegion&&) noexcept;
@@ -101,9 +111,9 @@ public:
     int rank() const noexcept;
     int size() const noexcept;
 
-    // Collective over `group` (ranks of this transport's job): registers `memory` for remote read
-    // only (local read/write, remote read; remote writes are refused at registration level) and
-    // all-gathers the members' base addresses, sizes, packed remote keys and `info`.
+    // Collective over `group` (ranks of this transport's job): serves `memory` to the group's
+    // members for reading (never for writing) and all-gathers the members' sizes and `info`.
+    // `memory` must stay valid while the region lives. Returns once every member serves.
     Result<RemoteRegion> exposeRegion(const MpiComm& group, std::span<std::byte> memory,
                                       std::span<const std::byte> info);
 
@@ -119,10 +129,11 @@ public:
                 bool connect = true);
 
     // Reads every op of every peer (all in flight at once) and waits until all completed or the
-    // deadline. Per peer (same order as `gets`): OK; kTimeout (the deadline passed: the endpoint
-    // was reset so no byte of these ops lands later, and the peer backs off); kUnavailable
-    // (backing off, or UCX failed the endpoint); kInvalidArgument (not a region member, or an op
-    // outside its exposed memory).
+    // deadline. Per peer (same order as `gets`): OK; kTimeout (the deadline passed: no byte of
+    // these ops lands after the return, the endpoint is reset and the peer backs off);
+    // kUnavailable (backing off, the endpoint failed, or the peer refused the read);
+    // kInvalidArgument (not a region member, or an op outside its exposed memory). Ops of a
+    // failed peer may have landed partly.
     std::vector<Status> get(const RemoteRegion& region, std::span<const PeerGets> gets,
                             Clock::time_point deadline);
 
