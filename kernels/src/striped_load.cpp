@@ -4,7 +4,9 @@
 // in-place ncclAllGather fills every rank's slice on every GPU, and a device-to-device copy job
 // (the same kernel, the staging slice seen as a layer_first "host" pool) scatters each page into
 // its pool slot. Loads run on one stream, exchange and scatter on another; two staging buffers
-// alternate, guarded by events, so batch k + 1 loads while batch k is exchanged.
+// alternate, guarded by events, so batch k + 1 loads while batch k is exchanged. The alternation
+// carries over from one load() call to the next, so that per-layer calls pipeline like the
+// batches of one call (layer L + 1 loads while layer L is exchanged).
 #include "strata/kernels/striped_load.h"
 
 #include <cstring>
@@ -72,6 +74,9 @@ public:
         ncclCommDestroy(comm_);
     }
 
+    int rank() const noexcept override { return rank_; }
+    int size() const noexcept override { return nranks_; }
+
     std::size_t batchPagesPerRank(const CopyJob& job) const noexcept override {
         const std::size_t page_bytes = std::size_t{job.geometry.num_buffers} *
                                        (job.layer_end - job.layer_begin) * job.geometry.page_size *
@@ -101,11 +106,12 @@ public:
         const std::size_t per_rank_max = batchPagesPerRank(job);
         const std::size_t n = static_cast<std::size_t>(nranks_);
         const std::size_t total = job.pages.size();
-        std::size_t batch_index = 0;
-        for (std::size_t first = 0; first < total; first += n * per_rank_max, ++batch_index) {
+        for (std::size_t first = 0; first < total; first += n * per_rank_max) {
             const std::size_t in_batch = std::min(n * per_rank_max, total - first);
             const std::size_t per_rank = (in_batch + n - 1) / n;  // same on every rank
-            const std::size_t slot = batch_index % 2;
+            // Same sequence on every rank: every rank makes the same calls with the same counts.
+            const std::size_t slot = next_slot_;
+            next_slot_ ^= 1;
             std::byte* staging = staging_[slot].data();
             const std::size_t slice_tokens = per_rank * g.page_size;
             const std::size_t slice_bytes = slice_tokens * cg.bytesPerToken();
@@ -193,6 +199,7 @@ private:
     std::unique_ptr<Stream> exchange_;
     Memory staging_[2];
     EventPtr slot_done_[2];
+    std::size_t next_slot_ = 0;  // the staging buffer of the next batch (alternates across calls)
 };
 
 }  // namespace
@@ -224,9 +231,24 @@ Result<std::unique_ptr<StripedLoader>> StripedLoader::create(Backend& backend,
     STRATA_ASSIGN_OR_RETURN(Memory s1, backend.allocateDevice(half));
     ncclUniqueId nid;
     std::memcpy(&nid, id.bytes.data(), sizeof(nid));
+    // The communicator binds to the calling thread's current device: make it the back end's (the
+    // device its memory lives on), then restore the caller's.
+    cudaPointerAttributes attr{};
+    if (cudaError_t e = cudaPointerGetAttributes(&attr, s0.data()); e != cudaSuccess) {
+        core::logger("kernels").error("cudaPointerGetAttributes: {}", cudaGetErrorString(e));
+        return STRATA_ERROR(StatusCode::kInternal, "cudaPointerGetAttributes: {}",
+                            cudaGetErrorString(e));
+    }
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess) previous = attr.device;
+    if (cudaError_t e = cudaSetDevice(attr.device); e != cudaSuccess) {
+        core::logger("kernels").error("cudaSetDevice({}): {}", attr.device, cudaGetErrorString(e));
+        return STRATA_ERROR(StatusCode::kInternal, "cudaSetDevice({}): {}", attr.device,
+                            cudaGetErrorString(e));
+    }
     ncclComm_t comm = nullptr;
-    // The communicator binds to the calling thread's current device (see the header).
     ncclResult_t r = ncclCommInitRank(&comm, nranks, nid, rank);
+    if (previous != attr.device) (void)cudaSetDevice(previous);
     if (r != ncclSuccess) return ncclError(r, "ncclCommInitRank");
     return std::unique_ptr<StripedLoader>(
         new NcclStripedLoader(backend, comm, rank, nranks, std::move(load), std::move(exchange),

@@ -4,6 +4,8 @@
 // on every GPU, and a device-side scatter puts each page into its pool slot; batches are
 // pipelined (the next batch loads while the last one is exchanged), so the aggregate load
 // bandwidth grows with the group size.
+// Successive load() calls pipeline too (the staging buffers alternate across calls), so a caller
+// may load layer by layer and keep one ready event per layer.
 // Ownership: a StripedLoader owns its NCCL communicator, two streams and the staging memory;
 // the pools of a job must outlive the job's completion event. Thread-safety: one thread.
 // Without NCCL in the build, create() fails with kNotSupported.
@@ -32,18 +34,26 @@ Result<NcclUniqueIdBytes> ncclNewUniqueId();
 class StripedLoader {
 public:
     virtual ~StripedLoader() = default;
-    // Joins the group (collective over all `nranks` ranks, each on its own GPU). The calling
-    // thread's current CUDA device must be the back end's device. `staging_bytes` bounds the
-    // device staging memory (two batches).
+    // Joins the group (collective over all `nranks` ranks, each on its own GPU: NCCL refuses two
+    // ranks on one device). The communicator binds to the device of the back end's memory (the
+    // calling thread's current device is restored). `staging_bytes` bounds the device staging
+    // memory (two batches). kInvalidArgument for a non-CUDA back end or a bad rank.
     static Result<std::unique_ptr<StripedLoader>> create(Backend& backend,
                                                          const NcclUniqueIdBytes& id, int rank,
                                                          int nranks, std::size_t staging_bytes);
 
     // Queues a host-to-device load of job.pages (layers [layer_begin, layer_end)) in which this
-    // rank moves only its stripe over PCIe. Collective: every rank calls it with an identical
-    // page list and geometry. Returns the event that completes when all pages are in this GPU's
-    // pool. kInvalidArgument for a device-to-host job or a bad job (nothing queued).
+    // rank moves only its stripe over PCIe. Collective: every rank calls it, in the same order,
+    // with the same geometry, layer range and number of pages, and job.pages[i] naming the same
+    // logical page (the same bytes) on every rank. The slot numbers themselves may differ per
+    // rank: a rank reads job.pages[i].host_page of its own list for the pages of its stripe and
+    // writes job.pages[i].device_page of its own list for every page. Returns the event that
+    // completes when all pages are in this GPU's pool. kInvalidArgument for a device-to-host job
+    // or a bad job (nothing queued).
     virtual Result<EventPtr> load(const CopyJob& job) = 0;
+    // This rank's place in the loader's group, and the group's size.
+    virtual int rank() const noexcept = 0;
+    virtual int size() const noexcept = 0;
     // Pages per rank per pipelined batch (for reports).
     virtual std::size_t batchPagesPerRank(const CopyJob& job) const noexcept = 0;
 };
