@@ -184,6 +184,16 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             "{} of {} pools have a remote tier: all or none must", with_remote,
                             c->pools_.size());
     }
+    if (kernels::StripedLoader* loader = config.striped_loader; loader != nullptr) {
+        if (loader->size() != group.size() || loader->rank() != group.rank()) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "the striped loader is rank {} of {} but this rank is {} of {} in "
+                                "its decision group: they must be the same group",
+                                loader->rank(), loader->size(), group.rank(), group.size());
+        }
+        // A group of one has nothing to stripe: the ordinary load path is the same thing.
+        if (group.size() > 1) c->striped_ = loader;
+    }
     if (with_store != 0 || with_remote != 0) c->worker_ = std::make_unique<StorageWorker>();
     STRATA_ASSIGN_OR_RETURN(c->d2h_stream_, backend.createStream());
     STRATA_ASSIGN_OR_RETURN(c->h2d_stream_, backend.createStream());
@@ -420,9 +430,31 @@ Status CacheController::launchLoads() {
     open_load_.reset();
     batch->launched_at = Clock::now();
     batch->layer_events.reserve(num_layers_);
+    // Striped loads are collective: the batch's replicated pages (slot numbers included) go into
+    // the decision digest, so that ranks that launched different batches fail at the next step()
+    // instead of diverging further (the lists are equal by construction: identical decisions on
+    // identical allocators).
+    std::uint64_t striped_pages = 0, striped_bytes = 0;
+    if (striped_ != nullptr) {
+        std::uint64_t d = batch->id;
+        for (const PoolPair& p : pools_) {
+            if (!striped(p)) continue;
+            const auto& list = batch->pages[p.space];
+            striped_pages += list.size();
+            striped_bytes += list.size() * p.device->geometry().bytesPerPage();
+            for (const kernels::PageCopy& pc : list) {
+                d = core::foldDigest(d, (std::uint64_t{pc.device_page} << 32) | pc.host_page);
+            }
+        }
+        if (striped_pages > 0) note(0x5791BED, d);
+    }
     for (std::uint32_t l = 0; l < num_layers_; ++l) {
-        STRATA_RETURN_IF_ERROR(
-            enqueueCopies(*h2d_stream_, batch->pages, l, l + 1, kernels::Direction::kHostToDevice));
+        // The load stream's copies of layer l first, so that they overlap the striped loads of
+        // the same layer, which the stream then waits for: the layer's event covers every pool.
+        STRATA_RETURN_IF_ERROR(enqueueCopies(*h2d_stream_, batch->pages, l, l + 1,
+                                             kernels::Direction::kHostToDevice,
+                                             /*with_striped=*/false));
+        if (striped_pages > 0) STRATA_RETURN_IF_ERROR(enqueueStriped(batch->pages, l).status());
         // Private copies of shared pages (Mamba checkpoints) after the layer's loads, which may
         // bring their sources.
         STRATA_RETURN_IF_ERROR(enqueueMoves(*h2d_stream_, batch->moves, l, l + 1));
@@ -430,6 +462,8 @@ Status CacheController::launchLoads() {
         batch->layer_events.push_back(std::move(ev));
     }
     batch->launched = true;
+    stats_.striped_pages += striped_pages;
+    stats_.striped_bytes += striped_bytes;
     ++stats_.load_ops;
     stats_.load_pages += batch->pages[0].size();
     stats_.load_bytes += spaceBytes(batch->pages);

@@ -283,11 +283,17 @@ std::pair<std::uint32_t, std::uint32_t> CacheController::poolLayers(const PoolPa
             static_cast<std::uint32_t>(last - p.layer_map.begin())};
 }
 
+bool CacheController::striped(const PoolPair& p) const noexcept {
+    // Replicated across the decision group: the same bytes on every rank of TP x CP.
+    return striped_ != nullptr && !p.device->spec().sharded_across_tp;
+}
+
 Status CacheController::enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
                                       std::uint32_t layer_begin, std::uint32_t layer_end,
-                                      kernels::Direction dir) {
+                                      kernels::Direction dir, bool with_striped) {
     for (const PoolPair& p : pools_) {
         if (p.space >= pages.size() || pages[p.space].empty()) continue;
+        if (!with_striped && striped(p)) continue;
         const auto [first, last] = poolLayers(p, layer_begin, layer_end);
         if (first >= last) continue;
         kernels::CopyJob job;
@@ -301,6 +307,29 @@ Status CacheController::enqueueCopies(kernels::Stream& stream, const SpaceCopies
         STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(job)));
     }
     return Status::ok();
+}
+
+Result<std::size_t> CacheController::enqueueStriped(const SpaceCopies& pages, std::uint32_t layer) {
+    // Every rank walks the same pools in the same order with the same lists (see launchLoads), so
+    // the collective calls match across the group.
+    std::size_t loaded = 0;
+    for (const PoolPair& p : pools_) {
+        if (!striped(p) || p.space >= pages.size() || pages[p.space].empty()) continue;
+        const auto [first, last] = poolLayers(p, layer, layer + 1);
+        if (first >= last) continue;
+        kernels::CopyJob job;
+        job.geometry = p.device->geometry();
+        job.device = p.device->view();
+        job.host = p.host->view();
+        job.pages = pages[p.space];
+        job.layer_begin = first;
+        job.layer_end = last;
+        job.direction = kernels::Direction::kHostToDevice;
+        STRATA_ASSIGN_OR_RETURN(kernels::EventPtr done, striped_->load(job));
+        STRATA_RETURN_IF_ERROR(h2d_stream_->waitFor(done));
+        loaded += job.pages.size();
+    }
+    return loaded;
 }
 
 Status CacheController::enqueueMoves(kernels::Stream& stream,

@@ -27,6 +27,7 @@
 #include "strata/core/status.h"
 #include "strata/io/page_store.h"
 #include "strata/kernels/backend.h"
+#include "strata/kernels/striped_load.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
 #include "strata/pools/pool_spec.h"
@@ -94,6 +95,15 @@ struct ControllerConfig {
     // The slot spaces of a hybrid model (pools refer to them by index); empty: one space "kv"
     // holding every page (every non-hybrid model). Space 0 must hold every page (kAllPages).
     std::vector<SlotSpace> spaces;
+    // Striped loads (borrowed; must outlive the controller; null: none). Its group is the decision
+    // group (same rank and size, checked by create()). When the group has two or more ranks, the
+    // loads of every pool replicated across it (not sharded across TP: MLA, indexer, compressed,
+    // replicated window rows) go through StripedLoader::load, one collective call per pool and
+    // model layer, in pool order; other pools keep the controller's own load stream. The calls
+    // are collective, so every rank of the group must call launchLoads() (and waitLayer() and
+    // abort(), which may launch) at the same points of its call sequence, as it already must for
+    // every decision call.
+    kernels::StripedLoader* striped_loader = nullptr;
 };
 
 // The remote tier of one pool: host pools of the ranks holding the same shard in other DP replicas
@@ -177,6 +187,10 @@ struct ControllerStats {
     std::uint64_t remote_published_pages = 0, remote_retracted_pages = 0;
     double backup_seconds = 0, load_seconds = 0;  // issue-to-reap time, summed per op
     std::uint64_t backup_bytes = 0, load_bytes = 0;
+    // Loads of replicated pools that went through the striped loader: pages (summed over those
+    // pools) and their bytes on this GPU (each rank moved about 1/size of them over its own link).
+    // Part of load_bytes.
+    std::uint64_t striped_pages = 0, striped_bytes = 0;
 };
 
 class CacheController {
@@ -323,9 +337,15 @@ private:
     std::size_t writeBackSync(std::vector<Node*>& victims);
     bool dropSubtree(Node* node);
     void clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id);
+    // Copies of every pool with pages in `pages` (with_striped false: not of the pools that the
+    // striped loader serves).
     Status enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
-                         std::uint32_t layer_begin, std::uint32_t layer_end,
-                         kernels::Direction dir);
+                         std::uint32_t layer_begin, std::uint32_t layer_end, kernels::Direction dir,
+                         bool with_striped = true);
+    // Striped loads of model layer `layer` of the striped pools (one collective call per pool
+    // with pages and that layer); the load stream waits for each. Returns the pages loaded.
+    Result<std::size_t> enqueueStriped(const SpaceCopies& pages, std::uint32_t layer);
+    bool striped(const PoolPair& p) const noexcept;
     Status enqueueMoves(kernels::Stream& stream,
                         const std::vector<std::vector<kernels::DevicePageMove>>& moves,
                         std::uint32_t layer_begin, std::uint32_t layer_end);
@@ -352,6 +372,8 @@ private:
     PrefixTree tree_;
     std::unique_ptr<kernels::Stream> d2h_stream_;
     std::unique_ptr<kernels::Stream> h2d_stream_;
+    // Loads replicated pools when the decision group has several ranks (config_.striped_loader).
+    kernels::StripedLoader* striped_ = nullptr;
 
     std::uint64_t next_op_id_ = 1;
     std::unique_ptr<BackupBatch> open_backup_;  // backups queued this round
