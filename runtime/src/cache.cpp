@@ -5,10 +5,17 @@
 #include <algorithm>
 #include <cmath>
 
-#include "strata/config.h"
-#include "strata/io/hdf5_page_store.h"
-#if STRATA_HAVE_UCX
+#include <cstdlib>
+
+#include "strata/comm/grid.h"
+#include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_comm.h"
+#include "strata/config.h"
+#include "strata/core/hash.h"
+#include "strata/core/log.h"
+#include "strata/io/hdf5_page_store.h"
+#include "strata/kernels/striped_load.h"
+#if STRATA_HAVE_UCX
 #include "strata/comm/ucx/transport.h"
 #include "strata/io/remote_page_store.h"
 #endif
@@ -52,7 +59,106 @@ std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size
     return std::max<std::size_t>(16, pages / 16);
 }
 
+Result<StripedLoads> parseStripedLoads(std::string_view name) {
+    if (name == "off") return StripedLoads::kOff;
+    if (name == "on") return StripedLoads::kOn;
+    if (name == "auto") return StripedLoads::kAuto;
+    return STRATA_ERROR(StatusCode::kInvalidArgument,
+                        "striped loads '{}' must be one of on, off, auto", name);
+}
+
 namespace {
+
+// Why striped loads cannot run, agreed over the group (the largest code any rank found), so that
+// every rank takes the same branch. 0: they can.
+enum StripedObstacle : std::uint64_t { kNone = 0, kSharedGpu = 1, kCpuBackend = 2, kNoNccl = 3 };
+
+std::string_view obstacleText(std::uint64_t code) {
+    switch (code) {
+        case kSharedGpu:
+            return "two ranks of the decision group share a GPU (NCCL needs one GPU per rank: run "
+                   "at most as many ranks per node as GPUs)";
+        case kCpuBackend:
+            return "the back end is cpu (striped loads need --backend cuda)";
+        case kNoNccl:
+            return "this build has no NCCL (configure with STRATA_ENABLE_NCCL=ON where nccl.h and "
+                   "libnccl are installed)";
+        default:
+            return "";
+    }
+}
+
+// Creates the striped loader of the decision group, or none (off, or auto and impossible, with
+// the reason in *off_reason). Collective over options.striped_group when it has two or more ranks.
+Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOptions& options,
+                                                                  kernels::Backend& backend,
+                                                                  std::string* off_reason) {
+    off_reason->clear();
+    if (options.striped_loads == StripedLoads::kOff)
+        return std::unique_ptr<kernels::StripedLoader>();
+    const bool on = options.striped_loads == StripedLoads::kOn;
+    const comm::MpiComm* g = options.striped_group;
+    if (g == nullptr || !g->valid() || g->size() < 2) {
+        *off_reason = "the decision group (tp x cp) has one rank: nothing to stripe";
+        if (on) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "--striped-loads on: {} (run with --tp or --cp of 2 or more)",
+                                *off_reason);
+        }
+        return std::unique_ptr<kernels::StripedLoader>();
+    }
+    std::uint64_t obstacle = kNone;
+    if (!kernels::ncclAvailable()) {
+        obstacle = kNoNccl;
+    } else if (backend.kind() != kernels::BackendKind::kCuda) {
+        obstacle = kCpuBackend;
+    }
+    // One GPU per rank: no two ranks of the group on one node bind the same physical device.
+    STRATA_ASSIGN_OR_RETURN(comm::MpiComm node, g->splitShared(g->rank()));
+    const std::string device = comm::physicalDeviceId(options.backend_options.device_index,
+                                                      std::getenv("CUDA_VISIBLE_DEVICES"));
+    // 52 bits of the id's hash: exact in a double.
+    const double mine = static_cast<double>(core::checksum64(device.data(), device.size()) &
+                                            ((std::uint64_t{1} << 52) - 1));
+    std::vector<double> devices;
+    STRATA_RETURN_IF_ERROR(comm::allGather(node, mine, &devices));
+    std::sort(devices.begin(), devices.end());
+    if (obstacle == kNone && std::adjacent_find(devices.begin(), devices.end()) != devices.end()) {
+        obstacle = kSharedGpu;
+    }
+    std::vector<double> agreed = {static_cast<double>(obstacle)};
+    STRATA_RETURN_IF_ERROR(comm::allReduceMax(*g, agreed));
+    obstacle = static_cast<std::uint64_t>(agreed[0]);
+    if (obstacle != kNone) {
+        *off_reason = std::string(obstacleText(obstacle));
+        if (on) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "--striped-loads on: {}",
+                                *off_reason);
+        }
+        return std::unique_ptr<kernels::StripedLoader>();
+    }
+    // Rank 0 of the group makes the NCCL id; the first byte says whether it could.
+    std::vector<std::byte> message(1 + sizeof(kernels::NcclUniqueIdBytes::bytes));
+    Status made = Status::ok();
+    if (g->rank() == 0) {
+        auto id = kernels::ncclNewUniqueId();
+        made = id.status();
+        message[0] = std::byte{id.isOk() ? std::uint8_t{1} : std::uint8_t{0}};
+        if (id.isOk()) std::copy(id->bytes.begin(), id->bytes.end(), message.begin() + 1);
+    }
+    STRATA_RETURN_IF_ERROR(comm::broadcastBytes(*g, &message, 0));
+    if (message.size() != 1 + sizeof(kernels::NcclUniqueIdBytes::bytes) ||
+        message[0] != std::byte{1}) {
+        if (!made.isOk()) return made;
+        return STRATA_ERROR(StatusCode::kInternal,
+                            "striped loads: rank 0 of the decision group could not make an NCCL "
+                            "id (see its log)");
+    }
+    kernels::NcclUniqueIdBytes id;
+    std::copy(message.begin() + 1, message.end(), id.bytes.begin());
+    return kernels::StripedLoader::create(backend, id, g->rank(), g->size(),
+                                          options.striped_staging_bytes);
+}
 
 // The slot spaces of a layout and the space of each of its pools: the anchor's space first, one
 // per independent pool, sidecars in the space of the pool they take their indices from.
@@ -245,7 +351,10 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         pair.layer_map = cache->layer_maps_[i];
         pairs.push_back(std::move(pair));
     }
+    STRATA_ASSIGN_OR_RETURN(
+        cache->striped_, makeStripedLoader(options, *cache->backend_, &cache->striped_off_reason_));
     controller::ControllerConfig cc;
+    cc.striped_loader = cache->striped_.get();
     cc.page_size = options.page_size;
     cc.spaces = cache->spaces_;
     cc.write_policy = options.write_policy;

@@ -95,6 +95,7 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"priority_levels", c.priority_levels},
         {"remote", c.remote},
         {"remote_timeout_ms", c.remote_timeout_ms},
+        {"striped_loads", c.striped_loads},
     };
 }
 
@@ -155,6 +156,11 @@ nlohmann::json toJson(const RunReport& r) {
                    {"gb_per_s", r.remote.pull_seconds > 0 ? static_cast<double>(r.remote.bytes) /
                                                                 r.remote.pull_seconds / 1e9
                                                           : 0.0}};
+    j["striped"] = {{"enabled", r.striped.enabled},
+                    {"off_reason", r.striped.off_reason},
+                    {"pages", r.striped.pages},
+                    {"bytes", r.striped.bytes}};
+    j["load_wait_seconds"] = r.load_wait_seconds;
     j["elapsed_seconds"] = r.elapsed_seconds;
     j["config"] = r.config;
     return j;
@@ -202,6 +208,16 @@ std::string summaryText(const RunReport& r) {
         percent(reused, prompt));
     out += "  transfer:    " + pathLine("d2h", r.d2h, r.backups, "backups") + "\n";
     out += "               " + pathLine("h2d", r.h2d, r.loads, "loads") + "\n";
+    if (r.striped.enabled) {
+        out += fmt::format(
+            "  striped:     {} pages ({:.1f} MB) of replicated pools loaded striped over NCCL; "
+            "workers waited {:.3f} s for loads\n",
+            r.striped.pages, static_cast<double>(r.striped.bytes) / 1e6, r.load_wait_seconds);
+    } else if (r.loads > 0) {
+        out += fmt::format("  striped:     off{}; workers waited {:.3f} s for loads\n",
+                           r.striped.off_reason.empty() ? "" : " (" + r.striped.off_reason + ")",
+                           r.load_wait_seconds);
+    }
     out += fmt::format(
         "  cache:       evicted {} device / {} host pages; {} written back, {} dropped; {} "
         "admissions rejected\n",

@@ -97,6 +97,11 @@ const std::vector<Field>& fields() {
          "different replicas"},
         {"remote_timeout_ms", &RunConfig::remote_timeout_ms, "N",
          "remote tier: time limit of one lookup-and-pull call in ms"},
+        {"striped_loads", &RunConfig::striped_loads, "on|off|auto",
+         "load pools replicated across the TP x CP ranks (MLA, indexer) striped: each rank loads "
+         "a share over its own PCIe link, an NCCL all-gather completes the pages on every GPU "
+         "(auto = on with --backend cuda, NCCL and 2 or more ranks per decision group, each on "
+         "its own GPU)"},
     };
     return kFields;
 }
@@ -433,6 +438,8 @@ Status validateRunConfig(const RunConfig& config) {
     }
     STRATA_RETURN_IF_ERROR(checkChoice(config, "data", config.data, {"verify", "none"}));
     STRATA_RETURN_IF_ERROR(checkChoice(config, "remote", config.remote, {"on", "off", "auto"}));
+    STRATA_RETURN_IF_ERROR(
+        checkChoice(config, "striped_loads", config.striped_loads, {"on", "off", "auto"}));
     STRATA_RETURN_IF_ERROR(atLeast(config, "remote_timeout_ms", config.remote_timeout_ms, 1));
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,

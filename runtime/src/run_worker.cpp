@@ -84,6 +84,8 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     o.remote_transport = place.remote_transport;
     o.remote_group = place.remote_group;
     o.remote_timeout = std::chrono::milliseconds(cfg.remote_timeout_ms);
+    STRATA_ASSIGN_OR_RETURN(o.striped_loads, parseStripedLoads(cfg.striped_loads));
+    o.striped_group = place.decision_comm;
     return o;
 }
 
@@ -386,6 +388,16 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     const std::uint32_t layers = cache->numLayers();
 
     RunReport report;
+    report.striped.enabled = cache->stripedLoads();
+    report.striped.off_reason = cache->stripedOffReason();
+    if (place.world_rank == 0) {
+        if (cache->stripedLoads()) {
+            log.info("striped loads on: replicated pools load over NCCL across {} ranks",
+                     group.size());
+        } else if (!cache->stripedOffReason().empty()) {
+            log.info("striped loads off: {}", cache->stripedOffReason());
+        }
+    }
     report.backend = std::string(kernels::backendKindName(cache->backend().kind()));
     report.model = cfg.model;
     report.workload = cfg.workload;
@@ -453,7 +465,10 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
                 kv.numPools(), std::vector<PageCheck>(reused_pages, PageCheck::kUnchecked));
             // Layer by layer, as a model's forward pass would: wait for layer L, read it, compute.
             for (std::uint32_t l = 0; l < layers; ++l) {
+                const auto wait_start = Clock::now();
                 STRATA_RETURN_IF_ERROR(cache->waitLayer(live.spec->id, l));
+                report.load_wait_seconds +=
+                    std::chrono::duration<double>(Clock::now() - wait_start).count();
                 STRATA_RETURN_IF_ERROR(kv.layer(live.spec->id, a, live.digests, l, &checks));
             }
             // A reused page is verified when no pool failed on it (a window or state pool checks
@@ -499,6 +514,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.h2d = {st.load_bytes, st.load_seconds, st.load_pages};
     report.backups = st.backup_ops;
     report.loads = st.load_ops;
+    report.striped.pages = st.striped_pages;
+    report.striped.bytes = st.striped_bytes;
     report.evictions.device_pages = st.device_evicted_pages;
     report.evictions.host_pages = st.host_evicted_pages;
     report.write_back_pages = st.write_back_pages;

@@ -27,6 +27,9 @@ struct RankPlace {
     int dp_rank = 0, dp_size = 1;
     int replica_rank = 0;  // 0: this rank reports the replica's request-level counts
     int device = -1;       // the CUDA device bound to this rank (-1: none)
+    // The TP x CP ranks of this replica's stage (Grid::decisionComm()), for striped loads; must
+    // outlive runWorker(). Null: striped loads stay off.
+    const comm::MpiComm* decision_comm = nullptr;
     // Remote tier (null transport: none): the job's UCX transport and the ranks holding the same
     // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
     std::shared_ptr<comm::ucx::UcxTransport> remote_transport;

@@ -166,13 +166,16 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->write_back_pages,
         r->dropped_pages,
         r->rejected_admissions,
+        r->striped.pages,
+        r->striped.bytes,
     };
     for (const PoolVerification& p : r->pools) {
         u.push_back(p.pages_verified);
         u.push_back(p.pages_mismatched);
     }
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
-    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds};
+    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds,
+                                r->load_wait_seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
     std::vector<double> maxes = {r->elapsed_seconds, static_cast<double>(r->rounds),
                                  r->sync.mean_us, r->sync.p99_us,
@@ -208,6 +211,8 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->write_back_pages = u[i++];
     r->dropped_pages = u[i++];
     r->rejected_admissions = u[i++];
+    r->striped.pages = u[i++];
+    r->striped.bytes = u[i++];
     for (PoolVerification& p : r->pools) {
         p.pages_verified = u[i++];
         p.pages_mismatched = u[i++];
@@ -215,6 +220,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->d2h.seconds = sums[0];
     r->h2d.seconds = sums[1];
     r->remote.pull_seconds = sums[2];
+    r->load_wait_seconds = sums[3];
     r->elapsed_seconds = maxes[0];
     r->rounds = static_cast<std::uint64_t>(maxes[1]);
     r->sync.mean_us = maxes[2];
@@ -383,6 +389,7 @@ int run(int argc, char** argv) {
     place.dp_size = grid.dpSize();
     place.replica_rank = grid.replicaRank();
     place.device = grid.device();
+    place.decision_comm = &grid.decisionComm();
 
     if (cfg.sweep) {
         if (ctx.worldSize() != 1) {

@@ -2,6 +2,8 @@
 // pools of the model, and the controller; it computes page keys from tokens. Scheduler loop:
 //   step(); for each new request: admit(); launchLoads(); per layer: waitLayer(), compute;
 //   insert(); release();
+// With striped loads (CacheOptions::striped_loads), launchLoads(), waitLayer() and abort() are
+// collective over the decision group: every rank calls them at the same points.
 // Ownership: borrows the decision group (must outlive the Cache). Thread-safety: one thread.
 #pragma once
 
@@ -10,6 +12,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/comm/decision_group.h"
@@ -33,6 +36,13 @@ namespace strata::runtime {
 
 using controller::Admission;
 using controller::RequestId;
+
+// Striped loads of replicated pools over NCCL (kernels::StripedLoader): off, on (an error when
+// impossible, naming why), or auto (on when the back end is CUDA, the build has NCCL and the
+// decision group has two or more ranks, each on its own GPU).
+enum class StripedLoads : std::uint8_t { kOff, kOn, kAuto };
+// Parses "off" | "on" | "auto".
+Result<StripedLoads> parseStripedLoads(std::string_view name);
 
 struct CacheOptions {
     std::string model = "llama3-8b";  // a preset of pools::modelPresets()
@@ -73,6 +83,12 @@ struct CacheOptions {
     const comm::MpiComm* remote_group = nullptr;
     std::chrono::milliseconds remote_timeout{500};
     std::uint16_t remote_channel_base = 1;
+    // Striped loads: the mode, and the decision group's communicator (Grid::decisionComm(): the
+    // TP x CP ranks of this replica's pipeline stage, in decision-group rank order), used during
+    // create() only. Without striped_group (or with a group of one) striped loads are off.
+    StripedLoads striped_loads = StripedLoads::kOff;
+    const comm::MpiComm* striped_group = nullptr;
+    std::size_t striped_staging_bytes = std::size_t{64} << 20;  // device staging (two batches)
 };
 
 // Figures of the remote tier summed over the pools (zero without one).
@@ -139,6 +155,10 @@ public:
     // Summed statistics of the remote tier; safe while the storage worker runs (atomic counters).
     RemoteTierStats remoteStats() const;
     bool hasRemote() const noexcept { return !remotes_.empty(); }
+    // True when replicated pools load striped over NCCL; otherwise stripedOffReason() says why
+    // not ("" when the mode was off).
+    bool stripedLoads() const noexcept { return striped_ != nullptr; }
+    const std::string& stripedOffReason() const noexcept { return striped_off_reason_; }
     // The model's layers on this rank (the layout's model layers); a pool may have only some.
     std::uint32_t numLayers() const noexcept { return layout_.model_layers; }
     std::size_t hostCapacityTokens() const noexcept;
@@ -167,6 +187,8 @@ private:
     std::vector<std::unique_ptr<io::PageStore>> stores_;  // must outlive controller_
     struct RemotePool;  // a RemotePageStore and its controller::RemoteTier adapter
     std::vector<std::unique_ptr<RemotePool>> remotes_;  // must outlive controller_
+    std::unique_ptr<kernels::StripedLoader> striped_;   // must outlive controller_
+    std::string striped_off_reason_;
     std::unique_ptr<controller::CacheController> controller_;
 };
 

@@ -60,6 +60,15 @@ struct RemoteReport {
     double pull_seconds = 0;              // summed time in pulls (bandwidth = bytes / seconds)
 };
 
+// Striped loads of replicated pools over NCCL (each rank loads a share, an all-gather completes
+// them), summed over ranks.
+struct StripedReport {
+    bool enabled = false;
+    std::string off_reason;   // why not, when the mode was auto (or "" when it was off)
+    std::uint64_t pages = 0;  // pages of replicated pools loaded striped (per pool, per rank)
+    std::uint64_t bytes = 0;  // their bytes on the GPUs (part of transfer.h2d.bytes)
+};
+
 struct EvictionStats {
     std::uint64_t device_pages = 0;
     std::uint64_t host_pages = 0;
@@ -103,6 +112,9 @@ struct RunReport {
     ConsistencyStats consistency;
     StorageStats storage;
     RemoteReport remote;
+    StripedReport striped;
+    // Time the worker spent blocked in waitLayer() for loads to arrive, summed over ranks.
+    double load_wait_seconds = 0;
     double elapsed_seconds = 0;
     nlohmann::json config = nlohmann::json::object();  // the effective configuration (echo)
 };
@@ -121,7 +133,8 @@ nlohmann::json configToJson(const RunConfig& config);
 // (fractions of prompt tokens, 0 without prompt tokens), "transfer": {"d2h","h2d"} each
 // {"bytes","seconds","gb_per_s","pages"}, "storage": {"pages_written","pages_read",
 // "checksum_failures"}, "remote": {"enabled","pages_pulled","bytes","pages_published",
-// "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, plus model,
+// "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, "striped":
+// {"enabled","off_reason","pages","bytes"}, "load_wait_seconds", plus model,
 // backend, workload, backups, loads, evictions, write_back_pages, dropped_pages,
 // rejected_admissions, elapsed_seconds and "config".
 nlohmann::json toJson(const RunReport& report);

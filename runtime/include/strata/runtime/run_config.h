@@ -60,6 +60,9 @@ struct RunConfig {
     std::uint32_t priority_levels = 1;  // eviction priority: request priorities 0 .. levels-1
     std::string remote = "auto";        // remote tier: on | off | auto (on when DP > 1 with UCX)
     std::uint32_t remote_timeout_ms = 500;  // per remote-tier call (lookups and pulls)
+    // Striped loads of replicated pools over NCCL: on | off | auto (on with the CUDA back end, NCCL
+    // and a decision group of 2 or more ranks, each on its own GPU).
+    std::string striped_loads = "auto";
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;
