@@ -14,7 +14,14 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLU
     tail -40 "$out/configure.log"; exit 1; }
 cmake --build build-gpu -j 16 > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -40; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
-ctest --test-dir build-gpu -j 8 -LE lint --timeout 600 > "$out/ctest.log" 2>&1
+# strata_run_mooncake_sweep plots with gnuplot, which this image lacks (and it has no network to
+# install it): that test fails here for that reason only, so it is left out when gnuplot is absent.
+exclude=()
+if ! command -v gnuplot > /dev/null 2>&1; then
+    echo "gnuplot not found: excluding strata_run_mooncake_sweep from ctest (it needs gnuplot)"
+    exclude=(-E '^strata_run_mooncake_sweep$')
+fi
+ctest --test-dir build-gpu -j 8 -LE lint "${exclude[@]}" --timeout 600 > "$out/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|Failed|Skipped" "$out/ctest.log" | tail -8
 grep -c "Skipped" "$out/ctest.log" | sed 's/^/skipped tests: /'
 ./build-gpu/bin/strata-run --backend cuda --report "$out/strata_run_cuda.json" > "$out/strata_run_cuda.txt" 2>&1
@@ -44,3 +51,21 @@ for spec in qwen3-next:8 gpt-oss:4 deepseek-v4:4; do
     done
     rm -rf "$sd"
 done
+# Striped loads (2 or more GPUs): 2 ranks of one TP group, replicated MLA (and indexer) pools
+# loaded a stripe per GPU plus an NCCL all-gather, against the same run with striped loads off.
+gpus="$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')"
+if [ "${gpus:-0}" -ge 2 ]; then
+    for spec in deepseek-v3:8 deepseek-v3.2:8; do
+        model="${spec%%:*}"; layers="${spec##*:}"
+        for mode in on off; do
+            mpirun -np 2 --bind-to none ./build-gpu/bin/strata-run --tp 2 --backend cuda \
+                --model "$model" --layers "$layers" --requests 200 --striped-loads "$mode" \
+                --report "$out/strata_run_np2_${model}_striped_$mode.json" \
+                > "$out/strata_run_np2_${model}_striped_$mode.txt" 2>&1
+            echo "strata-run np2 $model striped $mode exit $?"
+            grep -E "h2d|striped|verif|pool " "$out/strata_run_np2_${model}_striped_$mode.txt" | head -8
+        done
+    done
+else
+    echo "striped loads: skipped, ${gpus:-0} GPU(s) (needs 2)"
+fi
