@@ -7,7 +7,9 @@
 // per contiguous piece). Then the bidirectional rows: a backup (D2H) and a load (H2D) at once, on
 // two streams, against `contiguous_bidirectional` (two contiguous copies at once). With --sweep,
 // every path and CTA count is measured too (in `extra`), which is how the kAuto defaults were
-// chosen.
+// chosen. With --split, each one-direction row also measures a job split in two at once: a share
+// of its pages on the copy engine (own stream) beside the rest on the warp kernel (8 CTAs), to see
+// whether copy-engine traffic fills the gap the SM plateau leaves to the ceiling.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -73,6 +75,8 @@ public:
             ->capture_default_str();
         app.add_flag("--sweep", sweep_, "also measure every copy path and CTA count");
         app.add_flag("--no-bidirectional", no_bidir_, "skip the bidirectional rows");
+        app.add_flag("--split", split_,
+                     "also measure copy-engine + warp-kernel splits of each one-direction job");
     }
 
     Result<BenchReport> run(BenchContext& ctx) override;
@@ -91,6 +95,7 @@ private:
     std::uint32_t max_blocks_ = 8;
     bool sweep_ = false;
     bool no_bidir_ = false;
+    bool split_ = false;
     cudaStream_t stream_ = nullptr;   // baselines
     cudaStream_t stream2_ = nullptr;  // second stream of the bidirectional baseline
 };
@@ -306,6 +311,20 @@ Result<BenchReport> TransferBench::run(BenchContext& ctx) {
             variants.push_back({name, std::move(b), std::move(s)});
         }
     }
+    // --split: the warp kernel on 8 CTAs and the copy engine, each on a stream of its own.
+    std::vector<Variant> halves;
+    if (split_) {
+        for (CopyPath path : {CopyPath::kKernelWarp, CopyPath::kCopyEngine}) {
+            kernels::BackendOptions o = options;
+            o.tuning.path = path;
+            o.tuning.max_blocks = 8;
+            STRATA_ASSIGN_OR_RETURN(auto b,
+                                    kernels::Backend::create(kernels::BackendKind::kCuda, o));
+            STRATA_ASSIGN_OR_RETURN(auto st, b->createStream());
+            halves.push_back(
+                {std::string(kernels::copyPathName(path)), std::move(b), std::move(st)});
+        }
+    }
     auto variant = [&](std::string_view name) -> Variant* {
         for (Variant& v : variants) {
             if (v.name == name) return &v;
@@ -359,6 +378,26 @@ Result<BenchReport> TransferBench::run(BenchContext& ctx) {
                         v[var.name] = gbps(bytes, ms);
                     }
                     row.extra["variants_gbps"] = v;
+                }
+                if (split_) {
+                    nlohmann::ordered_json v;
+                    for (int pct : {3, 6, 10, 15, 25}) {
+                        const std::size_t n_ce = p.pairs.size() * pct / 100;
+                        const std::vector<PageCopy> ce(p.pairs.begin(), p.pairs.begin() + n_ce);
+                        const std::vector<PageCopy> sm(p.pairs.begin() + n_ce, p.pairs.end());
+                        const CopyJob kjob = makeJob(p, layout, dir, sm);
+                        const CopyJob cjob = makeJob(p, layout, dir, ce);
+                        STRATA_ASSIGN_OR_RETURN(
+                            double ms,
+                            gpu::medianMsTwoStreams(
+                                halves[0].stream->nativeHandle(), halves[1].stream->nativeHandle(),
+                                1, rounds_, [&]() -> Status {
+                                    STRATA_RETURN_IF_ERROR(halves[0].stream->enqueueCopy(kjob));
+                                    return halves[1].stream->enqueueCopy(cjob);
+                                }));
+                        v[fmt::format("ce{:02d}_kernel_warp_b8", pct)] = gbps(bytes, ms);
+                    }
+                    row.extra["split_gbps"] = v;
                 }
                 ++rows;
                 met += ratio >= 0.95 && plan.blocks <= 8;
