@@ -52,11 +52,10 @@ struct Rendezvous {
 };
 
 std::string describeJob(const kernels::CopyJob& j) {
-    std::string s = std::to_string(j.geometry.num_layers) + "/" +
-                    std::to_string(j.geometry.num_buffers) + "/" +
-                    std::to_string(j.geometry.row_bytes) + "/" +
-                    std::to_string(j.geometry.page_size) + " L" + std::to_string(j.layer_begin) +
-                    "-" + std::to_string(j.layer_end) + ":";
+    std::string s =
+        std::to_string(j.geometry.num_layers) + "/" + std::to_string(j.geometry.num_buffers) + "/" +
+        std::to_string(j.geometry.row_bytes) + "/" + std::to_string(j.geometry.page_size) + " L" +
+        std::to_string(j.layer_begin) + "-" + std::to_string(j.layer_end) + ":";
     for (const kernels::PageCopy& pc : j.pages) {
         s += " " + std::to_string(pc.device_page) + "<" + std::to_string(pc.host_page);
     }
