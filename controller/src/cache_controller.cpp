@@ -454,7 +454,7 @@ Status CacheController::launchLoads() {
         STRATA_RETURN_IF_ERROR(enqueueCopies(*h2d_stream_, batch->pages, l, l + 1,
                                              kernels::Direction::kHostToDevice,
                                              /*with_striped=*/false));
-        if (striped_pages > 0) STRATA_RETURN_IF_ERROR(enqueueStriped(batch->pages, l).status());
+        if (striped_pages > 0) STRATA_RETURN_IF_ERROR(enqueueStriped(batch->pages, l));
         // Private copies of shared pages (Mamba checkpoints) after the layer's loads, which may
         // bring their sources.
         STRATA_RETURN_IF_ERROR(enqueueMoves(*h2d_stream_, batch->moves, l, l + 1));

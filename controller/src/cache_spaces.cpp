@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "controller_ops.h"
 #include "strata/core/check.h"
@@ -288,48 +289,47 @@ bool CacheController::striped(const PoolPair& p) const noexcept {
     return striped_ != nullptr && !p.device->spec().sharded_across_tp;
 }
 
+std::optional<kernels::CopyJob> CacheController::poolJob(const PoolPair& p,
+                                                         const SpaceCopies& pages,
+                                                         std::uint32_t layer_begin,
+                                                         std::uint32_t layer_end,
+                                                         kernels::Direction dir) const {
+    if (p.space >= pages.size() || pages[p.space].empty()) return std::nullopt;
+    const auto [first, last] = poolLayers(p, layer_begin, layer_end);
+    if (first >= last) return std::nullopt;
+    kernels::CopyJob job;
+    job.geometry = p.device->geometry();
+    job.device = p.device->view();
+    job.host = p.host->view();
+    job.pages = pages[p.space];
+    job.layer_begin = first;
+    job.layer_end = last;
+    job.direction = dir;
+    return job;
+}
+
 Status CacheController::enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
                                       std::uint32_t layer_begin, std::uint32_t layer_end,
                                       kernels::Direction dir, bool with_striped) {
     for (const PoolPair& p : pools_) {
-        if (p.space >= pages.size() || pages[p.space].empty()) continue;
         if (!with_striped && striped(p)) continue;
-        const auto [first, last] = poolLayers(p, layer_begin, layer_end);
-        if (first >= last) continue;
-        kernels::CopyJob job;
-        job.geometry = p.device->geometry();
-        job.device = p.device->view();
-        job.host = p.host->view();
-        job.pages = pages[p.space];
-        job.layer_begin = first;
-        job.layer_end = last;
-        job.direction = dir;
-        STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(job)));
+        auto job = poolJob(p, pages, layer_begin, layer_end, dir);
+        if (job) STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(*job)));
     }
     return Status::ok();
 }
 
-Result<std::size_t> CacheController::enqueueStriped(const SpaceCopies& pages, std::uint32_t layer) {
+Status CacheController::enqueueStriped(const SpaceCopies& pages, std::uint32_t layer) {
     // Every rank walks the same pools in the same order with the same lists (see launchLoads), so
     // the collective calls match across the group.
-    std::size_t loaded = 0;
     for (const PoolPair& p : pools_) {
-        if (!striped(p) || p.space >= pages.size() || pages[p.space].empty()) continue;
-        const auto [first, last] = poolLayers(p, layer, layer + 1);
-        if (first >= last) continue;
-        kernels::CopyJob job;
-        job.geometry = p.device->geometry();
-        job.device = p.device->view();
-        job.host = p.host->view();
-        job.pages = pages[p.space];
-        job.layer_begin = first;
-        job.layer_end = last;
-        job.direction = kernels::Direction::kHostToDevice;
-        STRATA_ASSIGN_OR_RETURN(kernels::EventPtr done, striped_->load(job));
+        if (!striped(p)) continue;
+        const auto job = poolJob(p, pages, layer, layer + 1, kernels::Direction::kHostToDevice);
+        if (!job) continue;
+        STRATA_ASSIGN_OR_RETURN(kernels::EventPtr done, striped_->load(*job));
         STRATA_RETURN_IF_ERROR(h2d_stream_->waitFor(done));
-        loaded += job.pages.size();
     }
-    return loaded;
+    return Status::ok();
 }
 
 Status CacheController::enqueueMoves(kernels::Stream& stream,

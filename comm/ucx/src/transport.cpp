@@ -118,6 +118,7 @@ struct UcxTransport::Impl {
     // One peer's outstanding reads. Bytes land in the caller's memory only through land(),
     // under `mu` and while `live`: a reply that comes after get() returned lands nowhere.
     struct ReadBatch {
+        std::uint64_t id = 0;
         int peer = -1;
         std::mutex mu;
         bool live = true;
@@ -296,9 +297,21 @@ struct UcxTransport::Impl {
 
     // ---- messages ----
 
+    // Checks a sealed message (header + payload); rejects and counts it unless authentic.
+    bool verifySealed(std::span<const std::byte> message, MessageHeader* h,
+                      std::span<const std::byte>* payload) {
+        Verdict v;
+        {
+            std::lock_guard lk(recv_mu);
+            v = verifier->verify(message, h, payload);
+        }
+        if (v != Verdict::kAccepted) reject(v, -1);
+        return v == Verdict::kAccepted;
+    }
+
     // Control messages and read requests are small, eager and header-less, sealed in the data:
     // anything else is foreign. True when `data` is an authentic message.
-    bool acceptSealed(const void* header, size_t header_length, void* data, size_t length,
+    bool acceptSealed(size_t header_length, void* data, size_t length,
                       const ucp_am_recv_param_t* param, MessageHeader* h,
                       std::span<const std::byte>* payload) {
         if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 || header_length != 0) {
@@ -308,28 +321,15 @@ struct UcxTransport::Impl {
             reject(Verdict::kMalformed, -1);
             return false;
         }
-        (void)header;
-        const std::span<const std::byte> message(static_cast<const std::byte*>(data), length);
-        Verdict v;
-        {
-            std::lock_guard lk(recv_mu);
-            v = verifier->verify(message, h, payload);
-        }
-        if (v != Verdict::kAccepted) {
-            reject(v, -1);
-            return false;
-        }
-        return true;
+        return verifySealed({static_cast<const std::byte*>(data), length}, h, payload);
     }
 
-    static ucs_status_t onMessage(void* arg, const void* header, size_t header_length, void* data,
-                                  size_t length, const ucp_am_recv_param_t* param) {
+    static ucs_status_t onMessage(void* arg, const void* /*header*/, size_t header_length,
+                                  void* data, size_t length, const ucp_am_recv_param_t* param) {
         auto* self = static_cast<Impl*>(arg);
         MessageHeader h;
         std::span<const std::byte> payload;
-        if (!self->acceptSealed(header, header_length, data, length, param, &h, &payload)) {
-            return UCS_OK;
-        }
+        if (!self->acceptSealed(header_length, data, length, param, &h, &payload)) return UCS_OK;
         std::lock_guard lk(self->handlers_mu);
         if (h.channel >= kMaxChannels || !self->handlers[h.channel]) {
             self->counters.unhandled++;
@@ -448,14 +448,12 @@ struct UcxTransport::Impl {
         }
     }
 
-    static ucs_status_t onReadRequest(void* arg, const void* header, size_t header_length,
+    static ucs_status_t onReadRequest(void* arg, const void* /*header*/, size_t header_length,
                                       void* data, size_t length, const ucp_am_recv_param_t* param) {
         auto* self = static_cast<Impl*>(arg);
         MessageHeader h;
         std::span<const std::byte> payload;
-        if (!self->acceptSealed(header, header_length, data, length, param, &h, &payload)) {
-            return UCS_OK;
-        }
+        if (!self->acceptSealed(header_length, data, length, param, &h, &payload)) return UCS_OK;
         ReadRequestHead head;
         if (h.channel != kReadChannel || payload.size() < sizeof(head)) {
             self->reject(Verdict::kMalformed, h.src_rank);
@@ -563,21 +561,15 @@ struct UcxTransport::Impl {
             if (rndv) ucp_am_data_release(self->worker.get(), data);
             return UCS_OK;
         };
-        const std::span<const std::byte> sealed(static_cast<const std::byte*>(header),
-                                                header_length);
         MessageHeader h;
         std::span<const std::byte> payload;
-        Verdict v;
-        {
-            std::lock_guard lk(self->recv_mu);
-            v = self->verifier->verify(sealed, &h, &payload);
+        if (!self->verifySealed({static_cast<const std::byte*>(header), header_length}, &h,
+                                &payload)) {
+            return drop();
         }
         ReadReplyDesc d;
-        if (v == Verdict::kAccepted && (h.channel != kReadChannel || payload.size() != sizeof(d))) {
-            v = Verdict::kMalformed;
-        }
-        if (v != Verdict::kAccepted) {
-            self->reject(v, -1);
+        if (h.channel != kReadChannel || payload.size() != sizeof(d)) {
+            self->reject(Verdict::kMalformed, h.src_rank);
             return drop();
         }
         std::memcpy(&d, payload.data(), sizeof(d));
@@ -960,7 +952,6 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
     auto& s = *region.s_;
     std::vector<Status> out(gets.size());
     std::vector<std::shared_ptr<Impl::ReadBatch>> batches(gets.size());
-    std::vector<std::uint64_t> ids(gets.size(), 0);
     for (std::size_t i = 0; i < gets.size(); ++i) {
         const int peer = gets[i].peer;
         if (peer < 0 || static_cast<std::size_t>(peer) >= s.by_rank.size() ||
@@ -981,21 +972,21 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
         }
         if (gets[i].ops.empty()) continue;
         auto b = std::make_shared<Impl::ReadBatch>();
+        b->id = impl_->next_batch++;
         b->peer = peer;
         b->ops.assign(gets[i].ops.begin(), gets[i].ops.end());
         b->landed.assign(b->ops.size(), 0);
         b->pending = b->ops.size();
-        const std::uint64_t id = impl_->next_batch++;
         {
             std::lock_guard lk(impl_->reads_mu);
-            impl_->reads.emplace(id, b);
+            impl_->reads.emplace(b->id, b);
         }
         Status sent;
         for (std::size_t first = 0; first < b->ops.size() && sent.isOk();
              first += kMaxOpsPerRequest) {
             const std::size_t n = std::min(kMaxOpsPerRequest, b->ops.size() - first);
             ReadRequestHead head;
-            head.batch = id;
+            head.batch = b->id;
             head.region = m.region;
             head.first_op = static_cast<std::uint32_t>(first);
             head.num_ops = static_cast<std::uint32_t>(n);
@@ -1009,14 +1000,13 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
         }
         if (!sent.isOk()) {
             std::lock_guard lk(impl_->reads_mu);
-            impl_->reads.erase(id);
+            impl_->reads.erase(b->id);
             out[i] = sent;
             continue;
         }
         impl_->counters.gets += b->ops.size();
         for (const auto& op : b->ops) impl_->counters.get_bytes += op.bytes;
         batches[i] = std::move(b);
-        ids[i] = id;
     }
     impl_->waitUntil(
         [&] {
@@ -1031,7 +1021,7 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
         if (!b) continue;
         {
             std::lock_guard lk(impl_->reads_mu);
-            impl_->reads.erase(ids[i]);
+            impl_->reads.erase(b->id);
         }
         std::size_t pending = 0;
         Refusal refusal = Refusal::kNone;

@@ -39,6 +39,37 @@ std::vector<std::uint32_t> iotaPages(std::uint32_t first, std::uint32_t n) {
     return v;
 }
 
+// Runs the UCX process outside the job (tests/mpi/remote/foreign_sender.cpp) against this rank's
+// worker, with `args` after the worker address, and expects it to exit 0.
+void runForeignProcess(const UcxTransport& t, std::vector<std::string> args) {
+    std::string hex;
+    for (std::byte b : t.workerAddress()) hex += fmt::format("{:02x}", static_cast<int>(b));
+    std::string prog = STRATA_FOREIGN_SENDER;
+    args.insert(args.begin(), hex);
+    std::vector<char*> argv{prog.data()};
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t child = 0;
+    ASSERT_EQ(::posix_spawn(&child, prog.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+    int wstatus = 0;
+    ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+    EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << "status " << wstatus;
+}
+
+// Pulls two published pages (ids id0, id1) into host pages 10 and 11, retrying for up to 10 s,
+// and checks their bytes. True when both arrived.
+bool pullTwoExact(RemotePageStore& s, pools::HostPool& pool, const std::vector<PageKey>& keys,
+                  std::uint64_t id0, std::uint64_t id1) {
+    std::size_t n = 0;
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline && (n = *s.get(keys, pool, iotaPages(10, 2))) < 2) {
+    }
+    EXPECT_EQ(n, 2u);
+    EXPECT_EQ(takePage(pool, 10), patternOf(pool, id0));
+    EXPECT_EQ(takePage(pool, 11), patternOf(pool, id1));
+    return n == 2;
+}
+
 TEST(UcxTransport, EveryRankHearsEveryOtherRankAuthenticated) {
     auto t = makeTransport();
     ASSERT_TRUE(allRanks(t != nullptr));
@@ -321,15 +352,7 @@ TEST(RemoteStore, ForeignProcessMessagesAreRejectedAndTheJobKeepsServing) {
     MPI_Barrier(MPI_COMM_WORLD);
     bool ok = true;
     if (worldRank() == 0) {
-        std::string hex;
-        for (std::byte b : t->workerAddress()) hex += fmt::format("{:02x}", static_cast<int>(b));
-        std::string prog = STRATA_FOREIGN_SENDER;
-        char* argv[] = {prog.data(), hex.data(), nullptr};
-        pid_t child = 0;
-        ASSERT_EQ(::posix_spawn(&child, prog.c_str(), nullptr, nullptr, argv, environ), 0);
-        int wstatus = 0;
-        ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
-        EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << "status " << wstatus;
+        runForeignProcess(*t, {});
         ok = t->waitUntil([&] { return t->stats().messages_rejected >= 3; },
                           Clock::now() + std::chrono::seconds(10));
         const auto st = t->stats();
@@ -338,13 +361,7 @@ TEST(RemoteStore, ForeignProcessMessagesAreRejectedAndTheJobKeepsServing) {
         EXPECT_EQ(st.rejected_forged, 2u);
         EXPECT_EQ(s.remoteStats().rejected_messages, 3u);
         // Still serving: pulls from rank 1 work and are exact.
-        std::size_t n = 0;
-        const auto deadline = Clock::now() + std::chrono::seconds(10);
-        while (Clock::now() < deadline && (n = *s.get(keys, pool, iotaPages(10, 2))) < 2) {
-        }
-        EXPECT_EQ(n, 2u);
-        EXPECT_EQ(takePage(pool, 10), patternOf(pool, 7001));
-        EXPECT_EQ(takePage(pool, 11), patternOf(pool, 7002));
+        ok &= pullTwoExact(s, pool, keys, 7001, 7002);
     }
     EXPECT_TRUE(allRanks(ok));
     MPI_Barrier(MPI_COMM_WORLD);
@@ -371,19 +388,8 @@ TEST(RemoteStore, ForeignPutsNeverWriteIntoAPool) {
         putPage(pool, 1, patternOf(pool, 8002));
         ASSERT_TRUE(s.publish(keys, iotaPages(0, 2)).isOk());
         const std::vector<std::byte> before(pool.data(), pool.data() + pool.sizeBytes());
-        std::string hex;
-        for (std::byte b : t->workerAddress()) hex += fmt::format("{:02x}", static_cast<int>(b));
-        std::string prog = STRATA_FOREIGN_SENDER;
-        std::string mode = "put";
-        std::string address = std::to_string(reinterpret_cast<std::uintptr_t>(pool.data()));
-        std::string bytes = std::to_string(2 * pool.geometry().bytesPerPage());
-        char* argv[] = {prog.data(),    hex.data(),   mode.data(),
-                        address.data(), bytes.data(), nullptr};
-        pid_t child = 0;
-        ASSERT_EQ(::posix_spawn(&child, prog.c_str(), nullptr, nullptr, argv, environ), 0);
-        int wstatus = 0;
-        ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
-        EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << "status " << wstatus;
+        runForeignProcess(*t, {"put", std::to_string(reinterpret_cast<std::uintptr_t>(pool.data())),
+                               std::to_string(2 * pool.geometry().bytesPerPage())});
         // Let the worker handle whatever arrived, then compare every byte of the pool.
         t->waitUntil([] { return false; }, Clock::now() + milliseconds(500));
         std::size_t changed = 0;
@@ -392,16 +398,7 @@ TEST(RemoteStore, ForeignPutsNeverWriteIntoAPool) {
         ok = changed == 0;
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    if (worldRank() == 1) {
-        std::size_t n = 0;
-        const auto deadline = Clock::now() + std::chrono::seconds(10);
-        while (Clock::now() < deadline && (n = *s.get(keys, pool, iotaPages(10, 2))) < 2) {
-        }
-        EXPECT_EQ(n, 2u);
-        EXPECT_EQ(takePage(pool, 10), patternOf(pool, 8001));
-        EXPECT_EQ(takePage(pool, 11), patternOf(pool, 8002));
-        ok = n == 2;
-    }
+    if (worldRank() == 1) ok = pullTwoExact(s, pool, keys, 8001, 8002);
     EXPECT_TRUE(allRanks(ok));
     MPI_Barrier(MPI_COMM_WORLD);
 }

@@ -343,8 +343,13 @@ private:
                          std::uint32_t layer_begin, std::uint32_t layer_end, kernels::Direction dir,
                          bool with_striped = true);
     // Striped loads of model layer `layer` of the striped pools (one collective call per pool
-    // with pages and that layer); the load stream waits for each. Returns the pages loaded.
-    Result<std::size_t> enqueueStriped(const SpaceCopies& pages, std::uint32_t layer);
+    // with pages and that layer); the load stream waits for each.
+    Status enqueueStriped(const SpaceCopies& pages, std::uint32_t layer);
+    // The copy job of pool `p` for its pages in `pages` and its layers among [begin, end); none
+    // when the pool has no such pages or layers.
+    std::optional<kernels::CopyJob> poolJob(const PoolPair& p, const SpaceCopies& pages,
+                                            std::uint32_t layer_begin, std::uint32_t layer_end,
+                                            kernels::Direction dir) const;
     bool striped(const PoolPair& p) const noexcept;
     Status enqueueMoves(kernels::Stream& stream,
                         const std::vector<std::vector<kernels::DevicePageMove>>& moves,
