@@ -107,11 +107,13 @@ Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOpt
         }
         return std::unique_ptr<kernels::StripedLoader>();
     }
+    // The back end the user chose is named before what the build lacks, so that the reason does
+    // not depend on how Strata was configured.
     std::uint64_t obstacle = kNone;
-    if (!kernels::ncclAvailable()) {
-        obstacle = kNoNccl;
-    } else if (backend.kind() != kernels::BackendKind::kCuda) {
+    if (backend.kind() != kernels::BackendKind::kCuda) {
         obstacle = kCpuBackend;
+    } else if (!kernels::ncclAvailable()) {
+        obstacle = kNoNccl;
     }
     // One GPU per rank: no two ranks of the group on one node bind the same physical device.
     STRATA_ASSIGN_OR_RETURN(comm::MpiComm node, g->splitShared(g->rank()));
