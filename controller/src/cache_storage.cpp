@@ -301,7 +301,9 @@ void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots*
             std::vector<std::vector<std::size_t>> ext(numSpaces() - 1);
             for (std::size_t e = 0; e < ext.size(); ++e) {
                 for (std::size_t i = 0; i < op->keys.size(); ++i) {
-                    const bool have = progress >= 0 && e < bits->size() && (*bits)[e][i] != 0;
+                    // The worker sized each space's bits to its hit count, not to every key.
+                    const bool have = progress >= 0 && e < bits->size() && i < (*bits)[e].size() &&
+                                      (*bits)[e][i] != 0;
                     ext[e].push_back(v.addMin(have ? 1 : 0));
                 }
             }
