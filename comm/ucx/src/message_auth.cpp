@@ -4,6 +4,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -69,37 +70,51 @@ std::vector<std::byte> sealMessage(const JobSecret& secret, std::uint16_t channe
 }
 
 MessageVerifier::MessageVerifier(const JobSecret& secret, int world_size)
-    : secret_(secret), windows_(static_cast<std::size_t>(world_size)) {}
+    : secret_(secret), windows_(static_cast<std::size_t>(world_size) * kStreams) {}
 
-Verdict MessageVerifier::verify(std::span<const std::byte> message, MessageHeader* header,
-                                std::span<const std::byte>* payload) {
+bool MessageVerifier::Window::accept(std::uint64_t seq) {
+    constexpr std::uint64_t kWordBits = 64;
+    if (seen.empty()) seen.assign(kWindow / kWordBits, 0);
+    auto bit = [&](std::uint64_t s) -> std::uint64_t& { return seen[(s % kWindow) / kWordBits]; };
+    auto mask = [](std::uint64_t s) { return std::uint64_t{1} << (s % kWordBits); };
+    if (seq > highest) {
+        // Forget the numbers that leave the window: those that share a bit with the new ones.
+        if (seq - highest >= kWindow) {
+            std::fill(seen.begin(), seen.end(), 0);
+        } else {
+            for (std::uint64_t s = highest + 1; s < seq; ++s) bit(s) &= ~mask(s);
+        }
+        highest = seq;
+        bit(seq) |= mask(seq);
+        return true;
+    }
+    if (highest - seq >= kWindow) return false;  // too old to tell: treated as a replay
+    if ((bit(seq) & mask(seq)) != 0) return false;
+    bit(seq) |= mask(seq);
+    return true;
+}
+
+Verdict MessageVerifier::verify(std::span<const std::byte> message, Stream stream,
+                                MessageHeader* header, std::span<const std::byte>* payload) {
     MessageHeader h;
     if (message.size() < sizeof(h)) return Verdict::kMalformed;
     std::memcpy(&h, message.data(), sizeof(h));
+    *header = h;
+    const auto stream_index = static_cast<std::size_t>(stream);
     if (h.magic != MessageHeader::kMagic || h.version != MessageHeader::kVersion ||
         h.payload_bytes != message.size() - sizeof(h) || h.src_rank < 0 ||
-        static_cast<std::size_t>(h.src_rank) >= windows_.size() || h.seq == 0) {
+        static_cast<std::size_t>(h.src_rank) * kStreams >= windows_.size() || h.seq == 0 ||
+        stream_index >= kStreams) {
         return Verdict::kMalformed;
     }
     const auto body = message.subspan(sizeof(h));
     const XXH128_hash_t mac = macOf(secret_, h, body);
     // Constant-time comparison: no early exit that would time the first differing word.
     if (((mac.low64 ^ h.mac_lo) | (mac.high64 ^ h.mac_hi)) != 0) return Verdict::kForged;
-
-    Window& w = windows_[static_cast<std::size_t>(h.src_rank)];
-    if (h.seq > w.highest) {
-        const std::uint64_t shift = h.seq - w.highest;
-        w.seen = shift >= kWindow ? 0 : w.seen << shift;
-        w.seen |= 1;
-        w.highest = h.seq;
-    } else {
-        const std::uint64_t age = w.highest - h.seq;
-        if (age >= kWindow) return Verdict::kReplayed;  // too old to tell: treated as a replay
-        const std::uint64_t bit = std::uint64_t{1} << age;
-        if (w.seen & bit) return Verdict::kReplayed;
-        w.seen |= bit;
+    if (stream != Stream::kReadReply &&
+        !windows_[static_cast<std::size_t>(h.src_rank) * kStreams + stream_index].accept(h.seq)) {
+        return Verdict::kReplayed;
     }
-    *header = h;
     *payload = body;
     return Verdict::kAccepted;
 }

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -56,7 +57,8 @@ struct RegionWire {
 // messages on a channel above every user channel.
 constexpr std::uint16_t kReadRequestAmId = kControlAmId + 1;
 constexpr std::uint16_t kReadReplyAmId = kControlAmId + 2;
-constexpr std::uint16_t kReadChannel = 0xffff;
+constexpr std::uint16_t kReadRequestChannel = 0xffff;
+constexpr std::uint16_t kReadReplyChannel = 0xfffe;
 constexpr std::size_t kMaxOpsPerRequest = 2048;  // keeps each request eager (32 KiB of ops)
 constexpr std::uint32_t kWholeBatch = 0xffffffff;
 
@@ -97,12 +99,20 @@ const char* refusalText(Refusal r) {
 // ---------------------------------------------------------------------------------------------
 
 struct UcxTransport::Impl {
+    // One UCX endpoint. Threads that send hold a reference while they use it; a reset or a
+    // reconnect only retires it, and it is closed once no thread holds it any more (closing an
+    // endpoint that another thread is sending on is a use-after-free inside UCX).
+    struct Endpoint {
+        ucp_ep_h ep = nullptr;
+    };
+    using EndpointRef = std::shared_ptr<const Endpoint>;
     struct Peer {
-        ucp_ep_h ep = nullptr;  // guarded by peers_mu; closed by resetPeer()/shutdown()
+        EndpointRef ep;  // guarded by peers_mu; null after a reset until the next connect
         std::uint64_t generation = 0;
         bool failed = false;
         Clock::time_point backoff_until{};
-        std::atomic<std::uint64_t> next_seq{1};
+        std::array<std::atomic<std::uint64_t>, kStreams> last_seq{};  // per stream, towards it
+        std::uint64_t nextSeq(Stream s) { return ++last_seq[static_cast<std::size_t>(s)]; }
     };
     struct ErrArg {
         Impl* impl = nullptr;
@@ -157,6 +167,7 @@ struct UcxTransport::Impl {
 
     mutable std::mutex peers_mu;
     std::vector<std::unique_ptr<Peer>> peers;
+    std::vector<EndpointRef> retired;  // guarded by peers_mu; closed by closeRetired()
     std::vector<std::unique_ptr<ErrArg>> err_args;
     std::mutex connect_mu;  // serialises endpoint (re)creation
 
@@ -202,7 +213,7 @@ struct UcxTransport::Impl {
         Impl* self = a->impl;
         std::lock_guard lk(self->peers_mu);
         Peer& p = *self->peers[static_cast<std::size_t>(a->peer)];
-        if (p.ep == ep && !p.failed) {
+        if (p.ep != nullptr && p.ep->ep == ep && !p.failed) {
             p.failed = true;
             self->counters.peer_failures++;
             log().warn("ucx endpoint to rank {} failed: {}", a->peer, ucs_status_string(st));
@@ -243,8 +254,9 @@ struct UcxTransport::Impl {
         }
     }
 
-    // An endpoint usable now, with its generation; creates/re-creates it when `connect`.
-    Result<std::pair<ucp_ep_h, std::uint64_t>> endpoint(int peer, bool connect) {
+    // An endpoint usable now (held by the caller while it uses it); creates or re-creates it when
+    // `connect`. Never connects, closes or blocks when !connect: handlers call it that way.
+    Result<EndpointRef> endpoint(int peer, bool connect) {
         if (peer < 0 || peer >= size || peer == rank) {
             return STRATA_ERROR(StatusCode::kInvalidArgument, "no peer rank {} (world {}, me {})",
                                 peer, size, rank);
@@ -256,38 +268,53 @@ struct UcxTransport::Impl {
                 counters.backoff_skips++;
                 return STRATA_ERROR(StatusCode::kUnavailable, "rank {} is backing off", peer);
             }
-            if (p.ep != nullptr && !p.failed) return std::make_pair(p.ep, p.generation);
+            if (p.ep != nullptr && !p.failed) return p.ep;
             if (!connect) {
                 return STRATA_ERROR(StatusCode::kUnavailable, "no endpoint to rank {}", peer);
             }
         }
         std::lock_guard connect_lk(connect_mu);
-        ucp_ep_h old = nullptr;
+        bool replaced = false;
         {
             std::lock_guard lk(peers_mu);
-            if (p.ep != nullptr && !p.failed) return std::make_pair(p.ep, p.generation);
-            old = std::exchange(p.ep, nullptr);
+            if (p.ep != nullptr && !p.failed) return p.ep;
+            replaced = p.generation > 0;
+            retireLocked(p);
         }
-        if (old != nullptr) closeEp(old, /*force=*/true, options.close_timeout);
+        closeRetired();
         STRATA_ASSIGN_OR_RETURN(ucp_ep_h ep, createEp(peer));
         std::lock_guard lk(peers_mu);
-        p.ep = ep;
+        p.ep = std::make_shared<const Endpoint>(Endpoint{ep});
+        ++p.generation;
         p.failed = false;
-        if (old != nullptr) counters.reconnects++;
-        return std::make_pair(ep, ++p.generation);
+        if (replaced) counters.reconnects++;
+        return p.ep;
     }
 
-    // Drops the endpoint (force close: cancels its outstanding operations) and starts a back-off.
-    void resetPeer(int peer) {
-        Peer& p = *peers[static_cast<std::size_t>(peer)];
-        std::lock_guard connect_lk(connect_mu);
-        ucp_ep_h old = nullptr;
+    // Moves the peer's endpoint, if any, to the retired list. Caller holds peers_mu.
+    void retireLocked(Peer& p) {
+        if (p.ep != nullptr) retired.push_back(std::exchange(p.ep, nullptr));
+    }
+
+    // Force-closes (cancelling their outstanding operations) the retired endpoints that no thread
+    // uses any more; the others wait for a later call. Never called from a handler: closing
+    // progresses the worker.
+    void closeRetired() {
+        std::vector<EndpointRef> closable;
         {
             std::lock_guard lk(peers_mu);
-            old = std::exchange(p.ep, nullptr);
-            p.backoff_until = Clock::now() + options.peer_backoff;
+            // No new reference to a retired endpoint can be taken, so a count of one (ours) stays.
+            std::vector<EndpointRef> kept;
+            for (auto& e : retired) (e.use_count() == 1 ? closable : kept).push_back(std::move(e));
+            retired = std::move(kept);
         }
-        if (old != nullptr) closeEp(old, /*force=*/true, options.close_timeout);
+        for (const auto& e : closable) closeEp(e->ep, /*force=*/true, options.close_timeout);
+    }
+
+    bool hasUnusedRetired() {
+        std::lock_guard lk(peers_mu);
+        return std::any_of(retired.begin(), retired.end(),
+                           [](const EndpointRef& e) { return e.use_count() == 1; });
     }
 
     void backOff(int peer) {
@@ -298,20 +325,20 @@ struct UcxTransport::Impl {
     // ---- messages ----
 
     // Checks a sealed message (header + payload); rejects and counts it unless authentic.
-    bool verifySealed(std::span<const std::byte> message, MessageHeader* h,
+    bool verifySealed(std::span<const std::byte> message, Stream stream, MessageHeader* h,
                       std::span<const std::byte>* payload) {
         Verdict v;
         {
             std::lock_guard lk(recv_mu);
-            v = verifier->verify(message, h, payload);
+            v = verifier->verify(message, stream, h, payload);
         }
-        if (v != Verdict::kAccepted) reject(v, -1);
+        if (v != Verdict::kAccepted) reject(v, message.size() >= sizeof(*h) ? h->src_rank : -1);
         return v == Verdict::kAccepted;
     }
 
     // Control messages and read requests are small, eager and header-less, sealed in the data:
     // anything else is foreign. True when `data` is an authentic message.
-    bool acceptSealed(size_t header_length, void* data, size_t length,
+    bool acceptSealed(Stream stream, size_t header_length, void* data, size_t length,
                       const ucp_am_recv_param_t* param, MessageHeader* h,
                       std::span<const std::byte>* payload) {
         if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 || header_length != 0) {
@@ -321,7 +348,7 @@ struct UcxTransport::Impl {
             reject(Verdict::kMalformed, -1);
             return false;
         }
-        return verifySealed({static_cast<const std::byte*>(data), length}, h, payload);
+        return verifySealed({static_cast<const std::byte*>(data), length}, stream, h, payload);
     }
 
     static ucs_status_t onMessage(void* arg, const void* /*header*/, size_t header_length,
@@ -329,7 +356,10 @@ struct UcxTransport::Impl {
         auto* self = static_cast<Impl*>(arg);
         MessageHeader h;
         std::span<const std::byte> payload;
-        if (!self->acceptSealed(header_length, data, length, param, &h, &payload)) return UCS_OK;
+        if (!self->acceptSealed(Stream::kControl, header_length, data, length, param, &h,
+                                &payload)) {
+            return UCS_OK;
+        }
         std::lock_guard lk(self->handlers_mu);
         if (h.channel >= kMaxChannels || !self->handlers[h.channel]) {
             self->counters.unhandled++;
@@ -378,14 +408,14 @@ struct UcxTransport::Impl {
             return STRATA_ERROR(StatusCode::kInvalidArgument, "channel {} >= {}", channel,
                                 kMaxChannels);
         }
-        return sendSealed(peer, kControlAmId, channel, payload, connect);
+        return sendSealed(peer, kControlAmId, Stream::kControl, channel, payload, connect);
     }
 
     // A sealed, eager, header-less message on AM id `am_id`.
-    Status sendSealed(int peer, std::uint16_t am_id, std::uint16_t channel,
+    Status sendSealed(int peer, std::uint16_t am_id, Stream stream, std::uint16_t channel,
                       std::span<const std::byte> payload, bool connect) {
-        STRATA_ASSIGN_OR_RETURN(auto ep, endpoint(peer, connect));
-        const std::uint64_t seq = peers[static_cast<std::size_t>(peer)]->next_seq++;
+        STRATA_ASSIGN_OR_RETURN(EndpointRef ep, endpoint(peer, connect));
+        const std::uint64_t seq = peers[static_cast<std::size_t>(peer)]->nextSeq(stream);
         auto* buf = new std::vector<std::byte>(sealMessage(*secret, channel, rank, seq, payload));
         ucp_request_param_t param{};
         param.op_attr_mask =
@@ -393,7 +423,7 @@ struct UcxTransport::Impl {
         param.cb.send = &Impl::onSendDone;
         param.user_data = buf;
         param.flags = UCP_AM_SEND_FLAG_EAGER;
-        void* req = ucp_am_send_nbx(ep.first, am_id, nullptr, 0, buf->data(), buf->size(), &param);
+        void* req = ucp_am_send_nbx(ep->ep, am_id, nullptr, 0, buf->data(), buf->size(), &param);
         if (req == nullptr) {
             delete buf;  // completed in place
         } else if (UCS_PTR_IS_ERR(req)) {
@@ -426,10 +456,11 @@ struct UcxTransport::Impl {
                    std::shared_ptr<Exposed> region) {
         auto ep = endpoint(peer, /*connect=*/false);
         if (!ep.isOk()) return;  // the reader times out
-        const std::uint64_t seq = peers[static_cast<std::size_t>(peer)]->next_seq++;
+        const std::uint64_t seq =
+            peers[static_cast<std::size_t>(peer)]->nextSeq(Stream::kReadReply);
         auto* r =
             new ReplySend{this,
-                          sealMessage(*secret, kReadChannel, rank, seq,
+                          sealMessage(*secret, kReadReplyChannel, rank, seq,
                                       std::as_bytes(std::span<const ReadReplyDesc>(&desc, 1))),
                           std::move(region)};
         if (r->region) r->region->in_flight.fetch_add(1);
@@ -437,7 +468,7 @@ struct UcxTransport::Impl {
         param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
         param.cb.send = &Impl::onReplySent;
         param.user_data = r;
-        void* req = ucp_am_send_nbx(ep->first, kReadReplyAmId, r->header.data(), r->header.size(),
+        void* req = ucp_am_send_nbx((*ep)->ep, kReadReplyAmId, r->header.data(), r->header.size(),
                                     data, bytes, &param);
         if (req == nullptr) {
             finishReply(r);
@@ -453,9 +484,12 @@ struct UcxTransport::Impl {
         auto* self = static_cast<Impl*>(arg);
         MessageHeader h;
         std::span<const std::byte> payload;
-        if (!self->acceptSealed(header_length, data, length, param, &h, &payload)) return UCS_OK;
+        if (!self->acceptSealed(Stream::kReadRequest, header_length, data, length, param, &h,
+                                &payload)) {
+            return UCS_OK;
+        }
         ReadRequestHead head;
-        if (h.channel != kReadChannel || payload.size() < sizeof(head)) {
+        if (h.channel != kReadRequestChannel || payload.size() < sizeof(head)) {
             self->reject(Verdict::kMalformed, h.src_rank);
             return UCS_OK;
         }
@@ -563,12 +597,12 @@ struct UcxTransport::Impl {
         };
         MessageHeader h;
         std::span<const std::byte> payload;
-        if (!self->verifySealed({static_cast<const std::byte*>(header), header_length}, &h,
-                                &payload)) {
+        if (!self->verifySealed({static_cast<const std::byte*>(header), header_length},
+                                Stream::kReadReply, &h, &payload)) {
             return drop();
         }
         ReadReplyDesc d;
-        if (h.channel != kReadChannel || payload.size() != sizeof(d)) {
+        if (h.channel != kReadReplyChannel || payload.size() != sizeof(d)) {
             self->reject(Verdict::kMalformed, h.src_rank);
             return drop();
         }
@@ -624,6 +658,7 @@ struct UcxTransport::Impl {
 
     void progressLoop() {
         while (!stop.load(std::memory_order_acquire)) {
+            if (hasUnusedRetired()) closeRetired();
             bool any = false;
             while (ucp_worker_progress(worker.get()) != 0) any = true;
             if (any) notify();
@@ -647,22 +682,34 @@ struct UcxTransport::Impl {
 
     void shutdown() {
         if (!worker) return;
-        // Close every endpoint gracefully (flush), all at once, bounded by close_timeout.
-        std::vector<void*> reqs;
+        // Stop the progress thread first: from here on handlers run only inside this thread's
+        // own progress calls, so no other thread holds an endpoint while it is closed.
+        stop.store(true, std::memory_order_release);
+        ucp_worker_signal(worker.get());
+        if (progress_thread.joinable()) progress_thread.join();
+        // Healthy endpoints close gracefully (flushing what was sent); failed, backing-off and
+        // retired ones are force-closed, since a stopped peer never answers a flush. All at once,
+        // bounded by close_timeout.
+        std::vector<std::pair<ucp_ep_h, bool>> eps;  // endpoint, force
         {
             std::lock_guard connect_lk(connect_mu);
-            std::vector<ucp_ep_h> eps;
-            {
-                std::lock_guard lk(peers_mu);
-                for (auto& p : peers) {
-                    if (p->ep != nullptr) eps.push_back(std::exchange(p->ep, nullptr));
-                }
+            std::lock_guard lk(peers_mu);
+            const auto now = Clock::now();
+            for (auto& p : peers) {
+                if (p->ep == nullptr) continue;
+                eps.emplace_back(p->ep->ep, p->failed || now < p->backoff_until);
+                p->ep.reset();
             }
+            for (const auto& e : retired) eps.emplace_back(e->ep, true);
+            retired.clear();
+        }
+        std::vector<void*> reqs;
+        for (const auto& [ep, force] : eps) {
             ucp_request_param_t param{};
-            for (ucp_ep_h ep : eps) {
-                void* req = ucp_ep_close_nbx(ep, &param);
-                if (req != nullptr && !UCS_PTR_IS_ERR(req)) reqs.push_back(req);
-            }
+            param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+            param.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+            void* req = ucp_ep_close_nbx(ep, &param);
+            if (req != nullptr && !UCS_PTR_IS_ERR(req)) reqs.push_back(req);
         }
         const auto deadline = Clock::now() + options.close_timeout;
         for (void* req : reqs) {
@@ -674,9 +721,6 @@ struct UcxTransport::Impl {
             }
             ucp_request_free(req);
         }
-        stop.store(true, std::memory_order_release);
-        ucp_worker_signal(worker.get());
-        if (progress_thread.joinable()) progress_thread.join();
         worker.reset();
         context.reset();
     }
@@ -856,7 +900,8 @@ Result<std::shared_ptr<UcxTransport>> UcxTransport::create(const MpiComm& comm,
             eps = ep.status();
             break;
         }
-        impl->peers[static_cast<std::size_t>(r)]->ep = *ep;
+        impl->peers[static_cast<std::size_t>(r)]->ep =
+            std::make_shared<const Impl::Endpoint>(Impl::Endpoint{*ep});
         impl->peers[static_cast<std::size_t>(r)]->generation = 1;
     }
     if (eps.isOk()) {
@@ -996,7 +1041,8 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
                 const ReadOpWire op{b->ops[first + k].remote_offset, b->ops[first + k].bytes};
                 std::memcpy(payload.data() + sizeof(head) + k * sizeof(op), &op, sizeof(op));
             }
-            sent = impl_->sendSealed(peer, kReadRequestAmId, kReadChannel, payload, true);
+            sent = impl_->sendSealed(peer, kReadRequestAmId, Stream::kReadRequest,
+                                     kReadRequestChannel, payload, true);
         }
         if (!sent.isOk()) {
             std::lock_guard lk(impl_->reads_mu);
@@ -1046,12 +1092,19 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
                 STRATA_ERROR(StatusCode::kUnavailable,
                              "the endpoint to rank {} failed ({} ops unanswered)", peer, pending);
         } else {
-            // Deadline passed: the peer backs off and its endpoint is re-created on next use.
-            // Replies that still come are dropped (the batch is no longer live).
-            impl_->counters.timeouts++;
-            log().warn("read from rank {} timed out ({} ops unanswered): endpoint reset", peer,
-                       pending);
-            impl_->resetPeer(peer);
+            // Deadline passed: the peer backs off. Its endpoint stays: a stopped or slow peer
+            // answers once it runs again, and those replies are dropped (the batch is no longer
+            // live). Closing the endpoint instead made UCX 1.13 abort under churn (an endpoint
+            // failing on the other side in the middle of its wire-up), and is needed only for an
+            // endpoint UCX reported failed, which the next connect replaces.
+            const auto n = ++impl_->counters.timeouts;
+            if (n <= 5 || n % 100 == 0) {
+                log().warn(
+                    "read from rank {} timed out ({} ops unanswered): backing off for {} ms "
+                    "({} timeouts so far)",
+                    peer, pending, impl_->options.peer_backoff.count(), n);
+            }
+            impl_->backOff(peer);
             out[i] = STRATA_ERROR(StatusCode::kTimeout, "get from rank {} timed out", peer);
         }
     }

@@ -101,6 +101,81 @@ TEST(UcxTransport, EveryRankHearsEveryOtherRankAuthenticated) {
     EXPECT_EQ(s.messages_accepted, static_cast<std::uint64_t>(worldSize() - 1));
 }
 
+// Regression (issue 15): a read that timed out closed the endpoint to its peer while another
+// thread was sending on it, and the sender crashed in ucp_am_send_nbx (this test aborted 3 runs of
+// 3 at np3 before the fix). Here every rank times out reads towards its neighbour as fast as it
+// can (deadline now, no back-off) while two threads send control messages to the same neighbour.
+// No rank may crash, no legitimate message may be rejected, and afterwards a read is served
+// bit-exact.
+TEST(UcxTransport, TimeoutsWhileOtherThreadsSendNeverCrash) {
+    STRATA_SKIP_BELOW_RANKS(2);
+    TransportOptions to;
+    to.peer_backoff = milliseconds(0);
+    auto t = makeTransport(to);
+    ASSERT_TRUE(allRanks(t != nullptr));
+    std::vector<std::byte> memory(64 * 1024);
+    for (std::size_t i = 0; i < memory.size(); ++i) {
+        memory[i] =
+            static_cast<std::byte>((i * 131 + static_cast<std::size_t>(worldRank())) & 0xff);
+    }
+    auto region = t->exposeRegion(MpiComm::world(), memory, {});
+    ASSERT_TRUE(allRanks(region.isOk())) << region.status().toString();
+    std::atomic<std::uint64_t> heard{0};
+    ASSERT_TRUE(t->setHandler(6, [&](int, std::span<const std::byte>) { heard++; }).isOk());
+    MPI_Barrier(MPI_COMM_WORLD);  // every rank handles channel 6 before anyone sends
+    const int peer = (worldRank() + 1) % worldSize();
+    std::vector<std::byte> landing(memory.size());
+    std::vector<comm::ucx::GetOp> ops;
+    for (std::size_t off = 0; off < memory.size(); off += 4096) {
+        ops.push_back({off, landing.data() + off, 4096});
+    }
+    const comm::ucx::PeerGets gets[] = {{peer, ops}};
+    const auto until = Clock::now() + milliseconds(1500);
+    std::atomic<std::uint64_t> sent{0};
+    std::vector<std::thread> senders;
+    for (int k = 0; k < 2; ++k) {
+        senders.emplace_back([&] {
+            const std::uint64_t v = 42;
+            while (Clock::now() < until) {
+                if (t->send(peer, 6, std::as_bytes(std::span(&v, 1))).isOk()) sent++;
+                std::this_thread::yield();
+            }
+        });
+    }
+    std::uint64_t timeouts = 0;
+    while (Clock::now() < until) {
+        const auto st = t->get(*region, gets, Clock::now());
+        if (st[0].code() == StatusCode::kTimeout) timeouts++;
+    }
+    for (auto& th : senders) th.join();
+    MPI_Barrier(MPI_COMM_WORLD);
+    // The neighbour is healthy: a read with a real deadline is served exactly.
+    bool served = false;
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (!served && Clock::now() < deadline) {
+        std::fill(landing.begin(), landing.end(), std::byte{0});
+        served = t->get(*region, gets, Clock::now() + std::chrono::seconds(5))[0].isOk();
+    }
+    EXPECT_TRUE(served);
+    for (std::size_t i = 0; served && i < landing.size(); ++i) {
+        ASSERT_EQ(landing[i],
+                  static_cast<std::byte>((i * 131 + static_cast<std::size_t>(peer)) & 0xff))
+            << "byte " << i;
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    t->clearHandler(6);
+    const auto s = t->stats();
+    std::printf("rank %d: %llu timeouts, %llu messages sent, %llu heard, %llu reconnects\n",
+                worldRank(), static_cast<unsigned long long>(timeouts),
+                static_cast<unsigned long long>(sent.load()),
+                static_cast<unsigned long long>(heard.load()),
+                static_cast<unsigned long long>(s.reconnects));
+    EXPECT_GT(timeouts, 0u);
+    EXPECT_GE(s.timeouts, timeouts);
+    EXPECT_GT(sent.load(), 0u);
+    EXPECT_EQ(s.messages_rejected, 0u);
+}
+
 class RoundTrip : public ::testing::TestWithParam<kernels::HostLayout> {};
 
 TEST_P(RoundTrip, PagesOfEveryPeerArriveBitExact) {

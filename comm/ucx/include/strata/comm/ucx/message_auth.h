@@ -1,9 +1,14 @@
 // Authentication of control messages between the ranks of one job: a per-job secret (made by
 // rank 0 from the kernel's random source, shared over MPI) keys an XXH3-128 hash over the message
 // header (sender, channel, sequence number, length) and payload. Receivers drop, and count,
-// anything malformed, unauthenticated, or replayed (a sliding window of sequence numbers per
-// sender). A keyed XXH3 is not a cryptographic MAC: it keeps out foreign processes and stray or
-// forged traffic without the secret, not a cryptanalyst. No UCX types here.
+// anything malformed, unauthenticated, or replayed. A keyed XXH3 is not a cryptographic MAC: it
+// keeps out foreign processes and stray or forged traffic without the secret, not a cryptanalyst.
+// Sequence numbers: a sender numbers each stream (control messages, read requests, read replies)
+// towards each peer on its own, so that a burst on one stream (thousands of read replies) never
+// pushes another stream's late message out of the receiver's window. The window remembers the
+// last kWindow sequence numbers of each sender and stream: messages sent from several threads may
+// arrive out of order by far less than that; one older than the window is treated as a replay.
+// No UCX types here.
 // Thread-safety: JobSecret and sealMessage are immutable/pure; MessageVerifier is not thread-safe
 // (the transport calls it under its receive lock).
 #pragma once
@@ -59,23 +64,37 @@ std::vector<std::byte> sealMessage(const JobSecret& secret, std::uint16_t channe
 
 enum class Verdict { kAccepted, kMalformed, kForged, kReplayed };
 
+// The sequence spaces of a sender towards one peer. Read replies are not checked for replays: a
+// reply lands only in the live batch (and op) it names, once, so a replayed one is dropped as late
+// or already landed; keeping them out of the window also keeps a reader from rejecting the
+// replies of a holder that answers from several threads.
+enum class Stream : std::uint8_t { kControl = 0, kReadRequest = 1, kReadReply = 2 };
+inline constexpr std::size_t kStreams = 3;
+
 // Checks messages from the ranks of one job (ranks 0..world_size-1).
 class MessageVerifier {
 public:
+    // Sequence numbers remembered per sender and stream: legitimate reordering stays far below.
+    static constexpr std::uint64_t kWindow = 4096;
+
     MessageVerifier(const JobSecret& secret, int world_size);
 
     // On kAccepted, *header and *payload describe the message (payload points into `message`).
-    Verdict verify(std::span<const std::byte> message, MessageHeader* header,
+    // On kReplayed, *header is the authentic header (its sender is known); on kForged and on
+    // kMalformed with a whole header, *header holds what the message claims (for logging only).
+    Verdict verify(std::span<const std::byte> message, Stream stream, MessageHeader* header,
                    std::span<const std::byte>* payload);
 
 private:
+    // The last kWindow sequence numbers of one sender's stream: bit (seq % kWindow) of `seen` is
+    // set when seq was accepted, for seq in (highest - kWindow, highest].
     struct Window {
-        std::uint64_t highest = 0;  // highest accepted sequence number (0: none yet)
-        std::uint64_t seen = 0;     // bit i: highest - i was accepted
+        std::uint64_t highest = 0;        // highest accepted sequence number (0: none yet)
+        std::vector<std::uint64_t> seen;  // kWindow bits, allocated on the first message
+        bool accept(std::uint64_t seq);   // false: replayed, or too old to tell
     };
-    static constexpr std::uint64_t kWindow = 64;
     JobSecret secret_;
-    std::vector<Window> windows_;
+    std::vector<Window> windows_;  // [sender * kStreams + stream]
 };
 
 }  // namespace strata::comm::ucx

@@ -47,9 +47,9 @@ struct TransportStats {
     std::uint64_t rejected_malformed = 0, rejected_forged = 0, rejected_replayed = 0;
     std::uint64_t rejected_unhandled = 0;  // authentic but no handler on that channel
     std::uint64_t gets = 0, get_bytes = 0;
-    std::uint64_t timeouts = 0;       // gets whose deadline passed (endpoint reset)
+    std::uint64_t timeouts = 0;       // gets whose deadline passed (the peer backs off)
     std::uint64_t peer_failures = 0;  // endpoints UCX reported broken
-    std::uint64_t reconnects = 0;     // endpoints re-created after a reset or failure
+    std::uint64_t reconnects = 0;     // endpoints re-created after UCX reported them failed
     std::uint64_t backoff_skips = 0;  // operations refused while a peer was backing off
     std::uint64_t reads_served = 0, bytes_served = 0;  // ops this rank answered as a holder
     std::uint64_t reads_refused = 0;  // read requests refused (no such region, not a member, range)
@@ -130,7 +130,7 @@ public:
 
     // Reads every op of every peer (all in flight at once) and waits until all completed or the
     // deadline. Per peer (same order as `gets`): OK; kTimeout (the deadline passed: no byte of
-    // these ops lands after the return, the endpoint is reset and the peer backs off);
+    // these ops lands after the return, and the peer backs off);
     // kUnavailable (backing off, the endpoint failed, or the peer refused the read);
     // kInvalidArgument (not a region member, or an op outside its exposed memory). Ops of a
     // failed peer may have landed partly.
