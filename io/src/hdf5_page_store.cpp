@@ -72,8 +72,7 @@ struct Hdf5PageStore::Impl {
     };
     struct Segment {
         std::string name;
-        SegmentHeader header;
-        std::uint64_t capacity = 0;
+        SegmentHeader header;              // capacity = its slots
         std::vector<PageKey> keys;         // indexed (committed) slots, in the order indexed
         std::vector<std::uint8_t> filled;  // per slot: committed and indexed
         bool own = false;
@@ -86,7 +85,8 @@ struct Hdf5PageStore::Impl {
     };
 
     Hdf5StoreOptions options;
-    std::string dir;  // <directory>/<pool_signature>
+    SegmentExpectation expect;  // page bytes and pool signature hash of every segment here
+    std::string dir;            // <directory>/<pool_signature>
     std::unordered_map<PageKey, Location> index;
     std::unordered_map<std::uint32_t, Segment> segments;
     std::unordered_set<std::string> known_names;  // indexed, ignored or deleted segment files
@@ -114,7 +114,7 @@ struct Hdf5PageStore::Impl {
     // Registers a segment (no entries yet).
     std::uint32_t addSegment(Segment seg) {
         const std::uint32_t id = next_segment++;
-        seg.filled.assign(seg.capacity, 0);
+        seg.filled.assign(seg.header.capacity, 0);
         known_names.insert(seg.name);
         segments.emplace(id, std::move(seg));
         return id;
@@ -127,7 +127,7 @@ struct Hdf5PageStore::Impl {
         Segment& seg = segments.at(id);
         std::size_t added = 0;
         for (std::size_t i = 0; i < slots.size(); ++i) {
-            if (slots[i] >= seg.capacity || seg.filled[slots[i]]) continue;
+            if (slots[i] >= seg.header.capacity || seg.filled[slots[i]]) continue;
             seg.filled[slots[i]] = 1;
             seg.keys.push_back(keys[i]);
             index.try_emplace(keys[i], Location{id, slots[i], sums[i]});
@@ -139,7 +139,7 @@ struct Hdf5PageStore::Impl {
 
     // Whether another process may still append to `seg` (named `name`).
     bool mayGrow(const Segment& seg, const SegmentName& name, std::int64_t mtime_ns) const {
-        if (seg.own || seg.keys.size() >= seg.capacity) return false;
+        if (seg.own || seg.keys.size() >= seg.header.capacity) return false;
         if (name.host_hash == thisHostHash()) {
             return ::kill(static_cast<pid_t>(name.pid), 0) == 0 || errno != ESRCH;
         }
@@ -160,7 +160,7 @@ struct Hdf5PageStore::Impl {
                 seg.growing = mayGrow(seg, *parseSegmentName(seg.name), m);
                 continue;
             }
-            Result<SegmentIndex> idx = readSegmentIndex(path(seg.name), options.page_bytes);
+            Result<SegmentIndex> idx = readSegmentIndex(path(seg.name), expect);
             if (!idx.isOk()) {
                 log().warn("cannot re-read growing segment: {}", idx.status().message());
                 continue;
@@ -259,7 +259,7 @@ struct Hdf5PageStore::Impl {
             }
             if (known_names.contains(name)) continue;
             known_names.insert(name);
-            Result<SegmentIndex> seg = readSegmentIndex(path(name), options.page_bytes);
+            Result<SegmentIndex> seg = readSegmentIndex(path(name), expect);
             if (!seg.isOk()) {
                 log().warn("ignoring segment: {}", seg.status().message());
                 continue;
@@ -267,7 +267,6 @@ struct Hdf5PageStore::Impl {
             Segment s;
             s.name = name;
             s.header = seg->header;
-            s.capacity = seg->capacity;
             s.own = parsed->writer_id == options.writer_id;
             s.last_access = ++tick;
             const std::uint32_t id = addSegment(std::move(s));
@@ -324,13 +323,13 @@ struct Hdf5PageStore::Impl {
             if (!writer || !writer->usable()) {
                 closeWriter();
                 const std::string name = newSegmentName(options.writer_id);
-                STRATA_ASSIGN_OR_RETURN(
-                    writer, SegmentWriter::create(dir, name, source.header(options.writer_id),
-                                                  static_cast<std::uint32_t>(segment_pages)));
+                SegmentHeader header = source.header(options.writer_id);
+                header.pool_hash = expect.pool_hash;
+                header.capacity = segment_pages;
+                STRATA_ASSIGN_OR_RETURN(writer, SegmentWriter::create(dir, name, header));
                 Segment s;
                 s.name = name;
-                s.header = source.header(options.writer_id);
-                s.capacity = segment_pages;
+                s.header = header;
                 s.own = true;
                 s.last_access = ++tick;
                 writer_segment = addSegment(std::move(s));
@@ -443,6 +442,9 @@ struct Hdf5PageStore::Impl {
                        st.message());
             return false;
         }
+        // The stored checksum is sealed with the layout the page was written under: a page read
+        // under another one (a corrupt header) fails here too.
+        sum = sealChecksum(seg.header, sum);
         if (sum != loc.checksum) {
             log().error(
                 "checksum mismatch: page {} in '{}' slot {} (stored {:016x}, read {:016x}): "
@@ -484,12 +486,13 @@ Result<std::unique_ptr<Hdf5PageStore>> Hdf5PageStore::create(const Hdf5StoreOpti
                             "page_bytes {} must be in [1, 4 GiB) (one HDF5 chunk per page)",
                             options.page_bytes);
     }
-    if (options.segment_pages > kMaxSegmentPages * 16) {
+    if (options.segment_pages > kMaxSegmentSlots) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "segment_pages {} is above {}",
-                            options.segment_pages, kMaxSegmentPages * 16);
+                            options.segment_pages, kMaxSegmentSlots);
     }
     auto impl = std::make_unique<Impl>();
     impl->options = options;
+    impl->expect = {options.page_bytes, poolSignatureHash(options.pool_signature)};
     impl->segment_pages = options.segment_pages;
     if (impl->segment_pages == 0) {
         std::uint64_t pages = std::clamp<std::uint64_t>(kSegmentTargetBytes / options.page_bytes, 1,

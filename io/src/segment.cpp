@@ -1,6 +1,7 @@
 #include "segment.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -20,7 +21,15 @@ namespace strata::io {
 namespace {
 
 constexpr const char* kHeaderAttr = "strata_header";
-constexpr std::size_t kHeaderWords = 8;
+// The header's words, in file order: its fields, then the checksum of the fields.
+constexpr std::array<const char*, 11> kHeaderFields = {
+    "format",    "page_bytes", "order",     "num_buffers", "num_layers", "row_bytes",
+    "page_size", "writer_id",  "pool_hash", "capacity",    "checksum"};
+constexpr std::size_t kHeaderWords = kHeaderFields.size();
+// A header attribute with more words than this is refused unread.
+constexpr hssize_t kMaxHeaderWords = 64;
+constexpr std::uint64_t kHeaderTag = 0x5354524154414844ull;  // "STRATAHD"
+constexpr std::uint64_t kLayoutTag = 0x5354524154414c59ull;  // "STRATALY"
 constexpr hsize_t kFsPage = 4096;
 
 std::atomic<std::uint64_t> g_name_counter{0};
@@ -38,7 +47,46 @@ H5Id makeSpace(std::initializer_list<hsize_t> dims) {
     return H5Id(H5Screate_simple(static_cast<int>(rank), d.data(), nullptr));
 }
 
+using HeaderWords = std::array<std::uint64_t, kHeaderWords>;
+
+std::uint64_t headerChecksum(const std::uint64_t* words) noexcept {
+    return core::foldDigest(kHeaderTag,
+                            core::checksum64(words, (kHeaderWords - 1) * sizeof(std::uint64_t)));
+}
+
+HeaderWords headerWords(const SegmentHeader& h) noexcept {
+    HeaderWords w = {h.format,
+                     h.page_bytes,
+                     static_cast<std::uint64_t>(h.order),
+                     h.num_buffers,
+                     h.num_layers,
+                     h.row_bytes,
+                     h.page_size,
+                     h.writer_id,
+                     h.pool_hash,
+                     h.capacity,
+                     0};
+    w.back() = headerChecksum(w.data());
+    return w;
+}
+
 }  // namespace
+
+std::uint64_t SegmentHeader::layoutDigest() const noexcept {
+    const std::uint64_t w[] = {
+        kLayoutTag,  format,     page_bytes, static_cast<std::uint64_t>(order),
+        num_buffers, num_layers, row_bytes,  page_size,
+        pool_hash};
+    return core::checksum64(w, sizeof w);
+}
+
+std::uint64_t poolSignatureHash(std::string_view pool_signature) noexcept {
+    return core::checksum64(pool_signature.data(), pool_signature.size());
+}
+
+std::uint64_t sealChecksum(const SegmentHeader& header, std::uint64_t content) noexcept {
+    return core::foldDigest(header.layoutDigest(), content);
+}
 
 std::uint32_t thisHostHash() {
     static const std::uint32_t hash = [] {
@@ -319,8 +367,8 @@ H5Id segmentAccess(std::uint64_t page_bytes) {
 constexpr std::uint64_t kEntryWords = 4;  // key lo, key hi, checksum, commit word
 constexpr hsize_t kKickPages = 32;        // pages between write-back kicks in an append
 
-Status createDatasets(hid_t file, const std::string& path, const SegmentHeader& header,
-                      hsize_t capacity) {
+Status createDatasets(hid_t file, const std::string& path, const SegmentHeader& header) {
+    const hsize_t capacity = header.capacity;
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE));
     H5Id edcpl(H5Pcreate(H5P_DATASET_CREATE));
     const hsize_t chunk[2] = {1, header.page_bytes};
@@ -345,13 +393,10 @@ Status createDatasets(hid_t file, const std::string& path, const SegmentHeader& 
     H5Id entries(H5Dcreate2(file, "entries", H5T_STD_U64LE, espace.get(), H5P_DEFAULT, edcpl.get(),
                             H5P_DEFAULT));
     if (!entries) return STRATA_H5_ERROR("creating dataset 'entries' in", path);
-    const std::uint64_t words[kHeaderWords] = {
-        header.format,      header.page_bytes, static_cast<std::uint64_t>(header.order),
-        header.num_buffers, header.num_layers, header.row_bytes,
-        header.page_size,   header.writer_id};
+    const HeaderWords words = headerWords(header);
     H5Id hspace = makeSpace({kHeaderWords});
     H5Id attr(H5Acreate2(file, kHeaderAttr, H5T_STD_U64LE, hspace.get(), H5P_DEFAULT, H5P_DEFAULT));
-    if (!attr || H5Awrite(attr.get(), H5T_NATIVE_UINT64, words) < 0) {
+    if (!attr || H5Awrite(attr.get(), H5T_NATIVE_UINT64, words.data()) < 0) {
         return STRATA_H5_ERROR("writing the segment header of", path);
     }
     return Status::ok();
@@ -378,6 +423,112 @@ Status openPages(OpenSegment* s, const std::string& path) {
     return Status::ok();
 }
 
+const char* fileKind(mode_t mode) noexcept {
+    if (S_ISFIFO(mode)) return "a fifo";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a regular file";
+}
+
+// Opens a segment read-only once stat() shows a regular file: HDF5's open(2) of a FIFO blocks
+// until a writer appears (a file swapped for a FIFO between the two calls is not guarded against:
+// only someone who may write the directory can do that). `size_bytes`: the file's size.
+Result<H5Id> openSegmentFile(const std::string& path, std::size_t page_bytes,
+                             std::uint64_t* size_bytes) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        return STRATA_ERROR(StatusCode::kIoError, "stat of segment '{}': {}", path,
+                            std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return STRATA_ERROR(StatusCode::kIoError, "segment '{}' is {}: not opened", path,
+                            fileKind(st.st_mode));
+    }
+    *size_bytes = static_cast<std::uint64_t>(st.st_size);
+    H5Id fapl = segmentAccess(page_bytes);
+    if (!fapl) return STRATA_H5_ERROR("setting up file access for", path);
+    H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
+    if (!file) return STRATA_H5_ERROR("opening segment", path);
+    return file;
+}
+
+Status badHeaderField(const std::string& path, std::size_t field, std::string_view why) {
+    return STRATA_ERROR(StatusCode::kDataLoss, "segment '{}': strata_header.{} {}", path,
+                        kHeaderFields[field], why);
+}
+
+// Reads and verifies the header: format first (another format may have another size), then the
+// checksum over every field, then each field against `expect` and the others.
+Result<SegmentHeader> readHeader(hid_t file, const std::string& path,
+                                 const SegmentExpectation& expect) {
+    std::array<std::uint64_t, kMaxHeaderWords> w{};
+    H5Id attr(H5Aopen(file, kHeaderAttr, H5P_DEFAULT));
+    H5Id space(attr ? H5Aget_space(attr.get()) : H5I_INVALID_HID);
+    const hssize_t n = space ? H5Sget_simple_extent_npoints(space.get()) : -1;
+    if (n < 0) return STRATA_H5_ERROR("reading the segment header of", path);
+    if (n < 1 || n > kMaxHeaderWords) {
+        return STRATA_ERROR(StatusCode::kDataLoss, "segment '{}': strata_header has {} words", path,
+                            n);
+    }
+    if (H5Aread(attr.get(), H5T_NATIVE_UINT64, w.data()) < 0) {
+        return STRATA_H5_ERROR("reading the segment header of", path);
+    }
+    if (w[0] != kSegmentFormat) {
+        return badHeaderField(
+            path, 0,
+            fmt::format("is {}: this build reads format {} only{}", w[0], kSegmentFormat,
+                        w[0] < kSegmentFormat ? " (an older Strata's file)" : ""));
+    }
+    if (n != static_cast<hssize_t>(kHeaderWords)) {
+        return STRATA_ERROR(StatusCode::kDataLoss,
+                            "segment '{}': strata_header has {} words, format {} has {}", path, n,
+                            kSegmentFormat, kHeaderWords);
+    }
+    const std::uint64_t sum = headerChecksum(w.data());
+    if (w[kHeaderWords - 1] != sum) {
+        return badHeaderField(
+            path, kHeaderWords - 1,
+            fmt::format("is {:016x}, its fields give {:016x}: the header is corrupt (fields {})",
+                        w[kHeaderWords - 1], sum, fmt::join(w.begin(), w.begin() + n - 1, " ")));
+    }
+    // An intact header that this store cannot use: another store's file, or a crafted one.
+    const SegmentHeader h{w[0], w[1], static_cast<PageOrder>(w[2]), w[3], w[4], w[5], w[6], w[7],
+                          w[8], w[9]};
+    if (h.page_bytes != expect.page_bytes) {
+        return badHeaderField(
+            path, 1,
+            fmt::format("is {}: this store holds {}-byte pages", h.page_bytes, expect.page_bytes));
+    }
+    if (h.order != PageOrder::kPlaneMajor && h.order != PageOrder::kTokenMajor) {
+        return badHeaderField(path, 2, fmt::format("is {}: not a page order", w[2]));
+    }
+    // Each geometry field divides what is left of page_bytes, the last one is all that is left:
+    // their product is page_bytes (and never overflows).
+    std::uint64_t left = h.page_bytes;
+    for (std::size_t i = 3; i <= 6; ++i) {
+        if (w[i] == 0 || left % w[i] != 0 || (i == 6 && w[i] != left)) {
+            return badHeaderField(path, i,
+                                  fmt::format("is {}: num_buffers x num_layers x row_bytes x "
+                                              "page_size must be page_bytes {}",
+                                              w[i], h.page_bytes));
+        }
+        left /= w[i];
+    }
+    if (h.pool_hash != expect.pool_hash) {
+        return badHeaderField(path, 8,
+                              fmt::format("is {:016x}: another pool signature's file (this "
+                                          "directory's is {:016x})",
+                                          h.pool_hash, expect.pool_hash));
+    }
+    if (h.capacity == 0 || h.capacity > kMaxSegmentSlots) {
+        return badHeaderField(path, 9,
+                              fmt::format("is {}: not in [1, {}]", h.capacity, kMaxSegmentSlots));
+    }
+    return h;
+}
+
 }  // namespace
 
 std::uint64_t commitWord(const core::PageKey& key, std::uint64_t checksum,
@@ -388,12 +539,17 @@ std::uint64_t commitWord(const core::PageKey& key, std::uint64_t checksum,
 
 Result<std::unique_ptr<SegmentWriter>> SegmentWriter::create(const std::string& dir,
                                                              const std::string& name,
-                                                             const SegmentHeader& header,
-                                                             std::uint32_t capacity) {
+                                                             const SegmentHeader& header) {
+    if (header.capacity == 0 || header.capacity > kMaxSegmentSlots) {
+        return STRATA_ERROR(StatusCode::kInternal, "segment '{}' of {} slots", name,
+                            header.capacity);
+    }
+    const auto capacity = static_cast<std::uint32_t>(header.capacity);
     std::unique_ptr<SegmentWriter> w(new SegmentWriter());
     w->name_ = name;
     w->path_ = dir + "/" + name;
     w->capacity_ = capacity;
+    w->header_ = header;
     const std::string tmp = w->path_ + ".tmp";
     const std::uint64_t metadata_bytes = std::uint64_t{capacity} * 256 + 64 * 1024;
     SpaceReservation reservation;
@@ -404,7 +560,7 @@ Result<std::unique_ptr<SegmentWriter>> SegmentWriter::create(const std::string& 
     w->handles_.file = H5Id(H5Fcreate(tmp.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()));
     if (!w->handles_.file) return STRATA_H5_ERROR("creating segment", tmp);
     const hid_t file = w->handles_.file.get();
-    Status st = createDatasets(file, tmp, header, capacity);
+    Status st = createDatasets(file, tmp, header);
     if (st.isOk() && H5Fflush(file, H5F_SCOPE_LOCAL) < 0) st = STRATA_H5_ERROR("flushing", tmp);
     if (st.isOk()) st = openPages(&w->handles_, tmp);
     if (st.isOk()) {
@@ -452,7 +608,7 @@ Status SegmentWriter::append(std::span<const core::PageKey> keys, const PoolPage
     for (hsize_t i = 0; i < n; ++i) {
         // Checksum right before the write: the page is read from memory once and then written
         // from the cache.
-        checksums[i] = source.checksum(host_pages[i]);
+        checksums[i] = sealChecksum(header_, source.checksum(host_pages[i]));
         Status st = source.write(pages, used_ + i, host_pages[i]);
         if (!st.isOk()) return st.withContext(path_);
         // Start write-back of what is written so far every kKickPages pages (no waiting): the
@@ -511,57 +667,44 @@ Status SegmentWriter::close() {
     return st;
 }
 
-Result<SegmentIndex> readSegmentIndex(const std::string& path, std::size_t page_bytes) {
-    H5Id fapl = segmentAccess(page_bytes);
-    if (!fapl) return STRATA_H5_ERROR("setting up file access for", path);
-    H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
-    if (!file) return STRATA_H5_ERROR("opening segment", path);
+Result<SegmentIndex> readSegmentIndex(const std::string& path, const SegmentExpectation& expect) {
+    std::uint64_t file_bytes = 0;
+    STRATA_ASSIGN_OR_RETURN(H5Id file, openSegmentFile(path, expect.page_bytes, &file_bytes));
     SegmentIndex out;
-    std::uint64_t words[kHeaderWords] = {};
-    {
-        H5Id attr(H5Aopen(file.get(), kHeaderAttr, H5P_DEFAULT));
-        H5Id space(attr ? H5Aget_space(attr.get()) : H5I_INVALID_HID);
-        if (!attr || !space || H5Sget_simple_extent_npoints(space.get()) != kHeaderWords ||
-            H5Aread(attr.get(), H5T_NATIVE_UINT64, words) < 0) {
-            return STRATA_H5_ERROR("reading the segment header of", path);
-        }
-    }
-    SegmentHeader& h = out.header;
-    h = {words[0], words[1], static_cast<PageOrder>(words[2]), words[3], words[4], words[5],
-         words[6], words[7]};
-    if (h.format != kSegmentFormat || h.page_bytes != page_bytes ||
-        (h.order != PageOrder::kPlaneMajor && h.order != PageOrder::kTokenMajor) ||
-        h.num_buffers * h.num_layers * h.row_bytes * h.page_size != h.page_bytes) {
-        return STRATA_ERROR(StatusCode::kDataLoss,
-                            "segment '{}': header (format {}, page bytes {}, order {}) does not "
-                            "match this store (format {}, page bytes {})",
-                            path, h.format, h.page_bytes, words[2], kSegmentFormat, page_bytes);
-    }
-    auto dims = [&](const char* name, std::array<hsize_t, 2>* d) -> Result<int> {
+    STRATA_ASSIGN_OR_RETURN(out.header, readHeader(file.get(), path, expect));
+    const SegmentHeader& h = out.header;
+    const hsize_t n = h.capacity;
+    // Both datasets must have exactly the header's shape (checked before anything is sized by
+    // them), and the file must be large enough for them: every chunk and entry is allocated at
+    // creation, so a file smaller than that is truncated or crafted.
+    auto checkShape = [&](const char* name, hsize_t columns) -> Status {
         H5Id ds(H5Dopen2(file.get(), name, H5P_DEFAULT));
         H5Id space(ds ? H5Dget_space(ds.get()) : H5I_INVALID_HID);
         const int rank = space ? H5Sget_simple_extent_ndims(space.get()) : -1;
-        if (rank < 1 || rank > 2 ||
-            H5Sget_simple_extent_dims(space.get(), d->data(), nullptr) < 0) {
+        std::array<hsize_t, 2> d{};
+        if (rank < 1 || rank > 2 || H5Sget_simple_extent_dims(space.get(), d.data(), nullptr) < 0) {
             return STRATA_H5_ERROR(fmt::format("reading the shape of dataset '{}' in", name), path);
         }
-        return rank;
+        if (rank != 2 || d[0] != n || d[1] != columns) {
+            return STRATA_ERROR(StatusCode::kDataLoss,
+                                "segment '{}': dataset '{}' is {}x{}, strata_header says {}x{}",
+                                path, name, d[0], rank == 2 ? d[1] : 1, n, columns);
+        }
+        return Status::ok();
     };
-    std::array<hsize_t, 2> pd{}, ed{};
-    STRATA_ASSIGN_OR_RETURN(int pr, dims("pages", &pd));
-    STRATA_ASSIGN_OR_RETURN(int er, dims("entries", &ed));
-    const hsize_t n = pd[0];
-    if (pr != 2 || pd[1] != page_bytes || er != 2 || ed[0] != n || ed[1] != kEntryWords ||
-        n >= (hsize_t{1} << 32)) {
-        return STRATA_ERROR(StatusCode::kDataLoss,
-                            "segment '{}': inconsistent datasets (pages {}x{}, entries {}x{})",
-                            path, pd[0], pd[1], ed[0], ed[1]);
+    STRATA_RETURN_IF_ERROR(checkShape("pages", h.page_bytes));
+    STRATA_RETURN_IF_ERROR(checkShape("entries", kEntryWords));
+    const std::uint64_t declared = n * (h.page_bytes + kEntryWords * sizeof(std::uint64_t));
+    if (declared > file_bytes) {
+        return STRATA_ERROR(
+            StatusCode::kDataLoss,
+            "segment '{}': its {} slots (strata_header.capacity) need {} bytes, the "
+            "file has {}",
+            path, n, declared, file_bytes);
     }
-    out.capacity = n;
     std::vector<std::uint64_t> entries(kEntryWords * n);
     H5Id ds(H5Dopen2(file.get(), "entries", H5P_DEFAULT));
-    if (n > 0 &&
-        H5Dread(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries.data()) < 0) {
+    if (H5Dread(ds.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, entries.data()) < 0) {
         return STRATA_H5_ERROR("reading the entries of", path);
     }
     for (hsize_t i = 0; i < n; ++i) {
@@ -577,10 +720,8 @@ Result<SegmentIndex> readSegmentIndex(const std::string& path, std::size_t page_
 
 Result<OpenSegment> openSegmentForRead(const std::string& path, std::size_t page_bytes) {
     OpenSegment s;
-    H5Id fapl = segmentAccess(page_bytes);
-    if (!fapl) return STRATA_H5_ERROR("setting up file access for", path);
-    s.file = H5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
-    if (!s.file) return STRATA_H5_ERROR("opening segment", path);
+    std::uint64_t file_bytes = 0;
+    STRATA_ASSIGN_OR_RETURN(s.file, openSegmentFile(path, page_bytes, &file_bytes));
     STRATA_RETURN_IF_ERROR(openPages(&s, path));
     return s;
 }

@@ -2,11 +2,14 @@
 // A segment is created with room for `capacity` pages and then filled by appends: `pages`
 // [capacity x page_bytes] uint8 (chunk = one page, allocated at creation, no fill, chunk cache
 // off), `entries` [capacity x 4] uint64 (key lo, key hi, checksum, commit word; zero = empty) and a
-// root attribute `strata_header` (format, page bytes, page order, geometry, writer id). All HDF5
-// metadata is written once at creation; an append writes page chunks, then entry rows, so a slot is
-// served only when its commit word matches its key, checksum and slot (a torn append is an empty
-// slot, never a wrong page). Thread-safety: plain functions and single-owner objects; HDF5
-// serialises them.
+// root attribute `strata_header` (format, page bytes, page order, geometry, writer id, pool
+// signature hash, capacity, header checksum). All HDF5 metadata is written once at creation; an
+// append writes page chunks, then entry rows, so a slot is served only when its commit word matches
+// its key, checksum and slot (a torn append is an empty slot, never a wrong page). Nothing that
+// decides where a page's bytes go is trusted unchecked: the header carries its own checksum
+// (verified at open) and its layout fields are folded into every page's stored checksum, so a page
+// read under a layout other than the one it was written with fails its checksum. Thread-safety:
+// plain functions and single-owner objects; HDF5 serialises them.
 #pragma once
 
 #include <hdf5.h>
@@ -27,7 +30,11 @@
 
 namespace strata::io {
 
-inline constexpr std::uint64_t kSegmentFormat = 2;
+// 3: header checksum, pool signature hash and capacity in the header; layout-sealed page checksums.
+inline constexpr std::uint64_t kSegmentFormat = 3;
+// Most slots a segment may have (Hdf5StoreOptions::segment_pages is at most this): a reader refuses
+// larger declared sizes before allocating anything for them.
+inline constexpr std::uint64_t kMaxSegmentSlots = 65536;
 
 // Byte order of a page inside the file: the host layout's own order, so that I/O needs no copy.
 // kPlaneMajor: [buffer][layer][token][row] (layer_first, page_first_direct);
@@ -40,12 +47,22 @@ struct SegmentHeader {
     PageOrder order = PageOrder::kPlaneMajor;
     std::uint64_t num_buffers = 0, num_layers = 0, row_bytes = 0, page_size = 0;
     std::uint64_t writer_id = 0;
+    std::uint64_t pool_hash = 0;  // poolSignatureHash() of the store's pool signature
+    std::uint64_t capacity = 0;   // slots of the segment
 
     bool sameGeometry(const kernels::PoolGeometry& g) const noexcept {
         return num_buffers == g.num_buffers && num_layers == g.num_layers &&
                row_bytes == g.row_bytes && page_size == g.page_size;
     }
+    // Digest of every field that decides where a page's bytes go (format, page bytes, order,
+    // geometry, pool signature hash): the seed of each stored page checksum (sealChecksum).
+    std::uint64_t layoutDigest() const noexcept;
 };
+
+std::uint64_t poolSignatureHash(std::string_view pool_signature) noexcept;
+// The checksum stored for a page whose bytes (file order) have checksum `content` in a segment
+// of header `header`: a page verified under another layout fails.
+std::uint64_t sealChecksum(const SegmentHeader& header, std::uint64_t content) noexcept;
 
 // ---- names: seg-w<writer>-<ns hex>-<host hash hex>-<pid>-<counter>.h5[.tmp] ----
 struct SegmentName {
@@ -81,7 +98,7 @@ public:
     PageOrder order() const noexcept { return order_; }
     const kernels::PoolGeometry& geometry() const noexcept { return geometry_; }
     SegmentHeader header(int writer_id) const noexcept;
-    // Checksum of host page `page` as it would be stored (file order).
+    // Checksum of host page `page`'s bytes in file order (before sealChecksum).
     std::uint64_t checksum(std::uint32_t page) const noexcept;
     // Writes host page `page` to row `slot` of `pages` (direct chunk write for contiguous pages).
     Status write(hid_t pages, std::uint64_t slot, std::uint32_t page) const;
@@ -108,17 +125,24 @@ private:
 std::uint64_t commitWord(const core::PageKey& key, std::uint64_t checksum,
                          std::uint64_t slot) noexcept;
 
-// The index part of a segment: header, capacity and the committed slots (key and checksum).
+// What a store requires of every segment in its directory.
+struct SegmentExpectation {
+    std::size_t page_bytes = 0;
+    std::uint64_t pool_hash = 0;
+};
+
+// The index part of a segment: header (capacity included) and the committed slots.
 struct SegmentIndex {
     SegmentHeader header;
-    std::uint64_t capacity = 0;
     std::vector<std::uint32_t> slots;  // committed slots, ascending
     std::vector<core::PageKey> keys;   // per committed slot
     std::vector<std::uint64_t> checksums;
 };
-// kIoError (HDF5 text) when the file cannot be read; kDataLoss when it is inconsistent (format,
-// page bytes other than `page_bytes`, dataset shapes).
-Result<SegmentIndex> readSegmentIndex(const std::string& path, std::size_t page_bytes);
+// Verifies the header (format, its checksum, then each field against `expect` and the others) and
+// the dataset shapes against the header and the file's size before anything is allocated for them.
+// kIoError when the file is not a regular file (a FIFO is never opened) or HDF5 cannot read it;
+// kDataLoss naming the file and the field when it is inconsistent or of another format.
+Result<SegmentIndex> readSegmentIndex(const std::string& path, const SegmentExpectation& expect);
 
 // An open segment for reads: file, `pages` dataset (chunk cache off) and its file dataspace.
 struct OpenSegment {
@@ -127,6 +151,7 @@ struct OpenSegment {
     H5Id file_space;
     int fd = -1;  // the sec2 driver's descriptor (owned by `file`), for read-ahead advice
 };
+// kIoError when the file is not a regular file (never opened then) or HDF5 cannot open it.
 Result<OpenSegment> openSegmentForRead(const std::string& path, std::size_t page_bytes);
 
 // The segment this process is filling. create() writes <dir>/<name>.tmp with every dataset
@@ -139,11 +164,10 @@ Result<OpenSegment> openSegmentForRead(const std::string& path, std::size_t page
 class SegmentWriter {
 public:
     // kIoError naming the path: no room for the whole segment (statvfs), or an HDF5/POSIX failure
-    // (the .tmp file is removed).
+    // (the .tmp file is removed). `header.capacity` is the number of slots.
     static Result<std::unique_ptr<SegmentWriter>> create(const std::string& dir,
                                                          const std::string& name,
-                                                         const SegmentHeader& header,
-                                                         std::uint32_t capacity);
+                                                         const SegmentHeader& header);
     ~SegmentWriter();  // close(), failure logged
     SegmentWriter(const SegmentWriter&) = delete;
     SegmentWriter& operator=(const SegmentWriter&) = delete;
@@ -153,7 +177,7 @@ public:
     std::uint32_t used() const noexcept { return used_; }
     bool usable() const noexcept { return !failed_ && used_ < capacity_; }
     // Pages into slots [used, used + keys.size()); requires usable() and room for all of them.
-    // Fills `checksums` (one per page, as stored).
+    // Fills `checksums` (one per page, as stored: sealed with the segment's header).
     Status append(std::span<const core::PageKey> keys, const PoolPages& source,
                   std::span<const std::uint32_t> host_pages, std::span<std::uint64_t> checksums);
     // Handles through which this process reads the segment's committed pages.
@@ -167,6 +191,7 @@ private:
     std::string name_, path_;
     std::uint32_t capacity_ = 0, used_ = 0;
     bool failed_ = false;
+    SegmentHeader header_;
     OpenSegment handles_;  // file, pages, its dataspace, fd
     H5Id entries_;
 };

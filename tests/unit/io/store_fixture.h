@@ -2,7 +2,10 @@
 // fresh temporary directories and a random seed printed by each randomised test.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <hdf5.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -72,6 +75,41 @@ inline std::vector<std::string> filesEndingWith(const std::string& dir, const st
     }
     std::sort(out.begin(), out.end());
     return out;
+}
+
+// Offset of dataset `name` (contiguous) inside a segment file.
+inline haddr_t datasetOffset(const std::string& path, const char* name) {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    const haddr_t addr = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    return addr;
+}
+
+// Byte offset of page `slot`'s chunk inside a segment file.
+inline haddr_t chunkAddress(const std::string& path, hsize_t slot) {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "pages", H5P_DEFAULT);
+    const hsize_t offset[2] = {slot, 0};
+    unsigned mask = 0;
+    haddr_t addr = HADDR_UNDEF;
+    hsize_t size = 0;
+    EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    return addr;
+}
+
+// Flips the bits `mask` of the byte at `offset` of file `path` (a fault on disk).
+inline void flipBits(const std::string& path, std::uint64_t offset, unsigned char mask) {
+    const int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+    unsigned char byte = 0;
+    EXPECT_EQ(::pread(fd, &byte, 1, static_cast<off_t>(offset)), 1);
+    byte ^= mask;
+    EXPECT_EQ(::pwrite(fd, &byte, 1, static_cast<off_t>(offset)), 1);
+    ::close(fd);
 }
 
 inline std::uint64_t testSeed() {

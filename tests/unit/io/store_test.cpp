@@ -199,16 +199,6 @@ TEST(Hdf5PageStore, PagesAppendedToAnotherWritersOpenSegmentAreFoundLater) {
     fs::remove_all(dir);
 }
 
-// Offset of dataset `name` (contiguous) inside a segment file.
-haddr_t datasetOffset(const std::string& path, const char* name) {
-    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    const haddr_t addr = H5Dget_offset(d);
-    H5Dclose(d);
-    H5Fclose(f);
-    return addr;
-}
-
 TEST(Hdf5PageStore, AnEntryWhoseCommitWordDoesNotMatchIsAnEmptySlot) {
     // A torn or tampered entry (key, checksum or commit word changed) is never indexed; the
     // other slots of the segment are served.
@@ -233,14 +223,7 @@ TEST(Hdf5PageStore, AnEntryWhoseCommitWordDoesNotMatchIsAnEmptySlot) {
         ASSERT_EQ(segs.size(), 1u);
         const haddr_t entries = datasetOffset(segs[0], "entries");
         ASSERT_NE(entries, HADDR_UNDEF);
-        const int fd = ::open(segs[0].c_str(), O_RDWR);
-        ASSERT_GE(fd, 0);
-        const off_t at = static_cast<off_t>(entries + 1 * 32 + word * 8 + 3);  // slot 1
-        unsigned char byte = 0;
-        ASSERT_EQ(::pread(fd, &byte, 1, at), 1);
-        byte ^= 0x01;
-        ASSERT_EQ(::pwrite(fd, &byte, 1, at), 1);
-        ::close(fd);
+        flipBits(segs[0], entries + 1 * 32 + word * 8 + 3, 0x01);  // slot 1
 
         auto store = openStore(opts);
         EXPECT_EQ(store->indexedPages(), 2u) << "word " << word;
@@ -252,20 +235,6 @@ TEST(Hdf5PageStore, AnEntryWhoseCommitWordDoesNotMatchIsAnEmptySlot) {
         EXPECT_EQ(takePage(pool, 4), patternBytes(g, 92));
         fs::remove_all(dir);
     }
-}
-
-// Byte offset of page `slot`'s chunk inside a segment file.
-haddr_t chunkAddress(const std::string& path, hsize_t slot) {
-    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(f, "pages", H5P_DEFAULT);
-    const hsize_t offset[2] = {slot, 0};
-    unsigned mask = 0;
-    haddr_t addr = HADDR_UNDEF;
-    hsize_t size = 0;
-    EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
-    H5Dclose(d);
-    H5Fclose(f);
-    return addr;
 }
 
 TEST(Hdf5PageStore, AFlippedByteOnDiskIsACountedMissNeverServed) {
@@ -291,14 +260,7 @@ TEST(Hdf5PageStore, AFlippedByteOnDiskIsACountedMissNeverServed) {
         ASSERT_EQ(segs.size(), 1u);
         const haddr_t addr = chunkAddress(segs[0], 2);
         ASSERT_NE(addr, HADDR_UNDEF);
-        const int fd = ::open(segs[0].c_str(), O_RDWR);
-        ASSERT_GE(fd, 0);
-        const off_t at = static_cast<off_t>(addr + (seed % g.bytesPerPage()));
-        unsigned char byte = 0;
-        ASSERT_EQ(::pread(fd, &byte, 1, at), 1);
-        byte ^= 0x10;
-        ASSERT_EQ(::pwrite(fd, &byte, 1, at), 1);
-        ::close(fd);
+        flipBits(segs[0], addr + (seed % g.bytesPerPage()), 0x10);
 
         auto store = openStore(opts);
         std::memset(pool.data(), 0, pool.sizeBytes());
