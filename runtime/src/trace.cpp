@@ -97,6 +97,30 @@ Status readTime(const Json& obj, const char* field, const std::string& where, do
     return Status::ok();
 }
 
+// A request's input length (`field`) must be at least one token and at most
+// kMaxTraceRequestTokens: a request without input cannot be run, and its tokens are allocated.
+Status checkInputTokens(const char* field, std::uint64_t tokens, const std::string& where) {
+    if (tokens == 0) {
+        return invalid(where, fmt::format("field '{}' is 0: a request needs at least one input "
+                                          "token",
+                                          field));
+    }
+    if (tokens > kMaxTraceRequestTokens) {
+        return invalid(where, fmt::format("field '{}' ({}) exceeds the limit of {} tokens per "
+                                          "request",
+                                          field, tokens, kMaxTraceRequestTokens));
+    }
+    return Status::ok();
+}
+
+// A NUL byte ends nlohmann's input early (it stops there as at the end of a C string), which would
+// silently drop the rest of a line or file: it is an error.
+Status checkNoNul(std::string_view text, const std::string& where) {
+    const std::size_t at = text.find('\0');
+    if (at == std::string_view::npos) return Status::ok();
+    return invalid(where, fmt::format("contains a NUL byte (at byte {})", at + 1));
+}
+
 // Appends hash_ids to *ids, each passed through map(id) -> optional<uint64_t> (nullopt: out of
 // range). The error names the field.
 template <typename Map>
@@ -125,6 +149,7 @@ std::string stemOf(const std::string& path) {
 // ---- Mooncake ----------------------------------------------------------------------------------
 
 Status parseMooncakeLine(std::string_view line, const std::string& where, TraceRequest* r) {
+    STRATA_RETURN_IF_ERROR(checkNoNul(line, where));
     const Json row = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
     if (row.is_discarded()) return invalid(where, "not a valid JSON object");
     if (!row.is_object()) return invalid(where, "not a JSON object");
@@ -132,6 +157,7 @@ Status parseMooncakeLine(std::string_view line, const std::string& where, TraceR
     STRATA_RETURN_IF_ERROR(readTime(row, "timestamp", where, &timestamp_ms));
     STRATA_RETURN_IF_ERROR(readCount(row, "input_length", where, &r->input_tokens));
     STRATA_RETURN_IF_ERROR(readCount(row, "output_length", where, &r->output_tokens));
+    STRATA_RETURN_IF_ERROR(checkInputTokens("input_length", r->input_tokens, where));
     STRATA_RETURN_IF_ERROR(readIds(
         row, where, [](std::uint64_t id) { return std::optional<std::uint64_t>(id); },
         &r->block_ids));
@@ -158,44 +184,43 @@ struct KvFileContext {
     std::uint32_t next_agent = 1;
 };
 
-Status parseKvRequest(const Json& req, const std::string& pointer, double base_s,
-                      std::uint32_t agent, KvFileContext* ctx, std::vector<TraceRequest>* out);
+// One list of requests being expanded: the file's top-level list or a sub-agent's.
+struct KvLevel {
+    const Json* list = nullptr;
+    std::size_t next = 0;  // index of the next element to read
+    double base_s = 0;     // arrival of the sub-agent's marker (0 for the top level)
+    std::uint32_t agent = 0;
+};
 
-// Parses the array `list` found at `pointer` (a JSON pointer to the array) of one agent.
-Status parseKvList(const Json& list, const std::string& pointer, double base_s, std::uint32_t agent,
-                   KvFileContext* ctx, std::vector<TraceRequest>* out) {
-    if (!list.is_array()) return invalid(ctx->name + ": " + pointer, "must be an array");
-    out->reserve(out->size() + list.size());
-    for (std::size_t i = 0; i < list.size(); ++i) {
-        STRATA_RETURN_IF_ERROR(
-            parseKvRequest(list[i], fmt::format("{}/{}", pointer, i), base_s, agent, ctx, out));
+// The JSON pointer of element `index` of the innermost list ("/requests/3/requests/0"). Levels
+// between the first and the last few are elided ("/requests/3/.../requests/0"), so that a message
+// stays short however deep the nesting.
+std::string kvPointer(const std::vector<KvLevel>& stack, std::size_t index) {
+    constexpr std::size_t kEdge = 3;
+    std::string out;
+    for (std::size_t k = 0; k < stack.size(); ++k) {
+        if (stack.size() > 2 * kEdge + 1 && k == kEdge) {
+            out += fmt::format("/...({} levels)...", stack.size() - 2 * kEdge);
+            k = stack.size() - kEdge - 1;
+            continue;
+        }
+        // An outer level's `next` has moved past the marker being expanded.
+        out += fmt::format("/requests/{}", k + 1 == stack.size() ? index : stack[k].next - 1);
     }
-    return Status::ok();
+    return out;
 }
 
-Status parseKvRequest(const Json& req, const std::string& pointer, double base_s,
+// Parses one request (not a marker) into *out.
+Status parseKvRequest(const Json& req, const std::string& where, double arrival_s,
                       std::uint32_t agent, KvFileContext* ctx, std::vector<TraceRequest>* out) {
-    const std::string where = ctx->name + ": " + pointer;
-    if (!req.is_object()) return invalid(where, "request must be a JSON object");
-    double t = 0;
-    STRATA_RETURN_IF_ERROR(readTime(req, "t", where, &t));
-    const auto type = req.find("type");
-    if (type != req.end() && !type->is_string()) {
-        return invalid(where, "field 'type' must be a string");
-    }
-    if (type != req.end() && type->get_ref<const std::string&>() == "subagent") {
-        const auto nested = req.find("requests");
-        if (nested == req.end()) return invalid(where, "sub-agent marker without 'requests'");
-        // Nested t counts from the sub-agent's start, which is the marker's arrival.
-        return parseKvList(*nested, pointer + "/requests", base_s + t, ctx->next_agent++, ctx, out);
-    }
     TraceRequest r;
-    r.arrival_s = base_s + t;
+    r.arrival_s = arrival_s;
     r.block_tokens = ctx->block_tokens;
     r.session = ctx->session;
     r.agent = agent;
     STRATA_RETURN_IF_ERROR(readCount(req, "in", where, &r.input_tokens));
     STRATA_RETURN_IF_ERROR(readCount(req, "out", where, &r.output_tokens));
+    STRATA_RETURN_IF_ERROR(checkInputTokens("in", r.input_tokens, where));
     const std::uint64_t ns = ctx->namespace_bits;
     STRATA_RETURN_IF_ERROR(readIds(
         req, where,
@@ -219,11 +244,56 @@ Status parseKvRequest(const Json& req, const std::string& pointer, double base_s
     return Status::ok();
 }
 
+// Parses the file's request list `top` (at /requests). Sub-agent markers are expanded in place
+// with an explicit stack, not by recursion: memory grows with the depth, never the call stack,
+// and a nesting deeper than kMaxTraceSubAgentDepth is an error naming the file and the depth.
+Status parseKvRequests(const Json& top, KvFileContext* ctx, std::vector<TraceRequest>* out) {
+    if (!top.is_array()) return invalid(ctx->name + ": /requests", "must be an array");
+    std::vector<KvLevel> stack;
+    stack.push_back(KvLevel{&top, 0, 0.0, 0});
+    out->reserve(out->size() + top.size());
+    while (!stack.empty()) {
+        KvLevel& level = stack.back();
+        if (level.next == level.list->size()) {
+            stack.pop_back();
+            continue;
+        }
+        const std::size_t index = level.next++;
+        const Json& req = (*level.list)[index];
+        const std::string where = ctx->name + ": " + kvPointer(stack, index);
+        if (!req.is_object()) return invalid(where, "request must be a JSON object");
+        double t = 0;
+        STRATA_RETURN_IF_ERROR(readTime(req, "t", where, &t));
+        const auto type = req.find("type");
+        if (type != req.end() && !type->is_string()) {
+            return invalid(where, "field 'type' must be a string");
+        }
+        if (type == req.end() || type->get_ref<const std::string&>() != "subagent") {
+            STRATA_RETURN_IF_ERROR(
+                parseKvRequest(req, where, level.base_s + t, level.agent, ctx, out));
+            continue;
+        }
+        const auto nested = req.find("requests");
+        if (nested == req.end()) return invalid(where, "sub-agent marker without 'requests'");
+        if (!nested->is_array()) return invalid(where + "/requests", "must be an array");
+        if (stack.size() > kMaxTraceSubAgentDepth) {
+            return invalid(where, fmt::format("sub-agents nested more than {} levels deep",
+                                              kMaxTraceSubAgentDepth));
+        }
+        // Nested t counts from the sub-agent's start, which is the marker's arrival. `level` is
+        // not used past this push, which may move it.
+        const KvLevel child{&*nested, 0, level.base_s + t, ctx->next_agent++};
+        stack.push_back(child);
+    }
+    return Status::ok();
+}
+
 // Parses one kv-cache-tester file. *block_tokens is 0 before the first file, then must match.
 Status loadKvFile(const fs::path& file, std::uint32_t session, std::uint32_t* block_tokens,
                   std::vector<TraceRequest>* out) {
     const std::string path = file.string();
     STRATA_ASSIGN_OR_RETURN(std::string text, readFile(path));
+    STRATA_RETURN_IF_ERROR(checkNoNul(text, path));
     const Json doc = Json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded()) return invalid(path, "not valid JSON");
     if (!doc.is_object()) return invalid(path, "top level must be a JSON object");
@@ -234,8 +304,11 @@ Status loadKvFile(const fs::path& file, std::uint32_t session, std::uint32_t* bl
     ctx.block_tokens = kKvTesterDefaultBlockTokens;
     if (const auto it = doc.find("block_size"); it != doc.end()) {
         const auto v = unsignedValue(*it);
-        if (!v || *v == 0 || *v > 0xFFFFFFFFu) {
-            return invalid(path + ": /block_size", "must be a positive integer");
+        if (!v || *v == 0) return invalid(path + ": /block_size", "must be a positive integer");
+        if (*v > kMaxTraceBlockTokens) {
+            return invalid(path + ": /block_size",
+                           fmt::format("{} exceeds the limit of {} tokens per block", *v,
+                                       kMaxTraceBlockTokens));
         }
         ctx.block_tokens = static_cast<std::uint32_t>(*v);
     }
@@ -255,7 +328,7 @@ Status loadKvFile(const fs::path& file, std::uint32_t session, std::uint32_t* bl
     ctx.namespace_bits = global ? 0 : (static_cast<std::uint64_t>(session) + 1) << 32;
     const auto reqs = doc.find("requests");
     if (reqs == doc.end()) return invalid(path, "missing field 'requests'");
-    return parseKvList(*reqs, "/requests", 0.0, 0, &ctx, out);
+    return parseKvRequests(*reqs, &ctx, out);
 }
 
 Result<Trace> loadKvTesterUnchecked(const std::string& path) {

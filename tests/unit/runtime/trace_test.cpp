@@ -297,6 +297,94 @@ TEST(TraceKvTester, MalformedInputsNameFileAndPointer) {
     EXPECT_EQ(none.status().code(), StatusCode::kNotFound);
 }
 
+// A kv-cache-tester file whose one request sits `depth` sub-agent levels deep (each marker at
+// t = 1).
+std::string nestedKvTrace(std::size_t depth) {
+    std::string text = R"({"block_size": 64, "requests": )";
+    for (std::size_t i = 0; i < depth; ++i) text += R"([{"t": 1, "type": "subagent", "requests": )";
+    text += R"([{"t": 0, "in": 64, "out": 1, "hash_ids": [1]}])";
+    for (std::size_t i = 0; i < depth; ++i) text += "}]";
+    return text + "}";
+}
+
+// Issue 15: 50,000 nested sub-agents overflowed the recursive parser's stack (its memory grew with
+// the square of the depth). Now a clear, short error naming the file and the depth.
+TEST(TraceKvTester, DeepSubAgentNestingIsAShortErrorNotACrash) {
+    TempDir dir("kv_deep");
+    const auto start = std::chrono::steady_clock::now();
+    auto r = loadKvTesterTrace(dir.write("deep.json", nestedKvTrace(50000)));
+    std::printf("50,000 nested sub-agents rejected in %.3f s\n", secondsSince(start));
+    expectInvalid(r, "deep.json: /requests/0/requests/0/requests/0/...",
+                  "sub-agents nested more than 256 levels deep");
+    EXPECT_LT(r.status().message().size(), 300u) << r.status().message();
+}
+
+TEST(TraceKvTester, SubAgentsNestedToTheLimitParse) {
+    TempDir dir("kv_limit");
+    auto r = loadKvTesterTrace(dir.write("limit.json", nestedKvTrace(kMaxTraceSubAgentDepth)));
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    ASSERT_EQ(r->requests.size(), 1u);
+    EXPECT_EQ(r->requests[0].arrival_s, static_cast<double>(kMaxTraceSubAgentDepth));
+    EXPECT_EQ(r->requests[0].agent, kMaxTraceSubAgentDepth);
+    expectInvalid(
+        loadKvTesterTrace(dir.write("over.json", nestedKvTrace(kMaxTraceSubAgentDepth + 1))),
+        "over.json: /requests/0/", "nested more than 256 levels deep");
+}
+
+// Issue 15: a 95-byte trace with "block_size": 2^31 aborted with bad_alloc.
+TEST(TraceKvTester, HugeBlockSizeIsAnErrorNotAnAllocation) {
+    TempDir dir("kv_huge");
+    expectInvalid(loadKvTesterTrace(dir.write("huge.json", R"({"block_size": 2147483648,
+        "requests": [{"t": 0, "in": 2147483648, "out": 1, "hash_ids": [1]}]})")),
+                  "huge.json: /block_size", "exceeds the limit of 65536 tokens per block");
+    expectInvalid(loadKvTesterTrace(dir.write("long.json", R"({"block_size": 65536,
+        "requests": [{"t": 0, "in": 4294967296, "out": 1, "hash_ids": [1]}]})")),
+                  "long.json: /requests/0", "field 'in' (4294967296) exceeds the limit");
+    auto at_limit = loadKvTesterTrace(dir.write("ok.json", R"({"block_size": 65536,
+        "requests": [{"t": 0, "in": 65536, "out": 1, "hash_ids": [1]}]})"));
+    EXPECT_TRUE(at_limit.isOk()) << at_limit.status().toString();
+}
+
+// Issue 15: a 0-token request passed the parser and aborted the run after set-up.
+TEST(TraceKvTester, ZeroTokenRequestIsAParseError) {
+    TempDir dir("kv_zero");
+    expectInvalid(loadKvTesterTrace(dir.write("zero.json", R"({"block_size": 64,
+        "requests": [{"t": 0, "in": 64, "out": 1, "hash_ids": [1]},
+                     {"t": 1, "in": 0, "out": 1, "hash_ids": []}]})")),
+                  "zero.json: /requests/1", "field 'in' is 0");
+}
+
+TEST(TraceMooncake, ZeroTokenRequestIsAParseError) {
+    TempDir dir("mooncake_zero");
+    const std::string good =
+        R"({"timestamp": 5, "input_length": 600, "output_length": 3, "hash_ids": [0, 1]})";
+    expectInvalid(
+        loadMooncakeTrace(dir.write(
+            "zero.jsonl",
+            good + "\n" +
+                R"({"timestamp": 6, "input_length": 0, "output_length": 3, "hash_ids": []})")),
+        "zero.jsonl:2", "field 'input_length' is 0");
+    expectInvalid(
+        loadMooncakeTrace(dir.write(
+            "long.jsonl",
+            R"({"timestamp": 6, "input_length": 99999999999, "output_length": 3, "hash_ids": []})")),
+        "long.jsonl:1", "exceeds the limit");
+}
+
+// Issue 15: a NUL byte silently ended a Mooncake line (the parser stopped there).
+TEST(TraceMooncake, NulByteInALineIsAnErrorNamingTheLine) {
+    TempDir dir("mooncake_nul");
+    const std::string good =
+        R"({"timestamp": 5, "input_length": 600, "output_length": 3, "hash_ids": [0, 1]})";
+    expectInvalid(loadMooncakeTrace(dir.write(
+                      "nul.jsonl", good + "\n" + good + std::string(1, '\0') + "garbage\n")),
+                  "nul.jsonl:2", "NUL byte");
+    TempDir kv("kv_nul");
+    expectInvalid(loadKvTesterTrace(kv.write("nul.json", R"({"block_size": 64, "requests": []})" +
+                                                             std::string(1, '\0') + "x")),
+                  "nul.json", "NUL byte");
+}
+
 TEST(TraceTokens, EqualIdsEqualTokensAndPartialLastBlock) {
     TraceRequest a{0, 0, 1000, 1, 512, {5, 6}, 0, 0};
     TraceRequest b{1, 0, 1500, 1, 512, {5, 6, 9}, 0, 0};

@@ -30,6 +30,12 @@ struct TraceRequest {
     std::uint32_t agent = 0;    // kvtester: 0 for the conversation, k for its k-th sub-agent
 };
 
+// Bounds on what a trace file may declare, checked before anything is allocated from it; a value
+// past one is an error naming the file and the field.
+inline constexpr std::uint32_t kMaxTraceBlockTokens = 1u << 16;      // kvtester block_size
+inline constexpr std::uint64_t kMaxTraceRequestTokens = 1ull << 24;  // input tokens of a request
+inline constexpr std::size_t kMaxTraceSubAgentDepth = 256;           // nested sub-agent levels
+
 struct Trace {
     std::string name;  // file stem (or directory name) the trace was loaded from
     std::vector<TraceRequest> requests;
@@ -41,7 +47,8 @@ struct Trace {
 // Requests keep file order; blank lines are skipped. Every row must have
 // len(hash_ids) == ceil(input_length / 512).
 // Errors: kNotFound for a missing file; kIoError when it cannot be read; kInvalidArgument naming
-// "<path>:<line>" and the field for a malformed line or field or an inconsistent block count.
+// "<path>:<line>" and the field for a malformed line or field, an inconsistent block count, an
+// input_length of 0 or above kMaxTraceRequestTokens, or a NUL byte in the line.
 Result<Trace> loadMooncakeTrace(const std::string& path);
 
 // Loads a kv-cache-tester trace: one .json file, or every *.json file of a directory in name
@@ -57,7 +64,10 @@ Result<Trace> loadMooncakeTrace(const std::string& path);
 // Errors: kNotFound for a missing path or a directory without .json files; kIoError when a file
 // cannot be read; kInvalidArgument naming the file and the JSON pointer of the bad field (for
 // example "trace_0003.json: /requests/5/requests/2/hash_ids: ..."), a block count that is neither
-// floor nor ceil of in / block_size, or files whose block sizes differ.
+// floor nor ceil of in / block_size, files whose block sizes differ, a block_size above
+// kMaxTraceBlockTokens, an `in` of 0 or above kMaxTraceRequestTokens, sub-agents nested more than
+// kMaxTraceSubAgentDepth levels, or a NUL byte in a file. Sub-agents are expanded without
+// recursion: time and memory grow linearly with the file, whatever its nesting.
 Result<Trace> loadKvTesterTrace(const std::string& path);
 
 // kInvalidArgument unless page_tokens > 0 and page_tokens divides t.block_tokens (a block must map
