@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,8 +59,18 @@ Status runGnuplot(const std::string& gnuplot, const fs::path& script) {
     const std::string script_path = script.string();
     char* argv[] = {const_cast<char*>(gnuplot.c_str()), const_cast<char*>(script_path.c_str()),
                     nullptr};
+    // strata-run blocks the termination signals in its threads (temp_storage.h); gnuplot starts
+    // with none blocked, so that it stays stoppable.
+    posix_spawnattr_t attr;
+    ::posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::posix_spawnattr_setsigmask(&attr, &none);
+    ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     pid_t pid = 0;
-    if (int e = ::posix_spawn(&pid, gnuplot.c_str(), nullptr, nullptr, argv, environ); e != 0) {
+    const int e = ::posix_spawn(&pid, gnuplot.c_str(), nullptr, &attr, argv, environ);
+    ::posix_spawnattr_destroy(&attr);
+    if (e != 0) {
         return STRATA_ERROR(StatusCode::kIoError, "cannot start {}: {}", gnuplot, std::strerror(e));
     }
     int status = 0;

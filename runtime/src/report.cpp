@@ -1,6 +1,9 @@
 #include "strata/runtime/report.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -185,6 +188,32 @@ Status writeJson(const RunReport& report, const std::string& path) {
         return STRATA_ERROR(StatusCode::kIoError, "cannot write report '{}': {}", path,
                             errnoText(errno));
     }
+    return Status::ok();
+}
+
+Status checkReportWritable(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            return STRATA_ERROR(StatusCode::kIoError, "cannot write report '{}': it is a directory",
+                                path);
+        }
+        // O_NONBLOCK: a FIFO without a reader fails instead of blocking.
+        const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            return STRATA_ERROR(StatusCode::kIoError, "cannot write report '{}': {}", path,
+                                errnoText(errno));
+        }
+        ::close(fd);
+        return Status::ok();
+    }
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return STRATA_ERROR(StatusCode::kIoError, "cannot create report '{}': {}", path,
+                            errnoText(errno));
+    }
+    ::close(fd);
+    ::unlink(path.c_str());
     return Status::ok();
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "strata/core/log.h"
+#include "strata/pools/pool_spec.h"
 
 namespace strata::runtime {
 namespace {
@@ -459,6 +460,33 @@ Status validateRunConfig(const RunConfig& config) {
     if (config.model.empty()) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "model (from {}) must not be empty",
                             whereOf(config, "model"));
+    }
+    if (auto preset = pools::findModelPreset(config.model); !preset.isOk()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "model (from {}): {}",
+                            whereOf(config, "model"), preset.status().message());
+    }
+    STRATA_RETURN_IF_ERROR(checkChoice(config, "prefetch_policy", config.prefetch_policy,
+                                       {"best_effort", "wait_complete", "timeout"}));
+    // What the Cache would refuse after start-up (rc 1), refused here (rc 2): striping needs a
+    // decision group of 2 or more ranks, and GPUs.
+    if (config.striped_loads == "on" && static_cast<std::uint64_t>(config.tp) * config.cp < 2) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "striped_loads on (from {}): the decision group (tp x cp) has one "
+                            "rank: nothing to stripe (run with --tp or --cp of 2 or more)",
+                            whereOf(config, "striped_loads"));
+    }
+    if (config.striped_loads == "on" && config.backend == "cpu") {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "striped_loads on (from {}): the back end is cpu (from {}; striped "
+                            "loads need --backend cuda)",
+                            whereOf(config, "striped_loads"), whereOf(config, "backend"));
+    }
+    if (config.no_storage && !config.storage_dir.empty()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "storage_dir '{}' (from {}) is set but no_storage (from {}) turns the "
+                            "storage tier off: drop one of them",
+                            config.storage_dir, whereOf(config, "storage_dir"),
+                            whereOf(config, "no_storage"));
     }
     STRATA_RETURN_IF_ERROR(checkChoice(config, "workload", config.workload,
                                        {"synthetic", "mooncake", "kvcache-tester"}));

@@ -6,5 +6,6 @@ set(STRATA_RUNTIME_PART_SOURCES
   src/run_config.cpp
   src/report.cpp
   src/trace.cpp
+  src/temp_storage.cpp
   src/block_replay.cpp
   src/replay_sweep.cpp)

@@ -8,8 +8,7 @@
 #include <filesystem>
 #include <numeric>
 #include <string>
-
-#include <stdlib.h>
+#include <system_error>
 
 #include "replay_sweep.h"
 #include "run_worker.h"
@@ -24,6 +23,7 @@
 #endif
 #include "strata/controller/cache_controller.h"
 #include "strata/core/check.h"
+#include "strata/core/crash_handler.h"
 #include "strata/core/log.h"
 #include "strata/kernels/backend.h"
 #include "strata/pools/hybrid_layout.h"
@@ -31,6 +31,7 @@
 #include "strata/runtime/block_replay.h"
 #include "strata/runtime/report.h"
 #include "strata/runtime/run_config.h"
+#include "strata/runtime/temp_storage.h"
 #include "strata/runtime/trace.h"
 #include "strata/runtime/workload.h"
 
@@ -322,11 +323,53 @@ std::string modelListText() {
 
 int fail(const comm::MpiContext* ctx, const Status& s) {
     core::logger("runtime").error("strata-run failed: {}", s.toString());
-    if (ctx != nullptr && ctx->worldSize() > 1) core::fatal("strata-run failed; stopping the job");
+    if (ctx != nullptr && ctx->worldSize() > 1) {
+        // fatal() aborts the job and returns to nothing that would remove the directory.
+        releaseTempStorageDir();
+        core::fatal("strata-run failed; stopping the job");
+    }
     return 1;
 }
 
+// Installs the crash handler over the ones MPI and UCX installed (UCX's can hang the process:
+// core/crash_handler.h).
+void installCrashHandler(int world_rank) {
+    const std::string tag = fmt::format("strata-run r{}", world_rank);
+    if (Status s = core::installCrashHandler(tag.c_str()); !s.isOk()) {
+        core::logger("runtime").warn("crash handler not installed: {}", s.message());
+    }
+}
+
+// Whether rank 0 can write the report, agreed by every rank (rc 2 on all when it cannot), so that
+// an unwritable path fails before the run, not after it.
+bool reportWritable(const RunConfig& cfg, int world_rank) {
+    if (cfg.sweep || cfg.report_path.empty()) return true;
+    std::vector<double> bad = {0.0};
+    if (world_rank == 0) {
+        if (Status s = checkReportWritable(cfg.report_path); !s.isOk()) {
+            const auto origin = cfg.origins.find("report");
+            std::fprintf(stderr, "strata-run: report (from %s): %s\n",
+                         origin != cfg.origins.end() ? origin->second.where.c_str() : "default",
+                         s.message().c_str());
+            bad[0] = 1.0;
+        }
+    }
+    if (!comm::allReduceMax(comm::MpiComm::world(), bad).isOk()) return false;
+    return bad[0] == 0.0;
+}
+
+// Removes the process's temporary storage directory on every return from run() (fail() and the
+// termination watcher cover the other ways out).
+struct TempStorageRelease {
+    TempStorageRelease() = default;
+    TempStorageRelease(const TempStorageRelease&) = delete;
+    TempStorageRelease& operator=(const TempStorageRelease&) = delete;
+    ~TempStorageRelease() { releaseTempStorageDir(); }
+};
+
 int run(int argc, char** argv) {
+    // Before MPI starts threads, so that every thread inherits the blocked termination signals.
+    startTerminationWatcher();
     auto ctx_r = comm::MpiContext::create(&argc, &argv);
     if (!ctx_r.isOk()) {
         std::fprintf(stderr, "strata-run: %s\n", ctx_r.status().toString().c_str());
@@ -336,6 +379,8 @@ int run(int argc, char** argv) {
     const int world_rank = ctx.worldRank();
     core::setLogRank(world_rank);
     auto& log = core::logger("runtime");
+    installCrashHandler(world_rank);
+    const TempStorageRelease release_temp_storage;  // destroyed before ctx finalises MPI
 
     // Every rank parses the same arguments, so every rank takes the same branch here.
     auto cfg_r = loadRunConfig(argc, argv);
@@ -356,6 +401,7 @@ int run(int argc, char** argv) {
     spdlog::level::level_enum level;
     if (core::parseLogLevel(cfg.log_level, &level)) core::setLogLevel(level);
     pageSizeForModel(&cfg);
+    if (!reportWritable(cfg, world_rank)) return 2;
 
     // Node-local rank -> GPU: the grid binds local rank r to visible device r % count.
     const int devices = cfg.backend == "cpu" ? 0 : kernels::Backend::cudaDeviceCount();
@@ -423,24 +469,38 @@ int run(int argc, char** argv) {
     }
 
     // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes
-    // (every rank of the job uses the same one) and removes at the end.
-    std::string temp_storage;
+    // (every rank of the job uses the same path). Each node's first rank removes its node's copy
+    // when the process ends, whichever way (temp_storage.h), and first removes those that runs on
+    // this host killed with SIGKILL left behind.
     if (!cfg.no_storage && cfg.storage_dir.empty()) {
+        std::error_code ec;
+        const std::string parent = std::filesystem::temp_directory_path(ec).string();
+        if (ec) {
+            return fail(&ctx, STRATA_ERROR(StatusCode::kIoError,
+                                           "no temporary directory for the storage tier: {}",
+                                           ec.message()));
+        }
+        if (grid.localRank() == 0) {
+            if (const std::size_t n = removeStaleTempStorageDirs(parent); n > 0) {
+                log.info("removed {} temporary storage directories of ended runs from {}", n,
+                         parent);
+            }
+        }
         std::vector<std::byte> path;
         if (world_rank == 0) {
-            std::string templ = (std::filesystem::temp_directory_path() / "strata-XXXXXX").string();
-            if (::mkdtemp(templ.data()) == nullptr) {
-                return fail(&ctx, STRATA_ERROR(StatusCode::kIoError,
-                                               "cannot create a temporary storage directory: {}",
-                                               std::strerror(errno)));
-            }
-            const auto* b = reinterpret_cast<const std::byte*>(templ.data());
-            path.assign(b, b + templ.size());
+            auto dir = makeTempStorageDir(parent);
+            if (!dir.isOk()) return fail(&ctx, dir.status());
+            ownTempStorageDir(*dir);
+            const auto* b = reinterpret_cast<const std::byte*>(dir->data());
+            path.assign(b, b + dir->size());
         }
         if (Status s = comm::broadcastBytes(grid.world(), &path, 0); !s.isOk())
             return fail(&ctx, s);
         cfg.storage_dir.assign(reinterpret_cast<const char*>(path.data()), path.size());
-        temp_storage = cfg.storage_dir;
+        if (grid.localRank() == 0) ownTempStorageDir(cfg.storage_dir);
+        if (world_rank == 0) {
+            log.info("storage tier in temporary directory {} (removed at exit)", cfg.storage_dir);
+        }
     }
 
     // The remote tier: on, off, or (auto) on when there are several replicas and UCX is built.
@@ -458,6 +518,7 @@ int run(int argc, char** argv) {
 #if STRATA_HAVE_UCX
         auto transport = comm::ucx::UcxTransport::create(grid.world());
         if (!transport.isOk()) return fail(&ctx, transport.status());
+        installCrashHandler(world_rank);  // again, in case UCX's initialisation reinstalled its own
         place.remote_transport = std::move(transport).value();
         place.remote_group = &grid.dpComm();
 #else
@@ -516,14 +577,9 @@ int run(int argc, char** argv) {
             std::printf("report written to %s\n", cfg.report_path.c_str());
         }
     }
-    if (!temp_storage.empty()) {
-        // aggregate() above was a collective over the whole world, after every rank's Cache (and
-        // its files) had closed: rank 0 may remove them now.
-        if (world_rank == 0) {
-            std::error_code ec;
-            std::filesystem::remove_all(temp_storage, ec);
-        }
-    }
+    // aggregate() above was a collective over the whole world, after every rank's Cache (and its
+    // files) had closed: the temporary storage directory may go now.
+    releaseTempStorageDir();
     if (report.pages_mismatched > 0) {
         if (world_rank == 0) log.error("{} pages failed verification", report.pages_mismatched);
         return 3;

@@ -2,16 +2,22 @@
 """Runs a strata-run command line and checks its JSON report (or its failure).
 
 usage: check_report.py [--expect-host-hits] [--expect-remote-hits] [--ranks N] [--tp N] [--cp N] [--pp N] [--dp N]
-                       [--expect-fail REGEX] [--expect-output REGEX] [--twice]
-                       [--expect-pools NAME,...] [--partial-pools NAME,...] -- COMMAND...
-The report goes to a temporary file (--report is appended to the command). With --twice the
-command runs two times on one fresh --storage-dir, and the second report must show storage hits
-and host hits from a prefetch of stored pages (storage.pages_read > 0).
+                       [--expect-fail REGEX [--expect-rc N]] [--expect-output REGEX] [--twice]
+                       [--expect-pools NAME,...] [--partial-pools NAME,...] [--no-report]
+                       [--private-tmpdir [--plant-stale]] -- COMMAND...
+The report goes to a temporary file (--report is appended to the command, unless --no-report).
+With --twice the command runs two times on one fresh --storage-dir, and the second report must
+show storage hits and host hits from a prefetch of stored pages (storage.pages_read > 0). With
+--private-tmpdir the command runs with TMPDIR set to a fresh directory, which must hold no strata-*
+entry afterwards (the run removed its temporary storage directory, whether it failed or not);
+with --plant-stale it first holds the directory of a dead strata-run on this host, which the run
+must remove as a run killed with SIGKILL leaves it.
 """
 import argparse
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +30,14 @@ def main():
                     help="the remote tier must have served hits: hit_tokens.remote and "
                          "remote.pages_pulled > 0, no rejected message")
     ap.add_argument("--expect-fail")
+    ap.add_argument("--expect-rc", type=int, default=None,
+                    help="with --expect-fail: the exit code the failure must have")
+    ap.add_argument("--no-report", action="store_true",
+                    help="do not append --report (the command names its own)")
+    ap.add_argument("--private-tmpdir", action="store_true",
+                    help="run with a fresh TMPDIR and fail if a strata-* entry is left in it")
+    ap.add_argument("--plant-stale", action="store_true",
+                    help="with --private-tmpdir: put a dead process's temporary storage there")
     ap.add_argument("--twice", action="store_true")
     ap.add_argument("--expect-pools", default=None,
                     help="comma-separated pool names the report must list, each verified on every "
@@ -58,6 +72,23 @@ def main():
                         os.symlink(os.path.join(d, name), link)
             env = dict(os.environ, PATH=bindir)
         report = os.path.join(tmp, "report.json")
+        report_args = [] if a.no_report else ["--report", report]
+        if a.private_tmpdir:
+            private_tmp = os.path.join(tmp, "tmp")
+            os.mkdir(private_tmp)
+            env = dict(env if env is not None else os.environ, TMPDIR=private_tmp)
+            if a.plant_stale:
+                dead = subprocess.Popen(["true"])
+                dead.wait()  # its pid names no process now
+                stale = os.path.join(private_tmp,
+                                     f"strata-{socket.gethostname()}-{dead.pid}-Stale1")
+                os.makedirs(os.path.join(stale, "r0"))
+                open(os.path.join(stale, "r0", "segment.h5"), "w").close()
+
+        def leftovers():
+            if not a.private_tmpdir:
+                return []
+            return [n for n in os.listdir(private_tmp) if n.startswith("strata-")]
         if a.expect_output:
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             out = p.stdout + p.stderr
@@ -75,11 +106,16 @@ def main():
             r1 = json.load(open(report))
             if r1["storage"]["pages_written"] == 0:
                 sys.exit("first run stored no page")
-        p = subprocess.run(cmd + ["--report", report], capture_output=True, text=True, env=env)
+        p = subprocess.run(cmd + report_args, capture_output=True, text=True, env=env)
         out = p.stdout + p.stderr
+        if leftovers():
+            sys.exit(f"temporary storage left in TMPDIR: {leftovers()} (exit {p.returncode}):\n"
+                     f"{out[-3000:]}")
         if a.expect_fail:
             if p.returncode == 0:
                 sys.exit(f"expected a failure, got exit 0:\n{out}")
+            if a.expect_rc is not None and p.returncode != a.expect_rc:
+                sys.exit(f"expected exit {a.expect_rc}, got {p.returncode}:\n{out}")
             if not re.search(a.expect_fail, out):
                 sys.exit(f"failure message does not match /{a.expect_fail}/:\n{out}")
             print(f"failed as expected (exit {p.returncode})")

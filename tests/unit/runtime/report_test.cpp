@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace strata::runtime {
@@ -116,6 +117,40 @@ TEST(Report, WriteJsonRoundTripsAndFailsClearly) {
     EXPECT_EQ(bad.code(), StatusCode::kIoError);
     EXPECT_NE(bad.message().find("/nonexistent-dir/report.json"), std::string::npos);
     EXPECT_NE(bad.message().find("No such file or directory"), std::string::npos) << bad.message();
+}
+
+// Issue 15: an unwritable --report failed only after the whole run. The check before the run names
+// the path and the cause, and leaves no file behind either way.
+TEST(Report, ReportWritabilityIsCheckedWithoutLeavingAFile) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("strata_report_writable_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string fresh = (dir / "fresh.json").string();
+    EXPECT_TRUE(checkReportWritable(fresh).isOk());
+    EXPECT_FALSE(std::filesystem::exists(fresh)) << "the check left " << fresh;
+
+    const std::string existing = (dir / "existing.json").string();
+    std::ofstream(existing) << "keep me";
+    EXPECT_TRUE(checkReportWritable(existing).isOk());
+    std::ifstream in(existing);
+    std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(kept, "keep me");
+
+    const Status missing_dir = checkReportWritable("/nonexistent-dir/report.json");
+    ASSERT_FALSE(missing_dir.isOk());
+    EXPECT_EQ(missing_dir.code(), StatusCode::kIoError);
+    EXPECT_NE(missing_dir.message().find("cannot create report '/nonexistent-dir/report.json': No "
+                                         "such file or directory"),
+              std::string::npos)
+        << missing_dir.message();
+    const Status is_dir = checkReportWritable(dir.string());
+    ASSERT_FALSE(is_dir.isOk());
+    EXPECT_NE(is_dir.message().find("it is a directory"), std::string::npos) << is_dir.message();
+    const Status not_dir = checkReportWritable(existing + "/report.json");
+    ASSERT_FALSE(not_dir.isOk());
+    EXPECT_NE(not_dir.message().find("Not a directory"), std::string::npos) << not_dir.message();
+    EXPECT_FALSE(std::filesystem::exists(existing + "/report.json"));
+    std::filesystem::remove_all(dir);
 }
 
 TEST(Report, SummaryMentionsRatesBandwidthVerificationAndSync) {

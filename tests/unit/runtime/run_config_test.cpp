@@ -38,6 +38,10 @@ const char* const kKeys[] = {
     "JITTER_US",
     "LOG_LEVEL",
     "LOAD_BACK_THRESHOLD",
+    "STORAGE_DIR",
+    "NO_STORAGE",
+    "PREFETCH_POLICY",
+    "STRIPED_LOADS",
 };
 
 class RunConfigTest : public ::testing::Test {
@@ -362,6 +366,52 @@ TEST_F(RunConfigTest, ReplayEvictionAndSweepOptions) {
     EXPECT_TRUE(sweep->sweep_with_opt);
     EXPECT_EQ(sweep->page_size, 512u);
     EXPECT_FALSE(load({"sweep"}).isOk());  // --capacities is required
+}
+
+// Issue 15: these failed after start-up with rc 1 (or were accepted silently); each is now a parse
+// error (strata-run: rc 2) that names the key and where its value came from.
+TEST_F(RunConfigTest, UnknownModelIsAParseError) {
+    expectError(load({"--model", "llama9"}),
+                {"model (from --model)", "unknown model preset 'llama9'", "llama3-8b"});
+    ::setenv("STRATA_MODEL", "gpt-5", 1);
+    expectError(load({}), {"model (from STRATA_MODEL)", "'gpt-5'"});
+    ::unsetenv("STRATA_MODEL");
+    auto ok = load({"--model", "deepseek-v3"});
+    EXPECT_TRUE(ok.isOk()) << ok.status().toString();
+}
+
+TEST_F(RunConfigTest, UnknownPrefetchPolicyIsAParseError) {
+    expectError(load({"--prefetch-policy", "eager"}),
+                {"prefetch_policy 'eager' (from --prefetch-policy)",
+                 "best_effort, wait_complete, timeout"});
+    for (const char* p : {"best_effort", "wait_complete", "timeout"}) {
+        auto ok = load({"--prefetch-policy", p});
+        EXPECT_TRUE(ok.isOk()) << p << ": " << ok.status().toString();
+    }
+}
+
+TEST_F(RunConfigTest, StripedLoadsOnWithOneRankPerDecisionGroupIsAParseError) {
+    expectError(load({"--striped-loads", "on"}), {"striped_loads on (from --striped-loads)",
+                                                  "the decision group (tp x cp) has one "
+                                                  "rank: nothing to stripe"});
+    expectError(load({"--striped-loads", "on", "--tp", "2", "--backend", "cpu"}),
+                {"striped_loads on (from --striped-loads): the back end is cpu (from --backend"});
+    auto tp2 = load({"--striped-loads", "on", "--tp", "2"});
+    EXPECT_TRUE(tp2.isOk()) << tp2.status().toString();
+    auto cp2 = load({"--striped-loads", "on", "--cp", "2", "--backend", "cuda"});
+    EXPECT_TRUE(cp2.isOk()) << cp2.status().toString();
+    auto off = load({"--striped-loads", "off", "--backend", "cpu"});
+    EXPECT_TRUE(off.isOk()) << off.status().toString();
+}
+
+TEST_F(RunConfigTest, StorageDirWithNoStorageIsAParseError) {
+    expectError(load({"--no-storage", "--storage-dir", "/tmp/d"}),
+                {"storage_dir '/tmp/d' (from --storage-dir)", "no_storage (from --no-storage)"});
+    ::setenv("STRATA_STORAGE_DIR", "/tmp/e", 1);
+    expectError(load({"--no-storage"}), {"storage_dir '/tmp/e' (from STRATA_STORAGE_DIR)"});
+    ::unsetenv("STRATA_STORAGE_DIR");
+    EXPECT_TRUE(load({"--no-storage"}).isOk());
+    EXPECT_TRUE(load({"--storage-dir", "/tmp/d"}).isOk());
 }
 
 }  // namespace

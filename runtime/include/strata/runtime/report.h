@@ -143,6 +143,12 @@ nlohmann::json toJson(const RunReport& report);
 // the file cannot be opened or written; OK otherwise.
 Status writeJson(const RunReport& report, const std::string& path);
 
+// Checks, before a run, that writeJson(…, path) will be able to write `path`, leaving the file
+// system as it was: an existing file is opened for writing and not changed; a missing one is
+// created and removed again. kIoError naming the path and the errno text (a directory, a missing
+// or read-only parent, no permission); OK otherwise.
+Status checkReportWritable(const std::string& path);
+
 // A readable multi-line summary: hit rates per tier in %, tokens reused vs computed, bandwidth per
 // path, verification result, sync cost.
 std::string summaryText(const RunReport& report);
