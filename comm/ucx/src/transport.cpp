@@ -110,6 +110,7 @@ struct UcxTransport::Impl {
         EndpointRef ep;  // guarded by peers_mu; null after a reset until the next connect
         std::uint64_t generation = 0;
         bool failed = false;
+        bool connect_wanted = false;  // a handler had no endpoint to reply on
         Clock::time_point backoff_until{};
         std::array<std::atomic<std::uint64_t>, kStreams> last_seq{};  // per stream, towards it
         std::uint64_t nextSeq(Stream s) { return ++last_seq[static_cast<std::size_t>(s)]; }
@@ -142,6 +143,11 @@ struct UcxTransport::Impl {
             return pending == 0 || refusal != Refusal::kNone || malformed_reply;
         }
     };
+    // A control message or read request in flight: its sealed bytes.
+    struct SentMessage {
+        Impl* impl = nullptr;
+        std::vector<std::byte> bytes;
+    };
     // A reply in flight at the holder: its sealed header and the region it reads from.
     struct ReplySend {
         Impl* impl = nullptr;
@@ -168,6 +174,7 @@ struct UcxTransport::Impl {
     mutable std::mutex peers_mu;
     std::vector<std::unique_ptr<Peer>> peers;
     std::vector<EndpointRef> retired;  // guarded by peers_mu; closed by closeRetired()
+    bool connect_wanted = false;       // guarded by peers_mu: some peer's connect_wanted is set
     std::vector<std::unique_ptr<ErrArg>> err_args;
     std::mutex connect_mu;  // serialises endpoint (re)creation
 
@@ -188,6 +195,9 @@ struct UcxTransport::Impl {
 
     std::atomic<bool> stop{false};
     std::thread progress_thread;
+    // UCX requests of ours not completed yet (sends, replies, rendezvous receives): the worker is
+    // destroyed only when none is left (UCX 1.13 aborts on an endpoint with requests in flight).
+    std::atomic<std::int64_t> outstanding{0};
 
     struct Counters {
         std::atomic<std::uint64_t> sent{0}, accepted{0}, malformed{0}, forged{0}, replayed{0},
@@ -254,8 +264,13 @@ struct UcxTransport::Impl {
         }
     }
 
-    // An endpoint usable now (held by the caller while it uses it); creates or re-creates it when
-    // `connect`. Never connects, closes or blocks when !connect: handlers call it that way.
+    // An endpoint usable now (held by the caller while it uses it). With `connect` (a rank that
+    // starts an exchange and will wait for it): fails fast while the peer backs off, and creates
+    // or re-creates the endpoint. Without (a handler's reply): never blocks, connects or closes,
+    // and ignores the back-off, which only spares this rank's own waits: refusing to answer a
+    // peer we back off from made it time out and back off from us in turn, and under load the
+    // two kept each other's links dead. Without an endpoint, the progress thread makes one (the
+    // requester times out this once).
     Result<EndpointRef> endpoint(int peer, bool connect) {
         if (peer < 0 || peer >= size || peer == rank) {
             return STRATA_ERROR(StatusCode::kInvalidArgument, "no peer rank {} (world {}, me {})",
@@ -264,19 +279,33 @@ struct UcxTransport::Impl {
         Peer& p = *peers[static_cast<std::size_t>(peer)];
         {
             std::lock_guard lk(peers_mu);
-            if (Clock::now() < p.backoff_until) {
+            if (!connect) {
+                if (p.ep != nullptr && !p.failed) return p.ep;
+                p.connect_wanted = true;
+                connect_wanted = true;
+            } else if (Clock::now() < p.backoff_until) {
                 counters.backoff_skips++;
                 return STRATA_ERROR(StatusCode::kUnavailable, "rank {} is backing off", peer);
-            }
-            if (p.ep != nullptr && !p.failed) return p.ep;
-            if (!connect) {
-                return STRATA_ERROR(StatusCode::kUnavailable, "no endpoint to rank {}", peer);
+            } else if (p.ep != nullptr && !p.failed) {
+                return p.ep;
             }
         }
+        if (!connect) {
+            ucp_worker_signal(worker.get());  // wakes the progress thread to connect
+            return STRATA_ERROR(StatusCode::kUnavailable, "no endpoint to rank {}", peer);
+        }
+        return connectPeer(peer);
+    }
+
+    // Creates the endpoint to `peer` unless a usable one exists (replacing a failed or retired
+    // one). Never called from a handler.
+    Result<EndpointRef> connectPeer(int peer) {
+        Peer& p = *peers[static_cast<std::size_t>(peer)];
         std::lock_guard connect_lk(connect_mu);
         bool replaced = false;
         {
             std::lock_guard lk(peers_mu);
+            p.connect_wanted = false;
             if (p.ep != nullptr && !p.failed) return p.ep;
             replaced = p.generation > 0;
             retireLocked(p);
@@ -289,6 +318,20 @@ struct UcxTransport::Impl {
         p.failed = false;
         if (replaced) counters.reconnects++;
         return p.ep;
+    }
+
+    // Connects the peers whose handlers found no endpoint to reply on (progress thread).
+    void connectWanted() {
+        std::vector<int> wanted;
+        {
+            std::lock_guard lk(peers_mu);
+            if (!connect_wanted) return;
+            connect_wanted = false;
+            for (int r = 0; r < size; ++r) {
+                if (peers[static_cast<std::size_t>(r)]->connect_wanted) wanted.push_back(r);
+            }
+        }
+        for (int r : wanted) (void)connectPeer(r);  // createEp logs a failure
     }
 
     // Moves the peer's endpoint, if any, to the retired list. Caller holds peers_mu.
@@ -399,7 +442,9 @@ struct UcxTransport::Impl {
     }
 
     static void onSendDone(void* request, ucs_status_t st, void* user) {
-        delete static_cast<std::vector<std::byte>*>(user);
+        auto* m = static_cast<SentMessage*>(user);
+        m->impl->outstanding--;
+        delete m;
         if (request != nullptr) ucp_request_free(request);
     }
 
@@ -416,19 +461,22 @@ struct UcxTransport::Impl {
                       std::span<const std::byte> payload, bool connect) {
         STRATA_ASSIGN_OR_RETURN(EndpointRef ep, endpoint(peer, connect));
         const std::uint64_t seq = peers[static_cast<std::size_t>(peer)]->nextSeq(stream);
-        auto* buf = new std::vector<std::byte>(sealMessage(*secret, channel, rank, seq, payload));
+        auto* m = new SentMessage{this, sealMessage(*secret, channel, rank, seq, payload)};
         ucp_request_param_t param{};
         param.op_attr_mask =
             UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
         param.cb.send = &Impl::onSendDone;
-        param.user_data = buf;
+        param.user_data = m;
         param.flags = UCP_AM_SEND_FLAG_EAGER;
-        void* req = ucp_am_send_nbx(ep->ep, am_id, nullptr, 0, buf->data(), buf->size(), &param);
+        void* req =
+            ucp_am_send_nbx(ep->ep, am_id, nullptr, 0, m->bytes.data(), m->bytes.size(), &param);
         if (req == nullptr) {
-            delete buf;  // completed in place
+            delete m;  // completed in place
         } else if (UCS_PTR_IS_ERR(req)) {
-            delete buf;
+            delete m;
             return ucxError("ucp_am_send_nbx", UCS_PTR_STATUS(req));
+        } else {
+            outstanding++;
         }
         counters.sent++;
         return Status::ok();
@@ -441,6 +489,7 @@ struct UcxTransport::Impl {
         if (st != UCS_OK && st != UCS_ERR_CANCELED) {
             log().warn("sending a read reply failed: {}", ucs_status_string(st));
         }
+        r->impl->outstanding--;
         r->impl->finishReply(r);
         if (request != nullptr) ucp_request_free(request);
     }
@@ -476,6 +525,8 @@ struct UcxTransport::Impl {
             log().warn("sending a read reply to rank {}: {}", peer,
                        ucs_status_string(UCS_PTR_STATUS(req)));
             finishReply(r);
+        } else {
+            outstanding++;
         }
     }
 
@@ -583,6 +634,7 @@ struct UcxTransport::Impl {
         } else if (st != UCS_ERR_CANCELED) {
             r->impl->failBatch(*r->batch, Refusal::kNone);
         }
+        r->impl->outstanding--;
         delete r;
         if (request != nullptr) ucp_request_free(request);
     }
@@ -645,6 +697,8 @@ struct UcxTransport::Impl {
         } else if (UCS_PTR_IS_ERR(req)) {
             self->failBatch(*b, Refusal::kNone);
             delete r;
+        } else {
+            self->outstanding++;
         }
         return UCS_OK;
     }
@@ -658,6 +712,7 @@ struct UcxTransport::Impl {
 
     void progressLoop() {
         while (!stop.load(std::memory_order_acquire)) {
+            connectWanted();
             if (hasUnusedRetired()) closeRetired();
             bool any = false;
             while (ucp_worker_progress(worker.get()) != 0) any = true;
@@ -711,15 +766,31 @@ struct UcxTransport::Impl {
             void* req = ucp_ep_close_nbx(ep, &param);
             if (req != nullptr && !UCS_PTR_IS_ERR(req)) reqs.push_back(req);
         }
+        // Wait, bounded, until every close and every request of ours completed.
         const auto deadline = Clock::now() + options.close_timeout;
-        for (void* req : reqs) {
-            while (ucp_request_check_status(req) == UCS_INPROGRESS && Clock::now() < deadline) {
-                if (ucp_worker_progress(worker.get()) == 0) idleWait();
-            }
-            if (ucp_request_check_status(req) == UCS_INPROGRESS) {
-                log().warn("an endpoint did not close within {} ms", options.close_timeout.count());
-            }
-            ucp_request_free(req);
+        auto pending = [&] {
+            return std::count_if(
+                       reqs.begin(), reqs.end(),
+                       [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; }) +
+                   outstanding.load();
+        };
+        while (pending() > 0 && Clock::now() < deadline) {
+            if (ucp_worker_progress(worker.get()) == 0) idleWait();
+        }
+        const auto left = pending();
+        for (void* req : reqs) ucp_request_free(req);
+        // UCX 1.13 aborts in ucp_worker_destroy when an endpoint still has requests (one whose
+        // peer stopped or vanished, or whose transfer a timeout abandoned). The process keeps
+        // running (an engine) or is about to exit: leaving the worker and context to it is the
+        // lesser harm.
+        if (left > 0 || counters.timeouts > 0 || counters.peer_failures > 0) {
+            log().info(
+                "ucx transport closed with {} operation(s) unfinished, {} timeout(s) and "
+                "{} failed endpoint(s): its worker is not destroyed",
+                left, counters.timeouts.load(), counters.peer_failures.load());
+            (void)worker.release();
+            (void)context.release();
+            return;
         }
         worker.reset();
         context.reset();
@@ -1094,17 +1165,17 @@ std::vector<Status> UcxTransport::get(const RemoteRegion& region, std::span<cons
         } else {
             // Deadline passed: the peer backs off. Its endpoint stays: a stopped or slow peer
             // answers once it runs again, and those replies are dropped (the batch is no longer
-            // live). Closing the endpoint instead made UCX 1.13 abort under churn (an endpoint
-            // failing on the other side in the middle of its wire-up), and is needed only for an
-            // endpoint UCX reported failed, which the next connect replaces.
+            // live). Replacing the endpoint instead crashed: in ucp_am_send_nbx when another
+            // thread was sending on it, and inside UCX 1.13's tcp progress and wire-up when
+            // endpoints were replaced often. Only an endpoint UCX reported failed is replaced.
             const auto n = ++impl_->counters.timeouts;
+            impl_->backOff(peer);
             if (n <= 5 || n % 100 == 0) {
                 log().warn(
                     "read from rank {} timed out ({} ops unanswered): backing off for {} ms "
                     "({} timeouts so far)",
                     peer, pending, impl_->options.peer_backoff.count(), n);
             }
-            impl_->backOff(peer);
             out[i] = STRATA_ERROR(StatusCode::kTimeout, "get from rank {} timed out", peer);
         }
     }

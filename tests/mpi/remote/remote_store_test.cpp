@@ -104,9 +104,9 @@ TEST(UcxTransport, EveryRankHearsEveryOtherRankAuthenticated) {
 // Regression (issue 15): a read that timed out closed the endpoint to its peer while another
 // thread was sending on it, and the sender crashed in ucp_am_send_nbx (this test aborted 3 runs of
 // 3 at np3 before the fix). Here every rank times out reads towards its neighbour as fast as it
-// can (deadline now, no back-off) while two threads send control messages to the same neighbour.
-// No rank may crash, no legitimate message may be rejected, and afterwards a read is served
-// bit-exact.
+// can (deadline now, no back-off) while two threads send
+// control messages to the same neighbour. No rank may crash, no legitimate message may be
+// rejected, and afterwards a read is served bit-exact.
 TEST(UcxTransport, TimeoutsWhileOtherThreadsSendNeverCrash) {
     STRATA_SKIP_BELOW_RANKS(2);
     TransportOptions to;

@@ -122,9 +122,11 @@ public:
     Status setHandler(std::uint16_t channel, MessageHandler handler);
     void clearHandler(std::uint16_t channel);
 
-    // Sends an authenticated message (payload copied; completion is asynchronous). kUnavailable
-    // when the peer is backing off or its endpoint is broken and `connect` is false (handlers
-    // replying pass false: they never create endpoints). kInvalidArgument for a bad rank.
+    // Sends an authenticated message (payload copied; completion is asynchronous). With `connect`
+    // (a rank starting an exchange): kUnavailable while the peer backs off; the endpoint is
+    // created when missing. Without (handlers replying): the back-off does not apply, nothing
+    // blocks or connects; kUnavailable when there is no usable endpoint (the progress thread then
+    // makes one). kInvalidArgument for a bad rank.
     Status send(int peer, std::uint16_t channel, std::span<const std::byte> payload,
                 bool connect = true);
 
