@@ -99,6 +99,8 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"remote", c.remote},
         {"remote_timeout_ms", c.remote_timeout_ms},
         {"striped_loads", c.striped_loads},
+        {"round_timeout_s", c.round_timeout_s},
+        {"on_round_timeout", c.on_round_timeout},
     };
 }
 

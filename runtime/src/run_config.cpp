@@ -103,6 +103,13 @@ const std::vector<Field>& fields() {
          "a share over its own PCIe link, an NCCL all-gather completes the pages on every GPU "
          "(auto = on with --backend cuda, NCCL and 2 or more ranks per decision group, each on "
          "its own GPU)"},
+        {"round_timeout_s", &RunConfig::round_timeout_s, "S",
+         "round watchdog: seconds a collective of the decision group (the per-round agreement, "
+         "the digest gather, the barrier) may wait for the other ranks before the ranks that did "
+         "not arrive are named (world rank, grid coordinates, host); 0 waits forever"},
+        {"on_round_timeout", &RunConfig::on_round_timeout, "abort|warn",
+         "round watchdog: abort (stop the job with MPI_Abort, naming the ranks and the round) | "
+         "warn (log a warning naming them every min(5 s, round_timeout_s) and keep waiting)"},
     };
     return kFields;
 }
@@ -442,6 +449,14 @@ Status validateRunConfig(const RunConfig& config) {
     STRATA_RETURN_IF_ERROR(
         checkChoice(config, "striped_loads", config.striped_loads, {"on", "off", "auto"}));
     STRATA_RETURN_IF_ERROR(atLeast(config, "remote_timeout_ms", config.remote_timeout_ms, 1));
+    if (!std::isfinite(config.round_timeout_s) || config.round_timeout_s < 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "round_timeout_s ({} from {}) must be a non-negative number of seconds "
+                            "(0 waits forever)",
+                            config.round_timeout_s, whereOf(config, "round_timeout_s"));
+    }
+    STRATA_RETURN_IF_ERROR(
+        checkChoice(config, "on_round_timeout", config.on_round_timeout, {"abort", "warn"}));
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "warmup_fraction ({} from {}) must be in [0, 1)",

@@ -414,7 +414,13 @@ int run(int argc, char** argv) {
         return 2;
     }
     comm::Grid& grid = *grid_r;
-    auto group_r = comm::MpiDecisionGroup::create(grid);
+    // The round watchdog of every collective of the decision group (validated by loadRunConfig).
+    comm::RoundWatchdogOptions watchdog;
+    watchdog.timeout_s = cfg.round_timeout_s;
+    watchdog.on_timeout = cfg.on_round_timeout == "warn" ? comm::RoundTimeoutAction::kWarn
+                                                         : comm::RoundTimeoutAction::kAbort;
+    if (cfg.round_timeout_s > 0) watchdog.warn_interval_s = std::min(5.0, cfg.round_timeout_s);
+    auto group_r = comm::MpiDecisionGroup::create(grid, watchdog);
     if (!group_r.isOk()) return fail(&ctx, group_r.status());
     comm::MpiDecisionGroup& group = *group_r;
     if (world_rank == 0) {

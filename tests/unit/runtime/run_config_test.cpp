@@ -42,6 +42,8 @@ const char* const kKeys[] = {
     "NO_STORAGE",
     "PREFETCH_POLICY",
     "STRIPED_LOADS",
+    "ROUND_TIMEOUT_S",
+    "ON_ROUND_TIMEOUT",
 };
 
 class RunConfigTest : public ::testing::Test {
@@ -412,6 +414,33 @@ TEST_F(RunConfigTest, StorageDirWithNoStorageIsAParseError) {
     ::unsetenv("STRATA_STORAGE_DIR");
     EXPECT_TRUE(load({"--no-storage"}).isOk());
     EXPECT_TRUE(load({"--storage-dir", "/tmp/d"}).isOk());
+}
+
+// The round watchdog's options (issue 15 item 3): a generous default, the command line, the
+// environment and TOML like every option, and clear errors at parse time.
+TEST_F(RunConfigTest, RoundWatchdogOptions) {
+    auto d = load({});
+    ASSERT_TRUE(d.isOk()) << d.status().toString();
+    EXPECT_EQ(d->round_timeout_s, 120.0);
+    EXPECT_EQ(d->on_round_timeout, "abort");
+    auto cli = load({"--round-timeout-s", "2.5", "--on-round-timeout", "warn"});
+    ASSERT_TRUE(cli.isOk()) << cli.status().toString();
+    EXPECT_EQ(cli->round_timeout_s, 2.5);
+    EXPECT_EQ(cli->on_round_timeout, "warn");
+    ::setenv("STRATA_ROUND_TIMEOUT_S", "0", 1);
+    ::setenv("STRATA_ON_ROUND_TIMEOUT", "warn", 1);
+    auto env = load({});
+    ASSERT_TRUE(env.isOk()) << env.status().toString();
+    EXPECT_EQ(env->round_timeout_s, 0.0);
+    EXPECT_EQ(env->on_round_timeout, "warn");
+    EXPECT_EQ(env->origins.at("on_round_timeout").where, "STRATA_ON_ROUND_TIMEOUT");
+    clearEnv();
+    auto toml = load({"--config", writeToml("w.toml", "round_timeout_s = 30.0\n")});
+    ASSERT_TRUE(toml.isOk()) << toml.status().toString();
+    EXPECT_EQ(toml->round_timeout_s, 30.0);
+    expectError(load({"--round-timeout-s=-1"}), {"round_timeout_s", "non-negative"});
+    expectError(load({"--on-round-timeout", "ignore"}),
+                {"on_round_timeout 'ignore'", "abort, warn"});
 }
 
 }  // namespace

@@ -63,6 +63,11 @@ struct RunConfig {
     // Striped loads of replicated pools over NCCL: on | off | auto (on with the CUDA back end, NCCL
     // and a decision group of 2 or more ranks, each on its own GPU).
     std::string striped_loads = "auto";
+    // Round watchdog: seconds a collective of the decision group may wait for the other ranks (0:
+    // forever), and what happens then: abort (name the ranks, stop the job) | warn (name them
+    // every min(5 s, round_timeout_s) and keep waiting).
+    double round_timeout_s = 120.0;
+    std::string on_round_timeout = "abort";
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;

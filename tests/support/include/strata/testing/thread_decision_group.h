@@ -1,6 +1,9 @@
 // ThreadDecisionGroup: an in-process DecisionGroup for unit tests. N threads of one process each
-// hold one member; agreeMin / gatherDigests / barrier rendezvous on a shared std::barrier-like
-// round, like the MPI collectives would. Ownership: members share the state (shared_ptr).
+// hold one member; agreeMin / gatherDigests / barrier rendezvous like the MPI collectives would,
+// under the same round watchdog (round_watchdog.h) as MpiDecisionGroup: a collective that waits
+// past the timeout names the members that did not arrive ("member 2") and fails with kTimeout
+// (the group is unusable afterwards) or warns every interval and keeps waiting.
+// Ownership: members share the state (shared_ptr).
 // Thread-safety: each member is used by exactly one thread; all members make the same calls.
 #pragma once
 
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "strata/comm/decision_group.h"
+#include "strata/comm/round_watchdog.h"
 
 namespace strata::testing {
 
@@ -17,8 +21,10 @@ class ThreadDecisionGroup final : public comm::DecisionGroup {
 public:
     struct State;
 
-    // Creates `size` >= 1 members; hand member i to thread i.
-    static std::vector<std::unique_ptr<ThreadDecisionGroup>> createGroup(int size);
+    // Creates `size` >= 1 members; hand member i to thread i. `watchdog` applies to every
+    // collective (the default: 120 s, then kTimeout).
+    static std::vector<std::unique_ptr<ThreadDecisionGroup>> createGroup(
+        int size, comm::RoundWatchdogOptions watchdog = {});
 
     int rank() const noexcept override { return rank_; }
     int size() const noexcept override;
