@@ -2,8 +2,10 @@
 # sanitizers, -O1 -g, frame pointers, undefined behaviour fatal (no recovery) and libstdc++'s
 # checked containers (_GLIBCXX_ASSERTIONS). CUDA is off in such a build: nvcc's host code and
 # ASan's shadow memory do not mix. tests/sanitize builds one in <build>/sanitize and runs tests
-# there; the environment those tests need is STRATA_SANITIZE_TEST_ENV.
-set(STRATA_SANITIZE "" CACHE STRING "Build with these sanitizers (e.g. address,undefined); empty: none")
+# there; the environments those tests need are STRATA_SANITIZE_TEST_ENV and
+# STRATA_SANITIZE_MPI_TEST_ENV.
+set(STRATA_SANITIZE "" CACHE STRING
+    "Build with these sanitizers (e.g. address,undefined); empty: none")
 
 # What every process of a sanitizer build runs with (ctest ENVIRONMENT lists). UBSan prints the
 # stack of a finding, and a finding ends the process. UCX installs SIGSEGV/SIGBUS handlers that
