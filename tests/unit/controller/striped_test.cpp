@@ -304,6 +304,10 @@ TEST(StripedLoads, ReplicatedPoolsGoThroughTheLoaderWithIdenticalListsOnEveryRan
     }
 }
 
+// Every row either path loads back is the row that was computed. How many pages each run loads
+// depends on when its backups complete before the next admission (a thread's timing), so the two
+// runs are not compared page for page: that comparison failed under load and AddressSanitizer
+// (18 pages loaded against 27), while every loaded byte was right.
 TEST(StripedLoads, SameBytesAsTheOrdinaryPath) {
     auto plain = runGroup(2, false, 5);
     auto striped = runGroup(2, true, 5);
@@ -313,8 +317,12 @@ TEST(StripedLoads, SameBytesAsTheOrdinaryPath) {
         EXPECT_EQ(plain[i].mismatched_rows, 0u);
         EXPECT_EQ(striped[i].mismatched_rows, 0u);
         EXPECT_EQ(plain[i].stats.striped_pages, 0u);
-        EXPECT_EQ(plain[i].stats.load_pages, striped[i].stats.load_pages);
-        EXPECT_EQ(plain[i].host_hit_tokens, striped[i].host_hit_tokens);
+        EXPECT_GT(plain[i].stats.load_pages, 0u);
+        EXPECT_GT(striped[i].stats.load_pages, 0u);
+        EXPECT_EQ(striped[i].stats.striped_pages, 2 * striped[i].stats.load_pages);
+        // The ranks of one group agree on every load, whatever the timing.
+        EXPECT_EQ(plain[i].stats.load_pages, plain[0].stats.load_pages);
+        EXPECT_EQ(striped[i].stats.load_pages, striped[0].stats.load_pages);
     }
 }
 
