@@ -354,12 +354,6 @@ struct UcxTransport::Impl {
         for (const auto& e : closable) closeEp(e->ep, /*force=*/true, options.close_timeout);
     }
 
-    bool hasUnusedRetired() {
-        std::lock_guard lk(peers_mu);
-        return std::any_of(retired.begin(), retired.end(),
-                           [](const EndpointRef& e) { return e.use_count() == 1; });
-    }
-
     void backOff(int peer) {
         std::lock_guard lk(peers_mu);
         peers[static_cast<std::size_t>(peer)]->backoff_until = Clock::now() + options.peer_backoff;
@@ -713,7 +707,7 @@ struct UcxTransport::Impl {
     void progressLoop() {
         while (!stop.load(std::memory_order_acquire)) {
             connectWanted();
-            if (hasUnusedRetired()) closeRetired();
+            closeRetired();  // those no thread uses any more
             bool any = false;
             while (ucp_worker_progress(worker.get()) != 0) any = true;
             if (any) notify();
