@@ -11,7 +11,7 @@ if ! mount -t tmpfs -o size=3m tmpfs "$dir"; then
     exit 1
 fi
 out="$(mktemp)"
-"$@" --storage-dir "$dir" --requests 60 --report "$dir.json" > "$out" 2>&1 || {
+"$@" --storage-dir "$dir" --requests 60 --device-tokens 8192 --host-tokens 16384 --report "$dir.json" > "$out" 2>&1 || {
     cat "$out"; rm -f "$out" "$dir.json"; exit 1; }
 python3 - "$dir.json" "$out" <<'PY'
 import json, sys
