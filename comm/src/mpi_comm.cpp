@@ -37,6 +37,16 @@ MpiComm MpiComm::world() {
     return std::move(w).value();
 }
 
+Result<MpiComm> MpiComm::fromFortran(std::int64_t handle) {
+    STRATA_CHECK(MpiContext::isActive(), "MpiComm::fromFortran() needs an initialised mpi");
+    const MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(handle));
+    if (comm == MPI_COMM_NULL) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "MPI communicator handle {} is MPI_COMM_NULL", handle);
+    }
+    return MpiCommAccess::adopt(comm, /*owning=*/false);
+}
+
 Result<MpiComm> MpiComm::split(int color, int key) const {
     if (!valid()) return STRATA_ERROR(StatusCode::kFailedPrecondition, "split of a null comm");
     if (color < 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "split color {} < 0", color);

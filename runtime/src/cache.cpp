@@ -199,6 +199,89 @@ Result<std::vector<controller::SlotSpace>> spacesOf(const pools::HybridLayout& l
     return spaces;
 }
 
+// The pools of the options: the engine's declarations, or the preset's.
+Result<pools::HybridLayout> layoutOf(const CacheOptions& options) {
+    const auto tp = static_cast<std::uint32_t>(options.tp_size);
+    if (options.pools.empty()) {
+        return pools::hybridLayout(options.model, options.layers, tp, options.page_size);
+    }
+    std::uint32_t layers = options.layers;
+    if (layers == 0) {
+        for (const PoolDecl& d : options.pools) {
+            if (!d.layers.empty()) layers = std::max(layers, d.layers.back() + 1);
+        }
+    }
+    return pools::declaredLayout(options.model, options.pools, layers, tp, options.page_size);
+}
+
+// The device pool of spec over the memory its declaration gives (the engine's), or allocated
+// when it gives none. `capacity`: index units the pool's slot space needs (token slots, request
+// slots for a state pool); the engine's memory must hold at least that.
+Result<pools::DevicePool> devicePoolOf(const CacheOptions& options, kernels::Backend& backend,
+                                       const pools::PoolSpec& spec, std::size_t capacity) {
+    const std::uint32_t P = options.page_size;
+    const PoolDecl* decl = nullptr;
+    for (const PoolDecl& d : options.pools) {
+        if (d.name == spec.name) decl = &d;
+    }
+    if (decl == nullptr || (decl->memory.base == nullptr && decl->memory.layer_ptrs.empty())) {
+        return pools::DevicePool::create(backend, spec, capacity, P);
+    }
+    const DeviceMemory& m = decl->memory;
+    auto bad = [&](std::string what) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "pool '{}' (engine memory): {}",
+                            spec.name, what);
+    };
+    const std::size_t slot_stride = m.slot_stride == 0 ? spec.row_bytes : m.slot_stride;
+    if (slot_stride != spec.row_bytes) {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "pool '{}' (engine memory): slot stride {} differs from the row's {} "
+                            "bytes; the copy kernels need a layer's rows contiguous (a padded "
+                            "row can be declared as a row of {} bytes)",
+                            spec.name, slot_stride, spec.row_bytes, slot_stride);
+    }
+    const std::size_t rows_needed = (capacity + spec.tokens_per_row - 1) / spec.tokens_per_row;
+    if (m.rows < rows_needed) {
+        return bad(
+            fmt::format("its memory holds {} rows; the cache needs {} (device tokens or "
+                        "state slots divided by tokens per row)",
+                        m.rows, rows_needed));
+    }
+    const std::size_t count = std::size_t{spec.num_buffers} * spec.num_layers;
+    std::vector<std::byte*> ptrs;
+    if (!m.layer_ptrs.empty()) {
+        if (m.base != nullptr) return bad("give base or layer_ptrs, not both");
+        if (m.layer_ptrs.size() != count) {
+            return bad(fmt::format("{} layer pointers for {} buffers x {} layers",
+                                   m.layer_ptrs.size(), spec.num_buffers, spec.num_layers));
+        }
+        for (void* p : m.layer_ptrs) {
+            if (p == nullptr) return bad("a layer pointer is null");
+            ptrs.push_back(static_cast<std::byte*>(p));
+        }
+    } else {
+        const std::size_t layer_stride =
+            m.layer_stride == 0 ? m.rows * slot_stride : m.layer_stride;
+        const std::size_t buffer_stride =
+            m.buffer_stride == 0 ? spec.num_layers * layer_stride : m.buffer_stride;
+        if (layer_stride < m.rows * slot_stride) {
+            return bad(fmt::format("layer stride {} is below the {} bytes of a layer's rows",
+                                   layer_stride, m.rows * slot_stride));
+        }
+        if (spec.num_buffers > 1 && buffer_stride < m.rows * slot_stride) {
+            return bad(fmt::format("buffer stride {} is below the {} bytes of a layer's rows",
+                                   buffer_stride, m.rows * slot_stride));
+        }
+        auto* base = static_cast<std::byte*>(m.base);
+        for (std::uint32_t b = 0; b < spec.num_buffers; ++b) {
+            for (std::uint32_t l = 0; l < spec.num_layers; ++l) {
+                ptrs.push_back(base + b * buffer_stride + l * layer_stride);
+            }
+        }
+    }
+    return pools::DevicePool::adopt(backend.kind(), spec, ptrs, capacity, P);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
@@ -212,16 +295,13 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     if (options.page_size == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "page size is 0");
     }
-    STRATA_ASSIGN_OR_RETURN(const pools::ModelPreset* preset,
-                            pools::findModelPreset(options.model));
-    STRATA_ASSIGN_OR_RETURN(
-        cache->layout_,
-        pools::hybridLayout(options.model, options.layers,
-                            static_cast<std::uint32_t>(options.tp_size), options.page_size));
+    STRATA_ASSIGN_OR_RETURN(cache->layout_, layoutOf(options));
     const pools::HybridLayout& layout = cache->layout_;
     std::vector<std::uint32_t> layout_space;  // per layout pool, logical anchor included
     STRATA_ASSIGN_OR_RETURN(cache->spaces_, spacesOf(layout, &layout_space));
-    if (preset->isHybrid() && options.pipeline) {
+    const bool hybrid =
+        cache->spaces_.size() > 1 || layout.pools.front().spec.kind == pools::PoolKind::kLogical;
+    if (hybrid && options.pipeline) {
         // A stage's layout would start at its first layer, in the middle of the layer pattern.
         return STRATA_ERROR(StatusCode::kNotSupported,
                             "model '{}' is a hybrid model: pipeline stages (pp > 1) are not "
@@ -267,6 +347,7 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         signature += fmt::format(";{}:{}:{}x{}", s.name, pools::poolKindName(s.kind), s.num_buffers,
                                  s.row_bytes);
         if (s.tokens_per_row > 1) signature += fmt::format("/{}", s.tokens_per_row);
+        if (!s.dtype.empty()) signature += fmt::format(":{}", s.dtype);
         if (s.kind == pools::PoolKind::kLogical) continue;
         const std::size_t page_bytes = s.geometry(P).bytesPerPage();
         if (s.kind == pools::PoolKind::kMamba) {
@@ -290,9 +371,8 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
         const pools::PoolSpec& s = cache->specs_[i];
         const bool state = cache->spaces_[cache->pool_space_[i]].request_state;
-        STRATA_ASSIGN_OR_RETURN(
-            auto dev, pools::DevicePool::create(*cache->backend_, s,
-                                                state ? state_slots : options.device_tokens, P));
+        const std::size_t capacity = state ? state_slots : options.device_tokens;
+        STRATA_ASSIGN_OR_RETURN(auto dev, devicePoolOf(options, *cache->backend_, s, capacity));
         STRATA_ASSIGN_OR_RETURN(
             auto host,
             pools::HostPool::create(*cache->backend_, s, state ? host_state_slots : host_tokens, P,

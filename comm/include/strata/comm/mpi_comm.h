@@ -18,6 +18,11 @@ public:
     // MPI_COMM_WORLD, borrowed. MPI must be active (a bug otherwise: core::fatal).
     static MpiComm world();
 
+    // An engine's communicator given as its Fortran handle (MPI_Comm_c2f; mpi4py's py2f()),
+    // borrowed: the engine keeps it alive and frees it. kInvalidArgument for a handle that is
+    // MPI_COMM_NULL or not a communicator (MPI reports it).
+    static Result<MpiComm> fromFortran(std::int64_t handle);
+
     // MPI_Comm_split: collective over this communicator; color >= 0. The result is owning.
     // Fails (and logs) with the MPI error text.
     Result<MpiComm> split(int color, int key) const;

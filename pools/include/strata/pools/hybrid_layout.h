@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "strata/core/status.h"
+#include "strata/pool_decl.h"
 #include "strata/pools/pool_spec.h"
 
 namespace strata::pools {
@@ -39,14 +40,28 @@ struct HybridLayout {
     const HybridPool* find(std::string_view name) const noexcept;
 };
 
+// The layout of pools an engine declares (pool_decl.h) for a model of model_layers layers on one
+// rank of a TP group of tp_size, with pages of page_size tokens: each declaration checked on its
+// own and against those before it (the first is the kv anchor; a sidecar follows the pool whose
+// indices it takes). kInvalidArgument names the model, the pool and the field.
+Result<HybridLayout> declaredLayout(std::string_view model, std::span<const PoolDecl> decls,
+                                    std::uint32_t model_layers, std::uint32_t tp_size,
+                                    std::uint32_t page_size);
+
+// The pools of preset `preset_name` as an engine would declare them (no device memory: Strata
+// allocates), on one rank of a TP group of tp_size, over its first `layers` layers (0: all).
+// kNotFound: unknown preset; kInvalidArgument as hybridLayout.
+Result<std::vector<PoolDecl>> presetPools(std::string_view preset_name, std::uint32_t layers,
+                                          std::uint32_t tp_size);
+
 // The pools of `preset_name` on one rank of a TP group of tp_size, over its first `layers` layers
-// (0: all), for pages of page_size tokens. Every preset has one: a non-hybrid model gives its
-// per-token pools (kv anchor, indexer sidecar). Sharding: GQA/SWA heads split across TP (each rank
-// holds one head, replicated, when TP is a multiple of the head count); Mamba conv channels and
-// state heads split; MLA, indexer, compressed and state rows replicated.
-// kNotFound: unknown preset. kInvalidArgument names the problem: tp 0 or not dividing heads,
-// layers above the model's, a pool left without layers by `layers`, a page size of 0 or one that
-// a compression ratio does not divide.
+// (0: all), for pages of page_size tokens: declaredLayout(presetPools(...)). Every preset has one:
+// a non-hybrid model gives its per-token pools (kv anchor, indexer sidecar). Sharding: GQA/SWA
+// heads split across TP (each rank holds one head, replicated, when TP is a multiple of the head
+// count); Mamba conv channels and state heads split; MLA, indexer, compressed and state rows
+// replicated. kNotFound: unknown preset. kInvalidArgument names the problem: tp 0 or not dividing
+// heads, layers above the model's, a pool left without layers by `layers`, a page size of 0 or one
+// that a compression ratio does not divide.
 Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t layers,
                                   std::uint32_t tp_size, std::uint32_t page_size);
 

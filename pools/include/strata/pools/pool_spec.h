@@ -62,6 +62,8 @@ struct PoolSpec {
     std::uint32_t tokens_per_row = 1;
     // kMamba: bytes of the conv state at the start of each row; the temporal state follows.
     std::size_t conv_state_bytes = 0;
+    // The engine's dtype tag (PoolDecl::dtype), part of the cache's namespace; empty for presets.
+    std::string dtype = {};
 
     // Index units per page: page_size tokens, or one request slot for kMamba.
     std::uint32_t unitsPerPage(std::uint32_t page_size) const noexcept {

@@ -20,6 +20,7 @@
 #include "strata/core/page_key.h"
 #include "strata/core/status.h"
 #include "strata/kernels/backend.h"
+#include "strata/pool_decl.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
 #include "strata/pools/hybrid_layout.h"
@@ -45,8 +46,14 @@ enum class StripedLoads : std::uint8_t { kOff, kOn, kAuto };
 Result<StripedLoads> parseStripedLoads(std::string_view name);
 
 struct CacheOptions {
-    std::string model = "llama3-8b";  // a preset of pools::modelPresets()
-    std::uint32_t layers = 0;         // 0: the model's own layer count
+    // A preset of pools::modelPresets() when `pools` is empty; otherwise the model's name (part
+    // of the cache's namespace) for the pools the engine declares.
+    std::string model = "llama3-8b";
+    // The engine's own pools (pool_decl.h), over its memory or memory Strata allocates; empty:
+    // the preset's. With declared pools, `layers` is the model's layer count (0: one more than the
+    // highest layer a pool declares).
+    std::vector<PoolDecl> pools;
+    std::uint32_t layers = 0;  // 0: the model's own layer count
     std::uint32_t page_size = 64;
     std::size_t device_tokens = 32768;
     // Device slots of a per-request state space (Mamba): one working slot per admitted request
