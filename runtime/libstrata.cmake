@@ -20,7 +20,10 @@ target_include_directories(strata INTERFACE
   $<BUILD_INTERFACE:${CMAKE_BINARY_DIR}/generated>
   $<INSTALL_INTERFACE:include>)
 target_compile_features(strata INTERFACE cxx_std_20)
-target_link_options(strata PRIVATE LINKER:--no-undefined)
+# libstrata.map: only strata::* and strata_* are exported, whatever else is linked in.
+target_link_options(strata PRIVATE LINKER:--no-undefined
+                    LINKER:--version-script=${CMAKE_CURRENT_SOURCE_DIR}/libstrata.map)
+set_property(TARGET strata APPEND PROPERTY LINK_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/libstrata.map)
 set_target_properties(strata PROPERTIES
   OUTPUT_NAME strata
   VERSION ${PROJECT_VERSION}

@@ -25,10 +25,12 @@ soname=$(readelf -d "$p/lib/libstrata.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p'
 [[ $soname =~ ^libstrata\.so\.[0-9]+$ ]] || fail "soname is '$soname', not libstrata.so.<major>"
 [ -e "$p/lib/$soname" ] || fail "no $soname link"
 
-# Exported functions: Strata's public namespace only, never an internal one.
-exported=$(nm -D --defined-only -C "$p/lib/libstrata.so" | awk '$2 == "T" { $1 = ""; $2 = ""; print }')
+# Exported symbols (functions, data, typeinfo): Strata's public namespace only, never an internal
+# one, nor anything else linked in (libstdc++ instances, a static CUDA runtime).
+exported=$(nm -D --defined-only -C "$p/lib/libstrata.so" | awk '$2 != "A" { $1 = ""; $2 = ""; print }' |
+    sed 's/^ *//; s/^\(typeinfo name for\|typeinfo for\|vtable for\) //')
 [ -n "$exported" ] || fail "libstrata exports no function"
-bad=$(grep -v '^ *strata::' <<< "$exported" || true)
+bad=$(grep -Ev '^ *(strata::|strata_)' <<< "$exported" || true)
 [ -z "$bad" ] || fail "exported outside namespace strata: $(head -5 <<< "$bad")"
 bad=$(grep -E '^ *strata::(core|kernels|pools|io|comm|controller|runtime|app)::' <<< "$exported" || true)
 [ -z "$bad" ] || fail "internal symbols exported: $(head -5 <<< "$bad")"
@@ -63,4 +65,4 @@ flags=$(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags --libs strata)
 c++ -std=c++20 -O1 "$source/tests/install/consumer/main.cpp" -o "$work/consumer-pc" $flags \
     -Wl,-rpath,"$p/lib" || fail "pkg-config build failed (flags: $flags)"
 "$work/consumer-pc"
-echo "install_consumer: ok ($soname, $(wc -l <<< "$exported") exported functions)"
+echo "install_consumer: ok ($soname, $(wc -l <<< "$exported") exported symbols)"
