@@ -6,50 +6,6 @@
 
 namespace strata::pools {
 
-std::string_view poolKindName(PoolKind kind) noexcept {
-    switch (kind) {
-        case PoolKind::kMha:
-            return "mha";
-        case PoolKind::kMla:
-            return "mla";
-        case PoolKind::kIndexer:
-            return "indexer";
-        case PoolKind::kSwa:
-            return "swa";
-        case PoolKind::kMamba:
-            return "mamba";
-        case PoolKind::kCompressed:
-            return "compressed";
-        case PoolKind::kCompressedState:
-            return "compressed_state";
-        case PoolKind::kLogical:
-            return "logical";
-    }
-    return "unknown";
-}
-
-std::string_view poolRoleName(PoolRole role) noexcept {
-    switch (role) {
-        case PoolRole::kAnchor:
-            return "anchor";
-        case PoolRole::kSidecar:
-            return "sidecar";
-        case PoolRole::kIndependent:
-            return "independent";
-    }
-    return "unknown";
-}
-
-std::string_view hitPolicyName(HitPolicy policy) noexcept {
-    switch (policy) {
-        case HitPolicy::kAllPages:
-            return "all_pages";
-        case HitPolicy::kTrailingPages:
-            return "trailing_pages";
-    }
-    return "unknown";
-}
-
 Status PoolSpec::validate(std::uint32_t page_size) const {
     if (kind == PoolKind::kLogical) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,

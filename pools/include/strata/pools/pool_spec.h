@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "strata/core/enum_names.h"
 #include "strata/core/status.h"
 #include "strata/kernels/transfer.h"
 
@@ -34,7 +35,18 @@ enum class PoolKind : std::uint8_t {
     // A slot space with no bytes: the anchor whose indices the compressed pools use.
     kLogical,
 };
-std::string_view poolKindName(PoolKind kind) noexcept;
+inline constexpr core::EnumNames<PoolKind, 8> kPoolKindNames{
+    "pool kind",
+    {{{PoolKind::kMha, "mha"},
+      {PoolKind::kMla, "mla"},
+      {PoolKind::kIndexer, "indexer"},
+      {PoolKind::kSwa, "swa"},
+      {PoolKind::kMamba, "mamba"},
+      {PoolKind::kCompressed, "compressed"},
+      {PoolKind::kCompressedState, "compressed_state"},
+      {PoolKind::kLogical, "logical"}}}};
+constexpr const auto& enumNames(PoolKind) noexcept { return kPoolKindNames; }
+constexpr std::string_view poolKindName(PoolKind kind) noexcept { return core::enumName(kind); }
 
 // The role of a pool in a HostPoolGroup (see host_pool_group.h).
 enum class PoolRole : std::uint8_t {
@@ -42,14 +54,26 @@ enum class PoolRole : std::uint8_t {
     kSidecar,      // takes its indices from another entry (KV or SWA), with a ratio if compressed
     kIndependent,  // allocates its own slots (SWA window, Mamba state)
 };
-std::string_view poolRoleName(PoolRole role) noexcept;
+inline constexpr core::EnumNames<PoolRole, 3> kPoolRoleNames{
+    "pool role",
+    {{{PoolRole::kAnchor, "anchor"},
+      {PoolRole::kSidecar, "sidecar"},
+      {PoolRole::kIndependent, "independent"}}}};
+constexpr const auto& enumNames(PoolRole) noexcept { return kPoolRoleNames; }
+constexpr std::string_view poolRoleName(PoolRole role) noexcept { return core::enumName(role); }
 
 // Which pages of a prefix a pool must hold for the prefix to be usable.
 enum class HitPolicy : std::uint8_t {
     kAllPages,       // every page of the prefix (KV, indexer, compressed)
     kTrailingPages,  // only the last N pages (SWA window; Mamba state at a node boundary: N = 1)
 };
-std::string_view hitPolicyName(HitPolicy policy) noexcept;
+inline constexpr core::EnumNames<HitPolicy, 2> kHitPolicyNames{
+    "hit policy",
+    {{{HitPolicy::kAllPages, "all_pages"}, {HitPolicy::kTrailingPages, "trailing_pages"}}}};
+constexpr const auto& enumNames(HitPolicy) noexcept { return kHitPolicyNames; }
+constexpr std::string_view hitPolicyName(HitPolicy policy) noexcept {
+    return core::enumName(policy);
+}
 
 struct PoolSpec {
     std::string name;  // "kv"
