@@ -149,7 +149,8 @@ struct ModelPreset {
     std::size_t compressed_state_row_bytes = 0;          // c4_state, per token of the window
     std::size_t compressed_indexer_state_row_bytes = 0;  // c4_indexer_state
 
-    // True when the model has pools other than the per-token ones poolsForModel returns.
+    // True when the model has pools other than per-token pools on the KV slots (kv, indexer):
+    // pools with slot indices of their own (SWA, Mamba state) or a logical anchor.
     bool isHybrid() const noexcept {
         return layer_pattern.find_first_not_of('F') != std::string::npos || logical_anchor;
     }
@@ -159,13 +160,5 @@ struct ModelPreset {
 const std::vector<ModelPreset>& modelPresets();
 // The preset named `name`; kNotFound lists the known ones.
 Result<const ModelPreset*> findModelPreset(std::string_view name);
-
-// The pools of `preset_name` on one rank of a TP group of tp_size, with layers overridden by
-// `layers` when non-zero: the main KV pool ("kv") first, then its per-token sidecars ("indexer").
-// kNotFound lists the known presets; kInvalidArgument when kv heads are not divisible by tp_size or
-// layers exceed the model's; kNotSupported for a hybrid model (SWA, Mamba, compressed pools with
-// indices of their own), naming those pools: use hybridLayout() (hybrid_layout.h) for them.
-Result<std::vector<PoolSpec>> poolsForModel(std::string_view preset_name, std::uint32_t layers,
-                                            std::uint32_t tp_size);
 
 }  // namespace strata::pools
