@@ -16,17 +16,6 @@ RoundWatchdog::Clock::duration seconds(double s) {
 
 }  // namespace
 
-std::string_view roundTimeoutActionName(RoundTimeoutAction action) noexcept {
-    return action == RoundTimeoutAction::kWarn ? "warn" : "abort";
-}
-
-Result<RoundTimeoutAction> parseRoundTimeoutAction(std::string_view text) {
-    if (text == "abort") return RoundTimeoutAction::kAbort;
-    if (text == "warn") return RoundTimeoutAction::kWarn;
-    return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "round timeout action '{}' must be one of abort, warn", text);
-}
-
 Status validateRoundWatchdogOptions(const RoundWatchdogOptions& options) {
     if (!std::isfinite(options.timeout_s) || options.timeout_s < 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,

@@ -14,38 +14,6 @@
 #include "strata/core/log.h"
 
 namespace strata::controller {
-std::string_view writePolicyName(WritePolicy p) noexcept {
-    switch (p) {
-        case WritePolicy::kWriteThrough:
-            return "write_through";
-        case WritePolicy::kWriteThroughSelective:
-            return "write_through_selective";
-        case WritePolicy::kWriteBack:
-            return "write_back";
-    }
-    return "unknown";
-}
-
-Result<WritePolicy> parseWritePolicy(std::string_view name) {
-    for (auto p : {WritePolicy::kWriteThrough, WritePolicy::kWriteThroughSelective,
-                   WritePolicy::kWriteBack}) {
-        if (writePolicyName(p) == name) return p;
-    }
-    return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "unknown write policy '{}' (expected write_through, "
-                        "write_through_selective or write_back)",
-                        name);
-}
-
-Result<EvictionPolicy> parseEvictionPolicy(std::string_view name) {
-    if (name == "lru") return EvictionPolicy::kLru;
-    if (name == "lfu") return EvictionPolicy::kLfu;
-    if (name == "priority") return EvictionPolicy::kPriority;
-    if (name == "opt") return EvictionPolicy::kOptimal;
-    return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "unknown eviction policy '{}' (expected lru, lfu, priority or opt)", name);
-}
-
 Result<std::unique_ptr<CacheController>> CacheController::create(const ControllerConfig& config,
                                                                  kernels::Backend& backend,
                                                                  std::vector<PoolPair> pools,

@@ -14,29 +14,6 @@
 
 namespace strata::controller {
 
-std::string_view prefetchPolicyName(PrefetchPolicy p) noexcept {
-    switch (p) {
-        case PrefetchPolicy::kBestEffort:
-            return "best_effort";
-        case PrefetchPolicy::kWaitComplete:
-            return "wait_complete";
-        case PrefetchPolicy::kTimeout:
-            return "timeout";
-    }
-    return "unknown";
-}
-
-Result<PrefetchPolicy> parsePrefetchPolicy(std::string_view name) {
-    for (auto p :
-         {PrefetchPolicy::kBestEffort, PrefetchPolicy::kWaitComplete, PrefetchPolicy::kTimeout}) {
-        if (prefetchPolicyName(p) == name) return p;
-    }
-    return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "unknown prefetch policy '{}' (expected best_effort, wait_complete or "
-                        "timeout)",
-                        name);
-}
-
 bool CacheController::writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept {
     // Exactly one rank of the decision group writes each page of a pool: for a replicated pool one
     // of all TP x CP ranks, for a TP-sharded pool one of the CP ranks holding that shard.

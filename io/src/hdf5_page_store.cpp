@@ -418,7 +418,7 @@ struct Hdf5PageStore::Impl {
         Status st;
         if (seg.header.order == dst.order()) {
             st = dst.read(h.pages.get(), h.file_space.get(), loc.slot, host_page);
-            if (st.isOk()) sum = dst.checksum(host_page);
+            if (st.isOk()) sum = pools::pageChecksum(dst.pool(), host_page);
         } else {
             // Written from a host layout of the other page order (another job's choice): read the
             // file page whole, verify it, then permute its rows into this pool.
@@ -434,7 +434,7 @@ struct Hdf5PageStore::Impl {
                 st = STRATA_ERROR(StatusCode::kIoError, "reading slot {}: {}", loc.slot,
                                   hdf5ErrorText());
             } else {
-                sum = checksumFileOrder(dst.geometry(), staging.data());
+                sum = pools::pageBytesChecksum(dst.geometry(), staging.data());
             }
         }
         if (!st.isOk()) {

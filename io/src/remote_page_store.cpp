@@ -9,7 +9,6 @@
 
 #include "strata/comm/mpi_comm.h"
 #include "strata/comm/ucx/transport.h"
-#include "strata/core/hash.h"
 #include "strata/core/log.h"
 
 namespace strata::io {
@@ -95,14 +94,6 @@ std::vector<Block> pageBlocks(const kernels::PoolGeometry& g, kernels::HostLayou
         }
     }
     return blocks;
-}
-
-std::uint64_t pageChecksum(const pools::HostPool& pool, std::uint32_t page) {
-    std::uint64_t sum = 0x5EED;
-    for (const Block& b : pageBlocks(pool.geometry(), pool.layout(), pool.capacityTokens(), page)) {
-        sum = core::foldDigest(sum, core::checksum64(pool.data() + b.offset, b.bytes));
-    }
-    return sum;
 }
 
 }  // namespace
@@ -394,7 +385,7 @@ Status RemotePageStore::publish(std::span<const PageKey> keys,
     }
     std::map<int, std::vector<PublishEntry>> by_owner;
     for (std::size_t i = 0; i < keys.size(); ++i) {
-        const std::uint64_t sum = pageChecksum(*s.pool, host_pages[i]);
+        const std::uint64_t sum = pools::pageChecksum(*s.pool, host_pages[i]);
         const int owner = s.ownerOf(keys[i]);
         std::lock_guard lk(s.mu);
         s.published[keys[i]] = {host_pages[i], sum};
@@ -500,7 +491,7 @@ Result<std::size_t> RemotePageStore::get(std::span<const PageKey> keys, const po
     while (served < run) {
         const auto& f = found[served];
         if (!peer_ok[f.holder]) break;
-        if (pageChecksum(pool, host_pages[served]) != f.checksum) {
+        if (pools::pageChecksum(pool, host_pages[served]) != f.checksum) {
             // Expected under churn (overwritten or torn slots): log the first few, then every
             // 1000th.
             const auto n = ++s.counters.checksum_failures;

@@ -127,18 +127,6 @@ std::optional<SegmentName> parseSegmentName(std::string_view name) {
     return out;
 }
 
-void PageChecksum::add(const std::byte* block, std::size_t bytes) noexcept {
-    digest_ = core::foldDigest(digest_, core::checksum64(block, bytes));
-}
-
-std::uint64_t checksumFileOrder(const kernels::PoolGeometry& g, const std::byte* page) noexcept {
-    const std::size_t block = std::size_t{g.page_size} * g.row_bytes;
-    const std::size_t blocks = std::size_t{g.num_buffers} * g.num_layers;
-    PageChecksum sum;
-    for (std::size_t k = 0; k < blocks; ++k) sum.add(page + k * block, block);
-    return sum.value();
-}
-
 // ---- PoolPages ----
 
 Result<PoolPages> PoolPages::create(const pools::HostPool& pool) {
@@ -168,23 +156,6 @@ SegmentHeader PoolPages::header(int writer_id) const noexcept {
     h.page_size = geometry_.page_size;
     h.writer_id = static_cast<std::uint64_t>(writer_id);
     return h;
-}
-
-std::uint64_t PoolPages::checksum(std::uint32_t page) const noexcept {
-    if (view_.layout != kernels::HostLayout::kLayerFirst) {
-        return checksumFileOrder(geometry_, pool_->pageBlob(page).data());
-    }
-    // layer_first: the page is one block of page_size rows per (buffer, layer), in plane order.
-    const std::size_t block = std::size_t{geometry_.page_size} * geometry_.row_bytes;
-    const std::size_t first_token = std::size_t{page} * geometry_.page_size;
-    PageChecksum sum;
-    for (std::uint32_t b = 0; b < geometry_.num_buffers; ++b) {
-        for (std::uint32_t l = 0; l < geometry_.num_layers; ++l) {
-            sum.add(view_.base + kernels::hostRowOffset(geometry_, view_, b, l, first_token),
-                    block);
-        }
-    }
-    return sum.value();
 }
 
 Status PoolPages::selectPage(std::uint32_t page) const {
@@ -608,7 +579,7 @@ Status SegmentWriter::append(std::span<const core::PageKey> keys, const PoolPage
     for (hsize_t i = 0; i < n; ++i) {
         // Checksum right before the write: the page is read from memory once and then written
         // from the cache.
-        checksums[i] = sealChecksum(header_, source.checksum(host_pages[i]));
+        checksums[i] = sealChecksum(header_, pools::pageChecksum(source.pool(), host_pages[i]));
         Status st = source.write(pages, used_ + i, host_pages[i]);
         if (!st.isOk()) return st.withContext(path_);
         // Start write-back of what is written so far every kKickPages pages (no waiting): the

@@ -60,8 +60,8 @@ struct SegmentHeader {
 };
 
 std::uint64_t poolSignatureHash(std::string_view pool_signature) noexcept;
-// The checksum stored for a page whose bytes (file order) have checksum `content` in a segment
-// of header `header`: a page verified under another layout fails.
+// The checksum stored for a page whose bytes have checksum `content` (pools::pageChecksum) in a
+// segment of header `header`: a page verified under another layout fails.
 std::uint64_t sealChecksum(const SegmentHeader& header, std::uint64_t content) noexcept;
 
 // ---- names: seg-w<writer>-<ns hex>-<host hash hex>-<pid>-<counter>.h5[.tmp] ----
@@ -76,19 +76,6 @@ std::string newSegmentName(int writer_id);
 std::optional<SegmentName> parseSegmentName(std::string_view file_name);
 std::uint32_t thisHostHash();
 
-// Checksum of one page in file byte order: XXH3-64 of each of the num_buffers * num_layers
-// consecutive blocks of page_size * row_bytes bytes, folded in order with core::foldDigest.
-// The same function serves set (from pool memory) and get (from pool memory or a staging copy).
-class PageChecksum {
-public:
-    void add(const std::byte* block, std::size_t bytes) noexcept;
-    std::uint64_t value() const noexcept { return digest_; }
-
-private:
-    std::uint64_t digest_ = 0;
-};
-std::uint64_t checksumFileOrder(const kernels::PoolGeometry& g, const std::byte* page) noexcept;
-
 // Moves whole pages between one host pool and a `pages` dataset, in the pool's own page order.
 // Borrows the pool (must outlive this object).
 class PoolPages {
@@ -98,8 +85,7 @@ public:
     PageOrder order() const noexcept { return order_; }
     const kernels::PoolGeometry& geometry() const noexcept { return geometry_; }
     SegmentHeader header(int writer_id) const noexcept;
-    // Checksum of host page `page`'s bytes in file order (before sealChecksum).
-    std::uint64_t checksum(std::uint32_t page) const noexcept;
+    const pools::HostPool& pool() const noexcept { return *pool_; }
     // Writes host page `page` to row `slot` of `pages` (direct chunk write for contiguous pages).
     Status write(hid_t pages, std::uint64_t slot, std::uint32_t page) const;
     // Reads row `slot` of `pages` (file dataspace `file_space`) into host page `page`.

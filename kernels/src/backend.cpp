@@ -10,32 +10,6 @@
 
 namespace strata::kernels {
 
-std::string_view backendKindName(BackendKind kind) noexcept {
-    switch (kind) {
-        case BackendKind::kCpu:
-            return "cpu";
-        case BackendKind::kCuda:
-            return "cuda";
-    }
-    return "unknown";
-}
-
-std::string_view copyPathName(CopyPath path) noexcept {
-    switch (path) {
-        case CopyPath::kAuto:
-            return "auto";
-        case CopyPath::kKernelWarp:
-            return "kernel_warp";
-        case CopyPath::kKernelBulk:
-            return "kernel_bulk";
-        case CopyPath::kCopyEngine:
-            return "copy_engine";
-        case CopyPath::kStaged:
-            return "staged";
-    }
-    return "unknown";
-}
-
 Result<std::vector<EventPtr>> enqueueLayerByLayer(Stream& stream, const CopyJob& job) {
     STRATA_RETURN_IF_ERROR(validateCopy(job.geometry, job.device, job.host, job.pages,
                                         job.layer_begin, job.layer_end));

@@ -7,29 +7,6 @@
 
 namespace strata::kernels {
 
-std::string_view hostLayoutName(HostLayout layout) noexcept {
-    switch (layout) {
-        case HostLayout::kLayerFirst:
-            return "layer_first";
-        case HostLayout::kPageFirst:
-            return "page_first";
-        case HostLayout::kPageFirstDirect:
-            return "page_first_direct";
-    }
-    return "unknown";
-}
-
-Result<HostLayout> parseHostLayout(std::string_view name) {
-    for (HostLayout layout :
-         {HostLayout::kLayerFirst, HostLayout::kPageFirst, HostLayout::kPageFirstDirect}) {
-        if (name == hostLayoutName(layout)) return layout;
-    }
-    return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "unknown host layout '{}' (expected layer_first, page_first or "
-                        "page_first_direct)",
-                        name);
-}
-
 Status PoolGeometry::validate() const {
     if (num_layers == 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "num_layers is 0");
     if (num_buffers == 0) return STRATA_ERROR(StatusCode::kInvalidArgument, "num_buffers is 0");

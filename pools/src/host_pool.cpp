@@ -5,6 +5,8 @@
 #include <cmath>
 #include <string>
 
+#include "strata/core/hash.h"
+
 namespace strata::pools {
 
 Result<std::size_t> hostCapacityTokens(const HostPoolSizing& sizing, std::size_t device_tokens,
@@ -90,6 +92,36 @@ std::span<std::byte> HostPool::pageBlob(std::uint32_t page) const noexcept {
     // Both page-first layouts keep a page's rows [p * R, (p + 1) * R) in one contiguous blob.
     const std::size_t page_bytes = geometry().bytesPerPage();
     return {memory_.data() + std::size_t{page} * page_bytes, page_bytes};
+}
+
+std::uint64_t pageBytesChecksum(const kernels::PoolGeometry& geometry,
+                                const std::byte* page) noexcept {
+    const std::size_t block = std::size_t{geometry.page_size} * geometry.row_bytes;
+    const std::size_t blocks = std::size_t{geometry.num_buffers} * geometry.num_layers;
+    std::uint64_t digest = 0;
+    for (std::size_t k = 0; k < blocks; ++k) {
+        digest = core::foldDigest(digest, core::checksum64(page + k * block, block));
+    }
+    return digest;
+}
+
+std::uint64_t pageChecksum(const HostPool& pool, std::uint32_t page) noexcept {
+    const kernels::PoolGeometry g = pool.geometry();
+    if (pool.layout() != kernels::HostLayout::kLayerFirst) {
+        return pageBytesChecksum(g, pool.pageBlob(page).data());
+    }
+    // layer_first: one block of page_size rows per (buffer, layer), planes in plane order.
+    const kernels::HostView view = pool.view();
+    const std::size_t block = std::size_t{g.page_size} * g.row_bytes;
+    const std::size_t first_token = std::size_t{page} * g.page_size;
+    std::uint64_t digest = 0;
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+            const std::byte* rows = view.base + kernels::hostRowOffset(g, view, b, l, first_token);
+            digest = core::foldDigest(digest, core::checksum64(rows, block));
+        }
+    }
+    return digest;
 }
 
 }  // namespace strata::pools

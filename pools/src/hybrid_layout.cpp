@@ -174,25 +174,6 @@ const HybridPool* HybridLayout::find(std::string_view name) const noexcept {
     return nullptr;
 }
 
-std::vector<std::string> hybridOnlyPoolNames(const ModelPreset& preset) {
-    std::vector<std::string> out;
-    if (preset.logical_anchor) out.emplace_back("kv (logical anchor)");
-    if (hasKind(preset, 'S') || preset.logical_anchor) out.emplace_back("swa");
-    if (hasKind(preset, 'M')) out.emplace_back("mamba");
-    if (hasKind(preset, 'C')) {
-        out.emplace_back("c4");
-        if (preset.compressed_indexer_row_bytes > 0) out.emplace_back("c4_indexer");
-    }
-    if (hasKind(preset, 'H')) out.emplace_back("c128");
-    if (hasKind(preset, 'C') && preset.compressed_state_row_bytes > 0) {
-        out.emplace_back("c4_state");
-    }
-    if (hasKind(preset, 'C') && preset.compressed_indexer_state_row_bytes > 0) {
-        out.emplace_back("c4_indexer_state");
-    }
-    return out;
-}
-
 Result<HybridLayout> declaredLayout(std::string_view model, std::span<const PoolDecl> decls,
                                     std::uint32_t model_layers, std::uint32_t tp_size,
                                     std::uint32_t page_size) {

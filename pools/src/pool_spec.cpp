@@ -2,53 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "strata/pools/hybrid_layout.h"
-
 namespace strata::pools {
-
-std::string_view poolKindName(PoolKind kind) noexcept {
-    switch (kind) {
-        case PoolKind::kMha:
-            return "mha";
-        case PoolKind::kMla:
-            return "mla";
-        case PoolKind::kIndexer:
-            return "indexer";
-        case PoolKind::kSwa:
-            return "swa";
-        case PoolKind::kMamba:
-            return "mamba";
-        case PoolKind::kCompressed:
-            return "compressed";
-        case PoolKind::kCompressedState:
-            return "compressed_state";
-        case PoolKind::kLogical:
-            return "logical";
-    }
-    return "unknown";
-}
-
-std::string_view poolRoleName(PoolRole role) noexcept {
-    switch (role) {
-        case PoolRole::kAnchor:
-            return "anchor";
-        case PoolRole::kSidecar:
-            return "sidecar";
-        case PoolRole::kIndependent:
-            return "independent";
-    }
-    return "unknown";
-}
-
-std::string_view hitPolicyName(HitPolicy policy) noexcept {
-    switch (policy) {
-        case HitPolicy::kAllPages:
-            return "all_pages";
-        case HitPolicy::kTrailingPages:
-            return "trailing_pages";
-    }
-    return "unknown";
-}
 
 Status PoolSpec::validate(std::uint32_t page_size) const {
     if (kind == PoolKind::kLogical) {
@@ -172,62 +126,6 @@ Result<const ModelPreset*> findModelPreset(std::string_view name) {
     }
     return STRATA_ERROR(StatusCode::kNotFound, "unknown model preset '{}' (known: {})", name,
                         known);
-}
-
-Result<std::vector<PoolSpec>> poolsForModel(std::string_view preset_name, std::uint32_t layers,
-                                            std::uint32_t tp_size) {
-    STRATA_ASSIGN_OR_RETURN(const ModelPreset* preset, findModelPreset(preset_name));
-    if (preset->isHybrid()) {
-        std::string pools;
-        for (const std::string& p : hybridOnlyPoolNames(*preset)) {
-            pools += pools.empty() ? p : ", " + p;
-        }
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "model '{}' is a hybrid model: its pools {} have slot indices of their "
-                            "own (or none), which the cache controller and strata-run do not "
-                            "support yet; only per-token pools sharing the KV indices are",
-                            preset->name, pools);
-    }
-    if (tp_size == 0) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "tp size is 0 for model '{}'",
-                            preset->name);
-    }
-    if (layers > preset->num_layers) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument,
-                            "layers {} exceed the {} layers of model '{}'", layers,
-                            preset->num_layers, preset->name);
-    }
-    PoolSpec kv;
-    kv.name = "kv";
-    kv.kind = preset->kind;
-    kv.num_layers = layers == 0 ? preset->num_layers : layers;
-    if (preset->kind == PoolKind::kMha) {
-        if (preset->kv_heads % tp_size != 0) {
-            return STRATA_ERROR(StatusCode::kInvalidArgument,
-                                "tp size {} does not divide the {} kv heads of model '{}'", tp_size,
-                                preset->kv_heads, preset->name);
-        }
-        kv.num_buffers = 2;
-        kv.row_bytes =
-            std::size_t{preset->kv_heads / tp_size} * preset->head_dim * preset->dtype_bytes;
-        kv.sharded_across_tp = true;
-    } else {
-        kv.num_buffers = 1;
-        kv.row_bytes = preset->mla_row_bytes;
-        kv.sharded_across_tp = false;  // the latent is replicated on every TP rank
-    }
-    std::vector<PoolSpec> out{kv};
-    if (preset->indexer_row_bytes > 0) {
-        PoolSpec indexer;
-        indexer.name = "indexer";
-        indexer.kind = PoolKind::kIndexer;
-        indexer.num_layers = kv.num_layers;
-        indexer.num_buffers = 1;
-        indexer.row_bytes = preset->indexer_row_bytes;
-        indexer.sharded_across_tp = false;  // one index-K head, replicated like the latent
-        out.push_back(indexer);
-    }
-    return out;
 }
 
 }  // namespace strata::pools

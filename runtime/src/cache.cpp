@@ -59,14 +59,6 @@ std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size
     return std::max<std::size_t>(16, pages / 16);
 }
 
-Result<StripedLoads> parseStripedLoads(std::string_view name) {
-    if (name == "off") return StripedLoads::kOff;
-    if (name == "on") return StripedLoads::kOn;
-    if (name == "auto") return StripedLoads::kAuto;
-    return STRATA_ERROR(StatusCode::kInvalidArgument,
-                        "striped loads '{}' must be one of on, off, auto", name);
-}
-
 namespace {
 
 // Why striped loads cannot run, agreed over the group (the largest code any rank found), so that

@@ -41,30 +41,37 @@ TEST(HybridLayout, NamesOfKindsRolesAndPolicies) {
     EXPECT_EQ(hitPolicyName(HitPolicy::kTrailingPages), "trailing_pages");
 }
 
-TEST(HybridLayout, HybridPresetsAreListedAndRefusedByPoolsForModel) {
+TEST(HybridLayout, HybridPresetsAreListedWithPoolsOfTheirOwnIndices) {
     std::set<std::string> listed;
     for (const ModelPreset& p : modelPresets()) listed.insert(p.name);
     const std::vector<std::pair<std::string, std::string>> hybrid = {
         {"qwen3-next", "mamba"}, {"gpt-oss", "swa"}, {"deepseek-v4", "c128"}};
     for (const auto& [model, pool] : hybrid) {
         EXPECT_EQ(listed.count(model), 1u) << model;
-        auto r = poolsForModel(model, 0, 1);
-        ASSERT_FALSE(r.isOk()) << model;
-        EXPECT_EQ(r.status().code(), StatusCode::kNotSupported) << model;
-        EXPECT_NE(r.status().message().find(model), std::string::npos) << r.status().message();
-        EXPECT_NE(r.status().message().find(pool), std::string::npos) << r.status().message();
-        EXPECT_NE(r.status().message().find("not support"), std::string::npos);
+        auto preset = findModelPreset(model);
+        ASSERT_TRUE(preset.isOk());
+        EXPECT_TRUE((*preset)->isHybrid()) << model;
+        EXPECT_NE(layoutOf(model, 0, 1, 128).find(pool), nullptr) << model;
     }
+    // Per-token models: the kv anchor and sidecars on its indices, every page needed.
     for (const char* model : {"llama3-8b", "deepseek-v3.2"}) {
         auto preset = findModelPreset(model);
         ASSERT_TRUE(preset.isOk());
         EXPECT_FALSE((*preset)->isHybrid()) << model;
-        EXPECT_TRUE(hybridOnlyPoolNames(**preset).empty()) << model;
-        EXPECT_TRUE(poolsForModel(model, 0, 1).isOk()) << model;
+        const HybridLayout l = layoutOf(model, 0, 1, 64);
+        ASSERT_FALSE(l.pools.empty()) << model;
+        EXPECT_EQ(l.pools[0].role, PoolRole::kAnchor) << model;
+        for (std::size_t i = 1; i < l.pools.size(); ++i) {
+            EXPECT_EQ(l.pools[i].role, PoolRole::kSidecar) << model;
+            EXPECT_EQ(l.pools[i].indices_from, "kv") << model;
+        }
+        for (const HybridPool& p : l.pools) {
+            EXPECT_EQ(p.hit_policy, HitPolicy::kAllPages) << model << " " << p.spec.name;
+        }
     }
 }
 
-TEST(HybridLayout, PerTokenModelsGiveTheirPoolsForModelShapes) {
+TEST(HybridLayout, PerTokenModelsGiveTheirPerTokenPools) {
     HybridLayout v32 = layoutOf("deepseek-v3.2", 0, 4, 64);
     ASSERT_EQ(names(v32), (std::vector<std::string>{"kv", "indexer"}));
     EXPECT_EQ(v32.pools[0].role, PoolRole::kAnchor);
@@ -74,12 +81,7 @@ TEST(HybridLayout, PerTokenModelsGiveTheirPoolsForModelShapes) {
     EXPECT_EQ(v32.pools[1].indices_from, "kv");
     EXPECT_EQ(v32.pools[1].spec.row_bytes, 132u);
     EXPECT_EQ(v32.pools[1].hit_policy, HitPolicy::kAllPages);
-    auto per_token = poolsForModel("deepseek-v3.2", 0, 4);
-    ASSERT_TRUE(per_token.isOk());
-    for (std::size_t i = 0; i < 2; ++i) {
-        EXPECT_EQ((*per_token)[i].row_bytes, v32.pools[i].spec.row_bytes);
-        EXPECT_EQ((*per_token)[i].num_layers, v32.pools[i].spec.num_layers);
-    }
+    EXPECT_EQ(v32.pools[1].spec.num_layers, v32.pools[0].spec.num_layers);
     HybridLayout llama = layoutOf("llama3-8b", 4, 2, 64);
     ASSERT_EQ(names(llama), (std::vector<std::string>{"kv"}));
     EXPECT_EQ(llama.pools[0].spec.row_bytes, 4u * 128 * 2);

@@ -5,14 +5,22 @@
 #include <set>
 #include <string>
 
+#include "strata/pools/hybrid_layout.h"
+
 namespace strata::pools {
 namespace {
 
+// The pools the runtime creates for a preset (hybridLayout = declaredLayout(presetPools(...))).
+Result<HybridLayout> layout(std::string_view model, std::uint32_t layers, std::uint32_t tp) {
+    return hybridLayout(model, layers, tp, 16);
+}
+
 PoolSpec onlyPool(std::string_view model, std::uint32_t layers, std::uint32_t tp) {
-    auto pools = poolsForModel(model, layers, tp);
-    EXPECT_TRUE(pools.isOk()) << pools.status().toString();
-    EXPECT_EQ(pools->size(), 1u);
-    return pools->front();
+    auto l = layout(model, layers, tp);
+    EXPECT_TRUE(l.isOk()) << l.status().toString();
+    if (!l.isOk()) return {};
+    EXPECT_EQ(l->pools.size(), 1u);
+    return l->pools.front().spec;
 }
 
 TEST(PoolSpec, KindNames) {
@@ -62,11 +70,13 @@ TEST(ModelPresets, DeepSeekIsReplicatedMla) {
 
 TEST(ModelPresets, DeepSeekV32HasMla656RowsAndAnIndexerSidecar) {
     for (std::uint32_t tp : {1u, 4u}) {
-        auto pools = poolsForModel("deepseek-v3.2", 8, tp);
-        ASSERT_TRUE(pools.isOk()) << pools.status().toString();
-        ASSERT_EQ(pools->size(), 2u);
-        const PoolSpec& kv = (*pools)[0];
-        const PoolSpec& indexer = (*pools)[1];
+        auto l = layout("deepseek-v3.2", 8, tp);
+        ASSERT_TRUE(l.isOk()) << l.status().toString();
+        ASSERT_EQ(l->pools.size(), 2u);
+        EXPECT_EQ(l->pools[1].role, PoolRole::kSidecar);
+        EXPECT_EQ(l->pools[1].indices_from, "kv");
+        const PoolSpec& kv = l->pools[0].spec;
+        const PoolSpec& indexer = l->pools[1].spec;
         EXPECT_EQ(kv.name, "kv");
         EXPECT_EQ(kv.kind, PoolKind::kMla);
         EXPECT_EQ(kv.row_bytes, 656u);
@@ -85,23 +95,26 @@ TEST(ModelPresets, DeepSeekV32HasMla656RowsAndAnIndexerSidecar) {
 TEST(ModelPresets, LayersOverride) {
     EXPECT_EQ(onlyPool("llama3-8b", 4, 1).num_layers, 4u);
     EXPECT_EQ(onlyPool("deepseek-v3", 61, 1).num_layers, 61u);
-    auto r = poolsForModel("deepseek-v3", 62, 1);
+    auto r = layout("deepseek-v3", 62, 1);
     ASSERT_FALSE(r.isOk());
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("62"), std::string::npos) << r.status().message();
 }
 
 TEST(ModelPresets, BadTpIsInvalid) {
-    for (std::uint32_t tp : {0u, 3u, 16u}) {
-        auto r = poolsForModel("llama3-8b", 0, tp);
+    for (std::uint32_t tp : {0u, 3u, 12u}) {
+        auto r = layout("llama3-8b", 0, tp);
         ASSERT_FALSE(r.isOk()) << tp;
         EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << tp;
+        EXPECT_NE(r.status().message().find("tp size"), std::string::npos) << r.status().message();
     }
-    EXPECT_FALSE(poolsForModel("qwen3-30b-a3b", 0, 8).isOk());
+    // TP past the kv head count: each rank holds one head.
+    EXPECT_EQ(onlyPool("llama3-8b", 0, 16).row_bytes, 128u * 2);
+    EXPECT_EQ(onlyPool("qwen3-30b-a3b", 0, 8).row_bytes, 128u * 2);
 }
 
 TEST(ModelPresets, UnknownNameListsKnownOnes) {
-    auto r = poolsForModel("llama2-7b", 0, 1);
+    auto r = layout("llama2-7b", 0, 1);
     ASSERT_FALSE(r.isOk());
     EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
     EXPECT_NE(r.status().message().find("llama2-7b"), std::string::npos);

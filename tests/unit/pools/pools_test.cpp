@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
@@ -168,6 +169,44 @@ TEST(HostPool, PageBlobIsContiguousAndMatchesRowOffsets) {
     auto layer_first = HostPool::create(*backend, mhaSpec(), 64, 16, HostLayout::kLayerFirst);
     ASSERT_TRUE(layer_first.isOk());
     EXPECT_TRUE(layer_first->pageBlob(0).empty());
+}
+
+TEST(HostPool, PageChecksumIsThatOfThePageInFileOrder) {
+    auto backend = cpu();
+    const PoolSpec spec = mhaSpec();
+    std::vector<HostPool> pools;
+    for (HostLayout layout :
+         {HostLayout::kLayerFirst, HostLayout::kPageFirst, HostLayout::kPageFirstDirect}) {
+        pools.push_back(std::move(HostPool::create(*backend, spec, 64, 16, layout)).value());
+    }
+    // The same rows everywhere: row (b, l, t) filled with one byte of its own.
+    for (HostPool& pool : pools) {
+        const kernels::PoolGeometry g = pool.geometry();
+        for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+            for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+                for (std::size_t t = 0; t < pool.capacityTokens(); ++t) {
+                    std::memset(pool.data() + kernels::hostRowOffset(g, pool.view(), b, l, t),
+                                static_cast<int>((t + 7 * l + 31 * b) & 0xFF), g.row_bytes);
+                }
+            }
+        }
+    }
+    const kernels::PoolGeometry g = pools[0].geometry();
+    for (std::uint32_t p = 0; p < pools[0].numPages(); ++p) {
+        SCOPED_TRACE(p);
+        // layer_first in plane order = page_first_direct's blob (plane-major, file order).
+        const std::uint64_t plane_major = pageChecksum(pools[2], p);
+        EXPECT_EQ(plane_major, pageBytesChecksum(g, pools[2].pageBlob(p).data()));
+        EXPECT_EQ(pageChecksum(pools[0], p), plane_major);
+        // page_first keeps the page token-major: other bytes in file order, another checksum.
+        EXPECT_EQ(pageChecksum(pools[1], p), pageBytesChecksum(g, pools[1].pageBlob(p).data()));
+        EXPECT_NE(pageChecksum(pools[1], p), plane_major);
+    }
+    // One byte changed: only its page's checksum changes.
+    const std::uint64_t before0 = pageChecksum(pools[0], 0), before1 = pageChecksum(pools[0], 1);
+    pools[0].data()[kernels::hostRowOffset(g, pools[0].view(), 1, 2, 17) + 5] ^= std::byte{1};
+    EXPECT_EQ(pageChecksum(pools[0], 0), before0);
+    EXPECT_NE(pageChecksum(pools[0], 1), before1);
 }
 
 TEST(Pools, DeviceToHostRoundTripThroughAStream) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "strata/core/enum_names.h"
 #include "strata/core/status.h"
 
 namespace strata::comm {
@@ -25,9 +26,17 @@ enum class RoundTimeoutAction {
     kWarn,   // log a warning naming them every warn_interval_s, and keep waiting
 };
 
-std::string_view roundTimeoutActionName(RoundTimeoutAction action) noexcept;
-// "abort" | "warn"; kInvalidArgument naming the text otherwise.
-Result<RoundTimeoutAction> parseRoundTimeoutAction(std::string_view text);
+inline constexpr core::EnumNames<RoundTimeoutAction, 2> kRoundTimeoutActionNames{
+    "round timeout action",
+    {{{RoundTimeoutAction::kAbort, "abort"}, {RoundTimeoutAction::kWarn, "warn"}}}};
+constexpr const auto& enumNames(RoundTimeoutAction) noexcept { return kRoundTimeoutActionNames; }
+constexpr std::string_view roundTimeoutActionName(RoundTimeoutAction action) noexcept {
+    return core::enumName(action);
+}
+// "abort" | "warn"; kInvalidArgument naming the text and the allowed ones otherwise.
+inline Result<RoundTimeoutAction> parseRoundTimeoutAction(std::string_view text) {
+    return core::parseEnum<RoundTimeoutAction>(text);
+}
 
 struct RoundWatchdogOptions {
     // Seconds a collective may wait for the other ranks; 0 waits forever (no watchdog). Generous

@@ -24,6 +24,7 @@
 #include "strata/comm/consistency.h"
 #include "strata/comm/decision_group.h"
 #include "strata/controller/prefix_tree.h"
+#include "strata/core/enum_names.h"
 #include "strata/core/status.h"
 #include "strata/io/page_store.h"
 #include "strata/kernels/backend.h"
@@ -52,11 +53,21 @@ struct SlotSpace {
 };
 
 enum class WritePolicy : std::uint8_t { kWriteThrough, kWriteThroughSelective, kWriteBack };
-std::string_view writePolicyName(WritePolicy p) noexcept;
+inline constexpr core::EnumNames<WritePolicy, 3> kWritePolicyNames{
+    "write policy",
+    {{{WritePolicy::kWriteThrough, "write_through"},
+      {WritePolicy::kWriteThroughSelective, "write_through_selective"},
+      {WritePolicy::kWriteBack, "write_back"}}}};
+constexpr const auto& enumNames(WritePolicy) noexcept { return kWritePolicyNames; }
+constexpr std::string_view writePolicyName(WritePolicy p) noexcept { return core::enumName(p); }
 // Parses "write_through" | "write_through_selective" | "write_back".
-Result<WritePolicy> parseWritePolicy(std::string_view name);
+inline Result<WritePolicy> parseWritePolicy(std::string_view name) {
+    return core::parseEnum<WritePolicy>(name);
+}
 // Parses "lru" | "lfu" | "priority" | "opt" (opt: offline analysis only; create() refuses it).
-Result<EvictionPolicy> parseEvictionPolicy(std::string_view name);
+inline Result<EvictionPolicy> parseEvictionPolicy(std::string_view name) {
+    return core::parseEnum<EvictionPolicy>(name);
+}
 
 // When a request waiting for a prefetch from storage may be admitted.
 enum class PrefetchPolicy : std::uint8_t {
@@ -64,8 +75,18 @@ enum class PrefetchPolicy : std::uint8_t {
     kWaitComplete,  // only once the prefetch has finished
     kTimeout,       // once finished, or once the timeout has passed on any rank of the group
 };
-std::string_view prefetchPolicyName(PrefetchPolicy p) noexcept;
-Result<PrefetchPolicy> parsePrefetchPolicy(std::string_view name);
+inline constexpr core::EnumNames<PrefetchPolicy, 3> kPrefetchPolicyNames{
+    "prefetch policy",
+    {{{PrefetchPolicy::kBestEffort, "best_effort"},
+      {PrefetchPolicy::kWaitComplete, "wait_complete"},
+      {PrefetchPolicy::kTimeout, "timeout"}}}};
+constexpr const auto& enumNames(PrefetchPolicy) noexcept { return kPrefetchPolicyNames; }
+constexpr std::string_view prefetchPolicyName(PrefetchPolicy p) noexcept {
+    return core::enumName(p);
+}
+inline Result<PrefetchPolicy> parsePrefetchPolicy(std::string_view name) {
+    return core::parseEnum<PrefetchPolicy>(name);
+}
 
 // The storage tier below the host pools (the page stores are given per pool in PoolPair).
 struct StorageConfig {

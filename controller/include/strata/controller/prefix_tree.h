@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "strata/core/enum_names.h"
 #include "strata/core/page_key.h"
 #include "strata/core/status.h"
 
@@ -34,6 +35,13 @@ inline constexpr std::uint32_t kNoPage = 0xFFFFFFFFu;
 // farthest Node::next_use, set by a caller that knows the future (setNextUse; Belady's offline
 // optimum, for the analysis of a recorded trace, never for a live cache).
 enum class EvictionPolicy : std::uint8_t { kLru, kLfu, kPriority, kOptimal };
+inline constexpr core::EnumNames<EvictionPolicy, 4> kEvictionPolicyNames{
+    "eviction policy",
+    {{{EvictionPolicy::kLru, "lru"},
+      {EvictionPolicy::kLfu, "lfu"},
+      {EvictionPolicy::kPriority, "priority"},
+      {EvictionPolicy::kOptimal, "opt"}}}};
+constexpr const auto& enumNames(EvictionPolicy) noexcept { return kEvictionPolicyNames; }
 
 struct Node {
     std::uint64_t id = 0;

@@ -22,7 +22,12 @@
 namespace strata::kernels {
 
 enum class BackendKind : std::uint8_t { kCpu, kCuda };
-std::string_view backendKindName(BackendKind kind) noexcept;
+inline constexpr core::EnumNames<BackendKind, 2> kBackendKindNames{
+    "back end", {{{BackendKind::kCpu, "cpu"}, {BackendKind::kCuda, "cuda"}}}};
+constexpr const auto& enumNames(BackendKind) noexcept { return kBackendKindNames; }
+constexpr std::string_view backendKindName(BackendKind kind) noexcept {
+    return core::enumName(kind);
+}
 
 // Owns bytes allocated by a back end (device or host). Move-only; frees on destruction.
 class Memory {
@@ -74,7 +79,15 @@ enum class CopyPath : std::uint8_t {
     // pipelined over two slots on a second stream. Other jobs fall back to kAuto's choice.
     kStaged,
 };
-std::string_view copyPathName(CopyPath path) noexcept;
+inline constexpr core::EnumNames<CopyPath, 5> kCopyPathNames{
+    "copy path",
+    {{{CopyPath::kAuto, "auto"},
+      {CopyPath::kKernelWarp, "kernel_warp"},
+      {CopyPath::kKernelBulk, "kernel_bulk"},
+      {CopyPath::kCopyEngine, "copy_engine"},
+      {CopyPath::kStaged, "staged"}}}};
+constexpr const auto& enumNames(CopyPath) noexcept { return kCopyPathNames; }
+constexpr std::string_view copyPathName(CopyPath path) noexcept { return core::enumName(path); }
 
 // One copy job: `pages` of one pool, layers [layer_begin, layer_end), one direction.
 struct CopyJob {

@@ -10,6 +10,7 @@
 #include <span>
 #include <string_view>
 
+#include "strata/core/enum_names.h"
 #include "strata/core/status.h"
 
 namespace strata::kernels {
@@ -19,9 +20,20 @@ enum class HostLayout : std::uint8_t {
     kPageFirst,        // [token][buffer][layer][row]: a page (page_size tokens) is one blob
     kPageFirstDirect,  // [page][buffer][layer][token_in_page][row]: one blob, (page, layer) blocks
 };
-std::string_view hostLayoutName(HostLayout layout) noexcept;
-// Parses "layer_first" | "page_first" | "page_first_direct"; kInvalidArgument names the value.
-Result<HostLayout> parseHostLayout(std::string_view name);
+inline constexpr core::EnumNames<HostLayout, 3> kHostLayoutNames{
+    "host layout",
+    {{{HostLayout::kLayerFirst, "layer_first"},
+      {HostLayout::kPageFirst, "page_first"},
+      {HostLayout::kPageFirstDirect, "page_first_direct"}}}};
+constexpr const auto& enumNames(HostLayout) noexcept { return kHostLayoutNames; }
+constexpr std::string_view hostLayoutName(HostLayout layout) noexcept {
+    return core::enumName(layout);
+}
+// Parses "layer_first" | "page_first" | "page_first_direct"; kInvalidArgument names the value and
+// the allowed ones.
+inline Result<HostLayout> parseHostLayout(std::string_view name) {
+    return core::parseEnum<HostLayout>(name);
+}
 
 enum class Direction : std::uint8_t { kDeviceToHost, kHostToDevice };
 

@@ -66,4 +66,16 @@ private:
     kernels::Memory memory_;
 };
 
+// The checksum of one page: core::checksum64 (XXH3-64) of each of its num_buffers * num_layers
+// blocks of page_size * row_bytes bytes, folded in order with core::foldDigest starting from 0. The
+// blocks are the page's bytes in file order: for a contiguous page (page_first, page_first_direct,
+// a staging copy of a stored page) its bytes in memory order; for layer_first the (buffer, layer)
+// planes in plane order. The one page checksum: HDF5 segments store it (sealed with the segment
+// header, io/), and pages pulled from a peer are verified against it, so it never changes.
+// `page` points at one contiguous page of `geometry` (bytesPerPage bytes).
+std::uint64_t pageBytesChecksum(const kernels::PoolGeometry& geometry,
+                                const std::byte* page) noexcept;
+// pageBytesChecksum of host page `page` of `pool`, read where the pool's layout keeps it.
+std::uint64_t pageChecksum(const HostPool& pool, std::uint32_t page) noexcept;
+
 }  // namespace strata::pools

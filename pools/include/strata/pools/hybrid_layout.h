@@ -1,7 +1,7 @@
 // HybridLayout: every pool of a hybrid model (SWA, Mamba, DeepSeek-V4-style compressed stacks) on
 // one rank, with its role in a HostPoolGroup, where its indices come from, its hit policy and the
-// model layers it has. poolsForModel (pool_spec.h) gives the per-token subset the controller runs
-// today. Thread-safety: values and pure functions.
+// model layers it has. Every preset, hybrid or not, has one (presetPools -> declaredLayout), as do
+// the pools an engine declares. Thread-safety: values and pure functions.
 #pragma once
 
 #include <cstddef>
@@ -64,10 +64,6 @@ Result<std::vector<PoolDecl>> presetPools(std::string_view preset_name, std::uin
 // that a compression ratio does not divide.
 Result<HybridLayout> hybridLayout(std::string_view preset_name, std::uint32_t layers,
                                   std::uint32_t tp_size, std::uint32_t page_size);
-
-// Names of the preset's pools that are not per-token sidecars of the KV slots (what poolsForModel
-// cannot return), e.g. {"swa"} for gpt-oss; empty for a non-hybrid model.
-std::vector<std::string> hybridOnlyPoolNames(const ModelPreset& preset);
 
 // The longest usable prefix, in pages: the largest u <= total_pages such that every pool can
 // serve it. present[i][p] says whether layout.pools[i] holds what page p needs (for a kMamba pool:

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "strata/core/enum_names.h"
 #include "strata/core/status.h"
 #include "strata/kernels/transfer.h"
 
@@ -34,7 +35,18 @@ enum class PoolKind : std::uint8_t {
     // A slot space with no bytes: the anchor whose indices the compressed pools use.
     kLogical,
 };
-std::string_view poolKindName(PoolKind kind) noexcept;
+inline constexpr core::EnumNames<PoolKind, 8> kPoolKindNames{
+    "pool kind",
+    {{{PoolKind::kMha, "mha"},
+      {PoolKind::kMla, "mla"},
+      {PoolKind::kIndexer, "indexer"},
+      {PoolKind::kSwa, "swa"},
+      {PoolKind::kMamba, "mamba"},
+      {PoolKind::kCompressed, "compressed"},
+      {PoolKind::kCompressedState, "compressed_state"},
+      {PoolKind::kLogical, "logical"}}}};
+constexpr const auto& enumNames(PoolKind) noexcept { return kPoolKindNames; }
+constexpr std::string_view poolKindName(PoolKind kind) noexcept { return core::enumName(kind); }
 
 // The role of a pool in a HostPoolGroup (see host_pool_group.h).
 enum class PoolRole : std::uint8_t {
@@ -42,14 +54,26 @@ enum class PoolRole : std::uint8_t {
     kSidecar,      // takes its indices from another entry (KV or SWA), with a ratio if compressed
     kIndependent,  // allocates its own slots (SWA window, Mamba state)
 };
-std::string_view poolRoleName(PoolRole role) noexcept;
+inline constexpr core::EnumNames<PoolRole, 3> kPoolRoleNames{
+    "pool role",
+    {{{PoolRole::kAnchor, "anchor"},
+      {PoolRole::kSidecar, "sidecar"},
+      {PoolRole::kIndependent, "independent"}}}};
+constexpr const auto& enumNames(PoolRole) noexcept { return kPoolRoleNames; }
+constexpr std::string_view poolRoleName(PoolRole role) noexcept { return core::enumName(role); }
 
 // Which pages of a prefix a pool must hold for the prefix to be usable.
 enum class HitPolicy : std::uint8_t {
     kAllPages,       // every page of the prefix (KV, indexer, compressed)
     kTrailingPages,  // only the last N pages (SWA window; Mamba state at a node boundary: N = 1)
 };
-std::string_view hitPolicyName(HitPolicy policy) noexcept;
+inline constexpr core::EnumNames<HitPolicy, 2> kHitPolicyNames{
+    "hit policy",
+    {{{HitPolicy::kAllPages, "all_pages"}, {HitPolicy::kTrailingPages, "trailing_pages"}}}};
+constexpr const auto& enumNames(HitPolicy) noexcept { return kHitPolicyNames; }
+constexpr std::string_view hitPolicyName(HitPolicy policy) noexcept {
+    return core::enumName(policy);
+}
 
 struct PoolSpec {
     std::string name;  // "kv"
@@ -125,7 +149,8 @@ struct ModelPreset {
     std::size_t compressed_state_row_bytes = 0;          // c4_state, per token of the window
     std::size_t compressed_indexer_state_row_bytes = 0;  // c4_indexer_state
 
-    // True when the model has pools other than the per-token ones poolsForModel returns.
+    // True when the model has pools other than per-token pools on the KV slots (kv, indexer):
+    // pools with slot indices of their own (SWA, Mamba state) or a logical anchor.
     bool isHybrid() const noexcept {
         return layer_pattern.find_first_not_of('F') != std::string::npos || logical_anchor;
     }
@@ -135,13 +160,5 @@ struct ModelPreset {
 const std::vector<ModelPreset>& modelPresets();
 // The preset named `name`; kNotFound lists the known ones.
 Result<const ModelPreset*> findModelPreset(std::string_view name);
-
-// The pools of `preset_name` on one rank of a TP group of tp_size, with layers overridden by
-// `layers` when non-zero: the main KV pool ("kv") first, then its per-token sidecars ("indexer").
-// kNotFound lists the known presets; kInvalidArgument when kv heads are not divisible by tp_size or
-// layers exceed the model's; kNotSupported for a hybrid model (SWA, Mamba, compressed pools with
-// indices of their own), naming those pools: use hybridLayout() (hybrid_layout.h) for them.
-Result<std::vector<PoolSpec>> poolsForModel(std::string_view preset_name, std::uint32_t layers,
-                                            std::uint32_t tp_size);
 
 }  // namespace strata::pools

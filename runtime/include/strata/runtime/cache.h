@@ -17,6 +17,7 @@
 
 #include "strata/comm/decision_group.h"
 #include "strata/controller/cache_controller.h"
+#include "strata/core/enum_names.h"
 #include "strata/core/page_key.h"
 #include "strata/core/status.h"
 #include "strata/kernels/backend.h"
@@ -42,8 +43,14 @@ using controller::RequestId;
 // impossible, naming why), or auto (on when the back end is CUDA, the build has NCCL and the
 // decision group has two or more ranks, each on its own GPU).
 enum class StripedLoads : std::uint8_t { kOff, kOn, kAuto };
-// Parses "off" | "on" | "auto".
-Result<StripedLoads> parseStripedLoads(std::string_view name);
+inline constexpr core::EnumNames<StripedLoads, 3> kStripedLoadsNames{
+    "striped loads",
+    {{{StripedLoads::kOn, "on"}, {StripedLoads::kOff, "off"}, {StripedLoads::kAuto, "auto"}}}};
+constexpr const auto& enumNames(StripedLoads) noexcept { return kStripedLoadsNames; }
+// Parses "on" | "off" | "auto".
+inline Result<StripedLoads> parseStripedLoads(std::string_view name) {
+    return core::parseEnum<StripedLoads>(name);
+}
 
 struct CacheOptions {
     // A preset of pools::modelPresets() when `pools` is empty; otherwise the model's name (part
