@@ -19,8 +19,13 @@
 #include <variant>
 #include <vector>
 
+#include "strata/comm/round_watchdog.h"
+#include "strata/controller/cache_controller.h"
+#include "strata/core/enum_names.h"
 #include "strata/core/log.h"
+#include "strata/kernels/transfer.h"
 #include "strata/pools/pool_spec.h"
+#include "strata/runtime/cache.h"
 
 namespace strata::app {
 namespace {
@@ -411,6 +416,14 @@ Status checkChoice(const RunConfig& config, const std::string& key, const std::s
                         value, whereOf(config, key), fmt::join(choices, ", "));
 }
 
+// A choice that names a value of enum E: the allowed names are E's own (core/enum_names.h).
+template <typename E>
+Status checkEnum(const RunConfig& config, const std::string& key, const std::string& value) {
+    if (core::parseEnum<E>(value).isOk()) return Status::ok();
+    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}", key,
+                        value, whereOf(config, key), core::enumNameList<E>());
+}
+
 Status atLeast(const RunConfig& config, const std::string& key, std::uint64_t value,
                std::uint64_t minimum) {
     if (value >= minimum) return Status::ok();
@@ -447,7 +460,7 @@ Status validateRunConfig(const RunConfig& config) {
     STRATA_RETURN_IF_ERROR(checkChoice(config, "data", config.data, {"verify", "none"}));
     STRATA_RETURN_IF_ERROR(checkChoice(config, "remote", config.remote, {"on", "off", "auto"}));
     STRATA_RETURN_IF_ERROR(
-        checkChoice(config, "striped_loads", config.striped_loads, {"on", "off", "auto"}));
+        checkEnum<runtime::StripedLoads>(config, "striped_loads", config.striped_loads));
     STRATA_RETURN_IF_ERROR(atLeast(config, "remote_timeout_ms", config.remote_timeout_ms, 1));
     if (!std::isfinite(config.round_timeout_s) || config.round_timeout_s < 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -456,7 +469,7 @@ Status validateRunConfig(const RunConfig& config) {
                             config.round_timeout_s, whereOf(config, "round_timeout_s"));
     }
     STRATA_RETURN_IF_ERROR(
-        checkChoice(config, "on_round_timeout", config.on_round_timeout, {"abort", "warn"}));
+        checkEnum<comm::RoundTimeoutAction>(config, "on_round_timeout", config.on_round_timeout));
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "warmup_fraction ({} from {}) must be in [0, 1)",
@@ -480,8 +493,8 @@ Status validateRunConfig(const RunConfig& config) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "model (from {}): {}",
                             whereOf(config, "model"), preset.status().message());
     }
-    STRATA_RETURN_IF_ERROR(checkChoice(config, "prefetch_policy", config.prefetch_policy,
-                                       {"best_effort", "wait_complete", "timeout"}));
+    STRATA_RETURN_IF_ERROR(
+        checkEnum<controller::PrefetchPolicy>(config, "prefetch_policy", config.prefetch_policy));
     // What the Cache would refuse after start-up (rc 1), refused here (rc 2): striping needs a
     // decision group of 2 or more ranks, and GPUs.
     if (config.striped_loads == "on" && static_cast<std::uint64_t>(config.tp) * config.cp < 2) {
@@ -515,10 +528,10 @@ Status validateRunConfig(const RunConfig& config) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "workload '{}' needs a trace file (--trace PATH)", config.workload);
     }
-    STRATA_RETURN_IF_ERROR(checkChoice(config, "host_layout", config.host_layout,
-                                       {"layer_first", "page_first", "page_first_direct"}));
-    STRATA_RETURN_IF_ERROR(checkChoice(config, "write_policy", config.write_policy,
-                                       {"write_through", "write_through_selective", "write_back"}));
+    STRATA_RETURN_IF_ERROR(
+        checkEnum<kernels::HostLayout>(config, "host_layout", config.host_layout));
+    STRATA_RETURN_IF_ERROR(
+        checkEnum<controller::WritePolicy>(config, "write_policy", config.write_policy));
     STRATA_RETURN_IF_ERROR(
         checkChoice(config, "eviction", config.eviction, {"lru", "lfu", "priority", "opt"}));
     if (config.eviction == "opt" && config.data != "none" && !config.sweep) {
