@@ -143,21 +143,11 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
             for (std::uint64_t p : all) pages = std::min<std::size_t>(pages, p);
         }
     }
-    STRATA_ASSIGN_OR_RETURN(auto dev_alloc,
-                            pools::SlotAllocator::create(device_pages[0], config.page_size));
-    STRATA_ASSIGN_OR_RETURN(auto host_alloc,
-                            pools::SlotAllocator::create(host_pages[0], config.page_size));
-    std::unique_ptr<CacheController> c(new CacheController(
-        config, backend, std::move(pools), group, std::move(dev_alloc), std::move(host_alloc)));
+    STRATA_ASSIGN_OR_RETURN(auto slots,
+                            slotGroupOf(spaces, pools, device_pages, host_pages, config.page_size));
+    std::unique_ptr<CacheController> c(
+        new CacheController(config, backend, std::move(pools), group, std::move(slots)));
     c->spaces_ = spaces;
-    for (std::size_t s = 1; s < spaces.size(); ++s) {
-        STRATA_ASSIGN_OR_RETURN(auto d,
-                                pools::SlotAllocator::create(device_pages[s], config.page_size));
-        STRATA_ASSIGN_OR_RETURN(auto h,
-                                pools::SlotAllocator::create(host_pages[s], config.page_size));
-        c->ext_device_alloc_.push_back(std::move(d));
-        c->ext_host_alloc_.push_back(std::move(h));
-    }
     c->num_layers_ = 0;
     for (const PoolPair& p : c->pools_) {
         c->num_layers_ = std::max(c->num_layers_, p.layer_map.empty() ? p.device->spec().num_layers
@@ -202,13 +192,12 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
 
 CacheController::CacheController(const ControllerConfig& config, kernels::Backend& backend,
                                  std::vector<PoolPair> pools, comm::DecisionGroup& group,
-                                 pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc)
+                                 pools::HostPoolGroup slots)
     : config_(config),
       backend_(backend),
       pools_(std::move(pools)),
       group_(group),
-      device_alloc_(std::move(device_alloc)),
-      host_alloc_(std::move(host_alloc)),
+      slots_(std::move(slots)),
       tree_(config.eviction_policy) {
     if (config_.check_consistency) checker_.emplace(group_);
 }
@@ -598,9 +587,7 @@ Status CacheController::insert(RequestId id) {
                             child->ext_device[e][k] = page;
                             continue;
                         }
-                        Status f = ext_host_alloc_[e].free({&child->ext_host[e][k], 1});
-                        STRATA_CHECK(f.isOk(), "host accounting of space '{}' broken: {}",
-                                     spaces_[e + 1].name, f.toString());
+                        freeSlots(pools::SlotTier::kHost, e + 1, {&child->ext_host[e][k], 1});
                         child->ext_host[e][k] = kNoPage;
                     }
                 }
@@ -651,9 +638,7 @@ Status CacheController::release(RequestId id) {
     tree_.lockDevice(req.locked, -1);
     if (!req.owned.empty()) freeDevicePages(req.owned);
     for (std::size_t e = 0; e < req.ext_owned.size(); ++e) {
-        Status f = ext_device_alloc_[e].free(req.ext_owned[e]);
-        STRATA_CHECK(f.isOk(), "device accounting of space '{}' broken: {}", spaces_[e + 1].name,
-                     f.toString());
+        freeSlots(pools::SlotTier::kDevice, e + 1, req.ext_owned[e]);
     }
     requests_.erase(it);
     return Status::ok();
@@ -807,11 +792,9 @@ Status CacheController::waitForProgress() {
 
 std::uint64_t CacheController::stateDigest() const {
     std::uint64_t d = tree_.digest();
-    d = core::foldDigest(d, device_alloc_.digest());
-    d = core::foldDigest(d, host_alloc_.digest());
-    for (std::size_t e = 0; e < ext_device_alloc_.size(); ++e) {
-        d = core::foldDigest(d, ext_device_alloc_[e].digest());
-        d = core::foldDigest(d, ext_host_alloc_[e].digest());
+    for (std::size_t s = 0; s < numSpaces(); ++s) {
+        d = core::foldDigest(d, deviceAlloc(s).digest());
+        d = core::foldDigest(d, hostAlloc(s).digest());
     }
     d = core::foldDigest(d, inflight_loads_.size());
     d = core::foldDigest(d, inflight_backups_.size());
@@ -830,12 +813,8 @@ std::uint64_t CacheController::stateDigest() const {
 Status CacheController::checkInvariants() const {
     STRATA_RETURN_IF_ERROR(tree_.checkInvariants());
     const std::size_t spaces = numSpaces();
-    auto dev_alloc = [&](std::size_t s) -> const pools::SlotAllocator& {
-        return s == 0 ? device_alloc_ : ext_device_alloc_[s - 1];
-    };
-    auto host_alloc = [&](std::size_t s) -> const pools::SlotAllocator& {
-        return s == 0 ? host_alloc_ : ext_host_alloc_[s - 1];
-    };
+    auto dev_alloc = [&](std::size_t s) -> const pools::SlotAllocator& { return deviceAlloc(s); };
+    auto host_alloc = [&](std::size_t s) -> const pools::SlotAllocator& { return hostAlloc(s); };
     std::vector<std::vector<int>> dev_refs(spaces), host_refs(spaces);
     for (std::size_t s = 0; s < spaces; ++s) {
         dev_refs[s].assign(dev_alloc(s).numPages(), 0);

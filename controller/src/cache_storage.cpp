@@ -443,8 +443,7 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
                     for (std::size_t i = 0; i < op->ext_host_pages[e].size(); ++i) {
                         std::uint32_t& page = op->ext_host_pages[e][i];
                         if (page == kNoPage || (i < usable && ext[e][i])) continue;
-                        Status f = ext_host_alloc_[e].free({&page, 1});
-                        STRATA_CHECK(f.isOk(), "host accounting broken: {}", f.toString());
+                        freeSlots(pools::SlotTier::kHost, e + 1, {&page, 1});
                         page = kNoPage;
                     }
                 }
@@ -586,9 +585,7 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remo
                 spare.push_back(op.ext_host_pages[e][i]);
             }
         }
-        Status f = ext_host_alloc_[e].free(spare);
-        STRATA_CHECK(f.isOk(), "host accounting of space '{}' broken: {}", spaces_[e + 1].name,
-                     f.toString());
+        freeSlots(pools::SlotTier::kHost, e + 1, spare);
     }
     op.host_pages.clear();
     op.ext_host_pages.clear();

@@ -14,6 +14,16 @@ namespace strata::controller {
 
 using Clock = std::chrono::steady_clock;
 
+// The slot allocator of the controller's pools: per space, the first pool is the anchor (space 0)
+// or an independent entry, the others its sidecars; a space 0 whose first pool has compressed rows
+// gets a logical anchor. Space s has device_pages[s] and host_pages[s] slots (the counts the
+// group agreed on). kInvalidArgument from HostPoolGroup::create.
+Result<pools::HostPoolGroup> slotGroupOf(const std::vector<SlotSpace>& spaces,
+                                         const std::vector<PoolPair>& pools,
+                                         const std::vector<std::size_t>& device_pages,
+                                         const std::vector<std::size_t>& host_pages,
+                                         std::uint32_t page_size);
+
 // Loads admitted in one round, launched together layer by layer.
 struct CacheController::LoadBatch {
     std::uint64_t id = 0;

@@ -30,6 +30,7 @@
 #include "strata/kernels/striped_load.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
+#include "strata/pools/host_pool_group.h"
 #include "strata/pools/pool_spec.h"
 #include "strata/pools/slot_allocator.h"
 
@@ -272,8 +273,8 @@ public:
     Status waitForProgress();
 
     const PrefixTree& tree() const noexcept { return tree_; }
-    const pools::SlotAllocator& deviceAllocator() const noexcept { return device_alloc_; }
-    const pools::SlotAllocator& hostAllocator() const noexcept { return host_alloc_; }
+    const pools::SlotAllocator& deviceAllocator() const noexcept { return deviceAlloc(0); }
+    const pools::SlotAllocator& hostAllocator() const noexcept { return hostAlloc(0); }
     const ControllerStats& stats() const noexcept { return stats_; }
     std::size_t inflightOps() const noexcept;
     std::size_t liveRequests() const noexcept { return requests_.size(); }
@@ -292,24 +293,27 @@ private:
 
     CacheController(const ControllerConfig& config, kernels::Backend& backend,
                     std::vector<PoolPair> pools, comm::DecisionGroup& group,
-                    pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc);
+                    pools::HostPoolGroup slots);
 
     // Pages of every slot space: [0] the anchor's, [s] extra space s (dense lists).
     using SpacePages = std::vector<std::vector<std::uint32_t>>;
     // Page copies of every slot space, in the same indexing.
     using SpaceCopies = std::vector<std::vector<kernels::PageCopy>>;
-    std::size_t numSpaces() const noexcept { return ext_device_alloc_.size() + 1; }
-    bool hybrid() const noexcept { return !ext_device_alloc_.empty(); }
-    pools::SlotAllocator& deviceAlloc(std::size_t s) {
-        return s == 0 ? device_alloc_ : ext_device_alloc_[s - 1];
+    std::size_t numSpaces() const noexcept { return slots_.numSpaces(); }
+    bool hybrid() const noexcept { return numSpaces() > 1; }
+    const pools::SlotAllocator& deviceAlloc(std::size_t s) const noexcept {
+        return *slots_.allocator(pools::SlotTier::kDevice, s);
     }
-    pools::SlotAllocator& hostAlloc(std::size_t s) {
-        return s == 0 ? host_alloc_ : ext_host_alloc_[s - 1];
+    const pools::SlotAllocator& hostAlloc(std::size_t s) const noexcept {
+        return *slots_.allocator(pools::SlotTier::kHost, s);
     }
+    // Frees pages of space s (a failure is broken accounting: a bug, the rank stops).
+    void freeSlots(pools::SlotTier tier, std::size_t s, std::span<const std::uint32_t> pages);
     // All or nothing across spaces, evicting as needed: counts[s] pages of space s.
     Result<SpacePages> allocateDeviceSpaces(const std::vector<std::size_t>& counts);
     Result<SpacePages> allocateHostSpaces(const std::vector<std::size_t>& counts);
-    Result<std::vector<std::uint32_t>> allocateHost(std::size_t pages);
+    void noteAllocation(std::uint64_t what, const std::vector<std::size_t>& counts,
+                        const Result<SpacePages>& r);
     // Pages of each space the node's pattern holds ([0]: every page).
     std::vector<std::size_t> patternCounts(const Node* node) const;
     // Gives the node host pages for its whole pattern; false (nothing allocated) when full.
@@ -369,11 +373,11 @@ private:
     std::vector<PoolPair> pools_;   // pools must outlive the controller
     comm::DecisionGroup& group_;    // must outlive the controller
     std::uint32_t num_layers_ = 0;  // max over pools
-    pools::SlotAllocator device_alloc_;
-    pools::SlotAllocator host_alloc_;
+    // The slots of every space in both tiers: one entry per pool, the first pool of a space its
+    // anchor or independent entry (a logical anchor when it has compressed rows), the others its
+    // sidecars; space s of the group is spaces_[s].
+    pools::HostPoolGroup slots_;
     std::vector<SlotSpace> spaces_;  // at least one
-    // Extra slot spaces (hybrid models): [s - 1] for space s.
-    std::vector<pools::SlotAllocator> ext_device_alloc_, ext_host_alloc_;
     PrefixTree tree_;
     std::unique_ptr<kernels::Stream> d2h_stream_;
     std::unique_ptr<kernels::Stream> h2d_stream_;
