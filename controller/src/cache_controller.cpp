@@ -169,6 +169,14 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             "'{}') yet",
                             c->spaces_.front().name);
     }
+    for (const PoolPair& p : c->pools_) {
+        if (p.remote != nullptr && !p.remote->capabilities().publish_retract) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}': its remote tier cannot publish and retract host pages "
+                                "(a store without the publish_retract capability)",
+                                p.device->spec().name);
+        }
+    }
     if (with_remote != 0 && with_remote != c->pools_.size()) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "{} of {} pools have a remote tier: all or none must", with_remote,

@@ -58,7 +58,7 @@ struct CacheController::PoolBatch {
     const pools::HostPool* host = nullptr;
     std::vector<PageKey> keys;         // storage keys
     std::vector<std::uint32_t> pages;  // host pages, one per key
-    RemoteTier* remote = nullptr;      // the pool's remote tier (prefetch)
+    io::PageStore* remote = nullptr;   // the pool's remote tier (prefetch)
     std::uint32_t space = 0;           // the pool's slot space
 };
 
@@ -113,7 +113,7 @@ void CacheController::publishRemote(const std::vector<Node*>& nodes) {
                 pages.push_back(n->host_pages[i]);
             }
         }
-        Status s = p.remote->publish(keys, pages);
+        Status s = p.remote->publish(keys, *p.host, pages);
         if (!s.isOk()) core::logger("controller").warn("remote publish: {}", s.toString());
     }
     for (const Node* n : nodes) stats_.remote_published_pages += n->host_pages.size();
@@ -395,7 +395,7 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
                         if (b.remote == nullptr || pulled == 0) break;
                         std::size_t got =
                             batched(pulled, batch_pages, [&](std::size_t off, std::size_t n) {
-                                auto r = b.remote->get(std::span(b.keys).subspan(off, n),
+                                auto r = b.remote->get(std::span(b.keys).subspan(off, n), *b.host,
                                                        std::span(b.pages).subspan(off, n));
                                 return r.isOk() ? *r : std::size_t{0};
                             });

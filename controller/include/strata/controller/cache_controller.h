@@ -107,33 +107,20 @@ struct ControllerConfig {
     kernels::StripedLoader* striped_loader = nullptr;
 };
 
-// The remote tier of one pool: host pools of the ranks holding the same shard in other DP replicas
-// (runtime/ adapts io::RemotePageStore to it; tests use an in-process fake). Keys are storage keys
-// (core::storageKey: pool, stage and per-TP suffix). exists() and get() run on the storage worker;
-// publish() and retract() on the scheduler thread, possibly while the worker is in exists()/get(),
-// so an implementation must allow that. publish() reads the pages' bytes now (checksums): they
-// must hold the keys' pages when it is called; retract() comes before their slots are reused.
-class RemoteTier {
-public:
-    virtual ~RemoteTier() = default;
-    // Leading run of keys that another rank holds (a lookup, no bytes moved).
-    virtual Result<std::size_t> exists(std::span<const PageKey> keys) = 0;
-    // Pulls the leading run of keys into host_pages of this pool; returns how many were served
-    // (pulled and verified).
-    virtual Result<std::size_t> get(std::span<const PageKey> keys,
-                                    std::span<const std::uint32_t> host_pages) = 0;
-    virtual Status publish(std::span<const PageKey> keys,
-                           std::span<const std::uint32_t> host_pages) = 0;
-    virtual Status retract(std::span<const PageKey> keys) = 0;
-};
-
 // One pool of the rank: its device and host tiers share the page indices of its slot space.
 struct PoolPair {
     pools::DevicePool* device = nullptr;
     pools::HostPool* host = nullptr;
-    io::PageStore* store = nullptr;  // the storage tier of this pool; null: none (all or none)
-    RemoteTier* remote = nullptr;    // the remote tier of this pool; null: none (all or none)
-    std::uint32_t space = 0;         // index into ControllerConfig::spaces
+    // The lower tiers of this pool, each null for none (all pools or none): the storage tier, and
+    // the remote tier (host pools of the ranks holding the same shard in other DP replicas), a
+    // store with the publish_retract capability (runtime/ gives an io::RemotePageStore; tests an
+    // in-process fake). Keys are storage keys (core::storageKey: pool, stage and per-TP suffix).
+    // exists() and get() run on the storage worker; publish() and retract() on the scheduler
+    // thread, possibly meanwhile. publish() comes when pages enter the host pool, retract()
+    // before their slots are reused.
+    io::PageStore* store = nullptr;
+    io::PageStore* remote = nullptr;
+    std::uint32_t space = 0;  // index into ControllerConfig::spaces
     // Model layer of each pool layer (ascending); empty: pool layer l is model layer l. Loads run
     // per model layer, so a layer's readiness covers every pool that has it.
     std::vector<std::uint32_t> layer_map;
