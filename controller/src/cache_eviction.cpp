@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "controller_ops.h"
+#include "mover.h"
 #include "strata/core/check.h"
 #include "strata/core/hash.h"
 
@@ -92,18 +93,14 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
     }
     if (!copied.empty()) {
         const auto started = Clock::now();
-        Status s =
-            enqueueCopies(*d2h_stream_, copies, 0, num_layers_, kernels::Direction::kDeviceToHost);
-        if (s.isOk()) {
-            auto ev = d2h_stream_->record();
-            s = ev.isOk() ? (*ev)->wait() : ev.status();
-        }
+        auto ev = mover_->launchBackup(copies);
+        Status s = ev.isOk() ? (*ev)->wait() : ev.status();
         STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
         stats_.backup_seconds += std::chrono::duration<double>(Clock::now() - started).count();
         ++stats_.backup_ops;
         stats_.write_back_pages += copies[0].size();
         stats_.backup_pages += copies[0].size();
-        stats_.backup_bytes += spaceBytes(copies);
+        stats_.backup_bytes += mover_->bytes(copies);
     }
     publishRemote(copied);  // their host copies are complete now
     for (Node* v : copied) freed += demote(v);

@@ -276,7 +276,7 @@ bool CacheController::prefetchSettled(RequestId id) const {
     return true;
 }
 
-void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots) {
+void CacheController::addTierDecisions(comm::DecisionVector& v, TierSlots* slots) {
     std::int64_t done = 0;
     for (const auto& b : storage_backups_) {
         if (!b->done->load()) break;
@@ -316,8 +316,7 @@ void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots*
     }
 }
 
-Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
-                                              const StorageSlots& slots) {
+Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const TierSlots& slots) {
     const auto n = static_cast<std::size_t>(v.get(slots.backups));
     for (std::size_t i = 0; i < n; ++i) {
         for (Node* node : storage_backups_.front()->nodes) tree_.lockHost(node, -1);

@@ -128,6 +128,7 @@ struct PoolPair {
 
 using RequestId = std::uint64_t;
 class StorageWorker;
+class Mover;
 
 // What admit() decided for a request.
 struct Admission {
@@ -277,6 +278,8 @@ private:
     struct LoadBatch;
     struct BackupBatch;
     struct Request;
+    struct AdmitPlan;
+    struct HitPages;
 
     CacheController(const ControllerConfig& config, kernels::Backend& backend,
                     std::vector<PoolPair> pools, comm::DecisionGroup& group,
@@ -301,6 +304,28 @@ private:
     Result<SpacePages> allocateHostSpaces(const std::vector<std::size_t>& counts);
     void noteAllocation(std::uint64_t what, const std::vector<std::size_t>& counts,
                         const Result<SpacePages>& r);
+    // admit() in steps: the usable match and what to allocate; the in-flight loads the request
+    // must wait for; this round's load batch (opened on first use, the request waits for it);
+    // the host part's load; the extra spaces' pages of the request; the answer.
+    AdmitPlan planAdmission(std::span<const PageKey> keys, std::size_t prompt_tokens);
+    void addLoadDependencies(Request& req, const Node* device_last);
+    LoadBatch& openLoadBatch(Request& req);
+    HitPages queueHostLoad(const AdmitPlan& plan, const SpacePages& got,
+                           std::vector<std::size_t>& ext_cursor, Request& req);
+    void assignExtraSpaces(const AdmitPlan& plan, const SpacePages& got,
+                           std::vector<std::size_t>& ext_cursor, Request& req);
+    Admission admissionOf(const Request& req, const AdmitPlan& plan, const HitPages& hits) const;
+    // insert() in steps: the walk down the tree (a new leaf with the rest, host-only nodes
+    // adopting the request's pages), and the write policy. takeOwned: the request's pages
+    // [from, to) now belong to the tree; keepsExt / takeExt: whether the tree keeps the request's
+    // page of extra space e at prompt page i, and taking it (kNoPage when the request has none).
+    Node* insertPath(Request& req);
+    Node* addRequestLeaf(Node* parent, Request& req, std::size_t pos);
+    void adoptRequestPages(Node* child, Request& req, std::size_t pos);
+    void applyWritePolicy(Node* node);
+    void takeOwned(Request& req, std::size_t from, std::size_t to);
+    bool keepsExt(const Request& req, std::size_t e, std::size_t i) const;
+    std::uint32_t takeExt(Request& req, std::size_t e, std::size_t i);
     // Pages of each space the node's pattern holds ([0]: every page).
     std::vector<std::size_t> patternCounts(const Node* node) const;
     // Gives the node host pages for its whole pattern; false (nothing allocated) when full.
@@ -328,28 +353,14 @@ private:
     std::size_t writeBackSync(std::vector<Node*>& victims);
     bool dropSubtree(Node* node);
     void clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id);
-    // Copies of every pool with pages in `pages` (with_striped false: not of the pools that the
-    // striped loader serves).
-    Status enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
-                         std::uint32_t layer_begin, std::uint32_t layer_end, kernels::Direction dir,
-                         bool with_striped = true);
-    // Striped loads of model layer `layer` of the striped pools (one collective call per pool
-    // with pages and that layer); the load stream waits for each.
-    Status enqueueStriped(const SpaceCopies& pages, std::uint32_t layer);
-    // The copy job of pool `p` for its pages in `pages` and its layers among [begin, end); none
-    // when the pool has no such pages or layers.
-    std::optional<kernels::CopyJob> poolJob(const PoolPair& p, const SpaceCopies& pages,
-                                            std::uint32_t layer_begin, std::uint32_t layer_end,
-                                            kernels::Direction dir) const;
-    bool striped(const PoolPair& p) const noexcept;
-    Status enqueueMoves(kernels::Stream& stream,
-                        const std::vector<std::vector<kernels::DevicePageMove>>& moves,
-                        std::uint32_t layer_begin, std::uint32_t layer_end);
-    // Pool layers [first, second) of pool p that lie in model layers [begin, end).
-    std::pair<std::uint32_t, std::uint32_t> poolLayers(const PoolPair& p, std::uint32_t begin,
-                                                       std::uint32_t end) const;
-    std::uint64_t spaceBytes(const SpaceCopies& pages) const;
     Status launchBackups();
+    // The copies' part of the round's decision vector: how many launched backups and loads have
+    // finished (FIFO prefixes, MIN over the group); applying it reaps exactly those.
+    struct CopySlots {
+        std::size_t backups = 0, loads = 0;
+    };
+    void addCopyDecisions(comm::DecisionVector& v, CopySlots* slots);
+    Status applyCopyDecisions(const comm::DecisionVector& v, const CopySlots& slots);
     void reapBackup(BackupBatch& batch);
     void reapLoad(LoadBatch& batch);
     void freeDevicePages(std::span<const std::uint32_t> pages);
@@ -366,10 +377,8 @@ private:
     pools::HostPoolGroup slots_;
     std::vector<SlotSpace> spaces_;  // at least one
     PrefixTree tree_;
-    std::unique_ptr<kernels::Stream> d2h_stream_;
-    std::unique_ptr<kernels::Stream> h2d_stream_;
-    // Loads replicated pools when the decision group has several ranks (config_.striped_loader).
-    kernels::StripedLoader* striped_ = nullptr;
+    // The copies: pools' copy jobs, the backup and load streams, striped loads (mover.h).
+    std::unique_ptr<Mover> mover_;
 
     std::uint64_t next_op_id_ = 1;
     std::unique_ptr<BackupBatch> open_backup_;  // backups queued this round
@@ -397,7 +406,7 @@ private:
     std::vector<PoolBatch> writeBatches(const std::vector<Node*>& nodes);
     void queueStorageBackup(std::vector<Node*> nodes);
     void storeSync(Node* node);
-    struct StorageSlots {
+    struct TierSlots {
         std::size_t backups = 0;
         std::vector<std::pair<PrefetchOp*, std::size_t>> progress, timeouts;
         std::vector<std::size_t> remote;  // one per progress entry: its remote part
@@ -411,8 +420,8 @@ private:
                                              std::size_t pages) const;
     std::size_t usableBelow(const PrefetchOp& op, const std::vector<std::vector<bool>>& ext,
                             std::size_t pages) const;
-    void addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots);
-    Status applyStorageDecisions(const comm::DecisionVector& v, const StorageSlots& slots);
+    void addTierDecisions(comm::DecisionVector& v, TierSlots* slots);
+    Status applyTierDecisions(const comm::DecisionVector& v, const TierSlots& slots);
     void graft(PrefetchOp& op, std::size_t usable_pages, std::size_t remote_pages);
     std::uint64_t decision_digest_ = 0;
     std::uint64_t host_allocations_ = 0;  // for fail_host_allocation
