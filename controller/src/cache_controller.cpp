@@ -47,6 +47,16 @@ Result<EvictionPolicy> parseEvictionPolicy(std::string_view name) {
                         "unknown eviction policy '{}' (expected lru, lfu, priority or opt)", name);
 }
 
+Status remoteTierServes(std::string_view model, bool hybrid) {
+    if (!hybrid) return Status::ok();
+    const std::string who =
+        model.empty() ? std::string("this model") : fmt::format("model '{}'", model);
+    return STRATA_ERROR(StatusCode::kNotSupported,
+                        "{} is a hybrid model (slot spaces beyond the anchor's): the remote tier "
+                        "does not serve hybrid models; run it with --remote off",
+                        who);
+}
+
 Result<std::unique_ptr<CacheController>> CacheController::create(const ControllerConfig& config,
                                                                  kernels::Backend& backend,
                                                                  std::vector<PoolPair> pools,
@@ -159,12 +169,7 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             "{} of {} pools have a storage tier: all or none must", with_store,
                             c->pools_.size());
     }
-    if (with_remote != 0 && c->hybrid()) {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "the remote tier does not serve hybrid models (slot spaces beyond "
-                            "'{}') yet",
-                            c->spaces_.front().name);
-    }
+    if (with_remote != 0) STRATA_RETURN_IF_ERROR(remoteTierServes("", c->hybrid()));
     for (const PoolPair& p : c->pools_) {
         if (p.remote != nullptr && !p.remote->capabilities().publish_retract) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,

@@ -276,11 +276,9 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
                             "supported for it; run it with pp 1",
                             options.model);
     }
-    if (cache->spaces_.size() > 1 && options.remote_transport) {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "model '{}' has {} slot spaces (hybrid): the remote tier does not "
-                            "serve hybrid models; run it with --remote off",
-                            options.model, cache->spaces_.size());
+    if (options.remote_transport) {
+        STRATA_RETURN_IF_ERROR(
+            controller::remoteTierServes(options.model, cache->spaces_.size() > 1));
     }
     for (std::size_t i = 0; i < layout.pools.size(); ++i) {
         const pools::HybridPool& p = layout.pools[i];

@@ -104,6 +104,16 @@ void settle(Harness& h) {
     ASSERT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
 }
 
+TEST(Remote, TheRuleForHybridModelsIsDecidedInOnePlace) {
+    EXPECT_TRUE(remoteTierServes("llama3-8b", false).isOk());
+    const Status refused = remoteTierServes("gpt-oss", true);
+    EXPECT_EQ(refused.code(), StatusCode::kNotSupported);
+    for (const char* part :
+         {"model 'gpt-oss'", "the remote tier does not serve hybrid models", "--remote off"}) {
+        EXPECT_NE(refused.message().find(part), std::string::npos) << refused.message();
+    }
+}
+
 TEST(Remote, AStoreThatCannotPublishIsRefusedAsTheRemoteTier) {
     MemoryPageStore plain;  // a storage-like store: no publish_retract capability
     EXPECT_FALSE(plain.capabilities().publish_retract);

@@ -107,6 +107,12 @@ struct ControllerConfig {
     kernels::StripedLoader* striped_loader = nullptr;
 };
 
+// The rule "the remote tier does not serve hybrid models" (models with slot spaces beyond the
+// anchor's: a window, a state), decided here only: OK when it serves `model`, otherwise
+// kNotSupported naming the model and the way out (--remote off). CacheController::create(),
+// runtime::Cache and strata-run's --remote auto all ask it.
+Status remoteTierServes(std::string_view model, bool hybrid);
+
 // One pool of the rank: its device and host tiers share the page indices of its slot space.
 struct PoolPair {
     pools::DevicePool* device = nullptr;
