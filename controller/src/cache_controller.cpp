@@ -8,12 +8,24 @@
 #include <unordered_set>
 
 #include "controller_ops.h"
+#include "mover.h"
 #include "storage_worker.h"
 #include "strata/core/check.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
 
 namespace strata::controller {
+
+Status remoteTierServes(std::string_view model, bool hybrid) {
+    if (!hybrid) return Status::ok();
+    const std::string who =
+        model.empty() ? std::string("this model") : fmt::format("model '{}'", model);
+    return STRATA_ERROR(StatusCode::kNotSupported,
+                        "{} is a hybrid model (slot spaces beyond the anchor's): the remote tier "
+                        "does not serve hybrid models; run it with --remote off",
+                        who);
+}
+
 Result<std::unique_ptr<CacheController>> CacheController::create(const ControllerConfig& config,
                                                                  kernels::Backend& backend,
                                                                  std::vector<PoolPair> pools,
@@ -111,26 +123,11 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
             for (std::uint64_t p : all) pages = std::min<std::size_t>(pages, p);
         }
     }
-    STRATA_ASSIGN_OR_RETURN(auto dev_alloc,
-                            pools::SlotAllocator::create(device_pages[0], config.page_size));
-    STRATA_ASSIGN_OR_RETURN(auto host_alloc,
-                            pools::SlotAllocator::create(host_pages[0], config.page_size));
-    std::unique_ptr<CacheController> c(new CacheController(
-        config, backend, std::move(pools), group, std::move(dev_alloc), std::move(host_alloc)));
+    STRATA_ASSIGN_OR_RETURN(auto slots,
+                            slotGroupOf(spaces, pools, device_pages, host_pages, config.page_size));
+    std::unique_ptr<CacheController> c(
+        new CacheController(config, backend, std::move(pools), group, std::move(slots)));
     c->spaces_ = spaces;
-    for (std::size_t s = 1; s < spaces.size(); ++s) {
-        STRATA_ASSIGN_OR_RETURN(auto d,
-                                pools::SlotAllocator::create(device_pages[s], config.page_size));
-        STRATA_ASSIGN_OR_RETURN(auto h,
-                                pools::SlotAllocator::create(host_pages[s], config.page_size));
-        c->ext_device_alloc_.push_back(std::move(d));
-        c->ext_host_alloc_.push_back(std::move(h));
-    }
-    c->num_layers_ = 0;
-    for (const PoolPair& p : c->pools_) {
-        c->num_layers_ = std::max(c->num_layers_, p.layer_map.empty() ? p.device->spec().num_layers
-                                                                      : p.layer_map.back() + 1);
-    }
     std::size_t with_store = 0, with_remote = 0;
     for (const PoolPair& p : c->pools_) {
         with_store += p.store != nullptr;
@@ -141,11 +138,14 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             "{} of {} pools have a storage tier: all or none must", with_store,
                             c->pools_.size());
     }
-    if (with_remote != 0 && c->hybrid()) {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "the remote tier does not serve hybrid models (slot spaces beyond "
-                            "'{}') yet",
-                            c->spaces_.front().name);
+    if (with_remote != 0) STRATA_RETURN_IF_ERROR(remoteTierServes("", c->hybrid()));
+    for (const PoolPair& p : c->pools_) {
+        if (p.remote != nullptr && !p.remote->capabilities().publish_retract) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}': its remote tier cannot publish and retract host pages "
+                                "(a store without the publish_retract capability)",
+                                p.device->spec().name);
+        }
     }
     if (with_remote != 0 && with_remote != c->pools_.size()) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -159,24 +159,21 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                                 "its decision group: they must be the same group",
                                 loader->rank(), loader->size(), group.rank(), group.size());
         }
-        // A group of one has nothing to stripe: the ordinary load path is the same thing.
-        if (group.size() > 1) c->striped_ = loader;
     }
     if (with_store != 0 || with_remote != 0) c->worker_ = std::make_unique<StorageWorker>();
-    STRATA_ASSIGN_OR_RETURN(c->d2h_stream_, backend.createStream());
-    STRATA_ASSIGN_OR_RETURN(c->h2d_stream_, backend.createStream());
+    STRATA_ASSIGN_OR_RETURN(c->mover_, Mover::create(backend, c->pools_, config.striped_loader));
+    c->num_layers_ = c->mover_->numLayers();
     return c;
 }
 
 CacheController::CacheController(const ControllerConfig& config, kernels::Backend& backend,
                                  std::vector<PoolPair> pools, comm::DecisionGroup& group,
-                                 pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc)
+                                 pools::HostPoolGroup slots)
     : config_(config),
       backend_(backend),
       pools_(std::move(pools)),
       group_(group),
-      device_alloc_(std::move(device_alloc)),
-      host_alloc_(std::move(host_alloc)),
+      slots_(std::move(slots)),
       tree_(config.eviction_policy) {
     if (config_.check_consistency) checker_.emplace(group_);
 }
@@ -185,8 +182,7 @@ CacheController::~CacheController() {
     // The storage worker finishes its reads and writes of host pages first.
     worker_.reset();
     // Streams drain their queued copies before the pools they touch can go away.
-    if (d2h_stream_) (void)d2h_stream_->synchronize();
-    if (h2d_stream_) (void)h2d_stream_->synchronize();
+    mover_.reset();
 }
 
 std::size_t CacheController::inflightOps() const noexcept {
@@ -213,10 +209,50 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
     if (prompt_tokens == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "request {} has an empty prompt", id);
     }
+    const AdmitPlan plan = planAdmission(keys, prompt_tokens);
+    const MatchResult& m = plan.match;
+    note(0xAD1117, id);
+    note(m.device_pages, plan.host_pages);
+
+    tree_.lockDevice(m.device_last, +1);
+    if (plan.host_pages > 0) tree_.lockHost(m.host_last, +1);
+    auto fresh = allocateDeviceSpaces(plan.counts);
+    if (!fresh.isOk()) {
+        tree_.lockDevice(m.device_last, -1);
+        if (plan.host_pages > 0) tree_.lockHost(m.host_last, -1);
+        ++stats_.rejected_admissions;
+        return STRATA_ERROR(StatusCode::kResourceExhausted, "request {}: {}", id,
+                            fresh.status().message());
+    }
+    SpacePages got = std::move(fresh).value();
+    std::vector<std::size_t> ext_cursor(numSpaces() - 1, 0);
+
+    auto req = std::make_unique<Request>();
+    req->id = id;
+    req->prompt_tokens = prompt_tokens;
+    req->priority = priority;
+    req->keys.assign(keys.begin(), keys.end());
+    req->locked = m.device_last;
+    addLoadDependencies(*req, m.device_last);
+    const HitPages hits = queueHostLoad(plan, got, ext_cursor, *req);
+    req->device_pages = m.device_page_list;
+    req->device_pages.insert(req->device_pages.end(), got[0].begin(), got[0].end());
+    req->owned.assign(got[0].begin() + static_cast<long>(hits.loaded), got[0].end());
+    if (hybrid()) assignExtraSpaces(plan, got, ext_cursor, *req);
+    Admission a = admissionOf(*req, plan, hits);
+    requests_.emplace(id, std::move(req));
+    return a;
+}
+
+CacheController::AdmitPlan CacheController::planAdmission(std::span<const PageKey> keys,
+                                                          std::size_t prompt_tokens) {
+    const std::uint32_t P = config_.page_size;
+    AdmitPlan plan;
     // At least the last token is always computed (its logits are needed), so match at most the
     // pages that end before it.
-    std::size_t matchable = (prompt_tokens - 1) / P;
-    MatchResult m = tree_.match(keys.first(matchable));
+    const std::size_t matchable = (prompt_tokens - 1) / P;
+    MatchResult& m = plan.match;
+    m = tree_.match(keys.first(matchable));
     const std::size_t matched_pages = m.device_pages + m.host_pages;
     if (hybrid()) {
         // Usable only as far as every slot space can serve the prefix (a sliding window, a Mamba
@@ -227,386 +263,166 @@ Result<Admission> CacheController::admit(RequestId id, std::span<const PageKey> 
         }
         if (u != m.device_pages + m.host_pages) m = tree_.match(keys.first(u));
     }
-    std::size_t host_pages = m.host_pages;
-    if (host_pages * P < config_.load_back_threshold_tokens) host_pages = 0;
-    const std::size_t total_pages = (prompt_tokens + P - 1) / P;
-    const std::size_t reused_pages = m.device_pages + host_pages;
-    const std::size_t extra = numSpaces() - 1;
-    std::vector<std::size_t> counts(numSpaces(), 0);
-    counts[0] = total_pages - m.device_pages;
+    plan.host_pages = m.host_pages;
+    if (plan.host_pages * P < config_.load_back_threshold_tokens) plan.host_pages = 0;
+    plan.total_pages = (prompt_tokens + P - 1) / P;
+    plan.reused_pages = m.device_pages + plan.host_pages;
     // A state at the end of the matched prefix, where the tree has none, is worth keeping.
     const std::size_t full_pages = prompt_tokens / P;
-    const std::size_t branch_pages =
-        hybrid() && matched_pages > reused_pages && matched_pages < full_pages ? matched_pages : 0;
-    for (std::size_t e = 0; e < extra; ++e) {
-        counts[e + 1] =
-            spaces_[e + 1].request_state ? (branch_pages > 0 ? 2 : 1) : total_pages - reused_pages;
+    plan.branch_pages = hybrid() && matched_pages > plan.reused_pages && matched_pages < full_pages
+                            ? matched_pages
+                            : 0;
+    // Device pages of each space: the anchor's for every page not on the device; an extra
+    // space's for every page computed (or the working state, and the branch state), plus what
+    // the loaded host nodes hold.
+    plan.counts.assign(numSpaces(), 0);
+    plan.counts[0] = plan.total_pages - m.device_pages;
+    for (std::size_t e = 0; e + 1 < numSpaces(); ++e) {
+        plan.counts[e + 1] = spaces_[e + 1].request_state ? (plan.branch_pages > 0 ? 2 : 1)
+                                                          : plan.total_pages - plan.reused_pages;
     }
-    if (host_pages > 0 && hybrid()) {
+    if (plan.host_pages > 0 && hybrid()) {
         for (const Node* n : m.host_chain) {
             const auto pc = patternCounts(n);
-            for (std::size_t e = 0; e < extra; ++e) counts[e + 1] += pc[e + 1];
+            for (std::size_t s = 1; s < numSpaces(); ++s) plan.counts[s] += pc[s];
         }
     }
-    note(0xAD1117, id);
-    note(m.device_pages, host_pages);
+    return plan;
+}
 
-    tree_.lockDevice(m.device_last, +1);
-    if (host_pages > 0) tree_.lockHost(m.host_last, +1);
-    auto fresh = allocateDeviceSpaces(counts);
-    if (!fresh.isOk()) {
-        tree_.lockDevice(m.device_last, -1);
-        if (host_pages > 0) tree_.lockHost(m.host_last, -1);
-        ++stats_.rejected_admissions;
-        return STRATA_ERROR(StatusCode::kResourceExhausted, "request {}: {}", id,
-                            fresh.status().message());
-    }
-    SpacePages got = std::move(fresh).value();
-    std::vector<std::uint32_t> pages = std::move(got[0]);
-    std::vector<std::size_t> ext_cursor(extra, 0);
-
-    auto req = std::make_unique<Request>();
-    req->id = id;
-    req->prompt_tokens = prompt_tokens;
-    req->priority = priority;
-    req->keys.assign(keys.begin(), keys.end());
-    req->locked = m.device_last;
-
+void CacheController::addLoadDependencies(Request& req, const Node* device_last) {
     // Any in-flight load into the pages this request reuses must finish before it reads them.
     std::unordered_set<std::uint64_t> dep_ops;
-    for (Node* n = m.device_last; n != nullptr && !n->isRoot(); n = n->parent) {
+    for (const Node* n = device_last; n != nullptr && !n->isRoot(); n = n->parent) {
         if (n->load_op != 0) dep_ops.insert(n->load_op);
     }
     auto add_dep = [&](const std::shared_ptr<LoadBatch>& b) {
-        if (b && dep_ops.contains(b->id)) req->waits.push_back(b);
+        if (b && dep_ops.contains(b->id)) req.waits.push_back(b);
     };
     add_dep(open_load_);
     for (const auto& b : inflight_loads_) add_dep(b);
-    auto open_batch = [&]() -> LoadBatch& {
-        if (!open_load_) {
-            open_load_ = std::make_shared<LoadBatch>();
-            open_load_->id = next_op_id_++;
-            open_load_->pages.resize(numSpaces());
-            open_load_->moves.resize(numSpaces());
-        }
-        if (std::find(req->waits.begin(), req->waits.end(), open_load_) == req->waits.end()) {
-            req->waits.push_back(open_load_);
-        }
-        return *open_load_;
-    };
-
-    std::size_t cursor = 0;
-    std::size_t storage_hit_pages = 0, remote_hit_pages = 0;
-    if (host_pages > 0) {
-        LoadBatch& batch = open_batch();
-        for (Node* n : m.host_chain) {
-            if (n->from_storage) storage_hit_pages += n->numPages();
-            if (n->from_remote) remote_hit_pages += n->numPages();
-            n->from_storage = n->from_remote = false;
-            n->device_pages.assign(pages.begin() + cursor, pages.begin() + cursor + n->numPages());
-            for (std::size_t i = 0; i < n->numPages(); ++i) {
-                batch.pages[0].push_back({n->device_pages[i], n->host_pages[i]});
-            }
-            n->ext_device.assign(extra, {});
-            for (std::size_t e = 0; e < extra; ++e) {
-                n->ext_device[e].assign(n->numPages(), kNoPage);
-                for (std::size_t i = 0; i < n->numPages(); ++i) {
-                    if (n->ext_host[e][i] == kNoPage) continue;
-                    n->ext_device[e][i] = got[e + 1][ext_cursor[e]++];
-                    batch.pages[e + 1].push_back({n->ext_device[e][i], n->ext_host[e][i]});
-                }
-            }
-            cursor += n->numPages();
-            n->load_op = batch.id;
-            batch.nodes.push_back(n);
-            tree_.refresh(n);
-            tree_.refresh(n->parent);
-        }
-        batch.host_locked.push_back(m.host_last);  // the host lock taken above
-        tree_.lockDevice(m.host_last, +1);
-        tree_.lockDevice(m.device_last, -1);
-        req->locked = m.host_last;
-    }
-    req->device_pages = m.device_page_list;
-    req->device_pages.insert(req->device_pages.end(), pages.begin(), pages.end());
-    req->owned.assign(pages.begin() + cursor, pages.end());
-    if (hybrid()) {
-        // The prefix's pages of each extra space are the tree's (on device, or arriving with this
-        // round's loads); the request owns one for each page it computes, or its working state.
-        req->ext_pages.assign(extra, std::vector<std::uint32_t>(total_pages, kNoPage));
-        req->ext_owned.assign(extra, {});
-        req->state_page.assign(extra, kNoPage);
-        req->branch_state.assign(extra, kNoPage);
-        req->reused_pages = reused_pages;
-        req->branch_pages = branch_pages;
-        const auto path = pathTo(req->locked);
-        for (std::size_t e = 0; e < extra; ++e) {
-            std::vector<std::uint32_t>& own = req->ext_pages[e];
-            if (spaces_[e + 1].request_state) {
-                const std::uint32_t working = got[e + 1][ext_cursor[e]++];
-                req->state_page[e] = working;
-                req->ext_owned[e].push_back(working);
-                if (branch_pages > 0) {
-                    req->branch_state[e] = got[e + 1][ext_cursor[e]++];
-                    req->ext_owned[e].push_back(req->branch_state[e]);
-                }
-                if (reused_pages > 0) {
-                    const Node* last = path.back();
-                    const std::uint32_t checkpoint = last->ext_device[e].back();
-                    STRATA_CHECK(checkpoint != kNoPage,
-                                 "request {}: no state of space '{}' at the end of its prefix", id,
-                                 spaces_[e + 1].name);
-                    open_batch().moves[e + 1].push_back({checkpoint, working});
-                }
-                continue;
-            }
-            std::size_t pos = 0;
-            for (const Node* n : path) {
-                for (std::size_t i = 0; i < n->numPages(); ++i) own[pos + i] = n->ext_device[e][i];
-                pos += n->numPages();
-            }
-            for (std::size_t p = reused_pages; p < total_pages; ++p) {
-                own[p] = got[e + 1][ext_cursor[e]++];
-                req->ext_owned[e].push_back(own[p]);
-            }
-        }
-    }
-
-    Admission a;
-    a.prompt_tokens = prompt_tokens;
-    a.device_hit_tokens = m.device_pages * P;
-    a.host_hit_tokens = host_pages * P;
-    a.storage_hit_tokens = storage_hit_pages * P;
-    a.remote_hit_tokens = remote_hit_pages * P;
-    a.computed_tokens = prompt_tokens - a.reusedTokens();
-    a.device_pages = req->device_pages;
-    a.spaces.resize(numSpaces());
-    a.spaces[0].pages = req->device_pages;
-    for (std::size_t e = 0; e < extra; ++e) {
-        a.spaces[e + 1].pages = req->ext_pages[e];
-        a.spaces[e + 1].state_page = req->state_page[e];
-        a.spaces[e + 1].branch_state_page = req->branch_state[e];
-        a.spaces[e + 1].branch_pages = req->branch_state[e] != kNoPage ? branch_pages : 0;
-    }
-    requests_.emplace(id, std::move(req));
-    return a;
 }
 
-Status CacheController::launchLoads() {
-    if (!open_load_) return Status::ok();
-    std::shared_ptr<LoadBatch> batch = std::move(open_load_);
-    open_load_.reset();
-    batch->launched_at = Clock::now();
-    batch->layer_events.reserve(num_layers_);
-    // Striped loads are collective: the batch's replicated pages (slot numbers included) go into
-    // the decision digest, so that ranks that launched different batches fail at the next step()
-    // instead of diverging further (the lists are equal by construction: identical decisions on
-    // identical allocators).
-    std::uint64_t striped_pages = 0, striped_bytes = 0;
-    if (striped_ != nullptr) {
-        std::uint64_t d = batch->id;
-        for (const PoolPair& p : pools_) {
-            if (!striped(p)) continue;
-            const auto& list = batch->pages[p.space];
-            striped_pages += list.size();
-            striped_bytes += list.size() * p.device->geometry().bytesPerPage();
-            for (const kernels::PageCopy& pc : list) {
-                d = core::foldDigest(d, (std::uint64_t{pc.device_page} << 32) | pc.host_page);
-            }
-        }
-        if (striped_pages > 0) note(0x5791BED, d);
+CacheController::LoadBatch& CacheController::openLoadBatch(Request& req) {
+    if (!open_load_) {
+        open_load_ = std::make_shared<LoadBatch>();
+        open_load_->id = next_op_id_++;
+        open_load_->pages.resize(numSpaces());
+        open_load_->moves.resize(numSpaces());
     }
-    for (std::uint32_t l = 0; l < num_layers_; ++l) {
-        // The load stream's copies of layer l first, so that they overlap the striped loads of
-        // the same layer, which the stream then waits for: the layer's event covers every pool.
-        STRATA_RETURN_IF_ERROR(enqueueCopies(*h2d_stream_, batch->pages, l, l + 1,
-                                             kernels::Direction::kHostToDevice,
-                                             /*with_striped=*/false));
-        if (striped_pages > 0) STRATA_RETURN_IF_ERROR(enqueueStriped(batch->pages, l));
-        // Private copies of shared pages (Mamba checkpoints) after the layer's loads, which may
-        // bring their sources.
-        STRATA_RETURN_IF_ERROR(enqueueMoves(*h2d_stream_, batch->moves, l, l + 1));
-        STRATA_ASSIGN_OR_RETURN(auto ev, h2d_stream_->record());
-        batch->layer_events.push_back(std::move(ev));
+    if (std::find(req.waits.begin(), req.waits.end(), open_load_) == req.waits.end()) {
+        req.waits.push_back(open_load_);
     }
-    batch->launched = true;
-    stats_.striped_pages += striped_pages;
-    stats_.striped_bytes += striped_bytes;
-    ++stats_.load_ops;
-    stats_.load_pages += batch->pages[0].size();
-    stats_.load_bytes += spaceBytes(batch->pages);
-    inflight_loads_.push_back(std::move(batch));
-    return Status::ok();
+    return *open_load_;
 }
 
-Status CacheController::waitLayer(RequestId id, std::uint32_t layer, void* native_stream) {
-    auto it = requests_.find(id);
-    if (it == requests_.end()) {
-        return STRATA_ERROR(StatusCode::kNotFound, "waitLayer: request {} is not admitted", id);
-    }
-    if (layer >= num_layers_) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "waitLayer: layer {} of {}", layer,
-                            num_layers_);
-    }
-    for (const auto& batch : it->second->waits) {
-        if (!batch->launched) STRATA_RETURN_IF_ERROR(launchLoads());
-        const auto& ev = batch->layer_events[layer];
-        STRATA_RETURN_IF_ERROR(native_stream ? ev->blockStream(native_stream) : ev->wait());
-    }
-    return Status::ok();
-}
-
-Status CacheController::waitAllLayers(RequestId id) {
-    for (std::uint32_t l = 0; l < num_layers_; ++l) STRATA_RETURN_IF_ERROR(waitLayer(id, l));
-    return Status::ok();
-}
-
-void CacheController::backupChain(Node* node) {
-    // Back up the not-yet-backed-up ancestors first, so the backed-up set stays root-contiguous.
-    std::vector<Node*> chain;
-    for (Node* n = node; n != nullptr && !n->isRoot() && !n->onHost(); n = n->parent) {
-        chain.push_back(n);
-    }
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-        Node* n = *it;
-        STRATA_CHECK(n->onDevice(), "backup of node {} that is not on device", n->id);
-        if (!allocateNodeHost(n)) {
-            ++stats_.backup_alloc_failures;
-            return;
-        }
-        if (!open_backup_) {
-            open_backup_ = std::make_unique<BackupBatch>();
-            open_backup_->id = next_op_id_++;
-        }
-        n->backup_op = open_backup_->id;
-        nodeCopies(n, &open_backup_->pages);
-        open_backup_->nodes.push_back(n);
-        tree_.lockDevice(n, +1);
-    }
-}
-
-Status CacheController::insert(RequestId id) {
-    auto it = requests_.find(id);
-    if (it == requests_.end()) {
-        return STRATA_ERROR(StatusCode::kNotFound, "insert: request {} is not admitted", id);
-    }
-    Request& req = *it->second;
-    if (req.inserted) {
-        return STRATA_ERROR(StatusCode::kFailedPrecondition, "request {} inserted twice", id);
-    }
-    req.inserted = true;
-    note(0x125E27, id);
-    auto take_owned = [&](std::size_t from, std::size_t to) {
-        // Pages [from, to) of the request now belong to the tree.
-        for (std::size_t i = from; i < to; ++i) {
-            auto o = std::find(req.owned.begin(), req.owned.end(), req.device_pages[i]);
-            if (o != req.owned.end()) req.owned.erase(o);
-        }
-    };
-    Node* node = tree_.root();
-    std::size_t pos = 0;
-    const std::size_t full = req.keys.size();
+CacheController::HitPages CacheController::queueHostLoad(const AdmitPlan& plan,
+                                                         const SpacePages& got,
+                                                         std::vector<std::size_t>& ext_cursor,
+                                                         Request& req) {
+    // The host-resident part of the prefix gets the first fresh device pages of every space and
+    // joins this round's load batch; the request's lock moves to its end.
+    HitPages hits;
+    if (plan.host_pages == 0) return hits;
+    const MatchResult& m = plan.match;
     const std::size_t extra = numSpaces() - 1;
-    // Extra spaces: whether the tree keeps the request's page of space e at prompt page i (inside
-    // the trailing window of the last full page; a state only at that page), and taking it.
-    auto keeps = [&](std::size_t e, std::size_t i) {
-        const SlotSpace& sp = spaces_[e + 1];
-        if (sp.request_state) return i + 1 == full;
-        return sp.hit_policy == pools::HitPolicy::kAllPages || i + sp.trailing_pages >= full;
-    };
-    auto take_ext = [&](std::size_t e, std::size_t i) -> std::uint32_t {
-        const std::uint32_t page =
-            spaces_[e + 1].request_state ? req.state_page[e] : req.ext_pages[e][i];
-        auto o = std::find(req.ext_owned[e].begin(), req.ext_owned[e].end(), page);
-        if (page == kNoPage || o == req.ext_owned[e].end()) return kNoPage;
-        req.ext_owned[e].erase(o);
-        return page;
-    };
-    while (pos < full) {
-        auto child_it = node->children.find(req.keys[pos]);
-        if (child_it == node->children.end()) {
-            std::vector<PageKey> keys(req.keys.begin() + pos, req.keys.end());
-            std::vector<std::uint32_t> pages(req.device_pages.begin() + pos,
-                                             req.device_pages.begin() + full);
-            Node* c = tree_.addChild(node, std::move(keys), std::move(pages));
-            c->hit_count = 1;
-            take_owned(pos, full);
-            if (hybrid()) {
-                c->ext_device.assign(extra, std::vector<std::uint32_t>(full - pos, kNoPage));
-                c->ext_host.assign(extra, {});
-                for (std::size_t e = 0; e < extra; ++e) {
-                    for (std::size_t i = pos; i < full; ++i) {
-                        if (keeps(e, i)) c->ext_device[e][i - pos] = take_ext(e, i);
-                    }
-                }
-            }
-            node = c;
-            pos = full;
-            break;
+    LoadBatch& batch = openLoadBatch(req);
+    std::size_t& cursor = hits.loaded;
+    for (Node* n : m.host_chain) {
+        if (n->from_storage) hits.storage += n->numPages();
+        if (n->from_remote) hits.remote += n->numPages();
+        n->from_storage = n->from_remote = false;
+        n->device_pages.assign(got[0].begin() + static_cast<long>(cursor),
+                               got[0].begin() + static_cast<long>(cursor + n->numPages()));
+        for (std::size_t i = 0; i < n->numPages(); ++i) {
+            batch.pages[0].push_back({n->device_pages[i], n->host_pages[i]});
         }
-        Node* child = child_it->second.get();
-        std::size_t n = 1;
-        while (n < child->numPages() && pos + n < full && child->keys[n] == req.keys[pos + n]) ++n;
-        if (n < child->numPages()) child = tree_.split(child, n);
-        if (!child->onDevice()) {
-            // Host-only node: adopt the request's freshly computed pages ("unevict"). Its pages of
-            // the extra spaces come from the request too; a state the request did not keep (one
-            // before its last full page) is dropped from the host copy, so both tiers hold the
-            // same pattern.
-            child->device_pages.assign(req.device_pages.begin() + pos,
-                                       req.device_pages.begin() + pos + n);
-            take_owned(pos, pos + n);
-            if (hybrid()) {
-                child->ext_device.assign(extra, std::vector<std::uint32_t>(n, kNoPage));
-                for (std::size_t e = 0; e < extra; ++e) {
-                    for (std::size_t k = 0; k < n; ++k) {
-                        if (child->ext_host[e][k] == kNoPage) continue;
-                        const std::uint32_t page = take_ext(e, pos + k);
-                        if (page != kNoPage) {
-                            child->ext_device[e][k] = page;
-                            continue;
-                        }
-                        Status f = ext_host_alloc_[e].free({&child->ext_host[e][k], 1});
-                        STRATA_CHECK(f.isOk(), "host accounting of space '{}' broken: {}",
-                                     spaces_[e + 1].name, f.toString());
-                        child->ext_host[e][k] = kNoPage;
-                    }
-                }
+        n->ext_device.assign(extra, {});
+        for (std::size_t e = 0; e < extra; ++e) {
+            n->ext_device[e].assign(n->numPages(), kNoPage);
+            for (std::size_t i = 0; i < n->numPages(); ++i) {
+                if (n->ext_host[e][i] == kNoPage) continue;
+                n->ext_device[e][i] = got[e + 1][ext_cursor[e]++];
+                batch.pages[e + 1].push_back({n->ext_device[e][i], n->ext_host[e][i]});
             }
-            tree_.refresh(child);
-            tree_.refresh(child->parent);
         }
-        ++child->hit_count;
-        node = child;
-        pos += n;
+        cursor += n->numPages();
+        n->load_op = batch.id;
+        batch.nodes.push_back(n);
+        tree_.refresh(n);
+        tree_.refresh(n->parent);
     }
-    if (hybrid()) fillPatternHoles(node, req);
-    tree_.touch(node);
-    tree_.raisePriority(node, req.priority);
-    // The request's lock moves to the deepest node it now covers.
-    tree_.lockDevice(node, +1);
-    tree_.lockDevice(req.locked, -1);
-    req.locked = node;
+    batch.host_locked.push_back(m.host_last);  // the host lock admit() took
+    tree_.lockDevice(m.host_last, +1);
+    tree_.lockDevice(m.device_last, -1);
+    req.locked = m.host_last;
+    return hits;
+}
 
-    switch (config_.write_policy) {
-        case WritePolicy::kWriteThrough:
-            backupChain(node);
-            break;
-        case WritePolicy::kWriteThroughSelective: {
-            Node* deepest = nullptr;
-            for (Node* n = node; n != nullptr && !n->isRoot(); n = n->parent) {
-                if (n->hit_count >= 2) {
-                    deepest = n;
-                    break;
-                }
+void CacheController::assignExtraSpaces(const AdmitPlan& plan, const SpacePages& got,
+                                        std::vector<std::size_t>& ext_cursor, Request& req) {
+    // The prefix's pages of each extra space are the tree's (on device, or arriving with this
+    // round's loads); the request owns one for each page it computes, or its working state.
+    const std::size_t extra = numSpaces() - 1;
+    req.ext_pages.assign(extra, std::vector<std::uint32_t>(plan.total_pages, kNoPage));
+    req.ext_owned.assign(extra, {});
+    req.state_page.assign(extra, kNoPage);
+    req.branch_state.assign(extra, kNoPage);
+    req.reused_pages = plan.reused_pages;
+    req.branch_pages = plan.branch_pages;
+    const auto path = pathTo(req.locked);
+    for (std::size_t e = 0; e < extra; ++e) {
+        std::vector<std::uint32_t>& own = req.ext_pages[e];
+        if (spaces_[e + 1].request_state) {
+            const std::uint32_t working = got[e + 1][ext_cursor[e]++];
+            req.state_page[e] = working;
+            req.ext_owned[e].push_back(working);
+            if (plan.branch_pages > 0) {
+                req.branch_state[e] = got[e + 1][ext_cursor[e]++];
+                req.ext_owned[e].push_back(req.branch_state[e]);
             }
-            if (deepest != nullptr) backupChain(deepest);
-            break;
+            if (plan.reused_pages > 0) {
+                const Node* last = path.back();
+                const std::uint32_t checkpoint = last->ext_device[e].back();
+                STRATA_CHECK(checkpoint != kNoPage,
+                             "request {}: no state of space '{}' at the end of its prefix", req.id,
+                             spaces_[e + 1].name);
+                openLoadBatch(req).moves[e + 1].push_back({checkpoint, working});
+            }
+            continue;
         }
-        case WritePolicy::kWriteBack:
-            break;
+        std::size_t pos = 0;
+        for (const Node* n : path) {
+            for (std::size_t i = 0; i < n->numPages(); ++i) own[pos + i] = n->ext_device[e][i];
+            pos += n->numPages();
+        }
+        for (std::size_t p = plan.reused_pages; p < plan.total_pages; ++p) {
+            own[p] = got[e + 1][ext_cursor[e]++];
+            req.ext_owned[e].push_back(own[p]);
+        }
     }
-    return Status::ok();
+}
+
+Admission CacheController::admissionOf(const Request& req, const AdmitPlan& plan,
+                                       const HitPages& hits) const {
+    const std::uint32_t P = config_.page_size;
+    Admission a;
+    a.prompt_tokens = req.prompt_tokens;
+    a.device_hit_tokens = plan.match.device_pages * P;
+    a.host_hit_tokens = plan.host_pages * P;
+    a.storage_hit_tokens = hits.storage * P;
+    a.remote_hit_tokens = hits.remote * P;
+    a.computed_tokens = req.prompt_tokens - a.reusedTokens();
+    a.device_pages = req.device_pages;
+    a.spaces.resize(numSpaces());
+    a.spaces[0].pages = req.device_pages;
+    for (std::size_t e = 0; e + 1 < numSpaces() && hybrid(); ++e) {
+        a.spaces[e + 1].pages = req.ext_pages[e];
+        a.spaces[e + 1].state_page = req.state_page[e];
+        a.spaces[e + 1].branch_state_page = req.branch_state[e];
+        a.spaces[e + 1].branch_pages = req.branch_state[e] != kNoPage ? plan.branch_pages : 0;
+    }
+    return a;
 }
 
 Status CacheController::release(RequestId id) {
@@ -619,9 +435,7 @@ Status CacheController::release(RequestId id) {
     tree_.lockDevice(req.locked, -1);
     if (!req.owned.empty()) freeDevicePages(req.owned);
     for (std::size_t e = 0; e < req.ext_owned.size(); ++e) {
-        Status f = ext_device_alloc_[e].free(req.ext_owned[e]);
-        STRATA_CHECK(f.isOk(), "device accounting of space '{}' broken: {}", spaces_[e + 1].name,
-                     f.toString());
+        freeSlots(pools::SlotTier::kDevice, e + 1, req.ext_owned[e]);
     }
     requests_.erase(it);
     return Status::ok();
@@ -640,146 +454,11 @@ Status CacheController::abort(RequestId id) {
     return release(id);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Rounds
-
-Status CacheController::launchBackups() {
-    if (!open_backup_) return Status::ok();
-    std::unique_ptr<BackupBatch> batch = std::move(open_backup_);
-    batch->launched_at = Clock::now();
-    STRATA_RETURN_IF_ERROR(enqueueCopies(*d2h_stream_, batch->pages, 0, num_layers_,
-                                         kernels::Direction::kDeviceToHost));
-    STRATA_ASSIGN_OR_RETURN(batch->done, d2h_stream_->record());
-    ++stats_.backup_ops;
-    stats_.backup_pages += batch->pages[0].size();
-    stats_.backup_bytes += spaceBytes(batch->pages);
-    inflight_backups_.push_back(std::move(batch));
-    return Status::ok();
-}
-
-void CacheController::clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id) {
-    // A split leaves fragments of one node as consecutive ancestors carrying the same op id.
-    for (Node* n = node; n != nullptr && !n->isRoot() && n->*field == op_id; n = n->parent) {
-        n->*field = 0;
-        tree_.refresh(n);
-        tree_.refresh(n->parent);
-    }
-}
-
-void CacheController::reapBackup(BackupBatch& batch) {
-    std::vector<Node*> published;  // the nodes and the split fragments the copy covered
-    for (Node* n : batch.nodes) {
-        for (Node* f = n; f != nullptr && !f->isRoot() && f->backup_op == batch.id; f = f->parent) {
-            published.push_back(f);
-        }
-        clearOpFlags(n, &Node::backup_op, batch.id);
-        tree_.lockDevice(n, -1);
-    }
-    publishRemote(published);
-    queueStorageBackup(std::move(published));
-    stats_.backup_seconds +=
-        std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
-            .count();
-}
-
-void CacheController::reapLoad(LoadBatch& batch) {
-    for (Node* n : batch.nodes) clearOpFlags(n, &Node::load_op, batch.id);
-    for (Node* n : batch.host_locked) tree_.lockHost(n, -1);
-    stats_.load_seconds +=
-        std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
-            .count();
-}
-
-Status CacheController::step() {
-    STRATA_RETURN_IF_ERROR(launchLoads());
-    // Copy time per op runs from launch to the first round that sees it finished.
-    const auto now = Clock::now();
-    auto finished_prefix = [&](const auto& queue, auto done) {
-        std::int64_t n = 0;
-        for (const auto& op : queue) {
-            if (!done(*op)) break;
-            if (!op->seen_done_at) op->seen_done_at = now;
-            ++n;
-        }
-        return n;
-    };
-    comm::DecisionVector v;
-    std::size_t backups_slot = v.addMin(
-        finished_prefix(inflight_backups_, [](BackupBatch& b) { return b.done->query(); }));
-    std::size_t loads_slot = v.addMin(finished_prefix(
-        inflight_loads_, [](LoadBatch& b) { return b.layer_events.back()->query(); }));
-    // The decision digest rides along as a (MIN, MAX) pair: equal on every rank or not at all.
-    const auto digest = static_cast<std::int64_t>(decision_digest_ >> 2);
-    std::size_t digest_min = v.addMin(digest);
-    std::size_t digest_max = v.addMax(digest);
-    StorageSlots storage_slots;
-    if (hasStorage()) addStorageDecisions(v, &storage_slots);
-    STRATA_RETURN_IF_ERROR(v.agree(group_));
-    if (v.get(digest_min) != v.get(digest_max) || v.get(digest_min) != digest) {
-        return STRATA_ERROR(StatusCode::kInternal,
-                            "ranks took different cache decisions before round {} (decision "
-                            "digests range over [{:x}, {:x}], this rank {:x}): stopping rather "
-                            "than diverging",
-                            stats_.rounds + 1, v.get(digest_min), v.get(digest_max), digest);
-    }
-
-    if (hasStorage()) STRATA_RETURN_IF_ERROR(applyStorageDecisions(v, storage_slots));
-    // Reap exactly the agreed counts, in FIFO order, on every rank. A rank that was not yet done
-    // (a later pipeline stage) waits here for the copies the group already counted as finished.
-    const auto n_backups = static_cast<std::size_t>(v.get(backups_slot));
-    for (std::size_t i = 0; i < n_backups; ++i) {
-        STRATA_RETURN_IF_ERROR(inflight_backups_[i]->done->wait());
-        reapBackup(*inflight_backups_[i]);
-    }
-    inflight_backups_.erase(inflight_backups_.begin(), inflight_backups_.begin() + n_backups);
-    const auto n_loads = static_cast<std::size_t>(v.get(loads_slot));
-    for (std::size_t i = 0; i < n_loads; ++i) {
-        STRATA_RETURN_IF_ERROR(inflight_loads_[i]->layer_events.back()->wait());
-        reapLoad(*inflight_loads_[i]);
-    }
-    inflight_loads_.erase(inflight_loads_.begin(), inflight_loads_.begin() + n_loads);
-
-    STRATA_RETURN_IF_ERROR(launchBackups());
-    ++stats_.rounds;
-
-    if (checker_) {
-        STRATA_RETURN_IF_ERROR(checker_->check(stateDigest(), "controller step"));
-        ++stats_.consistency_checks;
-    }
-    return Status::ok();
-}
-
-Status CacheController::drain() {
-    while (inflightOps() > 0) {
-        STRATA_RETURN_IF_ERROR(launchLoads());
-        STRATA_RETURN_IF_ERROR(launchBackups());
-        STRATA_RETURN_IF_ERROR(d2h_stream_->synchronize());
-        STRATA_RETURN_IF_ERROR(h2d_stream_->synchronize());
-        if (worker_) worker_->waitIdle();
-        STRATA_RETURN_IF_ERROR(step());
-    }
-    return Status::ok();
-}
-
-Status CacheController::waitForProgress() {
-    STRATA_RETURN_IF_ERROR(launchLoads());
-    kernels::Event* oldest = nullptr;
-    if (!inflight_backups_.empty()) oldest = inflight_backups_.front()->done.get();
-    if (oldest == nullptr || oldest->query()) {
-        if (!inflight_loads_.empty()) oldest = inflight_loads_.front()->layer_events.back().get();
-    }
-    if (oldest != nullptr && !oldest->query()) return oldest->wait();
-    if (worker_ && !worker_->idle()) worker_->waitForCompletion(std::chrono::milliseconds(100));
-    return Status::ok();
-}
-
 std::uint64_t CacheController::stateDigest() const {
     std::uint64_t d = tree_.digest();
-    d = core::foldDigest(d, device_alloc_.digest());
-    d = core::foldDigest(d, host_alloc_.digest());
-    for (std::size_t e = 0; e < ext_device_alloc_.size(); ++e) {
-        d = core::foldDigest(d, ext_device_alloc_[e].digest());
-        d = core::foldDigest(d, ext_host_alloc_[e].digest());
+    for (std::size_t s = 0; s < numSpaces(); ++s) {
+        d = core::foldDigest(d, deviceAlloc(s).digest());
+        d = core::foldDigest(d, hostAlloc(s).digest());
     }
     d = core::foldDigest(d, inflight_loads_.size());
     d = core::foldDigest(d, inflight_backups_.size());
@@ -798,12 +477,8 @@ std::uint64_t CacheController::stateDigest() const {
 Status CacheController::checkInvariants() const {
     STRATA_RETURN_IF_ERROR(tree_.checkInvariants());
     const std::size_t spaces = numSpaces();
-    auto dev_alloc = [&](std::size_t s) -> const pools::SlotAllocator& {
-        return s == 0 ? device_alloc_ : ext_device_alloc_[s - 1];
-    };
-    auto host_alloc = [&](std::size_t s) -> const pools::SlotAllocator& {
-        return s == 0 ? host_alloc_ : ext_host_alloc_[s - 1];
-    };
+    auto dev_alloc = [&](std::size_t s) -> const pools::SlotAllocator& { return deviceAlloc(s); };
+    auto host_alloc = [&](std::size_t s) -> const pools::SlotAllocator& { return hostAlloc(s); };
     std::vector<std::vector<int>> dev_refs(spaces), host_refs(spaces);
     for (std::size_t s = 0; s < spaces; ++s) {
         dev_refs[s].assign(dev_alloc(s).numPages(), 0);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "controller_ops.h"
+#include "mover.h"
 #include "strata/core/check.h"
 #include "strata/core/hash.h"
 
@@ -15,27 +16,19 @@ void CacheController::note(std::uint64_t a, std::uint64_t b) {
     decision_digest_ = core::foldDigest(core::foldDigest(decision_digest_, a), b);
 }
 
-Result<std::vector<std::uint32_t>> CacheController::allocateHost(std::size_t pages) {
-    if (host_alloc_.freePages() < pages) evictHost(pages - host_alloc_.freePages(), {});
-    ++host_allocations_;
-    Result<std::vector<std::uint32_t>> r =
-        host_allocations_ == config_.fail_host_allocation
-            ? Result<std::vector<std::uint32_t>>(
-                  STRATA_ERROR(StatusCode::kResourceExhausted,
-                               "injected host allocation failure (#{})", host_allocations_))
-            : host_alloc_.allocate(pages);
-    note(0xA110C4, r.isOk() ? (pages == 0 ? 1 : r->front() + 2) : 0);
-    return r;
+void CacheController::freeSlots(pools::SlotTier tier, std::size_t s,
+                                std::span<const std::uint32_t> pages) {
+    Status f = slots_.freeSlots(tier, s, pages);
+    STRATA_CHECK(f.isOk(), "{} page accounting of space '{}' broken: {}",
+                 tier == pools::SlotTier::kHost ? "host" : "device", spaces_[s].name, f.toString());
 }
 
 void CacheController::freeDevicePages(std::span<const std::uint32_t> pages) {
-    Status s = device_alloc_.free(pages);
-    STRATA_CHECK(s.isOk(), "device page accounting broken: {}", s.toString());
+    freeSlots(pools::SlotTier::kDevice, 0, pages);
 }
 
 void CacheController::freeHostPages(std::span<const std::uint32_t> pages) {
-    Status s = host_alloc_.free(pages);
-    STRATA_CHECK(s.isOk(), "host page accounting broken: {}", s.toString());
+    freeSlots(pools::SlotTier::kHost, 0, pages);
 }
 
 std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::uint64_t>& protect) {
@@ -100,18 +93,14 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
     }
     if (!copied.empty()) {
         const auto started = Clock::now();
-        Status s =
-            enqueueCopies(*d2h_stream_, copies, 0, num_layers_, kernels::Direction::kDeviceToHost);
-        if (s.isOk()) {
-            auto ev = d2h_stream_->record();
-            s = ev.isOk() ? (*ev)->wait() : ev.status();
-        }
+        auto ev = mover_->launchBackup(copies);
+        Status s = ev.isOk() ? (*ev)->wait() : ev.status();
         STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
         stats_.backup_seconds += std::chrono::duration<double>(Clock::now() - started).count();
         ++stats_.backup_ops;
         stats_.write_back_pages += copies[0].size();
         stats_.backup_pages += copies[0].size();
-        stats_.backup_bytes += spaceBytes(copies);
+        stats_.backup_bytes += mover_->bytes(copies);
     }
     publishRemote(copied);  // their host copies are complete now
     for (Node* v : copied) freed += demote(v);

@@ -5,12 +5,60 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
 #include <optional>
 
 #include "controller_ops.h"
 #include "strata/core/check.h"
+#include "strata/pools/hybrid_layout.h"
 
 namespace strata::controller {
+
+Result<pools::HostPoolGroup> slotGroupOf(const std::vector<SlotSpace>& spaces,
+                                         const std::vector<PoolPair>& pools,
+                                         const std::vector<std::size_t>& device_pages,
+                                         const std::vector<std::size_t>& host_pages,
+                                         std::uint32_t page_size) {
+    std::vector<pools::GroupEntry> entries;
+    for (std::size_t s = 0; s < spaces.size(); ++s) {
+        std::string root;  // the entry that owns the space's slots
+        for (const PoolPair& p : pools) {
+            if (p.space != s) continue;
+            const pools::PoolSpec& spec = p.host->spec();
+            if (root.empty() && s == 0 && spec.tokens_per_row != 1) {
+                pools::GroupEntry anchor;
+                anchor.name = spaces[s].name;
+                anchor.logical_pages = host_pages[s];
+                anchor.device_pages = device_pages[s];
+                root = anchor.name;
+                entries.push_back(std::move(anchor));
+            }
+            pools::GroupEntry e;
+            e.name = spec.name;
+            e.host = p.host;
+            e.device = p.device;
+            e.layer_map = p.layer_map;
+            if (e.layer_map.empty()) {
+                e.layer_map.resize(spec.num_layers);
+                std::iota(e.layer_map.begin(), e.layer_map.end(), 0u);
+            }
+            if (root.empty()) {
+                e.role = s == 0 ? pools::PoolRole::kAnchor : pools::PoolRole::kIndependent;
+                e.hit_policy = spaces[s].hit_policy;
+                e.trailing_pages = spaces[s].trailing_pages;
+                e.host_pages = host_pages[s];
+                e.device_pages = device_pages[s];
+                root = e.name;
+            } else {
+                e.role = pools::PoolRole::kSidecar;
+                e.indices_from = root;
+                e.ratio = spec.tokens_per_row;
+            }
+            entries.push_back(std::move(e));
+        }
+    }
+    return pools::HostPoolGroup::create(std::move(entries), page_size);
+}
 
 std::vector<std::size_t> CacheController::patternCounts(const Node* node) const {
     std::vector<std::size_t> counts(numSpaces(), 0);
@@ -70,10 +118,7 @@ void CacheController::freeNodeDevice(Node* node) {
     if (!node->device_pages.empty()) freeDevicePages(node->device_pages);
     node->device_pages.clear();
     for (std::size_t e = 0; e < node->ext_device.size(); ++e) {
-        auto pages = present(node->ext_device[e]);
-        Status s = ext_device_alloc_[e].free(pages);
-        STRATA_CHECK(s.isOk(), "device page accounting of space '{}' broken: {}",
-                     spaces_[e + 1].name, s.toString());
+        freeSlots(pools::SlotTier::kDevice, e + 1, present(node->ext_device[e]));
         node->ext_device[e].clear();
     }
 }
@@ -82,10 +127,7 @@ void CacheController::freeNodeHost(Node* node) {
     if (!node->host_pages.empty()) freeHostPages(node->host_pages);
     node->host_pages.clear();
     for (std::size_t e = 0; e < node->ext_host.size(); ++e) {
-        auto pages = present(node->ext_host[e]);
-        Status s = ext_host_alloc_[e].free(pages);
-        STRATA_CHECK(s.isOk(), "host page accounting of space '{}' broken: {}", spaces_[e + 1].name,
-                     s.toString());
+        freeSlots(pools::SlotTier::kHost, e + 1, present(node->ext_host[e]));
         node->ext_host[e].clear();
     }
 }
@@ -196,23 +238,15 @@ std::vector<std::vector<bool>> CacheController::pathPattern(const std::vector<co
 
 std::size_t CacheController::usableFromPattern(const std::vector<std::vector<bool>>& pattern,
                                                std::size_t limit) const {
+    std::vector<pools::HitRule> rules;
+    std::vector<std::vector<bool>> present;
     for (std::size_t e = 0; e + 1 < numSpaces(); ++e) {
-        if (spaces_[e + 1].hit_policy != pools::HitPolicy::kAllPages) continue;
-        const auto& v = pattern[e];
-        limit = std::min<std::size_t>(limit,
-                                      std::find(v.begin(), v.begin() + limit, false) - v.begin());
+        rules.push_back({spaces_[e + 1].hit_policy, spaces_[e + 1].trailing_pages});
+        present.emplace_back(pattern[e].begin(), pattern[e].begin() + static_cast<long>(limit));
     }
-    for (std::size_t u = limit; u > 0; --u) {
-        bool ok = true;
-        for (std::size_t e = 0; e + 1 < numSpaces() && ok; ++e) {
-            const SlotSpace& sp = spaces_[e + 1];
-            if (sp.hit_policy != pools::HitPolicy::kTrailingPages) continue;
-            const std::size_t from = u > sp.trailing_pages ? u - sp.trailing_pages : 0;
-            for (std::size_t q = from; q < u && ok; ++q) ok = pattern[e][q];
-        }
-        if (ok) return u;
-    }
-    return 0;
+    auto u = pools::usablePrefixPages(rules, present, limit);
+    STRATA_CHECK(u.isOk(), "usable prefix: {}", u.status().toString());
+    return *u;
 }
 
 std::size_t CacheController::usablePages(const std::vector<const Node*>& path,
@@ -228,130 +262,42 @@ Result<CacheController::SpacePages> CacheController::allocateDeviceSpaces(
         short_of_pages |= deviceAlloc(s).freePages() < counts[s];
     }
     if (short_of_pages) evictDevice(counts);
-    SpacePages out(counts.size());
-    for (std::size_t s = 0; s < counts.size(); ++s) {
-        auto r = deviceAlloc(s).allocate(counts[s]);
-        note(0xA110CD + s, r.isOk() ? (counts[s] == 0 ? 1 : r->front() + 2) : 0);
-        if (!r.isOk()) {
-            for (std::size_t t = 0; t < s; ++t) {
-                Status f = deviceAlloc(t).free(out[t]);
-                STRATA_CHECK(f.isOk(), "device rollback failed: {}", f.toString());
-            }
-            return STRATA_ERROR(StatusCode::kResourceExhausted,
-                                "space '{}' needs {} device pages, {} free after eviction",
-                                spaces_[s].name, counts[s], deviceAlloc(s).freePages());
-        }
-        out[s] = std::move(r).value();
-    }
-    return out;
+    auto r = slots_.allocateSlots(pools::SlotTier::kDevice, counts);
+    noteAllocation(0xA110CD, counts, r);
+    return r;
 }
 
 Result<CacheController::SpacePages> CacheController::allocateHostSpaces(
     const std::vector<std::size_t>& counts) {
-    // The anchor's pages first, through allocateHost (eviction, fault injection); extra spaces
-    // evict whole host-only leaves until they fit too.
-    STRATA_ASSIGN_OR_RETURN(auto anchor, allocateHost(counts[0]));
-    SpacePages out(counts.size());
-    out[0] = std::move(anchor);
-    for (std::size_t s = 1; s < counts.size(); ++s) {
-        while (hostAlloc(s).freePages() < counts[s]) {
-            if (evictHost(1, {}) == 0) break;
-        }
-        auto r = hostAlloc(s).allocate(counts[s]);
-        note(0xA110C4 + s, r.isOk() ? (counts[s] == 0 ? 1 : r->front() + 2) : 0);
-        if (!r.isOk()) {
-            for (std::size_t t = 0; t < s; ++t) {
-                Status f = hostAlloc(t).free(out[t]);
-                STRATA_CHECK(f.isOk(), "host rollback failed: {}", f.toString());
-            }
-            return STRATA_ERROR(StatusCode::kResourceExhausted,
-                                "space '{}' needs {} host pages, {} free after eviction",
-                                spaces_[s].name, counts[s], hostAlloc(s).freePages());
-        }
-        out[s] = std::move(r).value();
+    // Each space evicts host leaves before it allocates: the anchor as many pages as it lacks,
+    // an extra space whole leaves until it fits (its pages are not counted by evictHost).
+    if (++host_allocations_ == config_.fail_host_allocation) {
+        Status s = slots_.injectFailure(slots_.spaceEntry(0).name);
+        STRATA_CHECK(s.isOk(), "fault injection: {}", s.toString());
     }
-    return out;
+    auto r = slots_.allocateSlots(pools::SlotTier::kHost, counts,
+                                  [&](std::size_t s, std::size_t short_by) {
+                                      if (s == 0) {
+                                          evictHost(short_by, {});
+                                          return;
+                                      }
+                                      while (hostAlloc(s).freePages() < counts[s]) {
+                                          if (evictHost(1, {}) == 0) break;
+                                      }
+                                  });
+    noteAllocation(0xA110C4, counts, r);
+    return r;
 }
 
-std::pair<std::uint32_t, std::uint32_t> CacheController::poolLayers(const PoolPair& p,
-                                                                    std::uint32_t begin,
-                                                                    std::uint32_t end) const {
-    const std::uint32_t n = p.device->spec().num_layers;
-    if (p.layer_map.empty()) return {std::min(begin, n), std::min(end, n)};
-    const auto first = std::lower_bound(p.layer_map.begin(), p.layer_map.end(), begin);
-    const auto last = std::lower_bound(p.layer_map.begin(), p.layer_map.end(), end);
-    return {static_cast<std::uint32_t>(first - p.layer_map.begin()),
-            static_cast<std::uint32_t>(last - p.layer_map.begin())};
-}
-
-bool CacheController::striped(const PoolPair& p) const noexcept {
-    // Replicated across the decision group: the same bytes on every rank of TP x CP.
-    return striped_ != nullptr && !p.device->spec().sharded_across_tp;
-}
-
-std::optional<kernels::CopyJob> CacheController::poolJob(const PoolPair& p,
-                                                         const SpaceCopies& pages,
-                                                         std::uint32_t layer_begin,
-                                                         std::uint32_t layer_end,
-                                                         kernels::Direction dir) const {
-    if (p.space >= pages.size() || pages[p.space].empty()) return std::nullopt;
-    const auto [first, last] = poolLayers(p, layer_begin, layer_end);
-    if (first >= last) return std::nullopt;
-    kernels::CopyJob job;
-    job.geometry = p.device->geometry();
-    job.device = p.device->view();
-    job.host = p.host->view();
-    job.pages = pages[p.space];
-    job.layer_begin = first;
-    job.layer_end = last;
-    job.direction = dir;
-    return job;
-}
-
-Status CacheController::enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
-                                      std::uint32_t layer_begin, std::uint32_t layer_end,
-                                      kernels::Direction dir, bool with_striped) {
-    for (const PoolPair& p : pools_) {
-        if (!with_striped && striped(p)) continue;
-        auto job = poolJob(p, pages, layer_begin, layer_end, dir);
-        if (job) STRATA_RETURN_IF_ERROR(stream.enqueueCopy(std::move(*job)));
+void CacheController::noteAllocation(std::uint64_t what, const std::vector<std::size_t>& counts,
+                                     const Result<SpacePages>& r) {
+    if (!r.isOk()) {
+        note(what, 0);
+        return;
     }
-    return Status::ok();
-}
-
-Status CacheController::enqueueStriped(const SpaceCopies& pages, std::uint32_t layer) {
-    // Every rank walks the same pools in the same order with the same lists (see launchLoads), so
-    // the collective calls match across the group.
-    for (const PoolPair& p : pools_) {
-        if (!striped(p)) continue;
-        const auto job = poolJob(p, pages, layer, layer + 1, kernels::Direction::kHostToDevice);
-        if (!job) continue;
-        STRATA_ASSIGN_OR_RETURN(kernels::EventPtr done, striped_->load(*job));
-        STRATA_RETURN_IF_ERROR(h2d_stream_->waitFor(done));
+    for (std::size_t s = 0; s < counts.size(); ++s) {
+        note(what + s, counts[s] == 0 ? 1 : (*r)[s].front() + 2);
     }
-    return Status::ok();
-}
-
-Status CacheController::enqueueMoves(kernels::Stream& stream,
-                                     const std::vector<std::vector<kernels::DevicePageMove>>& moves,
-                                     std::uint32_t layer_begin, std::uint32_t layer_end) {
-    for (const PoolPair& p : pools_) {
-        if (p.space >= moves.size() || moves[p.space].empty()) continue;
-        const auto [first, last] = poolLayers(p, layer_begin, layer_end);
-        if (first >= last) continue;
-        STRATA_RETURN_IF_ERROR(stream.enqueueDeviceCopy(p.device->geometry(), p.device->view(),
-                                                        moves[p.space], first, last));
-    }
-    return Status::ok();
-}
-
-std::uint64_t CacheController::spaceBytes(const SpaceCopies& pages) const {
-    std::uint64_t bytes = 0;
-    for (const PoolPair& p : pools_) {
-        if (p.space < pages.size())
-            bytes += pages[p.space].size() * p.device->geometry().bytesPerPage();
-    }
-    return bytes;
 }
 
 }  // namespace strata::controller

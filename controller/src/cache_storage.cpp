@@ -35,7 +35,7 @@ struct CacheController::PoolBatch {
     const pools::HostPool* host = nullptr;
     std::vector<PageKey> keys;         // storage keys
     std::vector<std::uint32_t> pages;  // host pages, one per key
-    RemoteTier* remote = nullptr;      // the pool's remote tier (prefetch)
+    io::PageStore* remote = nullptr;   // the pool's remote tier (prefetch)
     std::uint32_t space = 0;           // the pool's slot space
 };
 
@@ -90,7 +90,7 @@ void CacheController::publishRemote(const std::vector<Node*>& nodes) {
                 pages.push_back(n->host_pages[i]);
             }
         }
-        Status s = p.remote->publish(keys, pages);
+        Status s = p.remote->publish(keys, *p.host, pages);
         if (!s.isOk()) core::logger("controller").warn("remote publish: {}", s.toString());
     }
     for (const Node* n : nodes) stats_.remote_published_pages += n->host_pages.size();
@@ -253,7 +253,7 @@ bool CacheController::prefetchSettled(RequestId id) const {
     return true;
 }
 
-void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots) {
+void CacheController::addTierDecisions(comm::DecisionVector& v, TierSlots* slots) {
     std::int64_t done = 0;
     for (const auto& b : storage_backups_) {
         if (!b->done->load()) break;
@@ -293,8 +293,7 @@ void CacheController::addStorageDecisions(comm::DecisionVector& v, StorageSlots*
     }
 }
 
-Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
-                                              const StorageSlots& slots) {
+Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const TierSlots& slots) {
     const auto n = static_cast<std::size_t>(v.get(slots.backups));
     for (std::size_t i = 0; i < n; ++i) {
         for (Node* node : storage_backups_.front()->nodes) tree_.lockHost(node, -1);
@@ -372,7 +371,7 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
                         if (b.remote == nullptr || pulled == 0) break;
                         std::size_t got =
                             batched(pulled, batch_pages, [&](std::size_t off, std::size_t n) {
-                                auto r = b.remote->get(std::span(b.keys).subspan(off, n),
+                                auto r = b.remote->get(std::span(b.keys).subspan(off, n), *b.host,
                                                        std::span(b.pages).subspan(off, n));
                                 return r.isOk() ? *r : std::size_t{0};
                             });
@@ -420,8 +419,7 @@ Status CacheController::applyStorageDecisions(const comm::DecisionVector& v,
                     for (std::size_t i = 0; i < op->ext_host_pages[e].size(); ++i) {
                         std::uint32_t& page = op->ext_host_pages[e][i];
                         if (page == kNoPage || (i < usable && ext[e][i])) continue;
-                        Status f = ext_host_alloc_[e].free({&page, 1});
-                        STRATA_CHECK(f.isOk(), "host accounting broken: {}", f.toString());
+                        freeSlots(pools::SlotTier::kHost, e + 1, {&page, 1});
                         page = kNoPage;
                     }
                 }
@@ -563,9 +561,7 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remo
                 spare.push_back(op.ext_host_pages[e][i]);
             }
         }
-        Status f = ext_host_alloc_[e].free(spare);
-        STRATA_CHECK(f.isOk(), "host accounting of space '{}' broken: {}", spaces_[e + 1].name,
-                     f.toString());
+        freeSlots(pools::SlotTier::kHost, e + 1, spare);
     }
     op.host_pages.clear();
     op.ext_host_pages.clear();

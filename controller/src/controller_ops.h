@@ -14,6 +14,31 @@ namespace strata::controller {
 
 using Clock = std::chrono::steady_clock;
 
+// The slot allocator of the controller's pools: per space, the first pool is the anchor (space 0)
+// or an independent entry, the others its sidecars; a space 0 whose first pool has compressed rows
+// gets a logical anchor. Space s has device_pages[s] and host_pages[s] slots (the counts the
+// group agreed on). kInvalidArgument from HostPoolGroup::create.
+Result<pools::HostPoolGroup> slotGroupOf(const std::vector<SlotSpace>& spaces,
+                                         const std::vector<PoolPair>& pools,
+                                         const std::vector<std::size_t>& device_pages,
+                                         const std::vector<std::size_t>& host_pages,
+                                         std::uint32_t page_size);
+
+// What admit() decides before allocating: the usable match and the device pages of each space.
+struct CacheController::AdmitPlan {
+    MatchResult match;            // re-matched at the usable length (hybrid models)
+    std::size_t host_pages = 0;   // loaded back (0 when below the load-back threshold)
+    std::size_t total_pages = 0;  // pages of the prompt (the last may be partial)
+    std::size_t reused_pages = 0;
+    std::size_t branch_pages = 0;     // the match ends there without a state (0: no branch)
+    std::vector<std::size_t> counts;  // device pages to allocate per space
+};
+
+// Pages of an admission loaded from the host, and how many of them came from each lower tier.
+struct CacheController::HitPages {
+    std::size_t loaded = 0, storage = 0, remote = 0;
+};
+
 // Loads admitted in one round, launched together layer by layer.
 struct CacheController::LoadBatch {
     std::uint64_t id = 0;

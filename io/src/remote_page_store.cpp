@@ -511,14 +511,19 @@ Result<std::size_t> RemotePageStore::get(std::span<const PageKey> keys, const po
     return served;
 }
 
-Result<std::size_t> RemotePageStore::set(std::span<const PageKey> keys, const pools::HostPool& pool,
-                                         std::span<const std::uint32_t> host_pages) {
+Status RemotePageStore::publish(std::span<const PageKey> keys, const pools::HostPool& pool,
+                                std::span<const std::uint32_t> host_pages) {
     if (&pool != impl_->pool) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "remote store of pool '{}' asked to publish another pool",
                             impl_->pool->spec().name);
     }
-    STRATA_RETURN_IF_ERROR(publish(keys, host_pages));
+    return publish(keys, host_pages);
+}
+
+Result<std::size_t> RemotePageStore::set(std::span<const PageKey> keys, const pools::HostPool& pool,
+                                         std::span<const std::uint32_t> host_pages) {
+    STRATA_RETURN_IF_ERROR(publish(keys, pool, host_pages));
     return keys.size();
 }
 

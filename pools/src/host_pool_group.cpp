@@ -15,8 +15,19 @@ bool sameShape(const PoolSpec& a, const PoolSpec& b) {
            a.tokens_per_row == b.tokens_per_row;
 }
 
-std::size_t entryPages(const GroupEntry& e) {
+std::size_t poolPages(const GroupEntry& e) {
     return e.host != nullptr ? e.host->numPages() : e.logical_pages;
+}
+
+// Host slots of an entry: the pool's pages, or fewer when the entry says so.
+std::size_t entryPages(const GroupEntry& e) {
+    return e.role != PoolRole::kSidecar && e.host_pages != 0 ? e.host_pages : poolPages(e);
+}
+
+// Device slots of an owning entry; 0 without a device pool or device_pages.
+std::size_t entryDevicePages(const GroupEntry& e) {
+    if (e.device_pages != 0) return e.device_pages;
+    return e.device != nullptr ? e.device->numPages() : 0;
 }
 
 Status checkEntry(const GroupEntry& e, std::uint32_t page_size) {
@@ -76,6 +87,17 @@ Status checkEntry(const GroupEntry& e, std::uint32_t page_size) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "entry '{}': ratio {} differs from its pool's tokens per row {}",
                             e.name, e.ratio, e.host->spec().tokens_per_row);
+    }
+    if (e.role != PoolRole::kSidecar && e.host_pages > poolPages(e)) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "entry '{}': {} host pages asked, its pool has {}", e.name,
+                            e.host_pages, poolPages(e));
+    }
+    if (e.role != PoolRole::kSidecar && e.device != nullptr &&
+        e.device_pages > e.device->numPages()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "entry '{}': {} device pages asked, its device pool has {}", e.name,
+                            e.device_pages, e.device->numPages());
     }
     if (e.role == PoolRole::kAnchor && e.hit_policy != HitPolicy::kAllPages) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -144,10 +166,23 @@ Result<HostPoolGroup> HostPoolGroup::create(std::vector<GroupEntry> entries,
                                     e.indices_from);
             }
             g.alloc_.emplace_back(std::nullopt);
+            g.device_alloc_.emplace_back(std::nullopt);
         } else {
             STRATA_ASSIGN_OR_RETURN(SlotAllocator a,
                                     SlotAllocator::create(entryPages(e), page_size));
             g.alloc_.emplace_back(std::move(a));
+            if (entryDevicePages(e) == 0) {
+                g.device_alloc_.emplace_back(std::nullopt);
+            } else {
+                STRATA_ASSIGN_OR_RETURN(SlotAllocator d,
+                                        SlotAllocator::create(entryDevicePages(e), page_size));
+                g.device_alloc_.emplace_back(std::move(d));
+            }
+            if (e.role == PoolRole::kAnchor) {
+                g.space_entry_.insert(g.space_entry_.begin(), i);
+            } else {
+                g.space_entry_.push_back(i);
+            }
         }
         g.source_.push_back(source);
     }
@@ -257,6 +292,84 @@ Status HostPoolGroup::free(const GroupAllocation& allocation) {
         if (!s.isOk()) return s.withContext("host pool group free after validation (a bug)");
     }
     return Status::ok();
+}
+
+std::size_t HostPoolGroup::spaceOf(std::string_view name) const noexcept {
+    std::size_t i = index(name);
+    if (i == entries_.size()) return numSpaces();
+    if (!alloc_[i].has_value()) i = source_[i];
+    return static_cast<std::size_t>(std::find(space_entry_.begin(), space_entry_.end(), i) -
+                                    space_entry_.begin());
+}
+
+const SlotAllocator* HostPoolGroup::allocator(SlotTier tier, std::size_t space) const noexcept {
+    if (space >= numSpaces()) return nullptr;
+    const auto& a = tier == SlotTier::kHost ? alloc_ : device_alloc_;
+    const std::size_t i = space_entry_[space];
+    return a[i].has_value() ? &*a[i] : nullptr;
+}
+
+Result<std::vector<std::vector<std::uint32_t>>> HostPoolGroup::allocateSlots(
+    SlotTier tier, std::span<const std::size_t> counts, const MakeRoom& make_room) {
+    const char* tier_name = tier == SlotTier::kHost ? "host" : "device";
+    if (counts.size() != numSpaces()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool group: {} slot counts for {} spaces", counts.size(),
+                            numSpaces());
+    }
+    // An injected failure applies to the host tier, in the space of the entry it names.
+    std::optional<std::size_t> inject;
+    if (tier == SlotTier::kHost && inject_.has_value()) {
+        inject = spaceOf(entries_[*std::exchange(inject_, std::nullopt)].name);
+    }
+    auto& allocs = tier == SlotTier::kHost ? alloc_ : device_alloc_;
+    std::vector<std::vector<std::uint32_t>> out(counts.size());
+    // On failure, give back what the earlier spaces took, newest first (each allocator's free
+    // list is LIFO, so the allocators end exactly as they were: same digest).
+    auto rollback = [&](std::size_t failed, Status why) -> Status {
+        for (std::size_t t = failed; t-- > 0;) {
+            if (!allocs[space_entry_[t]].has_value()) continue;
+            Status f = allocs[space_entry_[t]]->free(out[t]);
+            if (!f.isOk()) return f.withContext("host pool group rollback (a bug)");
+        }
+        return why;
+    };
+    for (std::size_t s = 0; s < counts.size(); ++s) {
+        const GroupEntry& e = entries_[space_entry_[s]];
+        auto& a = allocs[space_entry_[s]];
+        if (!a.has_value()) {
+            if (counts[s] == 0) continue;
+            return rollback(s, STRATA_ERROR(StatusCode::kInvalidArgument,
+                                            "space '{}' has no {} slots", e.name, tier_name));
+        }
+        if (make_room && a->freePages() < counts[s]) make_room(s, counts[s] - a->freePages());
+        if (inject == s) {
+            return rollback(
+                s, STRATA_ERROR(StatusCode::kResourceExhausted,
+                                "injected {} allocation failure in space '{}'", tier_name, e.name));
+        }
+        auto r = a->allocate(counts[s]);
+        if (!r.isOk()) {
+            return rollback(s, STRATA_ERROR(StatusCode::kResourceExhausted,
+                                            "space '{}' needs {} {} pages, {} free after eviction",
+                                            e.name, counts[s], tier_name, a->freePages()));
+        }
+        out[s] = std::move(r).value();
+    }
+    return out;
+}
+
+Status HostPoolGroup::freeSlots(SlotTier tier, std::size_t space,
+                                std::span<const std::uint32_t> pages) {
+    const SlotAllocator* a = allocator(tier, space);
+    if (a == nullptr) {
+        if (pages.empty()) return Status::ok();
+        return STRATA_ERROR(StatusCode::kFailedPrecondition,
+                            "host pool group: space {} has no {} slots to free", space,
+                            tier == SlotTier::kHost ? "host" : "device");
+    }
+    auto& allocs = tier == SlotTier::kHost ? alloc_ : device_alloc_;
+    return allocs[space_entry_[space]]->free(pages);
 }
 
 const SlotAllocator* HostPoolGroup::allocator(std::string_view name) const noexcept {

@@ -367,7 +367,7 @@ Result<std::size_t> usablePrefixPages(const HybridLayout& layout,
                             "usable prefix of model '{}': {} presence vectors for {} pools",
                             layout.model, present.size(), layout.pools.size());
     }
-    std::size_t limit = total_pages;
+    std::vector<HitRule> rules;
     for (std::size_t i = 0; i < present.size(); ++i) {
         if (present[i].size() != total_pages) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -376,7 +376,27 @@ Result<std::size_t> usablePrefixPages(const HybridLayout& layout,
                                 layout.model, layout.pools[i].spec.name, present[i].size(),
                                 total_pages);
         }
-        if (layout.pools[i].hit_policy == HitPolicy::kAllPages) {
+        rules.push_back({layout.pools[i].hit_policy, layout.pools[i].trailing_pages});
+    }
+    return usablePrefixPages(rules, present, total_pages);
+}
+
+Result<std::size_t> usablePrefixPages(std::span<const HitRule> rules,
+                                      std::span<const std::vector<bool>> present,
+                                      std::size_t total_pages) {
+    if (present.size() != rules.size()) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "usable prefix: {} presence vectors for {} rules", present.size(),
+                            rules.size());
+    }
+    std::size_t limit = total_pages;
+    for (std::size_t i = 0; i < present.size(); ++i) {
+        if (present[i].size() != total_pages) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "usable prefix: presence vector {} has {} entries for {} pages", i,
+                                present[i].size(), total_pages);
+        }
+        if (rules[i].policy == HitPolicy::kAllPages) {
             const auto first_missing = std::find(present[i].begin(), present[i].end(), false);
             limit = std::min<std::size_t>(limit, first_missing - present[i].begin());
         }
@@ -385,9 +405,8 @@ Result<std::size_t> usablePrefixPages(const HybridLayout& layout,
     for (std::size_t u = limit; u > 0; --u) {
         bool ok = true;
         for (std::size_t i = 0; i < present.size() && ok; ++i) {
-            const HybridPool& p = layout.pools[i];
-            if (p.hit_policy != HitPolicy::kTrailingPages) continue;
-            const std::size_t from = u > p.trailing_pages ? u - p.trailing_pages : 0;
+            if (rules[i].policy != HitPolicy::kTrailingPages) continue;
+            const std::size_t from = u > rules[i].trailing_pages ? u - rules[i].trailing_pages : 0;
             for (std::size_t q = from; q < u && ok; ++q) ok = present[i][q];
         }
         if (ok) return u;

@@ -22,38 +22,6 @@
 
 namespace strata::runtime {
 
-#if STRATA_HAVE_UCX
-// The remote tier of one pool as the controller sees it.
-struct Cache::RemotePool final : controller::RemoteTier {
-    std::unique_ptr<io::RemotePageStore> store;
-    const pools::HostPool* pool = nullptr;
-    Result<std::size_t> exists(std::span<const core::PageKey> keys) override {
-        return store->exists(keys);
-    }
-    Result<std::size_t> get(std::span<const core::PageKey> keys,
-                            std::span<const std::uint32_t> host_pages) override {
-        return store->get(keys, *pool, host_pages);
-    }
-    Status publish(std::span<const core::PageKey> keys,
-                   std::span<const std::uint32_t> host_pages) override {
-        return store->publish(keys, host_pages);
-    }
-    Status retract(std::span<const core::PageKey> keys) override { return store->retract(keys); }
-};
-#else
-struct Cache::RemotePool final : controller::RemoteTier {
-    Result<std::size_t> exists(std::span<const core::PageKey>) override { return std::size_t{0}; }
-    Result<std::size_t> get(std::span<const core::PageKey>,
-                            std::span<const std::uint32_t>) override {
-        return std::size_t{0};
-    }
-    Status publish(std::span<const core::PageKey>, std::span<const std::uint32_t>) override {
-        return Status::ok();
-    }
-    Status retract(std::span<const core::PageKey>) override { return Status::ok(); }
-};
-#endif
-
 std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size) noexcept {
     const std::size_t pages = page_size == 0 ? 0 : device_tokens / page_size;
     return std::max<std::size_t>(16, pages / 16);
@@ -300,11 +268,9 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
                             "supported for it; run it with pp 1",
                             options.model);
     }
-    if (cache->spaces_.size() > 1 && options.remote_transport) {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "model '{}' has {} slot spaces (hybrid): the remote tier does not "
-                            "serve hybrid models; run it with --remote off",
-                            options.model, cache->spaces_.size());
+    if (options.remote_transport) {
+        STRATA_RETURN_IF_ERROR(
+            controller::remoteTierServes(options.model, cache->spaces_.size() > 1));
     }
     for (std::size_t i = 0; i < layout.pools.size(); ++i) {
         const pools::HybridPool& p = layout.pools[i];
@@ -399,12 +365,10 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
             io::RemoteStoreOptions ro;
             ro.channel = static_cast<std::uint16_t>(options.remote_channel_base + i);
             ro.timeout = options.remote_timeout;
-            auto rp = std::make_unique<RemotePool>();
-            rp->pool = &cache->host_pools_[i];
-            STRATA_ASSIGN_OR_RETURN(
-                rp->store, io::RemotePageStore::create(options.remote_transport,
-                                                       *options.remote_group, *rp->pool, ro));
-            cache->remotes_.push_back(std::move(rp));
+            STRATA_ASSIGN_OR_RETURN(auto store, io::RemotePageStore::create(
+                                                    options.remote_transport, *options.remote_group,
+                                                    cache->host_pools_[i], ro));
+            cache->remotes_.push_back(std::move(store));
         }
         // Every member's handlers are installed before any member publishes or looks up (a
         // message to a rank without its handler yet would be dropped and cost a timeout).
@@ -471,7 +435,8 @@ RemoteTierStats Cache::remoteStats() const {
     RemoteTierStats total;
 #if STRATA_HAVE_UCX
     for (const auto& r : remotes_) {
-        const io::RemoteStoreStats st = r->store->remoteStats();
+        // Only RemotePageStores are put there (Cache::create).
+        const io::RemoteStoreStats st = static_cast<const io::RemotePageStore&>(*r).remoteStats();
         total.pages_published += st.pages_published;
         total.pages_retracted += st.pages_retracted;
         total.pages_pulled += st.pages_pulled;

@@ -510,16 +510,16 @@ int run(int argc, char** argv) {
     }
 
     // The remote tier: on, off, or (auto) on when there are several replicas and UCX is built.
-    // A hybrid model has slot spaces the remote tier does not serve: auto leaves it off (on is
-    // refused by the Cache, naming the reason).
+    // A model the remote tier does not serve (controller::remoteTierServes): auto leaves it off
+    // (on is refused by the Cache, naming the reason).
     const auto preset = pools::findModelPreset(cfg.model);
-    const bool hybrid = preset.isOk() && (*preset)->isHybrid();
+    const Status served =
+        controller::remoteTierServes(cfg.model, preset.isOk() && (*preset)->isHybrid());
     const bool remote_auto = cfg.remote == "auto" && STRATA_HAVE_UCX != 0 && grid.dpSize() > 1;
-    if (remote_auto && hybrid && world_rank == 0) {
-        log.info("remote tier off: model '{}' is a hybrid model, which it does not serve",
-                 cfg.model);
+    if (remote_auto && !served.isOk() && world_rank == 0) {
+        log.info("remote tier off: {}", served.message());
     }
-    const bool remote = cfg.remote == "on" || (remote_auto && !hybrid);
+    const bool remote = cfg.remote == "on" || (remote_auto && served.isOk());
     if (remote) {
 #if STRATA_HAVE_UCX
         auto transport = comm::ucx::UcxTransport::create(grid.world());

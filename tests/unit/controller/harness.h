@@ -33,8 +33,8 @@ struct HarnessOptions {
     std::uint32_t jitter_us = 0;
     std::uint64_t seed = 1;
     kernels::HostLayout layout = kernels::HostLayout::kPageFirst;
-    io::PageStore* store = nullptr;  // storage tier (e.g. a testing::MemoryPageStore)
-    RemoteTier* remote = nullptr;    // remote tier (e.g. a FakeRemote of remote_test.cpp)
+    io::PageStore* store = nullptr;   // storage tier (e.g. a testing::MemoryPageStore)
+    io::PageStore* remote = nullptr;  // remote tier (e.g. a FakeRemote of remote_test.cpp)
     StorageConfig storage;
 };
 

@@ -25,10 +25,15 @@ struct Directory {
 };
 
 // A replica's view of the directory; pulls copy the holder's slot into this replica's pool.
-class FakeRemote final : public RemoteTier {
+// A page store with the publish_retract capability, like io::RemotePageStore.
+class FakeRemote final : public io::PageStore {
 public:
     explicit FakeRemote(Directory& d) : dir_(d) {}
     const pools::HostPool* pool = nullptr;  // this replica's host pool, set once built
+
+    Capabilities capabilities() const noexcept override {
+        return {.shared_across_ranks = true, .publish_retract = true};
+    }
 
     Result<std::size_t> exists(std::span<const PageKey> keys) override {
         std::lock_guard lk(dir_.mu);
@@ -36,8 +41,9 @@ public:
         while (n < keys.size() && heldElsewhere(keys[n])) ++n;
         return n;
     }
-    Result<std::size_t> get(std::span<const PageKey> keys,
+    Result<std::size_t> get(std::span<const PageKey> keys, const pools::HostPool& into,
                             std::span<const std::uint32_t> host_pages) override {
+        EXPECT_EQ(&into, pool);
         std::lock_guard lk(dir_.mu);
         std::size_t n = 0;
         for (; n < keys.size() && heldElsewhere(keys[n]); ++n) {
@@ -49,8 +55,15 @@ public:
         pulled += n;
         return n;
     }
-    Status publish(std::span<const PageKey> keys,
+    Result<std::size_t> set(std::span<const PageKey> keys, const pools::HostPool& from,
+                            std::span<const std::uint32_t> host_pages) override {
+        STRATA_RETURN_IF_ERROR(publish(keys, from, host_pages));
+        return keys.size();
+    }
+    io::StoreStats stats() const override { return {}; }
+    Status publish(std::span<const PageKey> keys, const pools::HostPool& from,
                    std::span<const std::uint32_t> host_pages) override {
+        EXPECT_EQ(&from, pool);
         std::lock_guard lk(dir_.mu);
         for (std::size_t i = 0; i < keys.size(); ++i) dir_.holders[keys[i]] = {pool, host_pages[i]};
         published += keys.size();
@@ -89,6 +102,42 @@ HarnessOptions remoteOptions(FakeRemote* remote, MemoryPageStore* store = nullpt
 void settle(Harness& h) {
     ASSERT_TRUE(h.ctl().drain().isOk());
     ASSERT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
+}
+
+TEST(Remote, TheRuleForHybridModelsIsDecidedInOnePlace) {
+    EXPECT_TRUE(remoteTierServes("llama3-8b", false).isOk());
+    const Status refused = remoteTierServes("gpt-oss", true);
+    EXPECT_EQ(refused.code(), StatusCode::kNotSupported);
+    for (const char* part :
+         {"model 'gpt-oss'", "the remote tier does not serve hybrid models", "--remote off"}) {
+        EXPECT_NE(refused.message().find(part), std::string::npos) << refused.message();
+    }
+}
+
+TEST(Remote, AStoreThatCannotPublishIsRefusedAsTheRemoteTier) {
+    MemoryPageStore plain;  // a storage-like store: no publish_retract capability
+    EXPECT_FALSE(plain.capabilities().publish_retract);
+    auto backend = std::move(kernels::Backend::create(kernels::BackendKind::kCpu, {})).value();
+    pools::PoolSpec spec;
+    spec.name = "kv";
+    spec.kind = pools::PoolKind::kMha;
+    spec.num_layers = 2;
+    spec.num_buffers = 2;
+    spec.row_bytes = 16;
+    auto dev = std::move(pools::DevicePool::create(*backend, spec, 16 * 4, 16)).value();
+    auto host = std::move(pools::HostPool::create(*backend, spec, 16 * 8, 16,
+                                                  kernels::HostLayout::kPageFirst))
+                    .value();
+    EXPECT_EQ(plain.publish({}, host, {}).code(), StatusCode::kNotSupported);
+    EXPECT_EQ(plain.retract({}).code(), StatusCode::kNotSupported);
+    comm::LocalDecisionGroup group;
+    ControllerConfig cc;
+    cc.page_size = 16;
+    auto c = CacheController::create(cc, *backend, {{&dev, &host, nullptr, &plain, 0, {}}}, group);
+    ASSERT_FALSE(c.isOk());
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(c.status().message().find("publish_retract"), std::string::npos)
+        << c.status().message();
 }
 
 TEST(Remote, AnotherReplicaPullsPublishedPagesAsRemoteHits) {

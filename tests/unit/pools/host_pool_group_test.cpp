@@ -205,6 +205,57 @@ TEST(HostPoolGroup, SidecarsDerivedFromSwaAndFromKvWithARatio) {
     ASSERT_TRUE(g.free(*a).isOk());
 }
 
+TEST(HostPoolGroup, SlotSpacesAllocateAnyCountsInBothTiersAllOrNothing) {
+    auto backend = cpu();
+    Built b = build(*backend, "gpt-oss", 4, 64, 16, /*swa_pages=*/3);
+    b.entries[0].host_pages = 10;  // fewer slots than the pool has (a replica's agreed count)
+    HostPoolGroup g = groupOf(b, 64);
+    ASSERT_EQ(g.numSpaces(), 2u);
+    EXPECT_EQ(g.spaceEntry(0).name, "kv");
+    EXPECT_EQ(g.spaceEntry(1).name, "swa");
+    EXPECT_EQ(g.spaceOf("swa"), 1u);
+    EXPECT_EQ(g.spaceOf("nope"), 2u);
+    EXPECT_EQ(g.allocator(SlotTier::kHost, 0)->numPages(), 10u);
+    EXPECT_EQ(g.allocator(SlotTier::kHost, 1)->numPages(), 3u);
+    EXPECT_EQ(g.allocator(SlotTier::kDevice, 0)->numPages(), 16u);
+    const std::size_t counts[] = {5, 3};
+    auto a = g.allocateSlots(SlotTier::kDevice, counts);
+    ASSERT_TRUE(a.isOk()) << a.status().toString();
+    EXPECT_EQ((*a)[0].size(), 5u);
+    EXPECT_EQ((*a)[1].size(), 3u);
+    EXPECT_EQ(g.allocator(SlotTier::kHost, 0)->usedPages(), 0u);  // the other tier is untouched
+    // Space 1 is full: space 0's pages come back, after make_room was asked for what it lacks.
+    const std::uint64_t device_digest = g.allocator(SlotTier::kDevice, 0)->digest();
+    std::vector<std::pair<std::size_t, std::size_t>> asked;
+    const std::size_t more[] = {2, 1};
+    auto full = g.allocateSlots(SlotTier::kDevice, more,
+                                [&](std::size_t s, std::size_t n) { asked.emplace_back(s, n); });
+    ASSERT_FALSE(full.isOk());
+    EXPECT_EQ(full.status().code(), StatusCode::kResourceExhausted);
+    EXPECT_NE(full.status().message().find("'swa'"), std::string::npos);
+    EXPECT_EQ(asked, (std::vector<std::pair<std::size_t, std::size_t>>{{1, 1}}));
+    EXPECT_EQ(g.allocator(SlotTier::kDevice, 0)->digest(), device_digest);
+    // make_room frees what the space lacks, then it allocates.
+    auto roomy = g.allocateSlots(SlotTier::kDevice, more, [&](std::size_t s, std::size_t) {
+        ASSERT_TRUE(g.freeSlots(SlotTier::kDevice, s, {&(*a)[1][0], 1}).isOk());
+    });
+    ASSERT_TRUE(roomy.isOk()) << roomy.status().toString();
+    EXPECT_EQ((*roomy)[1], std::vector<std::uint32_t>{(*a)[1][0]});
+    // An injected failure in space 1 gives back space 0's host slots.
+    ASSERT_TRUE(g.injectFailure("swa").isOk());
+    const std::size_t host_counts[] = {4, 1};
+    auto injected = g.allocateSlots(SlotTier::kHost, host_counts);
+    ASSERT_FALSE(injected.isOk());
+    EXPECT_EQ(g.allocator(SlotTier::kHost, 0)->usedPages(), 0u);
+    // Frees are validated: a slot freed twice frees nothing.
+    EXPECT_EQ(g.freeSlots(SlotTier::kDevice, 0, (*a)[0]).code(), StatusCode::kOk);
+    EXPECT_EQ(g.freeSlots(SlotTier::kDevice, 0, (*a)[0]).code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(g.freeSlots(SlotTier::kDevice, 5, (*a)[0]).code(), StatusCode::kFailedPrecondition);
+    const std::size_t wrong[] = {1};
+    EXPECT_EQ(g.allocateSlots(SlotTier::kHost, wrong).status().code(),
+              StatusCode::kInvalidArgument);
+}
+
 TEST(HostPoolGroup, CreationValidatesEveryEntry) {
     auto backend = cpu();
     Built b = build(*backend, "deepseek-v4", 4, 128, 8);

@@ -31,6 +31,7 @@
 #include "strata/kernels/striped_load.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
+#include "strata/pools/host_pool_group.h"
 #include "strata/pools/pool_spec.h"
 #include "strata/pools/slot_allocator.h"
 
@@ -127,33 +128,26 @@ struct ControllerConfig {
     kernels::StripedLoader* striped_loader = nullptr;
 };
 
-// The remote tier of one pool: host pools of the ranks holding the same shard in other DP replicas
-// (runtime/ adapts io::RemotePageStore to it; tests use an in-process fake). Keys are storage keys
-// (core::storageKey: pool, stage and per-TP suffix). exists() and get() run on the storage worker;
-// publish() and retract() on the scheduler thread, possibly while the worker is in exists()/get(),
-// so an implementation must allow that. publish() reads the pages' bytes now (checksums): they
-// must hold the keys' pages when it is called; retract() comes before their slots are reused.
-class RemoteTier {
-public:
-    virtual ~RemoteTier() = default;
-    // Leading run of keys that another rank holds (a lookup, no bytes moved).
-    virtual Result<std::size_t> exists(std::span<const PageKey> keys) = 0;
-    // Pulls the leading run of keys into host_pages of this pool; returns how many were served
-    // (pulled and verified).
-    virtual Result<std::size_t> get(std::span<const PageKey> keys,
-                                    std::span<const std::uint32_t> host_pages) = 0;
-    virtual Status publish(std::span<const PageKey> keys,
-                           std::span<const std::uint32_t> host_pages) = 0;
-    virtual Status retract(std::span<const PageKey> keys) = 0;
-};
+// The rule "the remote tier does not serve hybrid models" (models with slot spaces beyond the
+// anchor's: a window, a state), decided here only: OK when it serves `model`, otherwise
+// kNotSupported naming the model and the way out (--remote off). CacheController::create(),
+// runtime::Cache and strata-run's --remote auto all ask it.
+Status remoteTierServes(std::string_view model, bool hybrid);
 
 // One pool of the rank: its device and host tiers share the page indices of its slot space.
 struct PoolPair {
     pools::DevicePool* device = nullptr;
     pools::HostPool* host = nullptr;
-    io::PageStore* store = nullptr;  // the storage tier of this pool; null: none (all or none)
-    RemoteTier* remote = nullptr;    // the remote tier of this pool; null: none (all or none)
-    std::uint32_t space = 0;         // index into ControllerConfig::spaces
+    // The lower tiers of this pool, each null for none (all pools or none): the storage tier, and
+    // the remote tier (host pools of the ranks holding the same shard in other DP replicas), a
+    // store with the publish_retract capability (runtime/ gives an io::RemotePageStore; tests an
+    // in-process fake). Keys are storage keys (core::storageKey: pool, stage and per-TP suffix).
+    // exists() and get() run on the storage worker; publish() and retract() on the scheduler
+    // thread, possibly meanwhile. publish() comes when pages enter the host pool, retract()
+    // before their slots are reused.
+    io::PageStore* store = nullptr;
+    io::PageStore* remote = nullptr;
+    std::uint32_t space = 0;  // index into ControllerConfig::spaces
     // Model layer of each pool layer (ascending); empty: pool layer l is model layer l. Loads run
     // per model layer, so a layer's readiness covers every pool that has it.
     std::vector<std::uint32_t> layer_map;
@@ -161,6 +155,7 @@ struct PoolPair {
 
 using RequestId = std::uint64_t;
 class StorageWorker;
+class Mover;
 
 // What admit() decided for a request.
 struct Admission {
@@ -293,8 +288,8 @@ public:
     Status waitForProgress();
 
     const PrefixTree& tree() const noexcept { return tree_; }
-    const pools::SlotAllocator& deviceAllocator() const noexcept { return device_alloc_; }
-    const pools::SlotAllocator& hostAllocator() const noexcept { return host_alloc_; }
+    const pools::SlotAllocator& deviceAllocator() const noexcept { return deviceAlloc(0); }
+    const pools::SlotAllocator& hostAllocator() const noexcept { return hostAlloc(0); }
     const ControllerStats& stats() const noexcept { return stats_; }
     std::size_t inflightOps() const noexcept;
     std::size_t liveRequests() const noexcept { return requests_.size(); }
@@ -310,27 +305,54 @@ private:
     struct LoadBatch;
     struct BackupBatch;
     struct Request;
+    struct AdmitPlan;
+    struct HitPages;
 
     CacheController(const ControllerConfig& config, kernels::Backend& backend,
                     std::vector<PoolPair> pools, comm::DecisionGroup& group,
-                    pools::SlotAllocator device_alloc, pools::SlotAllocator host_alloc);
+                    pools::HostPoolGroup slots);
 
     // Pages of every slot space: [0] the anchor's, [s] extra space s (dense lists).
     using SpacePages = std::vector<std::vector<std::uint32_t>>;
     // Page copies of every slot space, in the same indexing.
     using SpaceCopies = std::vector<std::vector<kernels::PageCopy>>;
-    std::size_t numSpaces() const noexcept { return ext_device_alloc_.size() + 1; }
-    bool hybrid() const noexcept { return !ext_device_alloc_.empty(); }
-    pools::SlotAllocator& deviceAlloc(std::size_t s) {
-        return s == 0 ? device_alloc_ : ext_device_alloc_[s - 1];
+    std::size_t numSpaces() const noexcept { return slots_.numSpaces(); }
+    bool hybrid() const noexcept { return numSpaces() > 1; }
+    const pools::SlotAllocator& deviceAlloc(std::size_t s) const noexcept {
+        return *slots_.allocator(pools::SlotTier::kDevice, s);
     }
-    pools::SlotAllocator& hostAlloc(std::size_t s) {
-        return s == 0 ? host_alloc_ : ext_host_alloc_[s - 1];
+    const pools::SlotAllocator& hostAlloc(std::size_t s) const noexcept {
+        return *slots_.allocator(pools::SlotTier::kHost, s);
     }
+    // Frees pages of space s (a failure is broken accounting: a bug, the rank stops).
+    void freeSlots(pools::SlotTier tier, std::size_t s, std::span<const std::uint32_t> pages);
     // All or nothing across spaces, evicting as needed: counts[s] pages of space s.
     Result<SpacePages> allocateDeviceSpaces(const std::vector<std::size_t>& counts);
     Result<SpacePages> allocateHostSpaces(const std::vector<std::size_t>& counts);
-    Result<std::vector<std::uint32_t>> allocateHost(std::size_t pages);
+    void noteAllocation(std::uint64_t what, const std::vector<std::size_t>& counts,
+                        const Result<SpacePages>& r);
+    // admit() in steps: the usable match and what to allocate; the in-flight loads the request
+    // must wait for; this round's load batch (opened on first use, the request waits for it);
+    // the host part's load; the extra spaces' pages of the request; the answer.
+    AdmitPlan planAdmission(std::span<const PageKey> keys, std::size_t prompt_tokens);
+    void addLoadDependencies(Request& req, const Node* device_last);
+    LoadBatch& openLoadBatch(Request& req);
+    HitPages queueHostLoad(const AdmitPlan& plan, const SpacePages& got,
+                           std::vector<std::size_t>& ext_cursor, Request& req);
+    void assignExtraSpaces(const AdmitPlan& plan, const SpacePages& got,
+                           std::vector<std::size_t>& ext_cursor, Request& req);
+    Admission admissionOf(const Request& req, const AdmitPlan& plan, const HitPages& hits) const;
+    // insert() in steps: the walk down the tree (a new leaf with the rest, host-only nodes
+    // adopting the request's pages), and the write policy. takeOwned: the request's pages
+    // [from, to) now belong to the tree; keepsExt / takeExt: whether the tree keeps the request's
+    // page of extra space e at prompt page i, and taking it (kNoPage when the request has none).
+    Node* insertPath(Request& req);
+    Node* addRequestLeaf(Node* parent, Request& req, std::size_t pos);
+    void adoptRequestPages(Node* child, Request& req, std::size_t pos);
+    void applyWritePolicy(Node* node);
+    void takeOwned(Request& req, std::size_t from, std::size_t to);
+    bool keepsExt(const Request& req, std::size_t e, std::size_t i) const;
+    std::uint32_t takeExt(Request& req, std::size_t e, std::size_t i);
     // Pages of each space the node's pattern holds ([0]: every page).
     std::vector<std::size_t> patternCounts(const Node* node) const;
     // Gives the node host pages for its whole pattern; false (nothing allocated) when full.
@@ -358,28 +380,14 @@ private:
     std::size_t writeBackSync(std::vector<Node*>& victims);
     bool dropSubtree(Node* node);
     void clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id);
-    // Copies of every pool with pages in `pages` (with_striped false: not of the pools that the
-    // striped loader serves).
-    Status enqueueCopies(kernels::Stream& stream, const SpaceCopies& pages,
-                         std::uint32_t layer_begin, std::uint32_t layer_end, kernels::Direction dir,
-                         bool with_striped = true);
-    // Striped loads of model layer `layer` of the striped pools (one collective call per pool
-    // with pages and that layer); the load stream waits for each.
-    Status enqueueStriped(const SpaceCopies& pages, std::uint32_t layer);
-    // The copy job of pool `p` for its pages in `pages` and its layers among [begin, end); none
-    // when the pool has no such pages or layers.
-    std::optional<kernels::CopyJob> poolJob(const PoolPair& p, const SpaceCopies& pages,
-                                            std::uint32_t layer_begin, std::uint32_t layer_end,
-                                            kernels::Direction dir) const;
-    bool striped(const PoolPair& p) const noexcept;
-    Status enqueueMoves(kernels::Stream& stream,
-                        const std::vector<std::vector<kernels::DevicePageMove>>& moves,
-                        std::uint32_t layer_begin, std::uint32_t layer_end);
-    // Pool layers [first, second) of pool p that lie in model layers [begin, end).
-    std::pair<std::uint32_t, std::uint32_t> poolLayers(const PoolPair& p, std::uint32_t begin,
-                                                       std::uint32_t end) const;
-    std::uint64_t spaceBytes(const SpaceCopies& pages) const;
     Status launchBackups();
+    // The copies' part of the round's decision vector: how many launched backups and loads have
+    // finished (FIFO prefixes, MIN over the group); applying it reaps exactly those.
+    struct CopySlots {
+        std::size_t backups = 0, loads = 0;
+    };
+    void addCopyDecisions(comm::DecisionVector& v, CopySlots* slots);
+    Status applyCopyDecisions(const comm::DecisionVector& v, const CopySlots& slots);
     void reapBackup(BackupBatch& batch);
     void reapLoad(LoadBatch& batch);
     void freeDevicePages(std::span<const std::uint32_t> pages);
@@ -390,16 +398,14 @@ private:
     std::vector<PoolPair> pools_;   // pools must outlive the controller
     comm::DecisionGroup& group_;    // must outlive the controller
     std::uint32_t num_layers_ = 0;  // max over pools
-    pools::SlotAllocator device_alloc_;
-    pools::SlotAllocator host_alloc_;
+    // The slots of every space in both tiers: one entry per pool, the first pool of a space its
+    // anchor or independent entry (a logical anchor when it has compressed rows), the others its
+    // sidecars; space s of the group is spaces_[s].
+    pools::HostPoolGroup slots_;
     std::vector<SlotSpace> spaces_;  // at least one
-    // Extra slot spaces (hybrid models): [s - 1] for space s.
-    std::vector<pools::SlotAllocator> ext_device_alloc_, ext_host_alloc_;
     PrefixTree tree_;
-    std::unique_ptr<kernels::Stream> d2h_stream_;
-    std::unique_ptr<kernels::Stream> h2d_stream_;
-    // Loads replicated pools when the decision group has several ranks (config_.striped_loader).
-    kernels::StripedLoader* striped_ = nullptr;
+    // The copies: pools' copy jobs, the backup and load streams, striped loads (mover.h).
+    std::unique_ptr<Mover> mover_;
 
     std::uint64_t next_op_id_ = 1;
     std::unique_ptr<BackupBatch> open_backup_;  // backups queued this round
@@ -427,7 +433,7 @@ private:
     std::vector<PoolBatch> writeBatches(const std::vector<Node*>& nodes);
     void queueStorageBackup(std::vector<Node*> nodes);
     void storeSync(Node* node);
-    struct StorageSlots {
+    struct TierSlots {
         std::size_t backups = 0;
         std::vector<std::pair<PrefetchOp*, std::size_t>> progress, timeouts;
         std::vector<std::size_t> remote;  // one per progress entry: its remote part
@@ -441,8 +447,8 @@ private:
                                              std::size_t pages) const;
     std::size_t usableBelow(const PrefetchOp& op, const std::vector<std::vector<bool>>& ext,
                             std::size_t pages) const;
-    void addStorageDecisions(comm::DecisionVector& v, StorageSlots* slots);
-    Status applyStorageDecisions(const comm::DecisionVector& v, const StorageSlots& slots);
+    void addTierDecisions(comm::DecisionVector& v, TierSlots* slots);
+    Status applyTierDecisions(const comm::DecisionVector& v, const TierSlots& slots);
     void graft(PrefetchOp& op, std::size_t usable_pages, std::size_t remote_pages);
     std::uint64_t decision_digest_ = 0;
     std::uint64_t host_allocations_ = 0;  // for fail_host_allocation

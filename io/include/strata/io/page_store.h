@@ -1,7 +1,8 @@
-// PageStore: a tier below the host pools (HDF5 files, later remote peers) that stores whole pages
-// of one pool under 128-bit storage keys, reading and writing them straight from and into host pool
+// PageStore: a tier below the host pools (HDF5 files; peers' host pools) that stores whole pages of
+// one pool under 128-bit storage keys, reading and writing them straight from and into host pool
 // slots (no staging copy where the back end can avoid it). Every stored page carries a checksum of
 // its bytes, verified on every read: a mismatch is a miss, counted and logged, never served.
+// A store declares what it can do (Capabilities); what it cannot is kNotSupported.
 // Ownership: borrows the host pools it is given per call (they must outlive the call).
 // Thread-safety: one store object may be used by one thread at a time; several processes (ranks,
 // later jobs) may use the same directory.
@@ -35,7 +36,11 @@ public:
     struct Capabilities {
         bool zero_copy = false;            // reads/writes go straight to host pool memory
         bool shared_across_ranks = false;  // a page set by one rank can be read by another
-        bool persistent = false;           // pages survive the job
+        bool persistent = false;           // pages survive the job (a storage tier)
+        // Pages are announced with publish() when they enter the host pool and withdrawn with
+        // retract() before their slots are reused; the store serves them from there (a remote
+        // tier over peers' host pools). Without it, publish() and retract() are kNotSupported.
+        bool publish_retract = false;
     };
 
     virtual ~PageStore() = default;
@@ -60,6 +65,15 @@ public:
                                     std::span<const std::uint32_t> host_pages) = 0;
 
     virtual StoreStats stats() const = 0;
+
+    // publish_retract stores only. publish(): page host_pages[i] of `pool` holds keys[i] from now
+    // on (its bytes are read now, e.g. for checksums); a key published again replaces its old
+    // slot. retract(): the keys' slots are about to be reused (keys not published are ignored).
+    // Both may run on another thread than exists()/get() (the controller publishes from its
+    // scheduler thread while its storage worker pulls).
+    virtual Status publish(std::span<const PageKey> keys, const pools::HostPool& pool,
+                           std::span<const std::uint32_t> host_pages);
+    virtual Status retract(std::span<const PageKey> keys);
 };
 
 }  // namespace strata::io

@@ -60,7 +60,7 @@ public:
         const pools::HostPool& pool, const RemoteStoreOptions& options = {});
     ~RemotePageStore() override;
 
-    Capabilities capabilities() const noexcept override { return {true, true, false}; }
+    Capabilities capabilities() const noexcept override { return {true, true, false, true}; }
 
     // Directory lookup of the leading run of keys held by another rank of the group.
     Result<std::size_t> exists(std::span<const PageKey> keys) override;
@@ -76,8 +76,11 @@ public:
     // Announces that host page host_pages[i] of the store's pool holds keys[i] (checksummed now).
     // A key published again replaces its old slot. Directory updates are asynchronous.
     Status publish(std::span<const PageKey> keys, std::span<const std::uint32_t> host_pages);
+    // The same through PageStore (`pool` must be the store's pool: kInvalidArgument otherwise).
+    Status publish(std::span<const PageKey> keys, const pools::HostPool& pool,
+                   std::span<const std::uint32_t> host_pages) override;
     // Withdraws keys (those not published are ignored). Call before reusing their slots.
-    Status retract(std::span<const PageKey> keys);
+    Status retract(std::span<const PageKey> keys) override;
 
     RemoteStoreStats remoteStats() const;
     // Transport rank of the directory shard that owns `key` (for tests and diagnostics).

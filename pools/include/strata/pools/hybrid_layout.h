@@ -74,4 +74,15 @@ Result<std::size_t> usablePrefixPages(const HybridLayout& layout,
                                       std::span<const std::vector<bool>> present,
                                       std::size_t total_pages);
 
+// What a pool (or a slot space of the controller) needs of a prefix to serve it.
+struct HitRule {
+    HitPolicy policy = HitPolicy::kAllPages;
+    std::uint32_t trailing_pages = 0;  // kTrailingPages
+};
+// The same over one rule per presence vector (the one definition both forms use).
+// kInvalidArgument when the sizes do not match.
+Result<std::size_t> usablePrefixPages(std::span<const HitRule> rules,
+                                      std::span<const std::vector<bool>> present,
+                                      std::size_t total_pages);
+
 }  // namespace strata::pools
