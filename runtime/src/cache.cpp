@@ -10,11 +10,11 @@
 #include "strata/comm/grid.h"
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_comm.h"
+#include "strata/comm/nccl/striped_loader.h"
 #include "strata/config.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
 #include "strata/io/hdf5_page_store.h"
-#include "strata/kernels/striped_load.h"
 #if STRATA_HAVE_UCX
 #include "strata/comm/ucx/transport.h"
 #include "strata/io/remote_page_store.h"
@@ -90,12 +90,12 @@ std::string_view obstacleText(std::uint64_t code) {
 
 // Creates the striped loader of the decision group, or none (off, or auto and impossible, with
 // the reason in *off_reason). Collective over options.striped_group when it has two or more ranks.
-Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOptions& options,
-                                                                  kernels::Backend& backend,
-                                                                  std::string* off_reason) {
+Result<std::unique_ptr<comm::nccl::StripedLoader>> makeStripedLoader(const CacheOptions& options,
+                                                                     kernels::Backend& backend,
+                                                                     std::string* off_reason) {
     off_reason->clear();
     if (options.striped_loads == StripedLoads::kOff)
-        return std::unique_ptr<kernels::StripedLoader>();
+        return std::unique_ptr<comm::nccl::StripedLoader>();
     const bool on = options.striped_loads == StripedLoads::kOn;
     const comm::MpiComm* g = options.striped_group;
     if (g == nullptr || !g->valid() || g->size() < 2) {
@@ -105,14 +105,14 @@ Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOpt
                                 "--striped-loads on: {} (run with --tp or --cp of 2 or more)",
                                 *off_reason);
         }
-        return std::unique_ptr<kernels::StripedLoader>();
+        return std::unique_ptr<comm::nccl::StripedLoader>();
     }
     // The back end the user chose is named before what the build lacks, so that the reason does
     // not depend on how Strata was configured.
     std::uint64_t obstacle = kNone;
     if (backend.kind() != kernels::BackendKind::kCuda) {
         obstacle = kCpuBackend;
-    } else if (!kernels::ncclAvailable()) {
+    } else if (!comm::nccl::available()) {
         obstacle = kNoNccl;
     }
     // One GPU per rank: no two ranks of the group on one node bind the same physical device.
@@ -137,29 +137,9 @@ Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOpt
             return STRATA_ERROR(StatusCode::kInvalidArgument, "--striped-loads on: {}",
                                 *off_reason);
         }
-        return std::unique_ptr<kernels::StripedLoader>();
+        return std::unique_ptr<comm::nccl::StripedLoader>();
     }
-    // Rank 0 of the group makes the NCCL id; the first byte says whether it could.
-    std::vector<std::byte> message(1 + sizeof(kernels::NcclUniqueIdBytes::bytes));
-    Status made = Status::ok();
-    if (g->rank() == 0) {
-        auto id = kernels::ncclNewUniqueId();
-        made = id.status();
-        message[0] = std::byte{id.isOk() ? std::uint8_t{1} : std::uint8_t{0}};
-        if (id.isOk()) std::copy(id->bytes.begin(), id->bytes.end(), message.begin() + 1);
-    }
-    STRATA_RETURN_IF_ERROR(comm::broadcastBytes(*g, &message, 0));
-    if (message.size() != 1 + sizeof(kernels::NcclUniqueIdBytes::bytes) ||
-        message[0] != std::byte{1}) {
-        if (!made.isOk()) return made;
-        return STRATA_ERROR(StatusCode::kInternal,
-                            "striped loads: rank 0 of the decision group could not make an NCCL "
-                            "id (see its log)");
-    }
-    kernels::NcclUniqueIdBytes id;
-    std::copy(message.begin() + 1, message.end(), id.bytes.begin());
-    return kernels::StripedLoader::create(backend, id, g->rank(), g->size(),
-                                          options.striped_staging_bytes);
+    return comm::nccl::StripedLoader::create(backend, *g, options.striped_staging_bytes);
 }
 
 // The slot spaces of a layout and the space of each of its pools: the anchor's space first, one

@@ -23,11 +23,11 @@
 
 #include "strata/comm/consistency.h"
 #include "strata/comm/decision_group.h"
+#include "strata/comm/nccl/striped_loader.h"
 #include "strata/controller/prefix_tree.h"
 #include "strata/core/status.h"
 #include "strata/io/page_store.h"
 #include "strata/kernels/backend.h"
-#include "strata/kernels/striped_load.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
 #include "strata/pools/pool_spec.h"
@@ -103,7 +103,7 @@ struct ControllerConfig {
     // are collective, so every rank of the group must call launchLoads() (and waitLayer() and
     // abort(), which may launch) at the same points of its call sequence, as it already must for
     // every decision call.
-    kernels::StripedLoader* striped_loader = nullptr;
+    comm::nccl::StripedLoader* striped_loader = nullptr;
 };
 
 // The remote tier of one pool: host pools of the ranks holding the same shard in other DP replicas
@@ -378,7 +378,7 @@ private:
     std::unique_ptr<kernels::Stream> d2h_stream_;
     std::unique_ptr<kernels::Stream> h2d_stream_;
     // Loads replicated pools when the decision group has several ranks (config_.striped_loader).
-    kernels::StripedLoader* striped_ = nullptr;
+    comm::nccl::StripedLoader* striped_ = nullptr;
 
     std::uint64_t next_op_id_ = 1;
     std::unique_ptr<BackupBatch> open_backup_;  // backups queued this round
