@@ -11,18 +11,14 @@
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_comm.h"
 #include "strata/comm/nccl/striped_loader.h"
-#include "strata/config.h"
+#include "strata/comm/ucx/transport.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
 #include "strata/io/hdf5_page_store.h"
-#if STRATA_HAVE_UCX
-#include "strata/comm/ucx/transport.h"
 #include "strata/io/remote_page_store.h"
-#endif
 
 namespace strata::runtime {
 
-#if STRATA_HAVE_UCX
 // The remote tier of one pool as the controller sees it.
 struct Cache::RemotePool final : controller::RemoteTier {
     std::unique_ptr<io::RemotePageStore> store;
@@ -40,19 +36,6 @@ struct Cache::RemotePool final : controller::RemoteTier {
     }
     Status retract(std::span<const core::PageKey> keys) override { return store->retract(keys); }
 };
-#else
-struct Cache::RemotePool final : controller::RemoteTier {
-    Result<std::size_t> exists(std::span<const core::PageKey>) override { return std::size_t{0}; }
-    Result<std::size_t> get(std::span<const core::PageKey>,
-                            std::span<const std::uint32_t>) override {
-        return std::size_t{0};
-    }
-    Status publish(std::span<const core::PageKey>, std::span<const std::uint32_t>) override {
-        return Status::ok();
-    }
-    Status retract(std::span<const core::PageKey>) override { return Status::ok(); }
-};
-#endif
 
 std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size) noexcept {
     const std::size_t pages = page_size == 0 ? 0 : device_tokens / page_size;
@@ -378,7 +361,6 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         }
     }
     if (options.remote_transport) {
-#if STRATA_HAVE_UCX
         if (options.remote_group == nullptr) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "the remote tier needs its group (the ranks of the same shard)");
@@ -397,10 +379,6 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         // Every member's handlers are installed before any member publishes or looks up (a
         // message to a rank without its handler yet would be dropped and cost a timeout).
         STRATA_RETURN_IF_ERROR(options.remote_group->barrier());
-#else
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "the remote tier needs UCX: this build has none (STRATA_ENABLE_UCX)");
-#endif
     }
     std::vector<controller::PoolPair> pairs;
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
@@ -457,7 +435,6 @@ io::StoreStats Cache::storageStats() const {
 
 RemoteTierStats Cache::remoteStats() const {
     RemoteTierStats total;
-#if STRATA_HAVE_UCX
     for (const auto& r : remotes_) {
         const io::RemoteStoreStats st = r->store->remoteStats();
         total.pages_published += st.pages_published;
@@ -471,7 +448,6 @@ RemoteTierStats Cache::remoteStats() const {
         total.rejected_messages = st.rejected_messages;
         total.pull_seconds += st.pull_seconds;
     }
-#endif
     return total;
 }
 

@@ -1,10 +1,13 @@
 // UcxTransport's public facade: forwards to the Impl (transport_impl.h). create() is in
-// bootstrap.cpp, exposeRegion() in read_server.cpp, get() in read_client.cpp.
+// bootstrap.cpp, exposeRegion() in read_server.cpp, get() in read_client.cpp. Built with UCX;
+// transport_stub.cpp takes the place of all of these without it.
 #include "strata/comm/ucx/transport.h"
 
 #include "transport_impl.h"
 
 namespace strata::comm::ucx {
+
+bool available() noexcept { return true; }
 
 RemoteRegion::RemoteRegion(std::unique_ptr<State> s) noexcept : s_(std::move(s)) {}
 RemoteRegion::RemoteRegion(RemoteRegion&&) noexcept = default;
