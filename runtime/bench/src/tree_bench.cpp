@@ -1,6 +1,6 @@
 // Bench `tree`: the speed and the memory of the prefix tree, replaying a whole trace (default: the
 // Mooncake conversation trace, 12,031 requests) metadata-only at one capacity (default 3M tokens)
-// on one core, at page sizes 64 and 512. Strata: runtime::BlockReplayer (controller::PrefixTree
+// on one core, at page sizes 64 and 512. Strata: app::BlockReplayer (controller::PrefixTree
 // plus its slot allocator, the rules of block_replay.h). Baseline `flat_lru`, same run, same keys,
 // same rules: a flat hash table of pages (as vLLM's block hash table) with an intrusive list of
 // the leaf pages in LRU order and a child count per page, no tree; it must reach exactly the same
@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "registry.h"
-#include "strata/runtime/block_replay.h"
-#include "strata/runtime/trace.h"
+#include "strata/app/block_replay.h"
+#include "strata/app/trace.h"
 
 #ifndef STRATA_TRACES_DIR
 #define STRATA_TRACES_DIR "../shared/traces"
@@ -176,20 +176,20 @@ double p99(std::vector<double> us) {
     return us.empty() ? 0.0 : us[std::min(us.size() - 1, us.size() * 99 / 100)];
 }
 
-Result<Run> runTree(const runtime::Trace& trace, std::uint64_t capacity, std::uint32_t page) {
+Result<Run> runTree(const app::Trace& trace, std::uint64_t capacity, std::uint32_t page) {
     Run run;
     std::vector<double> us;
     us.reserve(trace.requests.size());
     const std::ptrdiff_t before = heapBytes();
     {
-        STRATA_ASSIGN_OR_RETURN(runtime::BlockReplayer replayer,
-                                runtime::BlockReplayer::create(
-                                    trace, {.capacity_tokens = capacity, .page_tokens = page}));
-        for (const runtime::TraceRequest& r : trace.requests) {
-            const runtime::BlockReplayer::Outcome o = replayer.replayNext();
+        STRATA_ASSIGN_OR_RETURN(
+            app::BlockReplayer replayer,
+            app::BlockReplayer::create(trace, {.capacity_tokens = capacity, .page_tokens = page}));
+        for (const app::TraceRequest& r : trace.requests) {
+            const app::BlockReplayer::Outcome o = replayer.replayNext();
             us.push_back(o.tree_us);
             run.seconds += o.tree_us * 1e-6;
-            run.hit_tokens += runtime::hitTokens(r, o.device, o.pages, page);
+            run.hit_tokens += app::hitTokens(r, o.device, o.pages, page);
         }
         run.cached_pages = replayer.devicePages();
         run.nodes = replayer.tree().nodeCount();
@@ -201,7 +201,7 @@ Result<Run> runTree(const runtime::Trace& trace, std::uint64_t capacity, std::ui
     return run;
 }
 
-Run runFlat(const runtime::Trace& trace, std::uint64_t capacity, std::uint32_t page) {
+Run runFlat(const app::Trace& trace, std::uint64_t capacity, std::uint32_t page) {
     Run run;
     std::vector<double> us;
     us.reserve(trace.requests.size());
@@ -209,14 +209,14 @@ Run runFlat(const runtime::Trace& trace, std::uint64_t capacity, std::uint32_t p
     const std::ptrdiff_t before = heapBytes();
     {
         FlatLruCache cache(capacity / page);
-        for (const runtime::TraceRequest& r : trace.requests) {
-            runtime::requestPageKeys(r, page, &keys);
+        for (const app::TraceRequest& r : trace.requests) {
+            app::requestPageKeys(r, page, &keys);
             const auto t0 = Clock::now();
             const std::size_t hit = cache.replay(keys);
             const double t = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
             us.push_back(t);
             run.seconds += t * 1e-6;
-            run.hit_tokens += runtime::hitTokens(r, hit, keys.size(), page);
+            run.hit_tokens += app::hitTokens(r, hit, keys.size(), page);
         }
         run.cached_pages = cache.size();
         run.bytes_per_page = static_cast<double>(heapBytes() - before) /
@@ -245,11 +245,11 @@ public:
     }
 
     Result<BenchReport> run(BenchContext&) override {
-        STRATA_ASSIGN_OR_RETURN(runtime::Trace trace, runtime::loadMooncakeTrace(trace_path_));
+        STRATA_ASSIGN_OR_RETURN(app::Trace trace, app::loadMooncakeTrace(trace_path_));
         BenchReport report("tree", "cpu");
         const auto capacity = static_cast<std::uint64_t>(capacity_);
         for (std::uint32_t page : pages_) {
-            STRATA_RETURN_IF_ERROR(runtime::validatePageSize(trace, page));
+            STRATA_RETURN_IF_ERROR(app::validatePageSize(trace, page));
             std::vector<Run> tree_runs, flat_runs;
             for (int i = 0; i < std::max(1, repeats_); ++i) {
                 STRATA_ASSIGN_OR_RETURN(Run t, runTree(trace, capacity, page));
@@ -262,7 +262,7 @@ public:
             std::vector<PageKey> keys;
             for (const auto& r : trace.requests) {
                 input += r.input_tokens;
-                runtime::requestPageKeys(r, page, &keys);
+                app::requestPageKeys(r, page, &keys);
                 refs += keys.size();
             }
             if (t.hit_tokens != f.hit_tokens) {

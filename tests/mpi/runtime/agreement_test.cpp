@@ -8,18 +8,21 @@
 
 #include <filesystem>
 
+#include "strata/app/kv_pattern.h"
 #include "strata/comm/consistency.h"
 #include "strata/comm/grid.h"
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_decision_group.h"
 #include "strata/io/hdf5_page_store.h"
 #include "strata/runtime/cache.h"
-#include "strata/runtime/kv_pattern.h"
 #include "strata/testing/mpi_test_util.h"
 
 namespace strata::runtime {
 namespace {
 
+using app::fillRow;
+using app::PrefixDigests;
+using app::verifyRow;
 using testing::worldRank;
 using testing::worldSize;
 

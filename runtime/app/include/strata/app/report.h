@@ -1,0 +1,156 @@
+// The strata-run report: totals over the job (the caller sums per-rank figures), written as JSON
+// and printed as a readable summary.
+// A RunReport is a plain value that owns its strings and JSON. Thread-safety: pure functions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strata/app/run_config.h"
+#include "strata/core/status.h"
+
+namespace strata::app {
+
+struct HitTokens {
+    std::uint64_t device = 0;   // prompt tokens found in device pools
+    std::uint64_t host = 0;     // prompt tokens loaded back from host pools
+    std::uint64_t remote = 0;   // prompt tokens pulled from peers' host pools
+    std::uint64_t storage = 0;  // prompt tokens read from the storage tier
+    std::uint64_t total() const noexcept { return device + host + remote + storage; }
+};
+
+// One transfer path (device -> host backups, host -> device loads).
+struct TransferPath {
+    std::uint64_t bytes = 0;
+    double seconds = 0;  // time with a transfer of this path in flight
+    std::uint64_t pages = 0;
+    // bytes / seconds / 1e9; 0 when seconds is 0.
+    double gbPerSecond() const noexcept;
+};
+
+struct SyncStats {
+    std::uint64_t rounds = 0;
+    double mean_us = 0;  // mean time of one agreement per round
+    double p99_us = 0;
+};
+
+struct ConsistencyStats {
+    std::uint64_t rounds_checked = 0;
+    std::uint64_t divergences = 0;
+};
+
+struct StorageStats {
+    std::uint64_t pages_written = 0;
+    std::uint64_t pages_read = 0;
+    std::uint64_t checksum_failures = 0;
+};
+
+// The remote tier (pages pulled from other replicas' host pools), summed over ranks.
+struct RemoteReport {
+    bool enabled = false;
+    std::uint64_t pages_pulled = 0;       // served: pulled and checksum-verified
+    std::uint64_t bytes = 0;              // bytes of those pages
+    std::uint64_t pages_published = 0;    // pages announced to the directory
+    std::uint64_t checksum_failures = 0;  // pulled but not served (slot reused meanwhile)
+    std::uint64_t rejected_messages = 0;  // control messages that failed authentication
+    std::uint64_t timeouts = 0;           // lookups or pulls whose peer did not answer in time
+    double pull_seconds = 0;              // summed time in pulls (bandwidth = bytes / seconds)
+};
+
+// Striped loads of replicated pools over NCCL (each rank loads a share, an all-gather completes
+// them), summed over ranks.
+struct StripedReport {
+    bool enabled = false;
+    std::string off_reason;   // why not, when the mode was auto (or "" when it was off)
+    std::uint64_t pages = 0;  // pages of replicated pools loaded striped (per pool, per rank)
+    std::uint64_t bytes = 0;  // their bytes on the GPUs (part of transfer.h2d.bytes)
+};
+
+struct EvictionStats {
+    std::uint64_t device_pages = 0;
+    std::uint64_t host_pages = 0;
+};
+
+struct PoolVerification {
+    std::string name;  // "kv", "indexer"
+    std::string kind;  // pools::poolKindName
+    std::uint64_t pages_verified = 0;
+    std::uint64_t pages_mismatched = 0;
+};
+
+struct RunReport {
+    std::uint32_t ranks = 1;
+    std::uint32_t tp = 1;
+    std::uint32_t cp = 1;
+    std::uint32_t pp = 1;
+    std::uint32_t dp = 1;
+    std::string model;
+    std::string backend;  // the back end that ran ("cpu" or "cuda"), not the requested "auto"
+    std::string workload;
+    std::uint64_t requests = 0;
+    std::uint64_t rounds = 0;
+    std::uint64_t prompt_tokens = 0;  // not checked against computed + hits: the caller's job
+    std::uint64_t computed_tokens = 0;
+    HitTokens hit_tokens;
+    std::uint64_t pages_verified = 0;
+    std::uint64_t pages_mismatched = 0;
+    // Per pool, in the order of the model's pools: a page counts as verified in a pool when every
+    // row of that pool in the page matched (the totals above count a page once, for all pools).
+    std::vector<PoolVerification> pools;
+    TransferPath d2h;
+    TransferPath h2d;
+    std::uint64_t backups = 0;  // device -> host operations
+    std::uint64_t loads = 0;    // host -> device operations
+    EvictionStats evictions;
+    std::uint64_t write_back_pages = 0;  // pages backed up on eviction (write_back)
+    std::uint64_t dropped_pages = 0;     // pages evicted without a copy in a lower tier
+    std::uint64_t rejected_admissions = 0;
+    SyncStats sync;
+    ConsistencyStats consistency;
+    StorageStats storage;
+    RemoteReport remote;
+    StripedReport striped;
+    // Time the worker spent blocked in waitLayer() for loads to arrive, summed over ranks.
+    double load_wait_seconds = 0;
+    double elapsed_seconds = 0;
+    nlohmann::json config = nlohmann::json::object();  // the effective configuration (echo)
+};
+
+// Mean and p99 (nearest rank) of per-round agreement times in microseconds; all zero when empty.
+SyncStats summarizeSync(std::vector<double> round_us);
+
+// The effective configuration as a JSON object with typed values, keyed as in describe().
+nlohmann::json configToJson(const RunConfig& config);
+
+// Nested JSON: "ranks", "requests", "rounds", "prompt_tokens", "computed_tokens",
+// "hit_tokens": {"device","host","remote","storage"}, "pages_verified", "pages_mismatched",
+// "pools": {<pool name>: {"kind","pages_verified","pages_mismatched"}},
+// "tp","cp","pp","dp", "consistency": {"rounds_checked","divergences"},
+// "sync": {"rounds","mean_us","p99_us"}, "hit_rate": {"device","host","remote","storage","total"}
+// (fractions of prompt tokens, 0 without prompt tokens), "transfer": {"d2h","h2d"} each
+// {"bytes","seconds","gb_per_s","pages"}, "storage": {"pages_written","pages_read",
+// "checksum_failures"}, "remote": {"enabled","pages_pulled","bytes","pages_published",
+// "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, "striped":
+// {"enabled","off_reason","pages","bytes"}, "load_wait_seconds", plus model,
+// backend, workload, backups, loads, evictions, write_back_pages, dropped_pages,
+// rejected_admissions, elapsed_seconds and "config".
+nlohmann::json toJson(const RunReport& report);
+
+// Writes toJson(report) (indented) to `path`, replacing the file. kIoError with the errno text when
+// the file cannot be opened or written; OK otherwise.
+Status writeJson(const RunReport& report, const std::string& path);
+
+// Checks, before a run, that writeJson(…, path) will be able to write `path`, leaving the file
+// system as it was: an existing file is opened for writing and not changed; a missing one is
+// created and removed again. kIoError naming the path and the errno text (a directory, a missing
+// or read-only parent, no permission); OK otherwise.
+Status checkReportWritable(const std::string& path);
+
+// A readable multi-line summary: hit rates per tier in %, tokens reused vs computed, bandwidth per
+// path, verification result, sync cost.
+std::string summaryText(const RunReport& report);
+
+}  // namespace strata::app

@@ -1,0 +1,52 @@
+// The per-rank body of strata-run: serves a request list through a Cache as a model worker would,
+// verifying every reused byte and writing deterministic KV for every computed token.
+// Private to runtime/. Thread-safety: one call per rank at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "strata/app/report.h"
+#include "strata/app/run_config.h"
+#include "strata/app/workload.h"
+#include "strata/comm/decision_group.h"
+#include "strata/comm/mpi_comm.h"
+#include "strata/core/status.h"
+#include "strata/runtime/cache.h"
+
+namespace strata::app {
+
+// Where this rank sits in the job.
+struct RankPlace {
+    int world_rank = 0;
+    int world_size = 1;
+    int tp_rank = 0, tp_size = 1;
+    int cp_rank = 0, cp_size = 1;
+    int pp_rank = 0, pp_size = 1;
+    int dp_rank = 0, dp_size = 1;
+    int replica_rank = 0;  // 0: this rank reports the replica's request-level counts
+    int device = -1;       // the CUDA device bound to this rank (-1: none)
+    // The TP x CP ranks of this replica's stage (Grid::decisionComm()), for striped loads; must
+    // outlive runWorker(). Null: striped loads stay off.
+    const comm::MpiComm* decision_comm = nullptr;
+    // Remote tier (null transport: none): the job's UCX transport and the ranks holding the same
+    // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
+    std::shared_ptr<comm::ucx::UcxTransport> remote_transport;
+    const comm::MpiComm* remote_group = nullptr;
+};
+
+// Observes each agreed round (consistency checks); may fail the run.
+class RoundObserver {
+public:
+    virtual ~RoundObserver() = default;
+    virtual Status afterStep(std::uint64_t round, std::uint64_t state_digest) = 0;
+};
+
+// Runs the requests on this rank and returns this rank's local report (not yet summed over ranks).
+// Fails on the first error any part reports; a page that does not verify is counted, not an error.
+Result<RunReport> runWorker(const RunConfig& config, const RankPlace& place,
+                            const std::vector<RequestSpec>& requests, comm::DecisionGroup& group,
+                            RoundObserver* observer);
+
+}  // namespace strata::app
