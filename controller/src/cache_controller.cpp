@@ -152,7 +152,7 @@ Result<std::unique_ptr<CacheController>> CacheController::create(const Controlle
                             "{} of {} pools have a remote tier: all or none must", with_remote,
                             c->pools_.size());
     }
-    if (kernels::StripedLoader* loader = config.striped_loader; loader != nullptr) {
+    if (comm::nccl::StripedLoader* loader = config.striped_loader; loader != nullptr) {
         if (loader->size() != group.size() || loader->rank() != group.rank()) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "the striped loader is rank {} of {} but this rank is {} of {} in "

@@ -6,7 +6,7 @@
 
 namespace strata::controller {
 
-Mover::Mover(const std::vector<PoolPair>& pools, kernels::StripedLoader* striped)
+Mover::Mover(const std::vector<PoolPair>& pools, comm::nccl::StripedLoader* striped)
     : pools_(pools), striped_(striped) {
     for (const PoolPair& p : pools_) {
         num_layers_ = std::max(num_layers_, p.layer_map.empty() ? p.device->spec().num_layers
@@ -16,7 +16,7 @@ Mover::Mover(const std::vector<PoolPair>& pools, kernels::StripedLoader* striped
 
 Result<std::unique_ptr<Mover>> Mover::create(kernels::Backend& backend,
                                              const std::vector<PoolPair>& pools,
-                                             kernels::StripedLoader* striped) {
+                                             comm::nccl::StripedLoader* striped) {
     // A group of one has nothing to stripe: the ordinary load path is the same thing.
     if (striped != nullptr && striped->size() < 2) striped = nullptr;
     std::unique_ptr<Mover> m(new Mover(pools, striped));

@@ -28,7 +28,7 @@ public:
     // TP; it is used only when its group has two or more ranks.
     static Result<std::unique_ptr<Mover>> create(kernels::Backend& backend,
                                                  const std::vector<PoolPair>& pools,
-                                                 kernels::StripedLoader* striped);
+                                                 comm::nccl::StripedLoader* striped);
     // Drains both streams before the pools they touch can go away.
     ~Mover();
     Mover(const Mover&) = delete;
@@ -60,7 +60,7 @@ public:
     Status synchronize();
 
 private:
-    Mover(const std::vector<PoolPair>& pools, kernels::StripedLoader* striped);
+    Mover(const std::vector<PoolPair>& pools, comm::nccl::StripedLoader* striped);
     // Pool layers [first, second) of pool p that lie in model layers [begin, end).
     std::pair<std::uint32_t, std::uint32_t> poolLayers(const PoolPair& p, std::uint32_t begin,
                                                        std::uint32_t end) const;
@@ -78,8 +78,8 @@ private:
     Status enqueueMoves(kernels::Stream& stream, const SpaceMoves& moves, std::uint32_t layer_begin,
                         std::uint32_t layer_end);
 
-    const std::vector<PoolPair>& pools_;         // the controller's; must outlive the mover
-    kernels::StripedLoader* striped_ = nullptr;  // borrowed; null: no striped loads
+    const std::vector<PoolPair>& pools_;            // the controller's; must outlive the mover
+    comm::nccl::StripedLoader* striped_ = nullptr;  // borrowed; null: no striped loads
     std::uint32_t num_layers_ = 0;
     std::unique_ptr<kernels::Stream> d2h_stream_;
     std::unique_ptr<kernels::Stream> h2d_stream_;

@@ -9,9 +9,7 @@
 #include "strata/comm/mpi_comm.h"
 #include "strata/comm/mpi_context.h"
 #include "strata/comm/mpi_decision_group.h"
-#if STRATA_HAVE_UCX
 #include "strata/comm/ucx/transport.h"
-#endif
 #include "strata/controller/cache_controller.h"
 #include "strata/core/log.h"
 #include "strata/kernels/backend.h"
@@ -118,14 +116,10 @@ Result<std::unique_ptr<Job>> Job::create(const JobOptions& options) {
                    .local_rank = g.localRank(),
                    .device = g.device()};
     const bool remote = options.remote == "on" ||
-                        (options.remote == "auto" && STRATA_HAVE_UCX != 0 && g.dpSize() > 1);
+                        (options.remote == "auto" && comm::ucx::available() && g.dpSize() > 1);
     if (remote) {
-#if STRATA_HAVE_UCX
+        // Without UCX in the build: kNotSupported, naming why.
         STRATA_ASSIGN_OR_RETURN(impl->transport, comm::ucx::UcxTransport::create(g.world()));
-#else
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "job: remote 'on' needs UCX, and this build has none");
-#endif
     }
     return std::unique_ptr<Job>(new Job(std::move(impl)));
 }

@@ -10,15 +10,12 @@
 #include "strata/comm/grid.h"
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_comm.h"
-#include "strata/config.h"
+#include "strata/comm/nccl/striped_loader.h"
+#include "strata/comm/ucx/transport.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
 #include "strata/io/hdf5_page_store.h"
-#include "strata/kernels/striped_load.h"
-#if STRATA_HAVE_UCX
-#include "strata/comm/ucx/transport.h"
 #include "strata/io/remote_page_store.h"
-#endif
 
 namespace strata::runtime {
 
@@ -50,12 +47,12 @@ std::string_view obstacleText(std::uint64_t code) {
 
 // Creates the striped loader of the decision group, or none (off, or auto and impossible, with
 // the reason in *off_reason). Collective over options.striped_group when it has two or more ranks.
-Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOptions& options,
-                                                                  kernels::Backend& backend,
-                                                                  std::string* off_reason) {
+Result<std::unique_ptr<comm::nccl::StripedLoader>> makeStripedLoader(const CacheOptions& options,
+                                                                     kernels::Backend& backend,
+                                                                     std::string* off_reason) {
     off_reason->clear();
     if (options.striped_loads == StripedLoads::kOff)
-        return std::unique_ptr<kernels::StripedLoader>();
+        return std::unique_ptr<comm::nccl::StripedLoader>();
     const bool on = options.striped_loads == StripedLoads::kOn;
     const comm::MpiComm* g = options.striped_group;
     if (g == nullptr || !g->valid() || g->size() < 2) {
@@ -65,14 +62,14 @@ Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOpt
                                 "--striped-loads on: {} (run with --tp or --cp of 2 or more)",
                                 *off_reason);
         }
-        return std::unique_ptr<kernels::StripedLoader>();
+        return std::unique_ptr<comm::nccl::StripedLoader>();
     }
     // The back end the user chose is named before what the build lacks, so that the reason does
     // not depend on how Strata was configured.
     std::uint64_t obstacle = kNone;
     if (backend.kind() != kernels::BackendKind::kCuda) {
         obstacle = kCpuBackend;
-    } else if (!kernels::ncclAvailable()) {
+    } else if (!comm::nccl::available()) {
         obstacle = kNoNccl;
     }
     // One GPU per rank: no two ranks of the group on one node bind the same physical device.
@@ -97,29 +94,9 @@ Result<std::unique_ptr<kernels::StripedLoader>> makeStripedLoader(const CacheOpt
             return STRATA_ERROR(StatusCode::kInvalidArgument, "--striped-loads on: {}",
                                 *off_reason);
         }
-        return std::unique_ptr<kernels::StripedLoader>();
+        return std::unique_ptr<comm::nccl::StripedLoader>();
     }
-    // Rank 0 of the group makes the NCCL id; the first byte says whether it could.
-    std::vector<std::byte> message(1 + sizeof(kernels::NcclUniqueIdBytes::bytes));
-    Status made = Status::ok();
-    if (g->rank() == 0) {
-        auto id = kernels::ncclNewUniqueId();
-        made = id.status();
-        message[0] = std::byte{id.isOk() ? std::uint8_t{1} : std::uint8_t{0}};
-        if (id.isOk()) std::copy(id->bytes.begin(), id->bytes.end(), message.begin() + 1);
-    }
-    STRATA_RETURN_IF_ERROR(comm::broadcastBytes(*g, &message, 0));
-    if (message.size() != 1 + sizeof(kernels::NcclUniqueIdBytes::bytes) ||
-        message[0] != std::byte{1}) {
-        if (!made.isOk()) return made;
-        return STRATA_ERROR(StatusCode::kInternal,
-                            "striped loads: rank 0 of the decision group could not make an NCCL "
-                            "id (see its log)");
-    }
-    kernels::NcclUniqueIdBytes id;
-    std::copy(message.begin() + 1, message.end(), id.bytes.begin());
-    return kernels::StripedLoader::create(backend, id, g->rank(), g->size(),
-                                          options.striped_staging_bytes);
+    return comm::nccl::StripedLoader::create(backend, *g, options.striped_staging_bytes);
 }
 
 // The slot spaces of a layout and the space of each of its pools: the anchor's space first, one
@@ -356,7 +333,6 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         }
     }
     if (options.remote_transport) {
-#if STRATA_HAVE_UCX
         if (options.remote_group == nullptr) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "the remote tier needs its group (the ranks of the same shard)");
@@ -373,10 +349,6 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         // Every member's handlers are installed before any member publishes or looks up (a
         // message to a rank without its handler yet would be dropped and cost a timeout).
         STRATA_RETURN_IF_ERROR(options.remote_group->barrier());
-#else
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "the remote tier needs UCX: this build has none (STRATA_ENABLE_UCX)");
-#endif
     }
     std::vector<controller::PoolPair> pairs;
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
@@ -433,7 +405,6 @@ io::StoreStats Cache::storageStats() const {
 
 RemoteTierStats Cache::remoteStats() const {
     RemoteTierStats total;
-#if STRATA_HAVE_UCX
     for (const auto& r : remotes_) {
         // Only RemotePageStores are put there (Cache::create).
         const io::RemoteStoreStats st = static_cast<const io::RemotePageStore&>(*r).remoteStats();
@@ -448,7 +419,6 @@ RemoteTierStats Cache::remoteStats() const {
         total.rejected_messages = st.rejected_messages;
         total.pull_seconds += st.pull_seconds;
     }
-#endif
     return total;
 }
 

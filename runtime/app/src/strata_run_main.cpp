@@ -12,21 +12,18 @@
 
 #include "replay_sweep.h"
 #include "run_worker.h"
-#include "strata/comm/consistency.h"
-#include "strata/comm/grid.h"
-#include "strata/comm/job_collectives.h"
-#include "strata/comm/mpi_context.h"
-#include "strata/comm/mpi_decision_group.h"
-#include "strata/config.h"
-#if STRATA_HAVE_UCX
-#include "strata/comm/ucx/transport.h"
-#endif
 #include "strata/app/block_replay.h"
 #include "strata/app/report.h"
 #include "strata/app/run_config.h"
 #include "strata/app/temp_storage.h"
 #include "strata/app/trace.h"
 #include "strata/app/workload.h"
+#include "strata/comm/consistency.h"
+#include "strata/comm/grid.h"
+#include "strata/comm/job_collectives.h"
+#include "strata/comm/mpi_context.h"
+#include "strata/comm/mpi_decision_group.h"
+#include "strata/comm/ucx/transport.h"
 #include "strata/controller/cache_controller.h"
 #include "strata/core/check.h"
 #include "strata/core/crash_handler.h"
@@ -515,26 +512,25 @@ int run(int argc, char** argv) {
     const auto preset = pools::findModelPreset(cfg.model);
     const Status served =
         controller::remoteTierServes(cfg.model, preset.isOk() && (*preset)->isHybrid());
-    const bool remote_auto = cfg.remote == "auto" && STRATA_HAVE_UCX != 0 && grid.dpSize() > 1;
+    const bool remote_auto = cfg.remote == "auto" && comm::ucx::available() && grid.dpSize() > 1;
     if (remote_auto && !served.isOk() && world_rank == 0) {
         log.info("remote tier off: {}", served.message());
     }
     const bool remote = cfg.remote == "on" || (remote_auto && served.isOk());
-    if (remote) {
-#if STRATA_HAVE_UCX
-        auto transport = comm::ucx::UcxTransport::create(grid.world());
-        if (!transport.isOk()) return fail(&ctx, transport.status());
-        installCrashHandler(world_rank);  // again, in case UCX's initialisation reinstalled its own
-        place.remote_transport = std::move(transport).value();
-        place.remote_group = &grid.dpComm();
-#else
+    if (remote && !comm::ucx::available()) {  // the same on every rank: all exit alike
         if (world_rank == 0) {
             std::fprintf(stderr,
                          "strata-run: --remote on needs UCX, and this build has none (configure "
                          "with STRATA_ENABLE_UCX=ON and libucx-dev)\n");
         }
         return 2;
-#endif
+    }
+    if (remote) {
+        auto transport = comm::ucx::UcxTransport::create(grid.world());
+        if (!transport.isOk()) return fail(&ctx, transport.status());
+        installCrashHandler(world_rank);  // again, in case UCX's initialisation reinstalled its own
+        place.remote_transport = std::move(transport).value();
+        place.remote_group = &grid.dpComm();
     }
 
     // Rank 0 of each replica makes the request list; the replica's ranks get the same one.

@@ -1,5 +1,5 @@
 // Bench `nccl` (run under mpirun, one rank per GPU): loading the same pages of a replicated pool
-// onto every GPU of the group. Strata: kernels::StripedLoader (each rank loads a stripe over its
+// onto every GPU of the group. Strata: comm::nccl::StripedLoader (each rank loads a stripe over its
 // own PCIe link, an NCCL all-gather completes the pages, a device-side scatter places them), timed
 // from a barrier to the last rank's completion. Baseline `single_gpu`: rank 0 loading all the
 // pages alone with the ordinary copy path while the other ranks idle. Bandwidth counts the pages'
@@ -17,9 +17,10 @@
 
 #include "gpu_bench_util.h"
 #include "registry.h"
+#include "strata/comm/mpi_comm.h"
 #include "strata/comm/mpi_context.h"
+#include "strata/comm/nccl/striped_loader.h"
 #include "strata/kernels/backend.h"
-#include "strata/kernels/striped_load.h"
 
 namespace strata::bench {
 namespace {
@@ -72,14 +73,9 @@ Result<BenchReport> NcclBench::run(BenchContext& ctx) {
                             kernels::Backend::create(kernels::BackendKind::kCuda, options));
     STRATA_ASSIGN_OR_RETURN(auto stream, backend->createStream());
 
-    kernels::NcclUniqueIdBytes id;
-    if (rank == 0) {
-        STRATA_ASSIGN_OR_RETURN(id, kernels::ncclNewUniqueId());
-    }
-    MPI_Bcast(id.bytes.data(), static_cast<int>(id.bytes.size()), MPI_BYTE, 0, MPI_COMM_WORLD);
     STRATA_ASSIGN_OR_RETURN(auto loader,
-                            kernels::StripedLoader::create(*backend, id, rank, nranks,
-                                                           std::size_t(staging_mib_) << 20));
+                            comm::nccl::StripedLoader::create(*backend, comm::MpiComm::world(),
+                                                              std::size_t(staging_mib_) << 20));
 
     BenchReport report("nccl", fmt::format("{} x{}", gpu::deviceName(device), nranks));
     double worst = 10.0;

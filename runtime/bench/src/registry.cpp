@@ -19,13 +19,11 @@ std::span<const BenchEntry> registeredBenches() {
          "operations/s, p99 per request, metadata bytes per cached page) vs a flat hash table "
          "with an LRU list of leaf pages (vLLM-style), same rules and hit rate",
          &makeTreeBench},
-#if STRATA_HAVE_UCX
         {"remote",
          "remote tier: page pull GB/s for 64 KiB and 1 MiB pages between 2 ranks (mpirun -np 2, "
          "one host or two) vs ucx_perftest ucp_get with the same transport and sizes, and vs "
          "shared memory when both ranks share a host",
          &makeRemoteBench},
-#endif
 #if STRATA_HAVE_CUDA
         {"transfer",
          "device <-> pinned host page copies, 4-256 KiB chunks, both directions, every host "

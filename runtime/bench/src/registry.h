@@ -40,7 +40,7 @@ std::span<const BenchEntry> registeredBenches();
 std::unique_ptr<Bench> makeSyncBench();
 std::unique_ptr<Bench> makeStorageBench();
 std::unique_ptr<Bench> makeTreeBench();
-// The remote tier's pull bench (built with UCX).
+// The remote tier's pull bench (without UCX in the build it fails: kNotSupported).
 std::unique_ptr<Bench> makeRemoteBench();
 // GPU benches (built with CUDA; nccl also needs NCCL).
 std::unique_ptr<Bench> makeTransferBench();

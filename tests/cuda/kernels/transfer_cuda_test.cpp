@@ -11,8 +11,8 @@
 
 #include "copy_case.h"
 #include "device_copy_case.h"
+#include "strata/comm/nccl/striped_loader.h"
 #include "strata/kernels/backend.h"
-#include "strata/kernels/striped_load.h"
 
 namespace strata::kernels {
 namespace {
@@ -428,16 +428,16 @@ TEST(CudaBackend, StagedPathChosenForWholePagesAndExactOverManyBatches) {
 
 TEST(CudaStripedLoad, OneRankLoadsEveryPageThroughStagingInSeveralBatches) {
     SKIP_WITHOUT_CUDA();
-    if (!ncclAvailable()) GTEST_SKIP() << "this build has no NCCL";
+    if (!comm::nccl::available()) GTEST_SKIP() << "this build has no NCCL";
     auto backend = cudaBackend();
     ASSERT_NE(backend, nullptr);
     SmallPool pool;
     pool.init(*backend, 0x57A1);
     if (HasFatalFailure()) return;
-    auto id = ncclNewUniqueId();
+    auto id = comm::nccl::newUniqueId();
     ASSERT_TRUE(id.isOk()) << id.status().toString();
     // 2 MiB of staging: 1 MiB per batch, i.e. 8 of the 29 pages (126 KiB each) per batch.
-    auto loader = StripedLoader::create(*backend, *id, 0, 1, 2 << 20);
+    auto loader = comm::nccl::StripedLoader::create(*backend, *id, 0, 1, 2 << 20);
     ASSERT_TRUE(loader.isOk()) << loader.status().toString();
     const CopyJob job = pool.loadJob();
     EXPECT_LT((*loader)->batchPagesPerRank(job), job.pages.size());

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "harness.h"
+#include "strata/comm/nccl/striped_loader.h"
 #include "strata/controller/cache_controller.h"
-#include "strata/kernels/striped_load.h"
 #include "strata/kernels/transfer.h"
 #include "strata/testing/thread_decision_group.h"
 
@@ -62,7 +62,7 @@ std::string describeJob(const kernels::CopyJob& j) {
     return s;
 }
 
-class FakeStripedLoader final : public kernels::StripedLoader {
+class FakeStripedLoader final : public comm::nccl::StripedLoader {
 public:
     FakeStripedLoader(std::shared_ptr<Rendezvous> rv, int rank, kernels::Backend& backend,
                       std::size_t sharded_row_bytes)
@@ -120,7 +120,7 @@ constexpr std::uint32_t kLayers = 4;
 // a TP-sharded MHA pool, all in one slot space.
 class Rank {
 public:
-    Rank(int rank, comm::DecisionGroup& group, kernels::StripedLoader* loader,
+    Rank(int rank, comm::DecisionGroup& group, comm::nccl::StripedLoader* loader,
          std::shared_ptr<Rendezvous> rv, std::uint64_t seed)
         : rank_(rank), group_(group) {
         kernels::BackendOptions bo;

@@ -23,12 +23,12 @@
 
 #include "strata/comm/consistency.h"
 #include "strata/comm/decision_group.h"
+#include "strata/comm/nccl/striped_loader.h"
 #include "strata/controller/prefix_tree.h"
 #include "strata/core/enum_names.h"
 #include "strata/core/status.h"
 #include "strata/io/page_store.h"
 #include "strata/kernels/backend.h"
-#include "strata/kernels/striped_load.h"
 #include "strata/pools/device_pool.h"
 #include "strata/pools/host_pool.h"
 #include "strata/pools/host_pool_group.h"
@@ -125,7 +125,7 @@ struct ControllerConfig {
     // are collective, so every rank of the group must call launchLoads() (and waitLayer() and
     // abort(), which may launch) at the same points of its call sequence, as it already must for
     // every decision call.
-    kernels::StripedLoader* striped_loader = nullptr;
+    comm::nccl::StripedLoader* striped_loader = nullptr;
 };
 
 // The rule "the remote tier does not serve hybrid models" (models with slot spaces beyond the

@@ -6,8 +6,8 @@
 // A rank publish()es pages when they enter its host pool and retract()s them when they leave; a
 // page is served only when the checksum its holder published matches the pulled bytes, so a slot
 // overwritten between lookup and pull is a counted miss, never wrong data. A slow or stopped peer
-// costs one bounded timeout per call and a back-off, never a hang. Built only with UCX
-// (STRATA_HAVE_UCX); UCX appears in no public header.
+// costs one bounded timeout per call and a back-off, never a hang. Always built; without UCX no
+// transport can be created (kNotSupported), so no store either. UCX appears in no public header.
 // Ownership: shares the transport; borrows the host pool, which must outlive the store.
 // Thread-safety: one thread at a time in exists()/get(); publish()/retract() may run on another
 // thread meanwhile (the controller publishes from its scheduler thread while its storage worker

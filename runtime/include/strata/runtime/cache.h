@@ -39,7 +39,7 @@ namespace strata::runtime {
 using controller::Admission;
 using controller::RequestId;
 
-// Striped loads of replicated pools over NCCL (kernels::StripedLoader): off, on (an error when
+// Striped loads of replicated pools over NCCL (comm::nccl::StripedLoader): off, on (an error when
 // impossible, naming why), or auto (on when the back end is CUDA, the build has NCCL and the
 // decision group has two or more ranks, each on its own GPU).
 enum class StripedLoads : std::uint8_t { kOff, kOn, kAuto };
@@ -200,7 +200,7 @@ private:
     std::vector<pools::HostPool> host_pools_;              // must outlive controller_
     std::vector<std::unique_ptr<io::PageStore>> stores_;   // must outlive controller_
     std::vector<std::unique_ptr<io::PageStore>> remotes_;  // RemotePageStores; outlive controller_
-    std::unique_ptr<kernels::StripedLoader> striped_;      // must outlive controller_
+    std::unique_ptr<comm::nccl::StripedLoader> striped_;   // must outlive controller_
     std::string striped_off_reason_;
     std::unique_ptr<controller::CacheController> controller_;
 };

@@ -16,6 +16,8 @@
 // Ownership: create() returns a shared owner; exposed regions keep the transport alive.
 // Thread-safety: every method may be called from any thread (the UCX worker runs in multi-thread
 // mode); message handlers run on whichever thread progresses the worker and must not block.
+// Without UCX in the build, available() is false and create() fails with kNotSupported (so no
+// transport or region ever exists); callers need no #if.
 #pragma once
 
 #include <chrono>
@@ -32,6 +34,9 @@
 namespace strata::comm::ucx {
 
 using Clock = std::chrono::steady_clock;
+
+// True when this build has UCX (the transport can be created).
+bool available() noexcept;
 
 struct TransportOptions {
     // Graceful endpoint close at destruction waits at most this long for peers.
@@ -100,7 +105,8 @@ public:
 
     // Collective over `comm`: UCX context and worker, worker addresses all-gathered, endpoints to
     // every other rank, the job secret broadcast from rank 0. Every rank gets the same outcome
-    // (kIoError naming the UCX status text on the rank that failed, kUnavailable on the others).
+    // (kIoError naming the UCX status text on the rank that failed, kUnavailable on the others;
+    // kNotSupported on every rank, before any collective, in a build without UCX).
     static Result<std::shared_ptr<UcxTransport>> create(const MpiComm& comm,
                                                         const TransportOptions& options = {});
 

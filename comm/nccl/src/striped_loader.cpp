@@ -1,55 +1,47 @@
-// StripedLoader over NCCL. Per batch of n * B pages (n ranks, B pages each): rank r loads pages
-// [r * B, (r + 1) * B) of the batch with the ordinary copy kernel into its slice of a staging
-// buffer laid out as layer_first over the loaded layers ([rank][buffer][layer][B pages]), an
-// in-place ncclAllGather fills every rank's slice on every GPU, and a device-to-device copy job
-// (the same kernel, the staging slice seen as a layer_first "host" pool) scatters each page into
-// its pool slot. Loads run on one stream, exchange and scatter on another; two staging buffers
-// alternate, guarded by events, so batch k + 1 loads while batch k is exchanged. The alternation
-// carries over from one load() call to the next, so that per-layer calls pipeline like the
-// batches of one call (layer L + 1 loads while layer L is exchanged).
-#include "strata/kernels/striped_load.h"
+// StripedLoader over NCCL (built when NCCL is found; striped_loader_stub.cpp otherwise). Per
+// batch of n * B pages (n ranks, B pages each): rank r loads pages [r * B, (r + 1) * B) of the
+// batch with the ordinary copy kernel into its slice of a staging buffer laid out as layer_first
+// over the loaded layers ([rank][buffer][layer][B pages]), an in-place ncclAllGather fills every
+// rank's slice on every GPU, and a device-to-device copy job (the same kernel, the staging slice
+// seen as a layer_first "host" pool) scatters each page into its pool slot. Loads run on one
+// stream, exchange and scatter on another; two staging buffers alternate, guarded by events, so
+// batch k + 1 loads while batch k is exchanged. The alternation carries over from one load() call
+// to the next, so that per-layer calls pipeline like the batches of one call (layer L + 1 loads
+// while layer L is exchanged).
+#include "strata/comm/nccl/striped_loader.h"
 
-#include <cstring>
-
-#include "strata/config.h"
-
-#if STRATA_HAVE_NCCL
 #include <cuda_runtime.h>
 #include <nccl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "strata/core/log.h"
-#endif
+#include "strata/kernels/transfer.h"
 
-namespace strata::kernels {
+namespace strata::comm::nccl {
 
-#if !STRATA_HAVE_NCCL
-
-bool ncclAvailable() noexcept { return false; }
-
-Result<NcclUniqueIdBytes> ncclNewUniqueId() {
-    return STRATA_ERROR(StatusCode::kNotSupported,
-                        "this build of strata has no NCCL support (STRATA_ENABLE_NCCL)");
-}
-
-Result<std::unique_ptr<StripedLoader>> StripedLoader::create(Backend&, const NcclUniqueIdBytes&,
-                                                             int, int, std::size_t) {
-    return STRATA_ERROR(StatusCode::kNotSupported,
-                        "this build of strata has no NCCL support (STRATA_ENABLE_NCCL)");
-}
-
-#else
+using kernels::Backend;
+using kernels::BackendKind;
+using kernels::CopyJob;
+using kernels::CopyPath;
+using kernels::Direction;
+using kernels::EventPtr;
+using kernels::HostLayout;
+using kernels::Memory;
+using kernels::PageCopy;
+using kernels::PoolGeometry;
+using kernels::Stream;
 
 static_assert(sizeof(ncclUniqueId) == sizeof(NcclUniqueIdBytes::bytes));
 
-bool ncclAvailable() noexcept { return true; }
+bool available() noexcept { return true; }
 
 namespace {
 
 Status ncclError(ncclResult_t r, const char* what) {
-    core::logger("kernels").error("{}: {}", what, ncclGetErrorString(r));
+    core::logger("comm").error("{}: {}", what, ncclGetErrorString(r));
     return STRATA_ERROR(StatusCode::kInternal, "{}: {}", what, ncclGetErrorString(r));
 }
 
@@ -86,8 +78,8 @@ public:
     }
 
     Result<EventPtr> load(const CopyJob& job) override {
-        STRATA_RETURN_IF_ERROR(validateCopy(job.geometry, job.device, job.host, job.pages,
-                                            job.layer_begin, job.layer_end));
+        STRATA_RETURN_IF_ERROR(kernels::validateCopy(job.geometry, job.device, job.host, job.pages,
+                                                     job.layer_begin, job.layer_end));
         if (job.direction != Direction::kHostToDevice) {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
                                 "a striped load moves host to device only");
@@ -204,7 +196,7 @@ private:
 
 }  // namespace
 
-Result<NcclUniqueIdBytes> ncclNewUniqueId() {
+Result<NcclUniqueIdBytes> newUniqueId() {
     ncclUniqueId id;
     ncclResult_t r = ncclGetUniqueId(&id);
     if (r != ncclSuccess) return ncclError(r, "ncclGetUniqueId");
@@ -235,14 +227,14 @@ Result<std::unique_ptr<StripedLoader>> StripedLoader::create(Backend& backend,
     // device its memory lives on), then restore the caller's.
     cudaPointerAttributes attr{};
     if (cudaError_t e = cudaPointerGetAttributes(&attr, s0.data()); e != cudaSuccess) {
-        core::logger("kernels").error("cudaPointerGetAttributes: {}", cudaGetErrorString(e));
+        core::logger("comm").error("cudaPointerGetAttributes: {}", cudaGetErrorString(e));
         return STRATA_ERROR(StatusCode::kInternal, "cudaPointerGetAttributes: {}",
                             cudaGetErrorString(e));
     }
     int previous = 0;
     if (cudaGetDevice(&previous) != cudaSuccess) previous = attr.device;
     if (cudaError_t e = cudaSetDevice(attr.device); e != cudaSuccess) {
-        core::logger("kernels").error("cudaSetDevice({}): {}", attr.device, cudaGetErrorString(e));
+        core::logger("comm").error("cudaSetDevice({}): {}", attr.device, cudaGetErrorString(e));
         return STRATA_ERROR(StatusCode::kInternal, "cudaSetDevice({}): {}", attr.device,
                             cudaGetErrorString(e));
     }
@@ -255,6 +247,4 @@ Result<std::unique_ptr<StripedLoader>> StripedLoader::create(Backend& backend,
                               std::move(s0), std::move(s1)));
 }
 
-#endif
-
-}  // namespace strata::kernels
+}  // namespace strata::comm::nccl

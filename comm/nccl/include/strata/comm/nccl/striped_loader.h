@@ -8,7 +8,7 @@
 // may load layer by layer and keep one ready event per layer.
 // Ownership: a StripedLoader owns its NCCL communicator, two streams and the staging memory;
 // the pools of a job must outlive the job's completion event. Thread-safety: one thread.
-// Without NCCL in the build, create() fails with kNotSupported.
+// Without NCCL in the build, available() is false and every create() fails with kNotSupported.
 #pragma once
 
 #include <array>
@@ -16,10 +16,11 @@
 #include <cstdint>
 #include <memory>
 
+#include "strata/comm/mpi_comm.h"
 #include "strata/core/status.h"
 #include "strata/kernels/backend.h"
 
-namespace strata::kernels {
+namespace strata::comm::nccl {
 
 // An ncclUniqueId as plain bytes, so that it can travel over MPI without NCCL headers.
 struct NcclUniqueIdBytes {
@@ -27,18 +28,26 @@ struct NcclUniqueIdBytes {
 };
 
 // True when this build has NCCL.
-bool ncclAvailable() noexcept;
+bool available() noexcept;
 // A fresh id (rank 0 makes it and broadcasts it). kNotSupported without NCCL.
-Result<NcclUniqueIdBytes> ncclNewUniqueId();
+Result<NcclUniqueIdBytes> newUniqueId();
 
 class StripedLoader {
 public:
     virtual ~StripedLoader() = default;
-    // Joins the group (collective over all `nranks` ranks, each on its own GPU: NCCL refuses two
-    // ranks on one device). The communicator binds to the device of the back end's memory (the
-    // calling thread's current device is restored). `staging_bytes` bounds the device staging
-    // memory (two batches). kInvalidArgument for a non-CUDA back end or a bad rank.
-    static Result<std::unique_ptr<StripedLoader>> create(Backend& backend,
+    // Collective over `group` (two or more ranks, each on its own GPU): rank 0 of the group makes
+    // the NCCL id and broadcasts it over MPI, then every rank joins (the create() below).
+    // kNotSupported without NCCL (on every rank, before any collective); when rank 0 could not
+    // make an id, rank 0 returns its error and the others kInternal.
+    static Result<std::unique_ptr<StripedLoader>> create(kernels::Backend& backend,
+                                                         const MpiComm& group,
+                                                         std::size_t staging_bytes);
+    // Joins the group of the id (collective over all `nranks` ranks, each on its own GPU: NCCL
+    // refuses two ranks on one device). The communicator binds to the device of the back end's
+    // memory (the calling thread's current device is restored). `staging_bytes` bounds the
+    // device staging memory (two batches). kInvalidArgument for a non-CUDA back end or a bad
+    // rank.
+    static Result<std::unique_ptr<StripedLoader>> create(kernels::Backend& backend,
                                                          const NcclUniqueIdBytes& id, int rank,
                                                          int nranks, std::size_t staging_bytes);
 
@@ -50,12 +59,12 @@ public:
     // writes job.pages[i].device_page of its own list for every page. Returns the event that
     // completes when all pages are in this GPU's pool. kInvalidArgument for a device-to-host job
     // or a bad job (nothing queued).
-    virtual Result<EventPtr> load(const CopyJob& job) = 0;
+    virtual Result<kernels::EventPtr> load(const kernels::CopyJob& job) = 0;
     // This rank's place in the loader's group, and the group's size.
     virtual int rank() const noexcept = 0;
     virtual int size() const noexcept = 0;
     // Pages per rank per pipelined batch (for reports).
-    virtual std::size_t batchPagesPerRank(const CopyJob& job) const noexcept = 0;
+    virtual std::size_t batchPagesPerRank(const kernels::CopyJob& job) const noexcept = 0;
 };
 
-}  // namespace strata::kernels
+}  // namespace strata::comm::nccl
