@@ -403,21 +403,11 @@ io::StoreStats Cache::storageStats() const {
     return total;
 }
 
-RemoteTierStats Cache::remoteStats() const {
-    RemoteTierStats total;
+io::RemoteStoreStats Cache::remoteStats() const {
+    io::RemoteStoreStats total;
     for (const auto& r : remotes_) {
         // Only RemotePageStores are put there (Cache::create).
-        const io::RemoteStoreStats st = static_cast<const io::RemotePageStore&>(*r).remoteStats();
-        total.pages_published += st.pages_published;
-        total.pages_retracted += st.pages_retracted;
-        total.pages_pulled += st.pages_pulled;
-        total.bytes_pulled += st.bytes_pulled;
-        total.checksum_failures += st.checksum_failures;
-        total.timeouts += st.timeouts;
-        total.unavailable += st.unavailable;
-        // The transport's count: one transport serves every pool, so it is taken once, not summed.
-        total.rejected_messages = st.rejected_messages;
-        total.pull_seconds += st.pull_seconds;
+        total.add(static_cast<const io::RemotePageStore&>(*r).remoteStats());
     }
     return total;
 }

@@ -21,7 +21,6 @@ using runtime::Admission;
 using runtime::Cache;
 using runtime::CacheOptions;
 using runtime::parseStripedLoads;
-using runtime::RemoteTierStats;
 using runtime::RequestId;
 
 using Clock = std::chrono::steady_clock;
@@ -524,7 +523,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.storage.pages_read = ss.pages_read;
     report.storage.checksum_failures = ss.checksum_failures;
     if (cache->hasRemote()) {
-        const RemoteTierStats rs = cache->remoteStats();
+        const io::RemoteStoreStats rs = cache->remoteStats();
         report.remote.enabled = true;
         report.remote.pages_pulled = rs.pages_pulled;
         report.remote.bytes = rs.bytes_pulled;

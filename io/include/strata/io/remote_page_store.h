@@ -47,6 +47,23 @@ struct RemoteStoreStats {
     std::uint64_t bad_messages = 0;       // authentic but malformed directory messages
     std::uint64_t rejected_messages = 0;  // the transport's count (forged, replayed, malformed)
     double pull_seconds = 0;
+
+    // Adds another pool's figures (the runtime sums its pools' stores). rejected_messages is the
+    // transport's, which every store of a rank shares: taken once, not summed.
+    void add(const RemoteStoreStats& o) noexcept {
+        pages_published += o.pages_published;
+        pages_retracted += o.pages_retracted;
+        lookups += o.lookups;
+        lookup_hits += o.lookup_hits;
+        pages_pulled += o.pages_pulled;
+        bytes_pulled += o.bytes_pulled;
+        checksum_failures += o.checksum_failures;
+        timeouts += o.timeouts;
+        unavailable += o.unavailable;
+        bad_messages += o.bad_messages;
+        rejected_messages = o.rejected_messages;
+        pull_seconds += o.pull_seconds;
+    }
 };
 
 class RemotePageStore final : public PageStore {

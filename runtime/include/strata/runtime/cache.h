@@ -20,6 +20,7 @@
 #include "strata/core/enum_names.h"
 #include "strata/core/page_key.h"
 #include "strata/core/status.h"
+#include "strata/io/remote_page_store.h"
 #include "strata/kernels/backend.h"
 #include "strata/pool_decl.h"
 #include "strata/pools/device_pool.h"
@@ -105,15 +106,6 @@ struct CacheOptions {
     std::size_t striped_staging_bytes = std::size_t{64} << 20;  // device staging (two batches)
 };
 
-// Figures of the remote tier summed over the pools (zero without one).
-struct RemoteTierStats {
-    std::uint64_t pages_published = 0, pages_retracted = 0;
-    std::uint64_t pages_pulled = 0, bytes_pulled = 0;
-    std::uint64_t checksum_failures = 0, timeouts = 0, unavailable = 0;
-    std::uint64_t rejected_messages = 0;  // the transport's (shared by the pools: counted once)
-    double pull_seconds = 0;
-};
-
 // The device state slots used when CacheOptions::state_slots is 0: max(16, device pages / 16). A
 // Mamba state is megabytes (every layer's conv and temporal state) where a token's KV is
 // kilobytes, so a slot per 16 KV pages keeps the states' memory near the KV's.
@@ -167,7 +159,7 @@ public:
     io::StoreStats storageStats() const;
     bool hasStorage() const noexcept { return !stores_.empty(); }
     // Summed statistics of the remote tier; safe while the storage worker runs (atomic counters).
-    RemoteTierStats remoteStats() const;
+    io::RemoteStoreStats remoteStats() const;  // summed over the pools; zero without a remote tier
     bool hasRemote() const noexcept { return !remotes_.empty(); }
     // True when replicated pools load striped over NCCL; otherwise stripedOffReason() says why
     // not ("" when the mode was off).
