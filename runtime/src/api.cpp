@@ -158,13 +158,15 @@ Result<runtime::CacheOptions> optionsFor(const CacheConfig& c, const Job::Impl& 
                             c.backend);
     }
     o.backend_options.device_index = std::max(0, place.device);
-    STRATA_ASSIGN_OR_RETURN(o.write_policy, controller::parseWritePolicy(c.write_policy));
-    STRATA_ASSIGN_OR_RETURN(o.eviction, controller::parseEvictionPolicy(c.eviction));
-    o.check_consistency = c.check_consistency;
-    o.tp_rank = place.tp_rank;
-    o.tp_size = place.tp_size;
-    o.cp_rank = place.cp_rank;
-    o.cp_size = place.cp_size;
+    STRATA_ASSIGN_OR_RETURN(o.controller.write_policy,
+                            controller::parseWritePolicy(c.write_policy));
+    STRATA_ASSIGN_OR_RETURN(o.controller.eviction_policy,
+                            controller::parseEvictionPolicy(c.eviction));
+    o.controller.check_consistency = c.check_consistency;
+    o.controller.storage.tp_rank = place.tp_rank;
+    o.controller.storage.tp_size = place.tp_size;
+    o.controller.storage.cp_rank = place.cp_rank;
+    o.controller.storage.cp_size = place.cp_size;
     o.world_rank = place.world_rank;
     o.tenant_salt = c.tenant_salt;
     o.storage_dir = c.storage_dir;

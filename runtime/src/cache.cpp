@@ -138,7 +138,7 @@ Result<std::vector<controller::SlotSpace>> spacesOf(const pools::HybridLayout& l
 
 // The pools of the options: the engine's declarations, or the preset's.
 Result<pools::HybridLayout> layoutOf(const CacheOptions& options) {
-    const auto tp = static_cast<std::uint32_t>(options.tp_size);
+    const auto tp = static_cast<std::uint32_t>(options.controller.storage.tp_size);
     if (options.pools.empty()) {
         return pools::hybridLayout(options.model, options.layers, tp, options.page_size);
     }
@@ -225,9 +225,10 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
                                              comm::DecisionGroup& group) {
     std::unique_ptr<Cache> cache(new Cache());
     cache->options_ = options;
-    if (options.tp_size < 1 || options.tp_rank < 0 || options.tp_rank >= options.tp_size) {
+    if (options.controller.storage.tp_size < 1 || options.controller.storage.tp_rank < 0 ||
+        options.controller.storage.tp_rank >= options.controller.storage.tp_size) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "tp rank {} is outside a TP group of {}",
-                            options.tp_rank, options.tp_size);
+                            options.controller.storage.tp_rank, options.controller.storage.tp_size);
     }
     if (options.page_size == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "page size is 0");
@@ -272,7 +273,7 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     const std::size_t state_slots = options.state_slots != 0
                                         ? options.state_slots
                                         : defaultStateSlots(options.device_tokens, P);
-    std::string signature = fmt::format("page={};tp={}", P, options.tp_size);
+    std::string signature = fmt::format("page={};tp={}", P, options.controller.storage.tp_size);
     // Host bytes per token for sizing by bytes: every per-token pool's page, plus the state
     // pools' slots in their ratio to the device KV pages.
     std::size_t bytes_per_page = 0;
@@ -363,21 +364,12 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     }
     STRATA_ASSIGN_OR_RETURN(
         cache->striped_, makeStripedLoader(options, *cache->backend_, &cache->striped_off_reason_));
-    controller::ControllerConfig cc;
+    // The controller's policies and this rank's place come whole from the options; the Cache adds
+    // what it built: the slot spaces, the striped loader and the stage's key suffix.
+    controller::ControllerConfig cc = options.controller;
     cc.striped_loader = cache->striped_.get();
     cc.page_size = options.page_size;
     cc.spaces = cache->spaces_;
-    cc.write_policy = options.write_policy;
-    cc.eviction_policy = options.eviction;
-    cc.load_back_threshold_tokens = options.load_back_threshold_tokens;
-    cc.check_consistency = options.check_consistency;
-    cc.fail_host_allocation = options.fail_host_allocation;
-    cc.storage.prefetch_policy = options.prefetch_policy;
-    cc.storage.prefetch_threshold_tokens = options.prefetch_threshold_tokens;
-    cc.storage.tp_rank = options.tp_rank;
-    cc.storage.tp_size = options.tp_size;
-    cc.storage.cp_rank = options.cp_rank;
-    cc.storage.cp_size = options.cp_size;
     cc.storage.stage_suffix = stage_suffix;
     STRATA_ASSIGN_OR_RETURN(cache->controller_, controller::CacheController::create(
                                                     cc, *cache->backend_, std::move(pairs), group));

@@ -40,8 +40,10 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
         o.host.ratio = cfg.host_ratio;
     }
     STRATA_ASSIGN_OR_RETURN(o.host_layout, kernels::parseHostLayout(cfg.host_layout));
-    STRATA_ASSIGN_OR_RETURN(o.write_policy, controller::parseWritePolicy(cfg.write_policy));
-    STRATA_ASSIGN_OR_RETURN(o.eviction, controller::parseEvictionPolicy(cfg.eviction));
+    STRATA_ASSIGN_OR_RETURN(o.controller.write_policy,
+                            controller::parseWritePolicy(cfg.write_policy));
+    STRATA_ASSIGN_OR_RETURN(o.controller.eviction_policy,
+                            controller::parseEvictionPolicy(cfg.eviction));
     if (cfg.backend == "cpu") {
         o.backend = kernels::BackendKind::kCpu;
     } else if (cfg.backend == "cuda") {
@@ -58,12 +60,13 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     // Per-rank seed: ranks see their copies finish at different times.
     o.backend_options.jitter_seed =
         cfg.seed * 1000003u + static_cast<std::uint64_t>(place.world_rank);
-    o.load_back_threshold_tokens = cfg.load_back_threshold;
-    o.check_consistency = false;  // done by the observer, which names the ranks that differ
-    o.tp_rank = place.tp_rank;
-    o.tp_size = place.tp_size;
-    o.cp_rank = place.cp_rank;
-    o.cp_size = place.cp_size;
+    o.controller.load_back_threshold_tokens = cfg.load_back_threshold;
+    o.controller.check_consistency =
+        false;  // done by the observer, which names the ranks that differ
+    o.controller.storage.tp_rank = place.tp_rank;
+    o.controller.storage.tp_size = place.tp_size;
+    o.controller.storage.cp_rank = place.cp_rank;
+    o.controller.storage.cp_size = place.cp_size;
     o.world_rank = place.world_rank;
     o.pipeline = place.pp_size > 1;
     o.first_layer = first_layer;  // names the stage's slice in stored pages
@@ -74,7 +77,7 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
                                    static_cast<std::uint64_t>(std::max(1, place.world_size));
         if (cfg.storage_tokens > 0 && o.storage_capacity_pages == 0) o.storage_capacity_pages = 1;
     }
-    STRATA_ASSIGN_OR_RETURN(o.prefetch_policy,
+    STRATA_ASSIGN_OR_RETURN(o.controller.storage.prefetch_policy,
                             controller::parsePrefetchPolicy(cfg.prefetch_policy));
     o.remote_transport = place.remote_transport;
     o.remote_group = place.remote_group;

@@ -54,8 +54,8 @@ struct Rig {
         auto group = comm::MpiDecisionGroup::create(*grid);
         EXPECT_TRUE(group.isOk()) << group.status().toString();
         Rig rig{std::move(grid).value(), std::move(group).value(), nullptr};
-        o.tp_rank = rig.grid.tpRank();
-        o.tp_size = rig.grid.tpSize();
+        o.controller.storage.tp_rank = rig.grid.tpRank();
+        o.controller.storage.tp_size = rig.grid.tpSize();
         auto cache = Cache::create(o, rig.group);
         EXPECT_TRUE(cache.isOk()) << cache.status().toString();
         rig.cache = std::move(cache).value();
@@ -187,7 +187,7 @@ TEST(Agreement, HostAllocationFailingOnOneRankStopsEveryRankInTheSameRound) {
     STRATA_SKIP_BELOW_RANKS(2);
     const std::uint64_t seed = sharedSeed();
     CacheOptions o = smallOptions(seed);
-    if (worldRank() == 1) o.fail_host_allocation = 5;
+    if (worldRank() == 1) o.controller.fail_host_allocation = 5;
     Rig rig = Rig::make(shapeFor(worldSize()), o);
     Stream stream(seed);
     std::string message;
@@ -255,8 +255,8 @@ TEST(Agreement, OneWriterPerReplicatedPage) {
     o.world_rank = worldRank();
     o.host = {.tokens = 16 * 48};
     comm::GridShape shape = shapeFor(worldSize());
-    o.cp_rank = worldRank() / shape.tp % shape.cp;
-    o.cp_size = shape.cp;
+    o.controller.storage.cp_rank = worldRank() / shape.tp % shape.cp;
+    o.controller.storage.cp_size = shape.cp;
     std::uint64_t written = 0;
     {
         Rig rig = Rig::make(shape, o);

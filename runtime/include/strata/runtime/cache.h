@@ -70,23 +70,19 @@ struct CacheOptions {
     std::size_t state_slots = 0;
     pools::HostPoolSizing host{.tokens = 131072};
     kernels::HostLayout host_layout = kernels::HostLayout::kPageFirst;
-    controller::WritePolicy write_policy = controller::WritePolicy::kWriteThrough;
-    controller::EvictionPolicy eviction = controller::EvictionPolicy::kLru;
     kernels::BackendKind backend = kernels::BackendKind::kCpu;
     kernels::BackendOptions backend_options;
-    std::size_t load_back_threshold_tokens = 0;
-    bool check_consistency = false;
-    int tp_rank = 0;
-    int tp_size = 1;
     std::string tenant_salt;
-    std::uint64_t fail_host_allocation = 0;  // fault injection: see ControllerConfig
     // Storage tier (HDF5 page files); none when storage_dir is empty.
     std::string storage_dir;
     std::uint64_t storage_capacity_pages = 0;  // this rank's share; 0: unlimited
-    controller::PrefetchPolicy prefetch_policy = controller::PrefetchPolicy::kTimeout;
-    std::size_t prefetch_threshold_tokens = 256;
-    // Place in the grid (writer choice, key suffixes, file names).
-    int cp_rank = 0, cp_size = 1;
+    // The controller's policies (write, eviction, load-back threshold, consistency check, fault
+    // injection, prefetch: ControllerConfig and its StorageConfig) and this rank's place in the
+    // decision group (controller.storage.tp_rank/tp_size/cp_rank/cp_size: key suffixes, writer
+    // choice), handed to the controller whole. The Cache fills in page_size, spaces,
+    // striped_loader and storage.stage_suffix.
+    controller::ControllerConfig controller;
+    // Place in the job (file names).
     int world_rank = 0;
     std::uint32_t first_layer = 0;  // of this pipeline stage's layer slice
     bool pipeline = false;          // several stages: stored pages name their layer slice
