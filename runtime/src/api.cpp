@@ -11,6 +11,7 @@
 #include "strata/comm/mpi_decision_group.h"
 #include "strata/comm/ucx/transport.h"
 #include "strata/controller/cache_controller.h"
+#include "strata/core/enum_names.h"
 #include "strata/core/log.h"
 #include "strata/kernels/backend.h"
 #include "strata/runtime/cache.h"
@@ -149,14 +150,7 @@ Result<runtime::CacheOptions> optionsFor(const CacheConfig& c, const Job::Impl& 
     } else {
         o.host.tokens = c.host_tokens;
     }
-    if (c.backend == "cpu") {
-        o.backend = kernels::BackendKind::kCpu;
-    } else if (c.backend == "cuda") {
-        o.backend = kernels::BackendKind::kCuda;
-    } else {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "cache: backend '{}' is not cpu or cuda",
-                            c.backend);
-    }
+    STRATA_ASSIGN_OR_RETURN(o.backend, core::parseEnum<kernels::BackendKind>(c.backend));
     o.backend_options.device_index = std::max(0, place.device);
     STRATA_ASSIGN_OR_RETURN(o.controller.write_policy,
                             controller::parseWritePolicy(c.write_policy));

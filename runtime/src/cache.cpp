@@ -398,8 +398,7 @@ io::StoreStats Cache::storageStats() const {
 io::RemoteStoreStats Cache::remoteStats() const {
     io::RemoteStoreStats total;
     for (const auto& r : remotes_) {
-        // Only RemotePageStores are put there (Cache::create).
-        total.add(static_cast<const io::RemotePageStore&>(*r).remoteStats());
+        total.add(r->remoteStats());
     }
     return total;
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "strata/app/kv_pattern.h"
+#include "strata/core/enum_names.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
 #include "strata/runtime/cache.h"
@@ -44,16 +45,11 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
                             controller::parseWritePolicy(cfg.write_policy));
     STRATA_ASSIGN_OR_RETURN(o.controller.eviction_policy,
                             controller::parseEvictionPolicy(cfg.eviction));
-    if (cfg.backend == "cpu") {
-        o.backend = kernels::BackendKind::kCpu;
-    } else if (cfg.backend == "cuda") {
-        o.backend = kernels::BackendKind::kCuda;
-    } else if (cfg.backend == "auto") {
+    if (cfg.backend == "auto") {
         o.backend = kernels::Backend::cudaAvailable() ? kernels::BackendKind::kCuda
                                                       : kernels::BackendKind::kCpu;
     } else {
-        return STRATA_ERROR(StatusCode::kInvalidArgument,
-                            "backend '{}' is not one of auto, cpu, cuda", cfg.backend);
+        STRATA_ASSIGN_OR_RETURN(o.backend, core::parseEnum<kernels::BackendKind>(cfg.backend));
     }
     o.backend_options.device_index = std::max(0, place.device);
     o.backend_options.jitter_us = cfg.jitter_us;

@@ -184,11 +184,11 @@ private:
     std::vector<pools::PoolSpec> specs_;
     std::vector<std::uint32_t> pool_space_;
     std::vector<std::vector<std::uint32_t>> layer_maps_;
-    std::vector<pools::DevicePool> device_pools_;          // must outlive controller_
-    std::vector<pools::HostPool> host_pools_;              // must outlive controller_
-    std::vector<std::unique_ptr<io::PageStore>> stores_;   // must outlive controller_
-    std::vector<std::unique_ptr<io::PageStore>> remotes_;  // RemotePageStores; outlive controller_
-    std::unique_ptr<comm::nccl::StripedLoader> striped_;   // must outlive controller_
+    std::vector<pools::DevicePool> device_pools_;                // must outlive controller_
+    std::vector<pools::HostPool> host_pools_;                    // must outlive controller_
+    std::vector<std::unique_ptr<io::PageStore>> stores_;         // must outlive controller_
+    std::vector<std::unique_ptr<io::RemotePageStore>> remotes_;  // must outlive controller_
+    std::unique_ptr<comm::nccl::StripedLoader> striped_;         // must outlive controller_
     std::string striped_off_reason_;
     std::unique_ptr<controller::CacheController> controller_;
 };
