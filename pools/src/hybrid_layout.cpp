@@ -122,6 +122,12 @@ Status checkDecl(std::string_view model, std::span<const PoolDecl> before, const
         return bad(fmt::format("only the first pool is a kv pool ('{}' is)", before.front().name));
     }
     if (d.layers.empty()) return bad("it has no layers");
+    if (d.cp == CpSharding::kPerRank) {
+        return STRATA_ERROR(StatusCode::kNotSupported,
+                            "model '{}', pool '{}': pools sharded across CP ranks are not "
+                            "supported yet (declare it CpSharding::kReplicated)",
+                            model, d.name);
+    }
     for (std::size_t i = 0; i < d.layers.size(); ++i) {
         if (d.layers[i] >= model_layers) {
             return bad(fmt::format("layer {} is outside the model's {} layers", d.layers[i],

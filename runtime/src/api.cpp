@@ -1,4 +1,4 @@
-// The public API (strata/strata.h) over the internals: a Job holds MPI, the grid, the decision
+// The public API (strata/strata.hpp) over the internals: a Job holds MPI, the grid, the decision
 // group and the remote transport; a public Cache holds a runtime::Cache made from its config.
 #include <algorithm>
 #include <optional>
@@ -15,7 +15,7 @@
 #include "strata/core/log.h"
 #include "strata/kernels/backend.h"
 #include "strata/runtime/cache.h"
-#include "strata/strata.h"
+#include "strata/strata.hpp"
 
 namespace strata {
 

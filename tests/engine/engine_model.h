@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "strata/strata.h"
+#include "strata/strata.hpp"
 
 namespace strata::engine_test {
 

@@ -1,4 +1,4 @@
-// The engine's boundary (strata/strata.h): a Job, and a Cache over pools the engine declares and
+// The engine's boundary (strata/strata.hpp): a Job, and a Cache over pools the engine declares and
 // owns (plain host memory on the CPU back end), of a shape no preset has: K/V rows of 96 bytes on
 // three layers, an indexer sidecar on two of them through per-layer tensors, and a sidecar
 // compressed by 4 on one. Requests run admit / load / insert / release through the public API
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "engine_model.h"
-#include "strata/strata.h"
+#include "strata/strata.hpp"
 
 namespace strata {
 namespace {

@@ -1,187 +1,231 @@
-// Strata's public C++ API: what an inference engine links (libstrata, `find_package(Strata)`).
-// Public header, installed: it names no type of Strata's internals or of its dependencies (MPI,
-// CUDA, UCX, HDF5, JSON, logging), so an engine needs nothing else to build against it.
-//
-// One Job per process does the set-up an engine should not repeat: MPI (initialised here, or the
-// engine's communicator adopted), the grid of TP x CP x PP x DP ranks, the remote tier's
-// transport. One Cache per model on each rank caches the KV of its pools: the engine's own
-// (declared with PoolDecl, over its tensors) or a built-in preset's. The engine's scheduler loop:
-//   step(); for each new request: admit(); launchLoads(); per layer: waitLayer(), compute;
-//   insert(); release();
-// The ranks of a replica (its TP x CP grid) call step(), launchLoads() and the other collective
-// points together; every rank of the Job creates its Caches in the same order.
-// Thread-safety: a Job and its Caches are used from one thread.
-#pragma once
+/* Strata's C API: plain C11 over libstrata, for engines that are not C++ and for bindings (the
+ * Python package `strata` is one). Opaque handles, plain structs, a status code per call and a
+ * thread-local message for the last failure; no exception or C++ type crosses it.
+ * Public header, installed; valid C11 and C++.
+ *
+ * The engine's scheduler loop:
+ *   strata_cache_step(); for each new request: strata_cache_admit();
+ *   strata_cache_launch_loads(); per layer: strata_cache_wait_layer(), compute;
+ *   strata_cache_insert(); strata_cache_release();
+ * The ranks of a replica (its TP x CP grid) call step, launch_loads and the other collective
+ * points together; every rank of a job creates its caches in the same order.
+ * Structs with an _init function are filled with defaults by it first: set only what differs.
+ * Strings passed in are copied; strings and arrays handed out live as long as their handle.
+ * Thread-safety: a job and its caches are used from one thread; strata_last_error() is per
+ * thread. */
+#ifndef STRATA_STRATA_H
+#define STRATA_STRATA_H
 
-#include <cstddef>
-#include <cstdint>
-#include <memory>
-#include <span>
-#include <string>
-#include <vector>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "strata/export.h"
-#include "strata/pool_decl.h"
-#include "strata/status.h"
+#include "strata/version.h"
 
-namespace strata {
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-struct JobOptions {
-    // The engine's MPI communicator as a Fortran handle (C: MPI_Comm_c2f(comm); mpi4py:
-    // comm.py2f()); -1: MPI_COMM_WORLD. MPI is initialised (thread level MULTIPLE) unless the
-    // engine has done it; the Job finalises it only if it initialised it.
-    std::int64_t mpi_comm = -1;
-    int tp = 1, cp = 1, pp = 1;  // the grid; DP = ranks / (tp * cp * pp)
-    // GPUs per node the ranks bind to (local rank r -> GPU r % gpus); 0: none (the CPU back end).
-    int gpus = 0;
-    // The remote tier (peers' host pools over UCX, between DP replicas): "off", "on" (an error
-    // when this build has no UCX) or "auto" (on with two or more replicas and UCX).
-    std::string remote = "off";
-    // The deadline of one agreement round of a replica's ranks (seconds, 0: none), and what a
-    // rank that misses it does: "abort" the job naming the missing rank, or "warn" and wait.
-    double round_timeout_s = 120;
-    std::string on_round_timeout = "abort";
-    std::string log_level = "info";  // trace, debug, info, warn, error, off
-};
+/* The codes of strata::StatusCode, same values. */
+typedef enum strata_status {
+    STRATA_OK = 0,
+    STRATA_INVALID_ARGUMENT = 1,
+    STRATA_NOT_FOUND = 2,
+    STRATA_RESOURCE_EXHAUSTED = 3,
+    STRATA_FAILED_PRECONDITION = 4,
+    STRATA_IO_ERROR = 5,
+    STRATA_DATA_LOSS = 6,
+    STRATA_UNAVAILABLE = 7,
+    STRATA_TIMEOUT = 8,
+    STRATA_NOT_SUPPORTED = 9,
+    STRATA_INTERNAL = 10
+} strata_status;
 
-// Where this rank is in the Job's grid.
-struct RankPlace {
-    int world_rank = 0, world_size = 1;
-    int tp_rank = 0, tp_size = 1, cp_rank = 0, cp_size = 1, pp_rank = 0, pp_size = 1;
-    int dp_rank = 0, dp_size = 1;
-    int local_rank = 0;
-    int device = -1;  // the GPU this rank binds to; -1: none
-};
+/* The message of the last call on this thread that did not return STRATA_OK ("" if none). */
+STRATA_API const char* strata_last_error(void);
+/* "ok", "invalid_argument", ... */
+STRATA_API const char* strata_status_name(strata_status status);
+/* The library's version, "MAJOR.MINOR.PATCH" (STRATA_VERSION of the headers it was built with). */
+STRATA_API const char* strata_version(void);
 
-class STRATA_API Job {
-public:
-    // Collective over the communicator. kInvalidArgument names a bad option (a grid that does
-    // not divide the ranks, an unknown remote mode); kNotSupported: remote "on" without UCX.
-    static Result<std::unique_ptr<Job>> create(const JobOptions& options = {});
-    ~Job();
-    Job(const Job&) = delete;
-    Job& operator=(const Job&) = delete;
+typedef struct strata_job strata_job;
+typedef struct strata_cache strata_cache;
 
-    const RankPlace& place() const noexcept;
-    bool remote() const noexcept;  // whether the remote tier is on
+/* For engines whose workers are not an MPI job (torch.distributed processes): the decision
+ * group's all-reduce. Element-wise MIN of values[0..count) over every rank of the caller's
+ * replica (its TP x CP grid), in place; every rank calls it with the same count. Returns 0 on
+ * success, anything else fails the round. */
+typedef int (*strata_agree_min_fn)(int64_t* values, size_t count, void* user);
 
-    struct Impl;
-    Impl& impl() noexcept { return *impl_; }
+typedef struct strata_job_options {
+    /* The engine's MPI communicator as a Fortran handle (MPI_Comm_c2f(comm), mpi4py's
+     * comm.py2f()); -1: MPI_COMM_WORLD. */
+    int64_t mpi_comm;
+    int tp, cp, pp; /* the grid; DP = ranks / (tp * cp * pp) */
+    int gpus;       /* GPUs per node (local rank r -> GPU r % gpus); 0: none */
+    const char* remote;           /* "off" (default), "on" or "auto" */
+    double round_timeout_s;       /* 120; 0: none */
+    const char* on_round_timeout; /* "abort" (default) or "warn" */
+    const char* log_level;        /* "info"; trace, debug, info, warn, error, off */
+    /* Not an MPI job: agree_min set, and this process's place in the world (rank of
+     * world_size, laid out DP x CP x TP with TP fastest; pp must be 1, remote "off"). MPI is
+     * then not used for the decision group. */
+    strata_agree_min_fn agree_min;
+    void* agree_min_user;
+    int rank, world_size;
+    int local_rank; /* the GPU binding's local rank when not an MPI job */
+} strata_job_options;
 
-private:
-    explicit Job(std::unique_ptr<Impl> impl);
-    std::unique_ptr<Impl> impl_;
-};
+STRATA_API void strata_job_options_init(strata_job_options* options);
 
-struct CacheConfig {
-    // The model's name: a built-in preset's ("llama3-8b", ...; `strata-run --list-models`) when
-    // `pools` is empty, otherwise any name (part of the cache's namespace: caches of different
-    // names never share pages).
-    std::string model = "llama3-8b";
-    std::vector<PoolDecl> pools;  // the engine's pools; empty: the preset's
-    std::uint32_t layers = 0;     // the model's layers (0: the preset's, or as the pools declare)
-    std::uint32_t page_size = 64;
-    std::size_t device_tokens = 32768;  // token slots of the device pools
-    std::size_t state_slots = 0;        // request slots of state pools; 0: a default from the above
-    std::size_t host_tokens = 131072;   // host tier (pinned host memory) in tokens, or
-    double host_ratio = 0;              // in multiples of device_tokens when non-zero
-    std::string backend = "cpu";        // "cpu" (host memory stands for the GPU) or "cuda"
-    std::string write_policy = "write_through";  // write_through, write_through_selective,
-                                                 // write_back
-    std::string eviction = "lru";                // lru, lfu, priority
-    std::string storage_dir;  // the storage tier's directory (HDF5 page files); empty: none
-    std::uint64_t storage_capacity_pages = 0;  // this rank's share; 0: unlimited
-    std::string tenant_salt;                   // tenants with different salts never share pages
-    bool check_consistency = false;  // compare every rank's tree and allocators every round
-};
+typedef struct strata_rank_place {
+    int world_rank, world_size;
+    int tp_rank, tp_size, cp_rank, cp_size, pp_rank, pp_size, dp_rank, dp_size;
+    int local_rank;
+    int device; /* -1: none */
+} strata_rank_place;
 
-// What admit() found for a prompt: the tokens reused and where from, and the device slots of
-// every page of the prompt (pages[p]: the device page holding tokens [p * page_size, ...)).
-struct Admission {
-    std::size_t prompt_tokens = 0;
-    std::size_t cached_tokens = 0;  // reused: the engine computes [cached_tokens, prompt_tokens)
-    std::size_t device_hit_tokens = 0;
-    std::size_t host_hit_tokens = 0;  // loaded from the host tier (storage and remote included)
-    std::size_t storage_hit_tokens = 0;
-    std::size_t remote_hit_tokens = 0;
-    std::vector<std::uint32_t> pages;  // device pages of the kv pool's slot space
-    // Per pool (the order of Cache::pools()): its device pages, or kNoPage where it keeps none
-    // (a window's pages before the window); a state pool's request slot in state_slot.
-    // A state pool's request slot holds the state at the end of the cached prefix once its loads
-    // arrived; the engine leaves there the state at the end of the prompt's last full page. When
-    // branch_state_slot is not kNoPage, the engine also leaves there the state at the end of page
-    // branch_pages - 1 (another prompt branched off there), so that later prompts hit it.
-    struct Pool {
-        std::vector<std::uint32_t> pages;
-        std::uint32_t state_slot = kNoPage;
-        std::uint32_t branch_state_slot = kNoPage;
-        std::size_t branch_pages = 0;
-    };
-    std::vector<Pool> pools;
-    static constexpr std::uint32_t kNoPage = 0xffffffffu;
-};
+/* Collective over the communicator (or the agree_min group). */
+STRATA_API strata_status strata_job_create(const strata_job_options* options, strata_job** job);
+/* Destroys the job; NULL is ignored. A job with live caches goes when its last cache does. */
+STRATA_API void strata_job_destroy(strata_job* job);
+STRATA_API strata_status strata_job_place(const strata_job* job, strata_rank_place* place);
 
-// A pool as the Cache holds it: its name and where its device rows are (the engine's memory, or
-// what Strata allocated), in the layout of DeviceMemory.
-struct PoolInfo {
-    std::string name;
-    std::uint32_t layers = 0, buffers = 0;
-    std::size_t row_bytes = 0;
-    std::size_t device_rows = 0;
-    std::vector<void*> layer_ptrs;  // [buffer * layers + layer]
-};
+/* strata::PoolType, TpSharding and CpSharding (strata/pool_decl.h), same values. */
+typedef enum strata_pool_type {
+    STRATA_POOL_KV = 0,
+    STRATA_POOL_SIDECAR = 1,
+    STRATA_POOL_WINDOW = 2,
+    STRATA_POOL_STATE = 3
+} strata_pool_type;
+typedef enum strata_tp_sharding { STRATA_TP_PER_RANK = 0, STRATA_TP_REPLICATED = 1 } strata_tp_sharding;
+typedef enum strata_cp_sharding { STRATA_CP_REPLICATED = 0, STRATA_CP_PER_RANK = 1 } strata_cp_sharding;
 
-struct CacheStats {
-    std::uint64_t rounds = 0;
-    std::uint64_t prompt_tokens = 0, cached_tokens = 0;
-    std::uint64_t backup_pages = 0, load_pages = 0;
-    std::uint64_t device_evicted_pages = 0, host_evicted_pages = 0;
-    std::uint64_t remote_pages_pulled = 0;
-};
+/* One pool of the engine (strata::PoolDecl). The row of slot s of (buffer b, layer l) is at
+ * base + b * buffer_stride + l * layer_stride + s * slot_stride, or at
+ * layer_ptrs[b * num_layers + l] + s * slot_stride; base and layer_ptrs NULL: Strata allocates. */
+typedef struct strata_pool_decl {
+    const char* name;
+    strata_pool_type type;
+    const char* indices_of;  /* sidecar: the pool whose slot indices it uses */
+    uint32_t tokens_per_row; /* sidecar: 1 (default), 4, 128, ... */
+    uint32_t window_tokens;  /* window pools and their sidecars */
+    const uint32_t* layers;  /* the model layers it has, ascending */
+    size_t num_layers;
+    uint32_t buffers;        /* 2: K and V; 1 (default): one row */
+    size_t row_bytes;        /* one row of one buffer of one layer on this rank */
+    size_t conv_state_bytes; /* state pools */
+    const char* dtype;       /* a tag: "bf16" (default), "fp8", "f32", ... */
+    strata_tp_sharding tp;   /* default STRATA_TP_PER_RANK */
+    strata_cp_sharding cp;   /* default STRATA_CP_REPLICATED */
+    void* base;
+    void* const* layer_ptrs; /* buffers * num_layers pointers, or NULL */
+    size_t rows;             /* rows the memory holds (token slots; request slots for state) */
+    size_t slot_stride, layer_stride, buffer_stride; /* bytes; 0: packed */
+} strata_pool_decl;
 
-class STRATA_API Cache {
-public:
-    // Builds the pools (the engine's memory adopted, the rest allocated), the host tier, the
-    // storage and remote tiers and the controller. Collective over the Job's replica. Errors name
-    // what is wrong: a bad declaration (the pool and field), sizes, no GPU, OOM.
-    static Result<std::unique_ptr<Cache>> create(Job& job, const CacheConfig& config);
-    ~Cache();
-    Cache(const Cache&) = delete;
-    Cache& operator=(const Cache&) = delete;
+STRATA_API void strata_pool_decl_init(strata_pool_decl* decl);
 
-    using RequestId = std::uint64_t;
-    // Reusable prefix of `tokens` in tokens (device and host tiers), admitting nothing.
-    std::size_t matchTokens(std::span<const std::int32_t> tokens);
-    // Admits a request: reuses its cached prefix (loads from lower tiers start at launchLoads())
-    // and gives it device pages for the rest. `priority`: kept longer by the priority eviction.
-    Result<Admission> admit(RequestId id, std::span<const std::int32_t> tokens,
-                            std::uint32_t priority = 0);
-    // Starts fetching the prompt's pages from storage or peers into the host tier ahead of admit.
-    Status prefetch(RequestId id, std::span<const std::int32_t> tokens);
-    bool prefetchSettled(RequestId id) const;
-    Status launchLoads();
-    // Blocks until layer `layer` of the request's loads is on the device; with a CUDA stream the
-    // wait is enqueued on it instead.
-    Status waitLayer(RequestId id, std::uint32_t layer, void* cuda_stream = nullptr);
-    // The engine has written the request's KV: its new pages join the cache.
-    Status insert(RequestId id);
-    Status release(RequestId id);  // the request is done; its pages stay cached
-    Status abort(RequestId id);    // the request is dropped before insert
-    Status step();                 // one agreement round (collective over the replica)
-    Status drain();                // waits for every transfer and backup in flight
+typedef struct strata_cache_config {
+    const char* model; /* a preset's name when num_pools is 0, otherwise any name */
+    const strata_pool_decl* pools;
+    size_t num_pools;
+    uint32_t layers;    /* 0: the preset's, or as the pools declare */
+    uint32_t page_size; /* 64 */
+    size_t device_tokens, state_slots, host_tokens;
+    double host_ratio;        /* host tier in multiples of device_tokens when non-zero */
+    const char* backend;      /* "cpu" (default) or "cuda" */
+    const char* write_policy; /* "write_through" (default), "write_through_selective", "write_back" */
+    const char* eviction;     /* "lru" (default), "lfu", "priority" */
+    const char* storage_dir;  /* the HDF5 tier's directory; NULL or "": none */
+    uint64_t storage_capacity_pages;
+    const char* tenant_salt;
+    int check_consistency;
+} strata_cache_config;
 
-    const std::vector<PoolInfo>& pools() const noexcept;
-    std::uint32_t pageSize() const noexcept;
-    CacheStats stats() const;
+STRATA_API void strata_cache_config_init(strata_cache_config* config);
 
-    struct Impl;
+/* Collective over the job's replica. */
+STRATA_API strata_status strata_cache_create(strata_job* job, const strata_cache_config* config,
+                                             strata_cache** cache);
+STRATA_API void strata_cache_destroy(strata_cache* cache); /* NULL is ignored */
 
-private:
-    explicit Cache(std::unique_ptr<Impl> impl);
-    std::unique_ptr<Impl> impl_;
-};
+STRATA_API uint32_t strata_cache_page_size(const strata_cache* cache);
+STRATA_API size_t strata_cache_num_pools(const strata_cache* cache);
 
-// The version of the library ("0.1.0").
-STRATA_API const char* version() noexcept;
+/* A pool as the cache holds it: where its device rows are (the engine's memory, or what Strata
+ * allocated). layer_ptrs has buffers * layers entries, [buffer * layers + layer]. */
+typedef struct strata_pool_info {
+    const char* name;
+    uint32_t layers, buffers;
+    size_t row_bytes, device_rows;
+    void* const* layer_ptrs;
+} strata_pool_info;
 
-}  // namespace strata
+STRATA_API strata_status strata_cache_pool_info(const strata_cache* cache, size_t index,
+                                                strata_pool_info* info);
+
+typedef uint64_t strata_request_id;
+#define STRATA_NO_PAGE 0xffffffffu
+
+/* Reusable prefix of the tokens, in tokens, admitting nothing. */
+STRATA_API strata_status strata_cache_match(strata_cache* cache, const int32_t* tokens,
+                                            size_t num_tokens, size_t* cached_tokens);
+
+/* What admit found for a prompt. */
+typedef struct strata_admission {
+    size_t prompt_tokens;
+    size_t cached_tokens; /* the engine computes [cached_tokens, prompt_tokens) */
+    size_t device_hit_tokens, host_hit_tokens, storage_hit_tokens, remote_hit_tokens;
+} strata_admission;
+
+/* Where admit writes one pool's device pages (in the order of strata_cache_pool_info). The
+ * caller sets pages and capacity (at least ceil(num_tokens / page_size) entries; NULL and 0 to
+ * skip the pool); admit sets num_pages (STRATA_NO_PAGE where the pool keeps none: a window's
+ * pages before its window) and, for state pools, the request slot (see strata::Admission). */
+typedef struct strata_admission_pool {
+    uint32_t* pages;
+    size_t capacity;
+    size_t num_pages;
+    uint32_t state_slot, branch_state_slot;
+    size_t branch_pages;
+} strata_admission_pool;
+
+/* Admits a request: reuses its cached prefix (its loads start at launch_loads) and gives it
+ * device pages for the rest. pools: strata_cache_num_pools entries, or NULL. A capacity too
+ * small is STRATA_INVALID_ARGUMENT, checked before anything is admitted. */
+STRATA_API strata_status strata_cache_admit(strata_cache* cache, strata_request_id id,
+                                            const int32_t* tokens, size_t num_tokens,
+                                            uint32_t priority, strata_admission* admission,
+                                            strata_admission_pool* pools);
+STRATA_API strata_status strata_cache_prefetch(strata_cache* cache, strata_request_id id,
+                                               const int32_t* tokens, size_t num_tokens);
+/* 1 when the request's prefetch has settled (or none was started), 0 otherwise. */
+STRATA_API int strata_cache_prefetch_settled(const strata_cache* cache, strata_request_id id);
+STRATA_API strata_status strata_cache_launch_loads(strata_cache* cache);
+/* Until model layer `layer` (of this stage) of the request's loads is on the
+ * device; with a CUDA stream (cudaStream_t as void*) the wait is enqueued on it instead. */
+STRATA_API strata_status strata_cache_wait_layer(strata_cache* cache, strata_request_id id,
+                                                 uint32_t layer, void* cuda_stream);
+STRATA_API strata_status strata_cache_insert(strata_cache* cache, strata_request_id id);
+STRATA_API strata_status strata_cache_release(strata_cache* cache, strata_request_id id);
+STRATA_API strata_status strata_cache_abort(strata_cache* cache, strata_request_id id);
+STRATA_API strata_status strata_cache_step(strata_cache* cache);
+STRATA_API strata_status strata_cache_drain(strata_cache* cache);
+
+typedef struct strata_cache_stats {
+    uint64_t rounds;
+    uint64_t prompt_tokens, cached_tokens;
+    uint64_t backup_pages, load_pages;
+    uint64_t device_evicted_pages, host_evicted_pages;
+    uint64_t remote_pages_pulled;
+} strata_cache_stats;
+
+STRATA_API strata_status strata_cache_stats_get(const strata_cache* cache,
+                                                strata_cache_stats* stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRATA_STRATA_H */

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "engine_model.h"
-#include "strata/strata.h"
+#include "strata/strata.hpp"
 
 namespace strata {
 namespace {

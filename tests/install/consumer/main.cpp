@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "strata/strata.h"
+#include "strata/strata.hpp"
 #include "strata/version.h"
 
 namespace {

@@ -30,11 +30,16 @@ enum class PoolType : std::uint8_t {
     kState,
 };
 
-// How a pool is split over the tensor-parallel ranks. A pool is always replicated across
-// context-parallel ranks (each CP rank holds every page it uses; one rank writes each page).
+// How a pool is split over the tensor-parallel ranks.
 enum class TpSharding : std::uint8_t {
     kPerRank,     // each TP rank holds its own shard (heads): page keys carry the TP rank
     kReplicated,  // every TP rank holds the same rows (MLA latents, indexer): one copy stored
+};
+
+// How a pool is split over the context-parallel ranks.
+enum class CpSharding : std::uint8_t {
+    kReplicated,  // every CP rank holds the same rows of a page it uses: one copy stored
+    kPerRank,     // each CP rank holds its own bytes of every page: page keys carry the CP rank
 };
 
 // Where a pool's device rows live. The row of slot s of (buffer b, layer l) starts at
@@ -66,6 +71,7 @@ struct PoolDecl {
     std::size_t conv_state_bytes = 0;  // kState: the conv state at the start of each row
     std::string dtype = "bf16";        // a tag, part of the cache's namespace (dtypes never mix)
     TpSharding tp = TpSharding::kPerRank;
+    CpSharding cp = CpSharding::kReplicated;
     DeviceMemory memory;
 };
 
