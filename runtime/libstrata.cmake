@@ -4,6 +4,7 @@
 # Public headers (installed to include/strata): STRATA_PUBLIC_HEADERS; they name no type of
 # Strata's internals or of its dependencies.
 set(STRATA_PUBLIC_HEADERS
+  ${CMAKE_CURRENT_SOURCE_DIR}/include/strata/strata.h
   ${CMAKE_CURRENT_SOURCE_DIR}/include/strata/strata.hpp
   ${PROJECT_SOURCE_DIR}/runtime/core/include/strata/export.h
   ${PROJECT_SOURCE_DIR}/runtime/core/include/strata/pool_decl.h

@@ -14,7 +14,7 @@ cmake --install "$build" --prefix "$work/installed" > "$work/install.log"
 mv "$work/installed" "$work/prefix"
 p=$work/prefix
 
-for f in include/strata/strata.h include/strata/status.h include/strata/export.h \
+for f in include/strata/strata.h include/strata/strata.hpp include/strata/status.h include/strata/export.h \
          include/strata/pool_decl.h include/strata/version.h lib/libstrata.so \
          lib/cmake/Strata/StrataConfig.cmake lib/cmake/Strata/StrataConfigVersion.cmake \
          lib/cmake/Strata/StrataTargets.cmake lib/pkgconfig/strata.pc bin/strata-run; do
@@ -40,15 +40,19 @@ done
 
 # Each installed header compiles on its own, and includes only the standard library and the other
 # installed headers (no MPI, CUDA, UCX, HDF5, JSON or logging header).
-for h in "$p"/include/strata/*.h; do
+# strata.h, the C API, compiles as C11 too and may include C's <stddef.h> and <stdint.h>.
+echo '#include "strata/strata.h"' | cc -std=c11 -pedantic -fsyntax-only -Wall -Werror \
+    -I "$p/include" -x c - || fail "strata.h does not compile alone as C11"
+for h in "$p"/include/strata/*.h "$p"/include/strata/*.hpp; do
     echo "#include \"strata/$(basename "$h")\"" |
         c++ -std=c++20 -fsyntax-only -Wall -Werror -I "$p/include" -x c++ - ||
         fail "$(basename "$h") does not compile alone"
     while read -r inc; do
-        case $inc in
-            \<*/*\> | \<*.h\>) fail "$(basename "$h") includes $inc" ;;
-            \<*\>) ;;
-            \"strata/*\") [ -e "$p/include/${inc//\"/}" ] || fail "$(basename "$h") includes $inc, not installed" ;;
+        case $(basename "$h"):$inc in
+            strata.h:\<stddef.h\> | strata.h:\<stdint.h\>) ;;
+            *:\<*/*\> | *:\<*.h\>) fail "$(basename "$h") includes $inc" ;;
+            *:\<*\>) ;;
+            *:\"strata/*\") [ -e "$p/include/${inc//\"/}" ] || fail "$(basename "$h") includes $inc, not installed" ;;
             *) fail "$(basename "$h") includes $inc" ;;
         esac
     done < <(sed -n 's/^ *# *include *\([<"][^>"]*[>"]\).*/\1/p' "$h")
