@@ -23,6 +23,7 @@ packages=(
     libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
     libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
     clang-format iproute2 python3 gnuplot-nox
+    python3-torch python3-numpy python3-mpi4py
 )
 
 missing=()
