@@ -69,4 +69,16 @@ flags=$(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags --libs strata)
 c++ -std=c++20 -O1 "$source/tests/install/consumer/main.cpp" -o "$work/consumer-pc" $flags \
     -Wl,-rpath,"$p/lib" || fail "pkg-config build failed (flags: $flags)"
 "$work/consumer-pc"
+
+# The Python package (runtime/python): in Debian's layout under the moved prefix, importable by
+# Debian's python3 with only PYTHONPATH set, loading the prefix's own libstrata, of its version.
+py=$p/lib/python3/dist-packages
+[ -f "$py/strata/__init__.py" ] || fail "missing lib/python3/dist-packages/strata"
+want=$(sed -n 's/^#define STRATA_VERSION "\(.*\)"$/\1/p' "$p/include/strata/version.h")
+got=$(cd "$work" && env -u STRATA_LIBRARY PYTHONPATH="$py" /usr/bin/python3 -c \
+    'import os, strata; print(strata.__version__, os.path.realpath(strata.library_path()))') ||
+    fail "python3 -c 'import strata' failed in the moved tree"
+[ "$got" = "$want $(realpath "$p/lib/$soname")" ] ||
+    fail "import strata: '$got', not version $want from $p/lib/$soname"
+
 echo "install_consumer: ok ($soname, $(wc -l <<< "$exported") exported symbols)"
