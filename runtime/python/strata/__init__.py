@@ -25,6 +25,10 @@ def version() -> str:
 
 __version__ = version()
 
+for _cls in (Admission, AdmissionPool, Cache, CacheStats, Job, Pool, PoolInfo, RankPlace,
+             StrataError):
+    _cls.__module__ = __name__  # strata.StrataError, not strata._capi.StrataError, in tracebacks
+
 __all__ = [
     "Admission", "AdmissionPool", "Cache", "CacheStats", "Job", "NO_PAGE", "Pool", "PoolInfo",
     "RankPlace", "StrataError", "__version__", "dtype_tag", "library_path", "version",

@@ -2,7 +2,9 @@
 8 dims in bf16 on 3 layers, with padding between layers; an fp8 indexer sidecar in byte tensors,
 one per layer, on layers 1 and 2) and the KV a real model would write: each row depends on the
 whole prefix up to its token (and on the TP shard for per-rank pools), so a row loaded for the
-wrong prefix, position, layer or shard differs. Values are small integers, exact in bf16."""
+wrong prefix, position, layer or shard differs. Values are small integers, exact in bf16. And the
+requests every test serves: a device hit, then a host hit once other prompts overran the device
+pool (device_and_host_hits)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import torch
 import strata
 
 PAGE = 16
-DEVICE_TOKENS = 16 * PAGE
-HOST_TOKENS = 64 * PAGE
+DEVICE_TOKENS = 32 * PAGE
+HOST_TOKENS = 128 * PAGE
 LAYERS = 3
 HEADS, DIM = 2, 8
 IDX_LAYERS = (1, 2)
@@ -135,6 +137,35 @@ def serve(cache: strata.Cache, engine: Engine, rid: int, tokens: Sequence[int]) 
     cache.insert(rid)
     cache.release(rid)
     return a
+
+
+# The shared prefix: 17 full pages, at least the 256 tokens below which Strata starts no prefetch
+# from storage (so a later process can hit it there).
+FIRST_PAGES = 17
+FIRST = tokens_of(1, FIRST_PAGES * PAGE + 3)
+BRANCH = tokens_of(4, (FIRST_PAGES + 2) * PAGE, FIRST)  # shares FIRST's full pages
+
+
+def device_and_host_hits(cache: strata.Cache, engine: Engine) -> List[strata.Admission]:
+    """FIRST; FIRST again (a device hit, tokens as a tensor); two unrelated prompts of 20 pages
+    each, which push FIRST off the device pool; BRANCH (a host hit, tokens as a tuple)."""
+    first = serve(cache, engine, 1, FIRST)
+    assert (first.prompt_tokens, first.cached_tokens) == (len(FIRST), 0), first
+    assert len(first.pages) == FIRST_PAGES + 1 and len(first.pool("idx").pages) == FIRST_PAGES + 1
+    cache.drain()
+    assert cache.match(np.array(FIRST, dtype=np.int64)) == FIRST_PAGES * PAGE
+    again = serve(cache, engine, 2, torch.tensor(FIRST))
+    assert again.device_hit_tokens == FIRST_PAGES * PAGE, again
+    assert again.cached_tokens == FIRST_PAGES * PAGE, again
+    for rid, seed in ((3, 2), (4, 3)):  # drained: pages still being backed up stay on the device
+        serve(cache, engine, rid, tokens_of(seed, 20 * PAGE))
+        cache.drain()
+    back = serve(cache, engine, 5, tuple(BRANCH))
+    assert back.host_hit_tokens == FIRST_PAGES * PAGE and back.device_hit_tokens == 0, back
+    assert back.storage_hit_tokens == 0 and back.cached_tokens == FIRST_PAGES * PAGE, back
+    cache.drain()
+    assert engine.padding_intact(), "bytes written between the engine's layers"
+    return [first, again, back]
 
 
 def make_cache(job: strata.Job, engine: Engine, **kwargs) -> strata.Cache:

@@ -5,7 +5,7 @@ tokens and options raise strata.StrataError with its code and Strata's message."
 import torch
 
 import strata
-from kvmodel import PAGE, Engine, make_cache, serve, tokens_of
+from kvmodel import DEVICE_TOKENS, HOST_TOKENS, PAGE, Engine, make_cache, serve, tokens_of
 
 
 def raises(code: str, *needles: str):
@@ -57,7 +57,7 @@ def tensor_checks() -> None:
     # fp8 kept in byte tensors is accepted; f16 and fp16 name the same dtype.
     assert strata.Pool("k", layers=1, tensor=torch.zeros(1, 4, 8, dtype=torch.uint8),
                        dtype="fp8").row_bytes == 8
-    assert strata.Pool("k", layers=1, tensor=torch.zeros(4, 8, dtype=torch.float16),
+    assert strata.Pool("k", layers=1, tensor=torch.zeros(1, 4, 8, dtype=torch.float16),
                        dtype="fp16").dtype == "fp16"
     assert strata.Pool("k", layers=2, tensor=torch.zeros(2, 4, 8)).dtype == "f32"
     assert strata.dtype_tag(torch.bfloat16) == "bf16"
@@ -70,21 +70,21 @@ def cache_checks(job: strata.Job) -> None:
     pools[1].indices_of = "nowhere"
     with raises("invalid_argument", "pool 'idx'", "nowhere"):
         strata.Cache(job, model="python-test-model", pools=pools, page_size=PAGE,
-                     device_tokens=256, host_tokens=1024)
+                     device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS)
     with raises("invalid_argument", "pool 'kv'", "rows"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
-                     device_tokens=512, host_tokens=1024)
+                     device_tokens=2 * DEVICE_TOKENS, host_tokens=HOST_TOKENS)
     # Found by the package: where the tensors are against the back end.
     with raises("invalid_argument", "pool 'kv'", "backend 'cuda' needs CUDA tensors"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
-                     device_tokens=256, host_tokens=1024, backend="cuda")
+                     device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS, backend="cuda")
     meta = strata.Pool("kv", layers=3, buffers=2, tensor=kv_tensor().to("meta"))
     with raises("invalid_argument", "pool 'kv'", "meta", "backend 'cpu' needs CPU tensors"):
         strata.Cache(job, model="python-test-model", pools=[meta], page_size=PAGE,
-                     device_tokens=256, host_tokens=1024)
-    with raises("invalid_argument", "backend"):
+                     device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS)
+    with raises("invalid_argument", "back end 'tpu'"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
-                     device_tokens=256, host_tokens=1024, backend="tpu")
+                     device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS, backend="tpu")
 
     cache = make_cache(job, engine)
     tokens = tokens_of(7, 3 * PAGE)
@@ -101,7 +101,7 @@ def cache_checks(job: strata.Job) -> None:
         cache.admit(-1, tokens)
     with raises("invalid_argument", "tokens: 2 dimensions"):
         cache.admit(2, [tokens, tokens])
-    with raises("invalid_argument", "tokens: float32"):
+    with raises("invalid_argument", "tokens: a tensor of torch.float32"):
         cache.match(torch.zeros(5))
     with raises("invalid_argument", "outside int32"):
         cache.match([1, 2**40])

@@ -7,7 +7,7 @@ ranks show it was adopted)."""
 import sys
 
 import strata
-from kvmodel import PAGE, Engine, make_cache, serve, tokens_of
+from kvmodel import Engine, device_and_host_hits, make_cache
 
 
 def run(job: strata.Job) -> None:
@@ -15,18 +15,7 @@ def run(job: strata.Job) -> None:
     assert place.world_size == 2 and place.tp_size == 2 and place.dp_size == 1, place
     engine = Engine(shard=place.tp_rank)
     with make_cache(job, engine) as cache:
-        first = tokens_of(1, 5 * PAGE + 3)
-        assert serve(cache, engine, 1, first).cached_tokens == 0
-        cache.drain()
-        again = serve(cache, engine, 2, first)
-        assert again.device_hit_tokens == 5 * PAGE, again
-        serve(cache, engine, 3, tokens_of(2, 7 * PAGE))
-        serve(cache, engine, 4, tokens_of(3, 7 * PAGE))
-        cache.drain()
-        back = serve(cache, engine, 5, tokens_of(4, 6 * PAGE, first))
-        assert back.host_hit_tokens == 5 * PAGE and back.cached_tokens == 5 * PAGE, back
-        cache.drain()
-        assert engine.padding_intact()
+        device_and_host_hits(cache, engine)
         assert cache.stats().rounds >= 5
 
 
