@@ -59,7 +59,8 @@ def _digests(tokens: Sequence[int]) -> np.ndarray:
     return d
 
 
-def _values(tokens: Sequence[int], positions: torch.Tensor, salt: int, width: int) -> np.ndarray:
+def row_values(tokens: Sequence[int], positions: torch.Tensor, salt: int,
+               width: int) -> np.ndarray:
     """[len(positions), width] values in [0, 256) of the rows of those positions."""
     pos = positions.numpy().astype(np.uint64)
     h = _digests(tokens)[positions.numpy()] ^ np.uint64(salt) ^ (pos << np.uint64(8))
@@ -92,9 +93,9 @@ class Engine:
         for b in range(2):
             for layer in range(LAYERS):
                 salt = (1 << 56) | (b << 48) | (layer << 40) | self.shard
-                v = _values(tokens, positions, salt, HEADS * DIM) - 128
+                v = row_values(tokens, positions, salt, HEADS * DIM) - 128
                 kv[b, layer] = torch.from_numpy(v).view(-1, HEADS, DIM).to(torch.bfloat16)
-        idx = [torch.from_numpy(_values(tokens, positions, (2 << 56) | (layer << 40),
+        idx = [torch.from_numpy(row_values(tokens, positions, (2 << 56) | (layer << 40),
                                         IDX_BYTES)).to(torch.uint8) for layer in IDX_LAYERS]
         return kv.to(self.device), [t.to(self.device) for t in idx]
 

@@ -7,13 +7,13 @@ with torch.equal; the window keeps no page before its window (NO_PAGE)."""
 import torch
 
 import strata
-from kvmodel import _values, tokens_of
+from kvmodel import row_values, tokens_of
 
 PAGE, ROWS, WINDOW, SLOTS = 16, 512, 32, 64
 
 
 def rows_of(tokens, positions, salt, shape):
-    v = _values(tokens, positions, salt, int(torch.tensor(shape).prod()))
+    v = row_values(tokens, positions, salt, int(torch.tensor(shape).prod()))
     return torch.from_numpy(v).to(torch.float32).view(len(positions), *shape)
 
 
