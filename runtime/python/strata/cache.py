@@ -145,7 +145,8 @@ def _request_id(request_id: Any) -> int:
 class Cache:
     """One model's cache on this rank. Collective to create (every rank of the replica, caches
     in the same order on every rank of the job). `pools`: the engine's Pools (their tensors are
-    kept referenced by the Cache), or None for the preset named by `model`. Arguments left None
+    kept referenced by the Cache; `model` then names the cache's namespace), or None for the
+    preset named by `model` ("llama3-8b", ...: `strata-run --list-models`). Arguments left None
     take the C API's defaults (strata_cache_config_init). backend: "cpu" or "cuda". Every
     method raises StrataError on failure."""
 
@@ -162,6 +163,9 @@ class Cache:
             raise invalid(f"cache: job must be a strata.Job, not {type(job).__name__}")
         self._job = job
         self._declared = list(pools or [])
+        if self._declared and model is None:
+            raise invalid("cache: model is needed with declared pools (a name of the cache's "
+                          "namespace: caches of different names never share pages)")
         for p in self._declared:
             if not isinstance(p, Pool):
                 raise invalid(f"cache: pools must be strata.Pool, not {type(p).__name__}")

@@ -49,6 +49,17 @@ def _array_for_callback(values: Any, count: int) -> Any:
     return torch.from_numpy(array)
 
 
+def _keep_mpi_for_the_process() -> None:
+    """MPI can be initialised once per process, and a Job that initialised it finalises it when
+    it goes: then no later Job could start. mpi4py, when installed, initialises MPI at import and
+    finalises it at exit (after the caches and jobs still open, see _lifetime), so Jobs can come
+    and go; Strata adopts MPI as initialised."""
+    try:
+        from mpi4py import MPI  # noqa: F401 - imported for its MPI_Init
+    except ImportError:
+        pass  # then one MPI Job per process
+
+
 class Job:
     """The process's Strata job. Collective: every rank of the communicator (or every worker of
     the agree_min group) creates it together.
@@ -67,6 +78,10 @@ class Job:
     An exception inside it fails the round: the Strata call raises StrataError, with the
     exception as its __cause__. Ranks are laid out DP x CP x TP with TP fastest; pp must be 1
     and remote "off".
+
+    An MPI job imports mpi4py when it is installed, so that MPI lives as long as the process
+    and Jobs can be made one after another (a Job that initialised MPI itself finalises it, and
+    MPI cannot be initialised twice in a process: without mpi4py, one MPI Job per process).
 
     Raises StrataError (code "invalid_argument" for bad options)."""
 
@@ -106,6 +121,8 @@ class Job:
         elif rank is not None or world_size is not None:
             raise invalid("job: rank and world_size are for workers that agree through "
                           "agree_min; an MPI job takes them from its communicator")
+        if agree_min is None:
+            _keep_mpi_for_the_process()
         strings = {"remote": remote, "on_round_timeout": on_round_timeout,
                    "log_level": log_level}
         for key, value in strings.items():

@@ -74,7 +74,10 @@ def cache_checks(job: strata.Job) -> None:
     with raises("invalid_argument", "pool 'kv'", "rows"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
                      device_tokens=2 * DEVICE_TOKENS, host_tokens=HOST_TOKENS)
-    # Found by the package: where the tensors are against the back end.
+    # Found by the package: a declared set needs a name; where the tensors are against the back
+    # end.
+    with raises("invalid_argument", "model is needed with declared pools"):
+        strata.Cache(job, pools=engine.pools())
     with raises("invalid_argument", "pool 'kv'", "backend 'cuda' needs CUDA tensors"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
                      device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS, backend="cuda")

@@ -38,6 +38,28 @@ def first_process(storage: str) -> None:
     job.close()
 
 
+def preset() -> None:
+    """No pools declared: a preset's, allocated by Strata, whose addresses the Cache reports."""
+    with strata.Job() as job, strata.Cache(job, model="deepseek-v3.2", layers=2,
+                                           device_tokens=4096, host_tokens=8192) as cache:
+        assert [p.name for p in cache.pools] == ["kv", "indexer"], cache.pools
+        assert cache.page_size == 64
+        kv = cache.pools[0]
+        assert kv.layers == 2 and kv.device_rows >= 4096 and all(kv.layer_ptrs), kv
+        assert serve_preset(cache) == 0
+
+
+def serve_preset(cache: strata.Cache) -> int:
+    tokens = tokens_of(11, 130)
+    cache.step()
+    a = cache.admit(1, tokens)
+    cache.launch_loads()
+    cache.insert(1)
+    cache.release(1)
+    assert cache.match(tokens) == 128, "the two full pages are cached"
+    return a.cached_tokens
+
+
 def second_process(storage: str) -> None:
     """A new process, nothing cached but the HDF5 files: the shared prefix comes from storage."""
     tokens = tokens_of(5, (FIRST_PAGES + 1) * PAGE + 5, FIRST)
@@ -64,6 +86,7 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--second":
         second_process(sys.argv[2])
         return
+    preset()
     with tempfile.TemporaryDirectory(prefix="strata-py-loop-") as storage:
         first_process(storage)
         subprocess.run([sys.executable, __file__, "--second", storage], env=ENV, check=True,

@@ -1,8 +1,8 @@
 """Two ranks under mpirun, one TP2 replica: each rank's K/V shard in its own torch tensors (the
 indexer replicated), served through the Python package with a device hit and a host hit, every
-reused row checked. `world`: the Job over MPI_COMM_WORLD, MPI initialised by Strata; `mpi4py`: over
-an mpi4py communicator the engine made (the world's ranks in reverse order, so that the Job's
-ranks show it was adopted)."""
+reused row checked. `world`: the Job over MPI_COMM_WORLD, MPI initialised by Strata (as when
+mpi4py is not installed); `mpi4py`: over an mpi4py communicator the engine made (the world's
+ranks in reverse order, so that the Job's ranks show it was adopted)."""
 
 import sys
 
@@ -22,6 +22,7 @@ def run(job: strata.Job) -> None:
 def main() -> None:
     mode = sys.argv[1]
     if mode == "world":
+        sys.modules["mpi4py"] = None  # as without mpi4py: the Job initialises MPI itself
         with strata.Job(tp=2) as job:
             run(job)
             rank = job.place.world_rank
