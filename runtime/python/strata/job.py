@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import importlib
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -55,7 +56,7 @@ def _keep_mpi_for_the_process() -> None:
     finalises it at exit (after the caches and jobs still open, see _lifetime), so Jobs can come
     and go; Strata adopts MPI as initialised."""
     try:
-        from mpi4py import MPI  # noqa: F401 - imported for its MPI_Init
+        importlib.import_module("mpi4py.MPI")  # for its MPI_Init
     except ImportError:
         pass  # then one MPI Job per process
 
