@@ -170,6 +170,13 @@ class Cache:
             if not isinstance(p, Pool):
                 raise invalid(f"cache: pools must be strata.Pool, not {type(p).__name__}")
             p.check_device(backend, job.place.device)
+        for key, value in (("layers", layers), ("page_size", page_size),
+                           ("device_tokens", device_tokens), ("state_slots", state_slots),
+                           ("host_tokens", host_tokens),
+                           ("storage_capacity_pages", storage_capacity_pages)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or
+                                      isinstance(value, bool) or value < 0):
+                raise invalid(f"cache: {key} must be a non-negative int, not {value!r}")
         config = _capi.CacheConfig()
         _capi.lib.strata_cache_config_init(ctypes.byref(config))
         keep: list = []

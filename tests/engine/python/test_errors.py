@@ -78,6 +78,8 @@ def cache_checks(job: strata.Job) -> None:
     # end.
     with raises("invalid_argument", "model is needed with declared pools"):
         strata.Cache(job, pools=engine.pools())
+    with raises("invalid_argument", "device_tokens must be a non-negative int, not -1"):
+        strata.Cache(job, model="python-test-model", pools=engine.pools(), device_tokens=-1)
     with raises("invalid_argument", "pool 'kv'", "backend 'cuda' needs CUDA tensors"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
                      device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS, backend="cuda")
