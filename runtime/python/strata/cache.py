@@ -258,6 +258,8 @@ class Cache:
         """Admits a request: reuses its cached prefix (its loads start at launch_loads()) and
         gives it device pages for the rest."""
         rid, t = _request_id(request_id), as_tokens(tokens)
+        if not isinstance(priority, (int, np.integer)) or not 0 <= priority < 2**32:
+            raise invalid(f"admit: priority {priority!r} is not an int in [0, 2**32)")
         capacity = max(1, -(-t.size // self._page_size))
         arrays = [np.empty(capacity, dtype=np.uint32) for _ in self._pools]
         c_pools = (_capi.AdmissionPool * len(self._pools))()
