@@ -5,7 +5,8 @@
 // from the device, from the host tier (pushed off a small device pool) and, in a second Cache over
 // the same storage directory, from the HDF5 storage tier; every rank checks that every byte it
 // gets back is its own (a CP rank served another CP rank's bytes, or a page that its CP rank
-// never stored, fails the check or the hit length).
+// never stored, fails the check or the hit length). On a CP 2 x DP 2 grid, the remote tier serves
+// each CP rank of another replica its own shard.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -197,6 +198,56 @@ TEST(EngineCpShard, ReplicatedAndPerRankDeclarationsDoNotSharePages) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
     if (place.world_rank == 0) std::filesystem::remove_all(dir);
+}
+
+// The remote tier on a CP 2 x DP 2 grid: replica 0 computes a prefix, replica 1 pulls it from the
+// host pools of its peers (the ranks of its CP coordinate in replica 0), each CP rank its own
+// shard of the per-CP-rank pools, and checks every byte.
+TEST(EngineCpShard, PeersInAnotherReplicaServeEachCpRankItsOwnShard) {
+    JobOptions jo;
+    jo.cp = 2;
+    jo.remote = "on";
+    auto job = Job::create(jo);
+    ASSERT_TRUE(job.isOk()) << job.status().toString();
+    const RankPlace& place = (*job)->place();
+    ASSERT_EQ(place.dp_size, 2) << "a CP 2 grid of two replicas";
+    ASSERT_TRUE((*job)->remote());
+    Engine engine(place.tp_rank, place.cp_rank, shardedDecls(), kDevice);
+    CacheConfig cc;
+    cc.model = "engine-cp-model";
+    cc.pools = engine.decls();
+    cc.page_size = kPage;
+    cc.device_tokens = kDevice;
+    cc.host_tokens = 160 * kPage;
+    cc.check_consistency = true;
+    auto made = Cache::create(**job, cc);
+    ASSERT_TRUE(made.isOk()) << made.status().toString();
+    Cache& cache = **made;
+    const auto first = tokensOf(10, kPrefixPages * kPage + 5);
+    const std::vector<std::int32_t> shared(first.begin(), first.begin() + kPrefixPages * kPage);
+    if (place.dp_rank == 0) {
+        EXPECT_EQ(serve(cache, engine, 1, first).cached_tokens, 0u);
+        ASSERT_TRUE(cache.drain().isOk());  // in the host pool: published to the peers
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (place.dp_rank == 1) {
+        const auto again = tokensOf(11, 22 * kPage, shared);
+        // The directory learns of the pages asynchronously: ask again until it has (the tree is
+        // agreed, so every rank of the replica takes the same branch).
+        Cache::RequestId id = 100;
+        for (int attempt = 0; attempt < 50; ++attempt) {
+            ASSERT_TRUE(cache.prefetch(id++, again).isOk());
+            ASSERT_TRUE(cache.drain().isOk());
+            if (cache.matchTokens(again) >= kPrefixPages * kPage) break;
+            ::usleep(100 * 1000);
+        }
+        Admission pulled = serve(cache, engine, id, again);
+        EXPECT_EQ(pulled.remote_hit_tokens, kPrefixPages * kPage);
+        EXPECT_EQ(pulled.cached_tokens, kPrefixPages * kPage);
+        EXPECT_GT(cache.stats().remote_pages_pulled, 0u);
+        ASSERT_TRUE(cache.drain().isOk());
+    }
+    MPI_Barrier(MPI_COMM_WORLD);  // replica 0's pools serve until replica 1 is done
 }
 
 }  // namespace
