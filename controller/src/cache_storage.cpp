@@ -14,20 +14,20 @@
 
 namespace strata::controller {
 
-bool CacheController::writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept {
-    // Exactly one rank of the decision group writes each page of a pool: for a replicated pool one
-    // of all TP x CP ranks, for a TP-sharded pool one of the CP ranks holding that shard.
-    const StorageConfig& s = config_.storage;
-    if (spec.sharded_across_tp) {
-        return static_cast<int>(key.lo % static_cast<std::uint64_t>(s.cp_size)) == s.cp_rank;
-    }
-    const auto group = static_cast<std::uint64_t>(s.tp_size * s.cp_size);
-    return static_cast<int>(key.lo % group) == s.cp_rank * s.tp_size + s.tp_rank;
+bool writesStoragePage(const PageKey& key, const pools::PoolSpec& spec,
+                       const StorageConfig& s) noexcept {
+    // The ranks holding the same bytes differ only along the axes the pool is replicated on.
+    const int tp_n = spec.sharded_across_tp ? 1 : s.tp_size;
+    const int cp_n = spec.sharded_across_cp ? 1 : s.cp_size;
+    const int mine =
+        (spec.sharded_across_cp ? 0 : s.cp_rank) * tp_n + (spec.sharded_across_tp ? 0 : s.tp_rank);
+    return static_cast<int>(key.lo % static_cast<std::uint64_t>(tp_n * cp_n)) == mine;
 }
 
-PageKey CacheController::storageKeyOf(const PageKey& key, const pools::PoolSpec& spec) const {
-    return core::storageKey(key, spec.name + config_.storage.stage_suffix,
-                            spec.sharded_across_tp ? config_.storage.tp_rank : -1);
+PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec, const StorageConfig& s) {
+    return core::storageKey(key, spec.name + s.stage_suffix,
+                            spec.sharded_across_tp ? s.tp_rank : -1,
+                            spec.sharded_across_cp ? s.cp_rank : -1);
 }
 
 struct CacheController::PoolBatch {

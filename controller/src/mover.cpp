@@ -91,7 +91,8 @@ std::pair<std::uint32_t, std::uint32_t> Mover::poolLayers(const PoolPair& p, std
 
 bool Mover::striped(const PoolPair& p) const noexcept {
     // Replicated across the decision group: the same bytes on every rank of TP x CP.
-    return striped_ != nullptr && !p.device->spec().sharded_across_tp;
+    const pools::PoolSpec& spec = p.device->spec();
+    return striped_ != nullptr && !spec.sharded_across_tp && !spec.sharded_across_cp;
 }
 
 std::optional<kernels::CopyJob> Mover::poolJob(const PoolPair& p, const SpaceCopies& pages,

@@ -24,8 +24,8 @@ using SpaceMoves = std::vector<std::vector<kernels::DevicePageMove>>;
 
 class Mover {
 public:
-    // Two streams of `backend`. `striped` (may be null: none) loads the pools not sharded across
-    // TP; it is used only when its group has two or more ranks.
+    // Two streams of `backend`. `striped` (may be null: none) loads the pools sharded across
+    // neither TP nor CP; it is used only when its group has two or more ranks.
     static Result<std::unique_ptr<Mover>> create(kernels::Backend& backend,
                                                  const std::vector<PoolPair>& pools,
                                                  comm::nccl::StripedLoader* striped);

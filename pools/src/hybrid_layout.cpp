@@ -122,12 +122,6 @@ Status checkDecl(std::string_view model, std::span<const PoolDecl> before, const
         return bad(fmt::format("only the first pool is a kv pool ('{}' is)", before.front().name));
     }
     if (d.layers.empty()) return bad("it has no layers");
-    if (d.cp == CpSharding::kPerRank) {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "model '{}', pool '{}': pools sharded across CP ranks are not "
-                            "supported yet (declare it CpSharding::kReplicated)",
-                            model, d.name);
-    }
     for (std::size_t i = 0; i < d.layers.size(); ++i) {
         if (d.layers[i] >= model_layers) {
             return bad(fmt::format("layer {} is outside the model's {} layers", d.layers[i],
@@ -211,6 +205,8 @@ Result<HybridLayout> declaredLayout(std::string_view model, std::span<const Pool
         p.spec.row_bytes = d.row_bytes;
         p.spec.sharded_across_tp =
             p.spec.kind != PoolKind::kLogical && d.tp == TpSharding::kPerRank;
+        p.spec.sharded_across_cp =
+            p.spec.kind != PoolKind::kLogical && d.cp == CpSharding::kPerRank;
         p.spec.tokens_per_row = d.tokens_per_row;
         p.spec.conv_state_bytes = d.conv_state_bytes;
         p.spec.dtype = d.dtype;
@@ -247,6 +243,23 @@ Result<HybridLayout> declaredLayout(std::string_view model, std::span<const Pool
         }
         out.pools.push_back(std::move(p));
     }
+    return out;
+}
+
+std::string layoutSignature(const HybridLayout& layout, std::uint32_t cp_size) {
+    std::string out = fmt::format("page={};tp={}", layout.page_size, layout.tp_size);
+    bool per_cp_rank = false;
+    for (const HybridPool& p : layout.pools) {
+        const PoolSpec& s = p.spec;
+        out +=
+            fmt::format(";{}:{}:{}x{}", s.name, poolKindName(s.kind), s.num_buffers, s.row_bytes);
+        if (s.tokens_per_row > 1) out += fmt::format("/{}", s.tokens_per_row);
+        if (!s.dtype.empty()) out += fmt::format(":{}", s.dtype);
+        if (s.sharded_across_cp) out += ":cp";
+        per_cp_rank = per_cp_rank || s.sharded_across_cp;
+    }
+    // A CP rank's share of a page depends on how many ranks share it.
+    if (per_cp_rank) out += fmt::format(";cp={}", cp_size);
     return out;
 }
 

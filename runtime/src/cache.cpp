@@ -230,6 +230,11 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         return STRATA_ERROR(StatusCode::kInvalidArgument, "tp rank {} is outside a TP group of {}",
                             options.controller.storage.tp_rank, options.controller.storage.tp_size);
     }
+    if (options.controller.storage.cp_size < 1 || options.controller.storage.cp_rank < 0 ||
+        options.controller.storage.cp_rank >= options.controller.storage.cp_size) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument, "cp rank {} is outside a CP group of {}",
+                            options.controller.storage.cp_rank, options.controller.storage.cp_size);
+    }
     if (options.page_size == 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "page size is 0");
     }
@@ -273,17 +278,14 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
     const std::size_t state_slots = options.state_slots != 0
                                         ? options.state_slots
                                         : defaultStateSlots(options.device_tokens, P);
-    std::string signature = fmt::format("page={};tp={}", P, options.controller.storage.tp_size);
+    const std::string signature = pools::layoutSignature(
+        layout, static_cast<std::uint32_t>(options.controller.storage.cp_size));
     // Host bytes per token for sizing by bytes: every per-token pool's page, plus the state
     // pools' slots in their ratio to the device KV pages.
     std::size_t bytes_per_page = 0;
     double state_bytes_per_page = 0;
     for (const pools::HybridPool& p : layout.pools) {
         const pools::PoolSpec& s = p.spec;
-        signature += fmt::format(";{}:{}:{}x{}", s.name, pools::poolKindName(s.kind), s.num_buffers,
-                                 s.row_bytes);
-        if (s.tokens_per_row > 1) signature += fmt::format("/{}", s.tokens_per_row);
-        if (!s.dtype.empty()) signature += fmt::format(":{}", s.dtype);
         if (s.kind == pools::PoolKind::kLogical) continue;
         const std::size_t page_bytes = s.geometry(P).bytesPerPage();
         if (s.kind == pools::PoolKind::kMamba) {

@@ -1,8 +1,9 @@
 // A model engine for the tests of the engine's boundary (tests/engine, tests/cuda/engine): pools it
 // declares and owns, of a shape no preset has (K/V rows of 96 bytes on three layers with gaps
 // between layers and buffers, an indexer sidecar on two layers through per-layer tensors, a
-// sidecar compressed by 4 on one layer), and the KV bytes a real model would write: each row
-// depends on the whole prefix up to its token. The memory is host vectors; a CUDA test mirrors it
+// sidecar compressed by 4 on one layer), or pools a test declares, and the KV bytes a real model
+// would write: each row depends on the whole prefix up to its token, and on the rank's TP and CP
+// coordinates for pools sharded across them. The memory is host vectors; a CUDA test mirrors it
 // in device memory. Test-only; header-only.
 #pragma once
 
@@ -39,7 +40,7 @@ inline std::vector<std::int32_t> tokensOf(std::uint64_t seed, std::size_t n,
 }
 
 // The engine's KV: what row (pool, buffer, model layer) of the token at `pos` holds. It depends on
-// the whole prefix up to pos, as real KV does, and on the TP rank for per-rank pools.
+// the whole prefix up to pos, as real KV does, and on the shard for per-rank pools.
 inline std::byte pattern(std::size_t pool, std::uint32_t buffer, std::uint32_t layer,
                          std::uint64_t prefix_digest, std::size_t pos, int shard, std::size_t j) {
     std::uint64_t h =
@@ -68,7 +69,7 @@ struct EnginePool {
 // The engine: its pools and what it writes and checks in them.
 class Engine {
 public:
-    explicit Engine(int tp_rank) : tp_rank_(tp_rank) {
+    explicit Engine(int tp_rank) : tp_rank_(tp_rank), cp_rank_(0) {
         // kv: K and V of 96 bytes on 3 layers, one block with gaps between layers and buffers.
         EnginePool kv;
         kv.decl.name = "kv";
@@ -120,6 +121,42 @@ public:
         pools_.push_back(std::move(c4));
     }
 
+    // Pools a test declares (kKv and kSidecar, on model layers 0 to 2), each in one block of
+    // `device_tokens` rows (per tokens_per_row), layers then buffers, for the rank at (tp_rank,
+    // cp_rank) of its grid.
+    Engine(int tp_rank, int cp_rank, std::vector<PoolDecl> decls, std::size_t device_tokens)
+        : tp_rank_(tp_rank), cp_rank_(cp_rank) {
+        for (PoolDecl& d : decls) {
+            EnginePool p;
+            const std::size_t rows = device_tokens / d.tokens_per_row;
+            const std::size_t layer = rows * d.row_bytes;
+            p.memory.assign(d.buffers * d.layers.size() * layer, kPad);
+            d.memory = {.base = p.memory.data(),
+                        .layer_ptrs = {},
+                        .rows = rows,
+                        .slot_stride = 0,
+                        .layer_stride = layer,
+                        .buffer_stride = d.layers.size() * layer};
+            p.decl = std::move(d);
+            pools_.push_back(std::move(p));
+        }
+    }
+
+    // Overwrites every byte of every pool with padding (what a fresh engine's memory holds).
+    void wipe() {
+        for (EnginePool& p : pools_) {
+            std::fill(p.memory.begin(), p.memory.end(), kPad);
+            for (auto& t : p.per_layer) std::fill(t.begin(), t.end(), kPad);
+        }
+    }
+
+    // What distinguishes this rank's bytes of pool `d`: the TP rank for pools per TP rank, the
+    // CP rank for pools per CP rank; 0 for a pool replicated on both axes.
+    int shardOf(const PoolDecl& d) const {
+        return (d.tp == TpSharding::kPerRank ? tp_rank_ : 0) +
+               (d.cp == CpSharding::kPerRank ? 16 * (cp_rank_ + 1) : 0);
+    }
+
     std::vector<PoolDecl> decls() const {
         std::vector<PoolDecl> out;
         for (const EnginePool& p : pools_) out.push_back(p.decl);
@@ -149,7 +186,7 @@ public:
         std::size_t bad = 0;
         for (std::size_t p = 0; p < pools_.size(); ++p) {
             const PoolDecl& d = pools_[p].decl;
-            const int shard = d.tp == TpSharding::kPerRank ? tp_rank_ : 0;
+            const int shard = shardOf(d);
             const std::uint32_t r = d.tokens_per_row;
             for (std::size_t pos = from; pos < to; ++pos) {
                 if ((pos + 1) % r != 0) continue;  // a compressed row: written at its last token
@@ -193,6 +230,7 @@ public:
 
 private:
     int tp_rank_;
+    int cp_rank_;
     std::vector<EnginePool> pools_;
 };
 

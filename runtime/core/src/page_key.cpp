@@ -35,13 +35,18 @@ std::vector<PageKey> pageKeys(const PageKey& previous, std::span<const std::int3
     return keys;
 }
 
-PageKey storageKey(const PageKey& key, std::string_view pool_name, int tp_shard) {
+PageKey storageKey(const PageKey& key, std::string_view pool_name, int tp_shard, int cp_shard) {
     std::string bytes(sizeof key.lo + sizeof key.hi, '\0');
     std::memcpy(bytes.data(), &key.lo, sizeof key.lo);
     std::memcpy(bytes.data() + sizeof key.lo, &key.hi, sizeof key.hi);
     appendFramed(&bytes, pool_name);
     std::int64_t shard = tp_shard;
     bytes.append(reinterpret_cast<const char*>(&shard), sizeof shard);
+    if (cp_shard >= 0) {
+        const std::int64_t cp = cp_shard;
+        bytes.append("cp");
+        bytes.append(reinterpret_cast<const char*>(&cp), sizeof cp);
+    }
     return hash128(bytes);
 }
 

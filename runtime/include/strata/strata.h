@@ -67,8 +67,8 @@ typedef struct strata_job_options {
     /* The engine's MPI communicator as a Fortran handle (MPI_Comm_c2f(comm), mpi4py's
      * comm.py2f()); -1: MPI_COMM_WORLD. */
     int64_t mpi_comm;
-    int tp, cp, pp; /* the grid; DP = ranks / (tp * cp * pp) */
-    int gpus;       /* GPUs per node (local rank r -> GPU r % gpus); 0: none */
+    int tp, cp, pp;               /* the grid; DP = ranks / (tp * cp * pp) */
+    int gpus;                     /* GPUs per node (local rank r -> GPU r % gpus); 0: none */
     const char* remote;           /* "off" (default), "on" or "auto" */
     double round_timeout_s;       /* 120; 0: none */
     const char* on_round_timeout; /* "abort" (default) or "warn" */
@@ -106,8 +106,14 @@ typedef enum strata_pool_type {
     STRATA_POOL_WINDOW = 2,
     STRATA_POOL_STATE = 3
 } strata_pool_type;
-typedef enum strata_tp_sharding { STRATA_TP_PER_RANK = 0, STRATA_TP_REPLICATED = 1 } strata_tp_sharding;
-typedef enum strata_cp_sharding { STRATA_CP_REPLICATED = 0, STRATA_CP_PER_RANK = 1 } strata_cp_sharding;
+typedef enum strata_tp_sharding {
+    STRATA_TP_PER_RANK = 0,
+    STRATA_TP_REPLICATED = 1
+} strata_tp_sharding;
+typedef enum strata_cp_sharding {
+    STRATA_CP_REPLICATED = 0,
+    STRATA_CP_PER_RANK = 1
+} strata_cp_sharding;
 
 /* One pool of the engine (strata::PoolDecl). The row of slot s of (buffer b, layer l) is at
  * base + b * buffer_stride + l * layer_stride + s * slot_stride, or at
@@ -141,11 +147,12 @@ typedef struct strata_cache_config {
     uint32_t layers;    /* 0: the preset's, or as the pools declare */
     uint32_t page_size; /* 64 */
     size_t device_tokens, state_slots, host_tokens;
-    double host_ratio;        /* host tier in multiples of device_tokens when non-zero */
-    const char* backend;      /* "cpu" (default) or "cuda" */
-    const char* write_policy; /* "write_through" (default), "write_through_selective", "write_back" */
-    const char* eviction;     /* "lru" (default), "lfu", "priority" */
-    const char* storage_dir;  /* the HDF5 tier's directory; NULL or "": none */
+    double host_ratio;   /* host tier in multiples of device_tokens when non-zero */
+    const char* backend; /* "cpu" (default) or "cuda" */
+    const char*
+        write_policy;     /* "write_through" (default), "write_through_selective", "write_back" */
+    const char* eviction; /* "lru" (default), "lfu", "priority" */
+    const char* storage_dir; /* the HDF5 tier's directory; NULL or "": none */
     uint64_t storage_capacity_pages;
     const char* tenant_salt;
     int check_consistency;

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <set>
+#include <utility>
 
 #include "harness.h"
 #include "strata/io/hdf5_page_store.h"
@@ -216,6 +219,72 @@ TEST(Storage, WriteBackStoresHostPagesBeforeFreeingThem) {
     Admission a = h.serve(2, prompt);
     EXPECT_EQ(a.storage_hit_tokens, 16u * 8);
     settle(h);
+}
+
+// Storage keys and writers over a TP 2 x CP 2 decision group: a pool's key carries the TP rank
+// when it is sharded across TP and the CP rank when it is sharded across CP; the ranks that hold
+// the same bytes of a page share its key, and exactly one of them writes it.
+TEST(Storage, KeysAndWritersFollowTheShardingOfEachPool) {
+    struct Case {
+        const char* name;
+        bool tp, cp;
+    };
+    const Case cases[] = {
+        {"rep", false, false}, {"tp", true, false}, {"cp", false, true}, {"both", true, true}};
+    std::vector<PageKey> pages;
+    PageKey k{0x1234, 0x5678};
+    for (int i = 0; i < 64; ++i) {
+        k = core::storageKey(k, "chain", i);
+        pages.push_back(k);
+    }
+    std::set<PageKey> all_keys;
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.name);
+        pools::PoolSpec spec;
+        spec.name = c.name;
+        spec.sharded_across_tp = c.tp;
+        spec.sharded_across_cp = c.cp;
+        for (const PageKey& page : pages) {
+            // The storage key and the writers of each group of ranks holding the same bytes.
+            std::map<PageKey, int> writers;
+            std::map<PageKey, std::set<std::pair<int, int>>> holders;
+            for (int cp = 0; cp < 2; ++cp) {
+                for (int tp = 0; tp < 2; ++tp) {
+                    StorageConfig s;
+                    s.tp_rank = tp;
+                    s.tp_size = 2;
+                    s.cp_rank = cp;
+                    s.cp_size = 2;
+                    const PageKey key = storageKeyOf(page, spec, s);
+                    EXPECT_NE(key, page);
+                    writers[key] += writesStoragePage(page, spec, s) ? 1 : 0;
+                    holders[key].insert({c.tp ? tp : -1, c.cp ? cp : -1});
+                    all_keys.insert(key);
+                }
+            }
+            // One key per shard: 1 replicated, 2 per TP or CP rank, 4 per rank on both axes.
+            EXPECT_EQ(writers.size(), std::size_t{1} << ((c.tp ? 1 : 0) + (c.cp ? 1 : 0)));
+            for (const auto& [key, n] : writers) {
+                EXPECT_EQ(n, 1) << "a shard of a page needs exactly one writer";
+                EXPECT_EQ(holders[key].size(), 1u) << "ranks of different bytes share a key";
+            }
+        }
+    }
+    // The pools never share a key (the pool's name is in it).
+    EXPECT_EQ(all_keys.size(), pages.size() * (1 + 2 + 2 + 4));
+    // Replicated across CP: the key of before CP sharding existed.
+    pools::PoolSpec kv;
+    kv.name = "kv";
+    kv.sharded_across_tp = true;
+    StorageConfig s;
+    s.tp_rank = 1;
+    s.tp_size = 2;
+    s.cp_rank = 1;
+    s.cp_size = 2;
+    EXPECT_EQ(storageKeyOf(pages[0], kv, s), core::storageKey(pages[0], "kv", 1));
+    kv.sharded_across_cp = true;
+    EXPECT_NE(storageKeyOf(pages[0], kv, s), core::storageKey(pages[0], "kv", 1));
+    EXPECT_EQ(storageKeyOf(pages[0], kv, s), core::storageKey(pages[0], "kv", 1, 1));
 }
 
 }  // namespace

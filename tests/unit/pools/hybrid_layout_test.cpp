@@ -219,6 +219,69 @@ TEST(HybridLayout, SidecarsFollowTheirSourceAndBadArgumentsAreNamed) {
     EXPECT_EQ(hybridLayout("gpt-oss", 37, 1, 64).status().code(), StatusCode::kInvalidArgument);
 }
 
+// A set of declared pools: a K/V pool per TP rank and a sidecar whose CP sharding is `cp`.
+std::vector<PoolDecl> cpDecls(CpSharding cp) {
+    PoolDecl kv;
+    kv.name = "kv";
+    kv.layers = {0, 1};
+    kv.buffers = 2;
+    kv.row_bytes = 64;
+    PoolDecl side;
+    side.name = "side";
+    side.type = PoolType::kSidecar;
+    side.indices_of = "kv";
+    side.layers = {1};
+    side.row_bytes = 32;
+    side.tp = TpSharding::kReplicated;
+    side.cp = cp;
+    return {kv, side};
+}
+
+TEST(HybridLayout, PoolsPerCpRankAreDeclarableAndChangeTheSignature) {
+    const auto replicated = declaredLayout("m", cpDecls(CpSharding::kReplicated), 2, 2, 16);
+    const auto per_rank = declaredLayout("m", cpDecls(CpSharding::kPerRank), 2, 2, 16);
+    ASSERT_TRUE(replicated.isOk()) << replicated.status().toString();
+    ASSERT_TRUE(per_rank.isOk()) << per_rank.status().toString();
+    EXPECT_FALSE(replicated->pools[1].spec.sharded_across_cp);
+    EXPECT_TRUE(per_rank->pools[1].spec.sharded_across_cp);
+    EXPECT_FALSE(per_rank->pools[1].spec.sharded_across_tp);
+    EXPECT_FALSE(per_rank->pools[0].spec.sharded_across_cp);
+    EXPECT_TRUE(per_rank->pools[0].spec.sharded_across_tp);
+
+    // Replicated across CP: the signature is the same whatever the CP size, and names no CP.
+    const std::string rep2 = layoutSignature(*replicated, 2);
+    EXPECT_EQ(rep2, layoutSignature(*replicated, 4));
+    EXPECT_EQ(rep2.find("cp"), std::string::npos) << rep2;
+    // ... and is the signature of before CP sharding (stored pages of earlier jobs keep their
+    // keys).
+    EXPECT_EQ(rep2, "page=16;tp=2;kv:mha:2x64:bf16;side:indexer:1x32:bf16");
+    // Per CP rank: it differs from the replicated declaration's, and with the CP size.
+    const std::string per2 = layoutSignature(*per_rank, 2);
+    EXPECT_NE(per2, rep2);
+    EXPECT_NE(per2, layoutSignature(*per_rank, 4));
+    // The other fields still count: a different row shape gives a different signature.
+    auto wider = cpDecls(CpSharding::kPerRank);
+    wider[1].row_bytes = 48;
+    const auto wider_layout = declaredLayout("m", wider, 2, 2, 16);
+    ASSERT_TRUE(wider_layout.isOk());
+    EXPECT_NE(layoutSignature(*wider_layout, 2), per2);
+    // A logical anchor has no bytes to shard.
+    auto logical = cpDecls(CpSharding::kPerRank);
+    logical[0].row_bytes = 0;
+    logical[0].cp = CpSharding::kPerRank;
+    const auto logical_layout = declaredLayout("m", logical, 2, 2, 16);
+    ASSERT_TRUE(logical_layout.isOk()) << logical_layout.status().toString();
+    EXPECT_FALSE(logical_layout->pools[0].spec.sharded_across_cp);
+}
+
+TEST(HybridLayout, PresetSignaturesNameNoCpSharding) {
+    for (const ModelPreset& preset : modelPresets()) {
+        const HybridLayout l = layoutOf(preset.name, 0, 1, 128);
+        for (const HybridPool& p : l.pools) EXPECT_FALSE(p.spec.sharded_across_cp) << p.spec.name;
+        EXPECT_EQ(layoutSignature(l, 1), layoutSignature(l, 2)) << preset.name;
+    }
+}
+
 TEST(UsablePrefix, EveryPoolMustServeThePrefix) {
     HybridLayout l = layoutOf("gpt-oss", 4, 1, 64);  // kv: all pages; swa: trailing 2 pages
     const std::size_t n = 6;

@@ -98,10 +98,23 @@ struct StorageConfig {
     std::uint32_t timeout_max_ms = 30000;
     std::size_t batch_pages = 128;  // pages per store call
     // Where this rank sits in the decision group: decides which rank writes each page (exactly one
-    // per page and pool across the group) and the per-TP-rank key suffix of sharded pools.
+    // per page and pool among the ranks holding the same bytes) and the per-TP-rank and
+    // per-CP-rank key suffixes of sharded pools.
     int tp_rank = 0, tp_size = 1, cp_rank = 0, cp_size = 1;
     std::string stage_suffix;  // distinguishes the layer slices of pipeline stages ("" for pp 1)
 };
+
+// The key under which this rank stores (and looks up, in the storage and remote tiers) page `key`
+// of a pool: core::storageKey over the pool's name and the stage suffix, with the TP rank when the
+// pool is sharded across TP and the CP rank when it is sharded across CP.
+PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec, const StorageConfig& s);
+
+// Whether this rank writes page `key` of a pool to the storage tier. The ranks of the decision
+// group that hold the same bytes of a page (all TP x CP ranks for a replicated pool, the CP ranks
+// of one TP rank for a TP-sharded one, the TP ranks of one CP rank for a CP-sharded one, this rank
+// alone for a pool sharded on both axes) pick exactly one writer among them by the key.
+bool writesStoragePage(const PageKey& key, const pools::PoolSpec& spec,
+                       const StorageConfig& s) noexcept;
 
 struct ControllerConfig {
     std::uint32_t page_size = 64;
@@ -119,10 +132,10 @@ struct ControllerConfig {
     std::vector<SlotSpace> spaces;
     // Striped loads (borrowed; must outlive the controller; null: none). Its group is the decision
     // group (same rank and size, checked by create()). When the group has two or more ranks, the
-    // loads of every pool replicated across it (not sharded across TP: MLA, indexer, compressed,
-    // replicated window rows) go through StripedLoader::load, one collective call per pool and
-    // model layer, in pool order; other pools keep the controller's own load stream. The calls
-    // are collective, so every rank of the group must call launchLoads() (and waitLayer() and
+    // loads of every pool replicated across it (sharded across neither TP nor CP: MLA, indexer,
+    // compressed, replicated window rows) go through StripedLoader::load, one collective call per
+    // pool and model layer, in pool order; other pools keep the controller's own load stream. The
+    // calls are collective, so every rank of the group must call launchLoads() (and waitLayer() and
     // abort(), which may launch) at the same points of its call sequence, as it already must for
     // every decision call.
     comm::nccl::StripedLoader* striped_loader = nullptr;
@@ -141,7 +154,7 @@ struct PoolPair {
     // The lower tiers of this pool, each null for none (all pools or none): the storage tier, and
     // the remote tier (host pools of the ranks holding the same shard in other DP replicas), a
     // store with the publish_retract capability (runtime/ gives an io::RemotePageStore; tests an
-    // in-process fake). Keys are storage keys (core::storageKey: pool, stage and per-TP suffix).
+    // in-process fake). Keys are storage keys (storageKeyOf: pool, stage, TP and CP suffixes).
     // exists() and get() run on the storage worker; publish() and retract() on the scheduler
     // thread, possibly meanwhile. publish() comes when pages enter the host pool, retract()
     // before their slots are reused.
@@ -427,8 +440,12 @@ private:
     bool hasRemote() const noexcept { return pools_.front().remote != nullptr; }
     void publishRemote(const std::vector<Node*>& nodes);
     void retractRemote(const Node* node);
-    bool writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept;
-    PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec) const;
+    bool writesPage(const PageKey& key, const pools::PoolSpec& spec) const noexcept {
+        return writesStoragePage(key, spec, config_.storage);
+    }
+    PageKey storageKeyOf(const PageKey& key, const pools::PoolSpec& spec) const {
+        return controller::storageKeyOf(key, spec, config_.storage);
+    }
     struct PoolBatch;  // pages of one pool for one store call
     std::vector<PoolBatch> writeBatches(const std::vector<Node*>& nodes);
     void queueStorageBackup(std::vector<Node*> nodes);

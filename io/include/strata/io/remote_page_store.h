@@ -1,7 +1,8 @@
 // RemotePageStore: the remote tier. Pages that sit in the host pools of other ranks (other nodes
 // included) are found through a page directory sharded by key over the ranks of one group (the
-// ranks holding the same shard of this pool: same TP rank for sharded pools, any rank for
-// replicated ones) and pulled into this rank's host pool slots: the holder's UCX worker sends them
+// ranks of the same TP, CP and PP coordinates in the DP replicas: the same shard of every pool,
+// whose storage keys carry the TP or CP rank when it is sharded across TP or CP) and pulled
+// into this rank's host pool slots: the holder's UCX worker sends them
 // from its pool in answer to an authenticated read request (no peer can write into a pool).
 // A rank publish()es pages when they enter its host pool and retract()s them when they leave; a
 // page is served only when the checksum its holder published matches the pulled bytes, so a slot

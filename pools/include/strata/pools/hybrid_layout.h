@@ -48,6 +48,13 @@ Result<HybridLayout> declaredLayout(std::string_view model, std::span<const Pool
                                     std::uint32_t model_layers, std::uint32_t tp_size,
                                     std::uint32_t page_size);
 
+// The layout's part of the cache's namespace (core::KeyNamespace::layout_signature): page size,
+// TP size and every pool's name, kind and row shape (compression, dtype tag), plus ":cp" on each
+// pool sharded across CP and the CP size when any is, so that a CP-per-rank declaration never
+// shares pages with a replicated one. A layout without CP-sharded pools gives the signature it
+// had before CP sharding (stored pages of earlier jobs keep their keys).
+std::string layoutSignature(const HybridLayout& layout, std::uint32_t cp_size);
+
 // The pools of preset `preset_name` as an engine would declare them (no device memory: Strata
 // allocates), on one rank of a TP group of tp_size, over its first `layers` layers (0: all).
 // kNotFound: unknown preset; kInvalidArgument as hybridLayout.

@@ -82,6 +82,7 @@ struct PoolSpec {
     std::uint32_t num_buffers = 0;   // 2 for MHA (K, V), 1 for MLA
     std::size_t row_bytes = 0;       // per row (token, or slot), per layer, per buffer, this rank
     bool sharded_across_tp = false;  // page keys get a per-TP-rank suffix when true
+    bool sharded_across_cp = false;  // page keys get a per-CP-rank suffix when true
     // kCompressed: tokens per row (4, 128); it must divide the page size. 1 for every other kind.
     std::uint32_t tokens_per_row = 1;
     // kMamba: bytes of the conv state at the start of each row; the temporal state follows.

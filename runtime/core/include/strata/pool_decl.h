@@ -39,7 +39,11 @@ enum class TpSharding : std::uint8_t {
 // How a pool is split over the context-parallel ranks.
 enum class CpSharding : std::uint8_t {
     kReplicated,  // every CP rank holds the same rows of a page it uses: one copy stored
-    kPerRank,     // each CP rank holds its own bytes of every page: page keys carry the CP rank
+    // Each CP rank holds its own bytes of every page (its share of the tokens' rows, or rows of
+    // its own): page keys carry the CP rank (and the TP rank too when tp is kPerRank), every CP
+    // rank stores and reads back its own copy, and the cache's namespace differs from that of the
+    // same pool declared kReplicated.
+    kPerRank,
 };
 
 // Where a pool's device rows live. The row of slot s of (buffer b, layer l) starts at
