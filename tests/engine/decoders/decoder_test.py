@@ -108,6 +108,9 @@ class Server:
         cache = self.cache
         req = self.next_id
         self.next_id += 1
+        # The earlier requests' backups finish first, so that their pages can be evicted now: an
+        # admission that needs them would otherwise fail (resource_exhausted) until they have.
+        cache.drain()
         cache.step()
         if prefetch:
             cache.prefetch(req, tokens)
