@@ -90,8 +90,8 @@ class Weights:
         def norm(n):
             return 1.0 + 0.1 * torch.randn(n, generator=g)
 
-        def heads(t, head_size, dim=1):
-            return _shard(t, dim, rank, size) if head_size else t
+        def split(t, dim=1):  # this rank's heads (columns) or their rows in an output matrix
+            return _shard(t, dim, rank, size)
 
         d, hd = cfg.dim, cfg.head_dim
         C = cfg.rec_heads * cfg.rec_head_dim
@@ -103,22 +103,22 @@ class Weights:
                 # q, k, v channels (3C) through the conv; a gate z (C); decay and write strength
                 # per head. Split by head: each rank keeps its heads' channels.
                 qkv = w(d, 3, cfg.rec_heads, cfg.rec_head_dim)
-                L["in_qkv"] = _shard(qkv, 2, rank, size).reshape(d, -1)
-                L["conv"] = _shard(
-                    0.5 * torch.randn(cfg.conv_kernel, 3, cfg.rec_heads, cfg.rec_head_dim, generator=g),
-                    2, rank, size).reshape(cfg.conv_kernel, -1)
-                L["in_z"] = heads(w(d, C), True)
-                L["in_a"] = heads(w(d, cfg.rec_heads), True)
-                L["in_b"] = heads(w(d, cfg.rec_heads), True)
-                L["out"] = heads(w(C, d), True, dim=0)
+                conv = 0.5 * torch.randn(cfg.conv_kernel, 3, cfg.rec_heads, cfg.rec_head_dim,
+                                         generator=g)
+                L["in_qkv"] = split(qkv, 2).reshape(d, -1)
+                L["conv"] = split(conv, 2).reshape(cfg.conv_kernel, -1)
+                L["in_z"] = split(w(d, C))
+                L["in_a"] = split(w(d, cfg.rec_heads))
+                L["in_b"] = split(w(d, cfg.rec_heads))
+                L["out"] = split(w(C, d), dim=0)
             else:
-                L["wq"] = heads(w(d, cfg.heads * hd), True)
-                L["wk"] = heads(w(d, cfg.kv_heads * hd), True)
-                L["wv"] = heads(w(d, cfg.kv_heads * hd), True)
-                L["wo"] = heads(w(cfg.heads * hd, d), True, dim=0)
-            L["gate"] = heads(w(d, cfg.ffn), True)
-            L["up"] = heads(w(d, cfg.ffn), True)
-            L["down"] = heads(w(cfg.ffn, d), True, dim=0)
+                L["wq"] = split(w(d, cfg.heads * hd))
+                L["wk"] = split(w(d, cfg.kv_heads * hd))
+                L["wv"] = split(w(d, cfg.kv_heads * hd))
+                L["wo"] = split(w(cfg.heads * hd, d), dim=0)
+            L["gate"] = split(w(d, cfg.ffn))
+            L["up"] = split(w(d, cfg.ffn))
+            L["down"] = split(w(cfg.ffn, d), dim=0)
             self.layers.append(L)
         self.final_norm = norm(d)
         self.lm_head = w(d, cfg.vocab)
