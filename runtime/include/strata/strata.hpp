@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -42,6 +43,17 @@ struct JobOptions {
     double round_timeout_s = 120;
     std::string on_round_timeout = "abort";
     std::string log_level = "info";  // trace, debug, info, warn, error, off
+    // Not an MPI job (workers launched by torch.distributed or the engine's own launcher): set
+    // agree_min, and this process's place: rank of world_size (laid out DP x CP x TP, TP
+    // fastest; pp must be 1 and remote "off") and local_rank (the GPU binding: local_rank % gpus).
+    // agree_min is the decision group's all-reduce: element-wise MIN of the values, in place, over
+    // every rank of this rank's replica (its tp * cp ranks: world ranks r / (tp * cp) alike); every
+    // rank calls it at the same points with the same length; a non-OK status fails the round. The
+    // Job then neither initialises nor uses MPI (mpi_comm is ignored); round_timeout_s does not
+    // apply (the engine's collective has its own timeouts).
+    std::function<Status(std::span<std::int64_t>)> agree_min;
+    int rank = 0, world_size = 1;
+    int local_rank = 0;
 };
 
 // Where this rank is in the Job's grid.
