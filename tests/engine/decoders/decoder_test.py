@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 
+import strata
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,6 @@ HOST_TOKENS = 256 * PAGE
 OWN_ROWS = 32 * PAGE
 PREFIX = 18 * PAGE  # >= 256 tokens: the storage tier prefetches only that much
 BRANCH = 10 * PAGE
-NO_PAGE = 0xFFFFFFFF
 
 
 def tokens_of(seed, n, vocab, prefix=()):
@@ -47,30 +47,27 @@ def expect(cond, what):
 
 
 def pages_of(pool):
-    return [None if p in (None, NO_PAGE) else int(p) for p in pool.pages]
+    return [None if p == strata.NO_PAGE else p for p in pool.pages]
 
 
 def slot_of(value):
-    return None if value in (None, NO_PAGE) else int(value)
+    return None if value == strata.NO_PAGE else value
 
 
 def tables_of(adm, mem):
-    """The request's Tables from Strata's admission (pools in the order they were declared)."""
-    pools = list(adm.pools)
-    t = Tables(kv_pages=pages_of(pools[0]))
-    i = 1
+    """The request's Tables from Strata's admission of its pools (strata_pools' names)."""
+    t = Tables(kv_pages=pages_of(adm.pool("kv")))
     if mem.window is not None:
-        t.window_pages = pages_of(pools[i])
-        i += 1
+        t.window_pages = pages_of(adm.pool("swa"))
     if mem.state is not None:
-        s = pools[i]
+        s = adm.pool("rec")
         t.state_slot = slot_of(s.state_slot)
         t.branch_state_slot = slot_of(s.branch_state_slot)
-        t.branch_pages = int(s.branch_pages) if t.branch_state_slot is not None else 0
+        t.branch_pages = s.branch_pages if t.branch_state_slot is not None else 0
     return t
 
 
-def strata_pools(strata, mem, cfg):
+def strata_pools(mem, cfg):
     pools = [strata.Pool("kv", "kv", layers=mem.full_layers, buffers=2, tensor=mem.kv,
                          tp="per_rank")]
     if mem.window is not None:
@@ -84,7 +81,7 @@ def strata_pools(strata, mem, cfg):
 
 
 class Server:
-    def __init__(self, strata, cfg, comm, storage_dir):
+    def __init__(self, cfg, comm, storage_dir):
         self.cfg = cfg
         self.comm = comm
         self.model = Decoder(cfg, comm)
@@ -92,7 +89,7 @@ class Server:
         self.own = Memory(cfg, comm.size, OWN_ROWS, 1)
         self.job = strata.Job(tp=comm.size, comm=comm.mpi, log_level="warn")
         self.cache = strata.Cache(self.job, model=f"decoder-{cfg.name}",
-                                  pools=strata_pools(strata, self.mem, cfg), page_size=PAGE,
+                                  pools=strata_pools(self.mem, cfg), page_size=PAGE,
                                   device_tokens=DEVICE_TOKENS, state_slots=STATE_SLOTS,
                                   host_tokens=HOST_TOKENS, storage_dir=storage_dir,
                                   backend="cpu")
@@ -223,10 +220,8 @@ def main():
     if args.phase == "hdf5":
         expect(os.path.isdir(args.storage) and os.listdir(args.storage),
                f"{args.storage} holds no files: run the tiers phase first")
-    import strata
-
     started = time.monotonic()
-    srv = Server(strata, CONFIGS[args.model], comm, args.storage)
+    srv = Server(CONFIGS[args.model], comm, args.storage)
     (run_tiers if args.phase == "tiers" else run_hdf5)(srv)
     srv.log(f"{args.model} {args.phase} tp{comm.size}: {srv.checked} requests bit-identical to "
             f"the own cache path, argmax equal to a recompute ({time.monotonic() - started:.1f} s)")
