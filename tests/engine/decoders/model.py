@@ -163,7 +163,8 @@ class Memory:
         self.rec_layers = cfg.layers_of("recurrent")
         kv_shape = (rows, self.kv_heads, cfg.head_dim)
         self.kv = torch.zeros(2, len(self.full_layers), *kv_shape)
-        self.window = torch.zeros(2, len(self.window_layers), *kv_shape) if self.window_layers else None
+        self.window = (torch.zeros(2, len(self.window_layers), *kv_shape)
+                       if self.window_layers else None)
         c = self.rec_heads * cfg.rec_head_dim
         self.conv_numel = (cfg.conv_kernel - 1) * 3 * c
         self.temporal_numel = self.rec_heads * cfg.rec_head_dim * cfg.rec_head_dim
@@ -295,28 +296,34 @@ class Decoder:
         """Computes tokens[start:end] (start a page boundary) over what mem holds before start,
         in chunks ending at page boundaries; returns their logits. The state slot is left with
         the state at the end of the last full page, the branch slot (if any) with the state at
-        the end of page branch_pages - 1."""
+        the end of page branch_pages - 1. wait(layer), if given, runs before each layer of the
+        first chunk (Strata's wait_layer). chunk: a multiple of PAGE; a full recompute passes
+        one chunk for the whole prompt (its state slot then keeps no page-end state)."""
         if start % PAGE:
             raise ValueError(f"prefill starts at {start}, not a page boundary")
         tokens = torch.as_tensor(tokens, dtype=torch.long)
         recurrent = bool(mem.rec_layers)
+        slot = tables.state_slot
+        branch = (tables.branch_pages * PAGE
+                  if recurrent and tables.branch_state_slot is not None else None)
         if recurrent and start == 0:
-            mem.state[0, :, tables.state_slot] = 0
+            mem.state[0, :, slot] = 0
         out = []
         s = start
         while s < end:
-            if recurrent and tables.branch_state_slot is not None and s == tables.branch_pages * PAGE:
-                mem.copy_state(tables.state_slot, tables.branch_state_slot)
+            if s == branch:
+                mem.copy_state(slot, tables.branch_state_slot)
             e = min(end, (s // chunk + 1) * chunk)
-            partial = e % PAGE != 0
-            if recurrent and partial:
-                saved = mem.state[0, :, tables.state_slot].clone()
-            positions = torch.arange(s, e)
-            out.append(self.forward_chunk(mem, tables, tokens[s:e], positions,
+            # A chunk that ends inside a page: its state is not kept (the slot keeps the state at
+            # the end of the last full page).
+            partial = recurrent and e % PAGE != 0
+            if partial:
+                saved = mem.state[0, :, slot].clone()
+            out.append(self.forward_chunk(mem, tables, tokens[s:e], torch.arange(s, e),
                                           wait if s == start else None))
-            if recurrent and partial:
-                mem.state[0, :, tables.state_slot] = saved
+            if partial:
+                mem.state[0, :, slot] = saved
             s = e
-        if recurrent and tables.branch_state_slot is not None and end == tables.branch_pages * PAGE:
-            mem.copy_state(tables.state_slot, tables.branch_state_slot)
+        if end == branch:
+            mem.copy_state(slot, tables.branch_state_slot)
         return torch.cat(out)
