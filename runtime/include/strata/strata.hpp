@@ -3,9 +3,10 @@
 // CUDA, UCX, HDF5, JSON, logging), so an engine needs nothing else to build against it.
 //
 // One Job per process does the set-up an engine should not repeat: MPI (initialised here, or the
-// engine's communicator adopted), the grid of TP x CP x PP x DP ranks, the remote tier's
-// transport. One Cache per model on each rank caches the KV of its pools: the engine's own
-// (declared with PoolDecl, over its tensors) or a built-in preset's. The engine's scheduler loop:
+// engine's communicator adopted; or none, for workers that are not an MPI job: agree_min), the grid
+// of TP x CP x PP x DP ranks, the remote tier's transport. One Cache per model on each rank caches
+// the KV of its pools: the engine's own (declared with PoolDecl, over its tensors) or a built-in
+// preset's. The engine's scheduler loop:
 //   step(); for each new request: admit(); launchLoads(); per layer: waitLayer(), compute;
 //   insert(); release();
 // The ranks of a replica (its TP x CP grid) call step(), launchLoads() and the other collective
@@ -67,8 +68,10 @@ struct RankPlace {
 
 class STRATA_API Job {
 public:
-    // Collective over the communicator. kInvalidArgument names a bad option (a grid that does
-    // not divide the ranks, an unknown remote mode); kNotSupported: remote "on" without UCX.
+    // Collective over the communicator (with agree_min: no communication). kInvalidArgument
+    // names a bad option (a grid that does not divide the ranks, an unknown remote mode, a rank
+    // outside world_size); kNotSupported: remote "on" without UCX, or pp > 1 or a remote tier
+    // with agree_min.
     static Result<std::unique_ptr<Job>> create(const JobOptions& options = {});
     ~Job();
     Job(const Job&) = delete;

@@ -306,8 +306,24 @@ class Cache:
                           f"None, not {type(stream).__name__}")
         return handle or None
 
-    def insert(self, request_id: int) -> None:
-        """The engine has written the request's KV: its new pages join the cache."""
+    def _synchronize(self, stream: Any) -> None:
+        import torch
+
+        if stream is None or hasattr(stream, "synchronize"):
+            (stream or torch.cuda.current_stream()).synchronize()
+        elif self._stream_handle(stream) is None:
+            torch.cuda.default_stream().synchronize()  # handle 0: the legacy default stream
+        else:
+            torch.cuda.ExternalStream(stream).synchronize()
+
+    def insert(self, request_id: int, stream: Any = None) -> None:
+        """The engine has written the request's KV: its new pages join the cache (and their
+        backups to the host tier start). With backend "cuda", `stream` (as in wait_layer; None:
+        torch's current stream) is synchronised first, so that the backups read what the
+        engine's kernels wrote: the C API takes no stream here. Pass stream=False when the
+        engine has synchronised its writes itself."""
+        if self._backend == "cuda" and stream is not False:
+            self._synchronize(stream)
         self._check(_capi.lib.strata_cache_insert(self._h(), _request_id(request_id)))
 
     def release(self, request_id: int) -> None:

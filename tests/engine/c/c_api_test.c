@@ -72,6 +72,9 @@ static void test_version_and_null_arguments(void) {
           strata_last_error());
     CHECK(strata_cache_match(NULL, NULL, 0, &cached) == STRATA_INVALID_ARGUMENT, "NULL cache");
     CHECK(strata_cache_stats_get(NULL, &stats) == STRATA_INVALID_ARGUMENT, "NULL cache");
+    CHECK(strata_cache_prefetch_settled(NULL, 1) == 0, "NULL cache");
+    CHECK(engine_contains(strata_last_error(), "strata_cache_prefetch_settled: cache is NULL"),
+          "%s", strata_last_error());
     CHECK(strata_cache_num_pools(NULL) == 0, "no pools of no cache");
     CHECK(engine_contains(strata_last_error(), "cache"), "%s", strata_last_error());
     strata_job_destroy(NULL);
@@ -213,6 +216,12 @@ int main(int argc, char** argv) {
     CHECK(strata_cache_admit(cache, 3, NULL, 10, 0, &admission, NULL) == STRATA_INVALID_ARGUMENT,
           "NULL tokens");
     CHECK(engine_contains(strata_last_error(), "tokens is NULL"), "%s", strata_last_error());
+    /* Admitted without page arrays (pools NULL), then dropped before insert. */
+    CHECK_OK(strata_cache_admit(cache, 99, first, FIRST_TOKENS, 0, &admission, NULL));
+    CHECK(admission.device_hit_tokens == FIRST_PAGES * ENGINE_PAGE, "device hit %zu",
+          admission.device_hit_tokens);
+    CHECK_OK(strata_cache_abort(cache, 99));
+    CHECK(strata_cache_abort(cache, 99) != STRATA_OK, "aborted twice");
 
     /* Two unrelated prompts push it off the device; it comes back from the host tier. */
     engine_tokens(2, OTHER_TOKENS, NULL, 0, other);
@@ -233,8 +242,9 @@ int main(int argc, char** argv) {
           "rounds %llu, loads %llu, evicted %llu, backups %llu", (unsigned long long)stats.rounds,
           (unsigned long long)stats.load_pages, (unsigned long long)stats.device_evicted_pages,
           (unsigned long long)stats.backup_pages);
-    CHECK(stats.prompt_tokens == 2 * FIRST_TOKENS + 2 * OTHER_TOKENS + BACK_TOKENS &&
-              stats.cached_tokens == 2 * FIRST_PAGES * ENGINE_PAGE,
+    /* first three times (requests 1, 2 and the aborted 99), the others once. */
+    CHECK(stats.prompt_tokens == 3 * FIRST_TOKENS + 2 * OTHER_TOKENS + BACK_TOKENS &&
+              stats.cached_tokens == 3 * FIRST_PAGES * ENGINE_PAGE,
           "prompt %llu, cached %llu", (unsigned long long)stats.prompt_tokens,
           (unsigned long long)stats.cached_tokens);
     CHECK(engine_padding_changed(&e) == 0, "bytes written outside the engine's rows");

@@ -8,6 +8,7 @@ pool (device_and_host_hits)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import List, Sequence
 
 import numpy as np
@@ -58,7 +59,8 @@ def _digests(tokens: Sequence[int]) -> np.ndarray:
     return d
 
 
-def _values(tokens: Sequence[int], positions: torch.Tensor, salt: int, width: int) -> np.ndarray:
+def row_values(tokens: Sequence[int], positions: torch.Tensor, salt: int,
+               width: int) -> np.ndarray:
     """[len(positions), width] values in [0, 256) of the rows of those positions."""
     pos = positions.numpy().astype(np.uint64)
     h = _digests(tokens)[positions.numpy()] ^ np.uint64(salt) ^ (pos << np.uint64(8))
@@ -69,13 +71,15 @@ def _values(tokens: Sequence[int], positions: torch.Tensor, salt: int, width: in
 class Engine:
     """The engine's memory and what it writes and checks there."""
 
-    def __init__(self, shard: int = 0, rows: int = DEVICE_TOKENS, pad_rows: int = 5):
-        self.shard, self.rows = shard, rows
+    def __init__(self, shard: int = 0, rows: int = DEVICE_TOKENS, pad_rows: int = 5,
+                 device: str = "cpu"):
+        self.shard, self.rows, self.device = shard, rows, torch.device(device)
         # K/V: (buffers, layers, rows, heads, dim), rows padded between layers.
         self.kv_block = torch.full((2, LAYERS, rows + pad_rows, HEADS, DIM), float(PAD),
-                                   dtype=torch.bfloat16)
+                                   dtype=torch.bfloat16, device=self.device)
         self.kv = self.kv_block[:, :, :rows]
-        self.idx = [torch.full((rows, IDX_BYTES), PAD, dtype=torch.uint8) for _ in IDX_LAYERS]
+        self.idx = [torch.full((rows, IDX_BYTES), PAD, dtype=torch.uint8, device=self.device)
+                    for _ in IDX_LAYERS]
 
     def pools(self) -> List[strata.Pool]:
         return [
@@ -89,11 +93,11 @@ class Engine:
         for b in range(2):
             for layer in range(LAYERS):
                 salt = (1 << 56) | (b << 48) | (layer << 40) | self.shard
-                v = _values(tokens, positions, salt, HEADS * DIM) - 128
+                v = row_values(tokens, positions, salt, HEADS * DIM) - 128
                 kv[b, layer] = torch.from_numpy(v).view(-1, HEADS, DIM).to(torch.bfloat16)
-        idx = [torch.from_numpy(_values(tokens, positions, (2 << 56) | (layer << 40),
+        idx = [torch.from_numpy(row_values(tokens, positions, (2 << 56) | (layer << 40),
                                         IDX_BYTES)).to(torch.uint8) for layer in IDX_LAYERS]
-        return kv, idx
+        return kv.to(self.device), [t.to(self.device) for t in idx]
 
     def write(self, a: strata.Admission, tokens: Sequence[int], start: int, end: int) -> None:
         """Computes the rows of positions [start, end) into the pools (the model's forward)."""
@@ -101,9 +105,9 @@ class Engine:
             return
         positions = torch.arange(start, end)
         kv, idx = self._expected(tokens, positions)
-        slots = a.pool("kv").slots(start, end)
+        slots = a.pool("kv").slots(start, end, self.device)
         self.kv[:, :, slots] = kv
-        idx_slots = a.pool("idx").slots(start, end)
+        idx_slots = a.pool("idx").slots(start, end, self.device)
         for t, want in zip(self.idx, idx):
             t[idx_slots] = want
 
@@ -113,9 +117,9 @@ class Engine:
             return
         positions = torch.arange(0, end)
         kv, idx = self._expected(tokens, positions)
-        got = self.kv[:, :, a.pool("kv").slots(0, end)]
+        got = self.kv[:, :, a.pool("kv").slots(0, end, self.device)]
         assert torch.equal(got, kv), f"request {a.request_id}: K/V rows differ"
-        idx_slots = a.pool("idx").slots(0, end)
+        idx_slots = a.pool("idx").slots(0, end, self.device)
         for layer, t, want in zip(IDX_LAYERS, self.idx, idx):
             assert torch.equal(t[idx_slots], want), \
                 f"request {a.request_id}: indexer rows of layer {layer} differ"
@@ -125,16 +129,19 @@ class Engine:
         return torch.equal(pad, torch.full_like(pad, float(PAD)))
 
 
-def serve(cache: strata.Cache, engine: Engine, rid: int, tokens: Sequence[int]) -> strata.Admission:
-    """One request through the scheduler loop; every reused row is checked."""
+def serve(cache: strata.Cache, engine: Engine, rid: int, tokens: Sequence[int],
+          stream=None) -> strata.Admission:
+    """One request through the scheduler loop; every reused row is checked. With a CUDA stream,
+    the loads are waited for and the rows read and written on it."""
     cache.step()
     a = cache.admit(rid, tokens)
     cache.launch_loads()
-    for layer in range(LAYERS):
-        cache.wait_layer(rid, layer)
-    engine.check(a, tokens, a.cached_tokens)
-    engine.write(a, tokens, a.cached_tokens, len(tokens))
-    cache.insert(rid)
+    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        for layer in range(LAYERS):
+            cache.wait_layer(rid, layer, stream)
+        engine.check(a, tokens, a.cached_tokens)
+        engine.write(a, tokens, a.cached_tokens, len(tokens))
+        cache.insert(rid)  # with backend "cuda": after the current stream's writes
     cache.release(rid)
     return a
 
@@ -146,21 +153,22 @@ FIRST = tokens_of(1, FIRST_PAGES * PAGE + 3)
 BRANCH = tokens_of(4, (FIRST_PAGES + 2) * PAGE, FIRST)  # shares FIRST's full pages
 
 
-def device_and_host_hits(cache: strata.Cache, engine: Engine) -> List[strata.Admission]:
+def device_and_host_hits(cache: strata.Cache, engine: Engine,
+                         stream=None) -> List[strata.Admission]:
     """FIRST; FIRST again (a device hit, tokens as a tensor); two unrelated prompts of 20 pages
     each, which push FIRST off the device pool; BRANCH (a host hit, tokens as a tuple)."""
-    first = serve(cache, engine, 1, FIRST)
+    first = serve(cache, engine, 1, FIRST, stream)
     assert (first.prompt_tokens, first.cached_tokens) == (len(FIRST), 0), first
     assert len(first.pages) == FIRST_PAGES + 1 and len(first.pool("idx").pages) == FIRST_PAGES + 1
     cache.drain()
     assert cache.match(np.array(FIRST, dtype=np.int64)) == FIRST_PAGES * PAGE
-    again = serve(cache, engine, 2, torch.tensor(FIRST))
+    again = serve(cache, engine, 2, torch.tensor(FIRST), stream)
     assert again.device_hit_tokens == FIRST_PAGES * PAGE, again
     assert again.cached_tokens == FIRST_PAGES * PAGE, again
     for rid, seed in ((3, 2), (4, 3)):  # drained: pages still being backed up stay on the device
-        serve(cache, engine, rid, tokens_of(seed, 20 * PAGE))
+        serve(cache, engine, rid, tokens_of(seed, 20 * PAGE), stream)
         cache.drain()
-    back = serve(cache, engine, 5, tuple(BRANCH))
+    back = serve(cache, engine, 5, tuple(BRANCH), stream)
     assert back.host_hit_tokens == FIRST_PAGES * PAGE and back.device_hit_tokens == 0, back
     assert back.storage_hit_tokens == 0 and back.cached_tokens == FIRST_PAGES * PAGE, back
     cache.drain()
