@@ -96,6 +96,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+# -- the kv pool: (K/V, layer, token slot, kv head, dim) ----------------------------------------
+
+
+def store_layer(pool: Any, layer: int, slots: Any, k: Any, v: Any) -> None:
+    """Layer `layer`'s K and V of one request ((1, kv heads, tokens, dim), transformers' layout)
+    into the pool's rows `slots`."""
+    for b, t in ((0, k), (1, v)):
+        pool[b, layer].index_copy_(0, slots, t[0].permute(1, 0, 2).contiguous())
+
+
+def gather_layer(pool: Any, buffer: int, layer: int, slots: Any) -> Any:
+    """The rows `slots` of one buffer and layer in transformers' layout (1, kv heads, tokens,
+    dim), contiguous, in one pass: index_select over the (heads, rows, dim) view."""
+    return pool[buffer, layer].permute(1, 0, 2).index_select(1, slots).unsqueeze(0)
+
+
 # -- the model and its cache (transformers) ---------------------------------------------------
 
 
@@ -225,10 +241,6 @@ class Bench:
         h = self.torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=self.cuda)
         return h.copy_(t)
 
-    def gather(self, buffer: int, layer: int, slots: Any) -> Any:
-        # (rows, heads, dim) -> (heads, rows, dim) view -> the request's rows, contiguous.
-        return self.pool[buffer, layer].permute(1, 0, 2).index_select(1, slots).unsqueeze(0)
-
     def strata_run(self, cache: Any, rid: int, prompt: List[int], prefix_len: int,
                    ids: Any, prefix: Prefix) -> Any:
         """Admit, launch the loads, and compute the suffix over them: (logits, admission)."""
@@ -238,7 +250,7 @@ class Bench:
 
         def provide(i: int) -> Any:
             cache.wait_layer(rid, i)  # CUDA: enqueued on torch's current stream
-            return self.gather(0, i, slots), self.gather(1, i, slots)
+            return gather_layer(self.pool, 0, i, slots), gather_layer(self.pool, 1, i, slots)
 
         return prefix.run(ids, provide), adm
 
@@ -313,8 +325,7 @@ class Bench:
                 raise hf.HelperError(f"a fresh prefix of {P} tokens hit {adm.cached_tokens}")
             slots = hf.slots_of(adm.pools[0].pages, self.page, 0, P, dev, "kv")
             for i, (k, v) in enumerate(ref_kv):
-                self.pool[0, i].index_copy_(0, slots, k[0].permute(1, 0, 2).contiguous())
-                self.pool[1, i].index_copy_(0, slots, v[0].permute(1, 0, 2).contiguous())
+                store_layer(self.pool, i, slots, k, v)
             hf.synchronize(dev)  # Strata's backup stream reads what torch's stream wrote
             cache.insert(rid)
             cache.release(rid)
