@@ -58,7 +58,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prefixes", help="prefix lengths in tokens, comma-separated, each a "
                    "multiple of the page size (default 4096,16384,32768; --quick 1024,4096; "
-                   "cpu 128,256)")
+                   "cpu 256,512)")
     p.add_argument("--suffix", type=int, help="suffix tokens (default 256; cpu 32)")
     p.add_argument("--reps", type=int, help="timed repetitions per case (default 3; --quick 2)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
@@ -74,7 +74,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     cpu = args.device == "cpu"
     args.shape = "tiny" if cpu else ("quick" if args.quick else "llama3-8b")
-    default_prefixes = "128,256" if cpu else ("1024,4096" if args.quick else "4096,16384,32768")
+    default_prefixes = "256,512" if cpu else ("1024,4096" if args.quick else "4096,16384,32768")
     try:
         args.prefixes = [int(x) for x in (args.prefixes or default_prefixes).split(",")]
     except ValueError:
@@ -418,6 +418,7 @@ class Bench:
                         lambda: self.strata_run(cache, rid, prompt_list, P, sfx, prefix), dev)
                     hits.append((adm.cached_tokens, adm.storage_hit_tokens))
                     cache.release(rid)
+                    cache.drain()
                     if rep >= args.warmup:
                         reads.append(read_ms)
                         rests.append(rest_ms)

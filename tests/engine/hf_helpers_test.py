@@ -204,7 +204,7 @@ a = ttft.parse_args([])
 check(a.prefixes == [4096, 16384, 32768] and a.suffix == 256 and a.reps == 3 and
       a.shape == "llama3-8b", "ttft defaults")
 a = ttft.parse_args(["--device", "cpu"])
-check(a.shape == "tiny" and a.prefixes == [128, 256] and a.suffix == 32, "ttft cpu defaults")
+check(a.shape == "tiny" and a.prefixes == [256, 512] and a.suffix == 32, "ttft cpu defaults")
 a = ttft.parse_args(["--quick", "--prefixes", "512,1024"])
 check(a.shape == "quick" and a.prefixes == [512, 1024] and a.reps == 2, "ttft quick")
 for bad_args in (["--prefixes", "100"], ["--prefixes", "4k"], ["--reps", "0"]):
