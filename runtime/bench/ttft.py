@@ -71,6 +71,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--storage-dir", help="the HDF5 tier's directory (default: a temporary one, "
                    "removed at the end); its old files are removed first")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-init", choices=["assign", "update"], default="assign",
+                   help="how a DynamicCache is made to look prefix-long before the hooks fill "
+                   "it: assign a zero-stride placeholder to each layer (no copy; falls back to "
+                   "update when the cache then reports another length), or update each layer "
+                   "with it (a copy of the placeholder, as transformers itself would)")
     args = p.parse_args(argv)
     cpu = args.device == "cpu"
     args.shape = "tiny" if cpu else ("quick" if args.quick else "llama3-8b")
@@ -137,14 +142,14 @@ class Prefix:
     placeholder of P tokens, so positions and masks are right) and whose layer i gets its real
     K/V from provide(i) in a forward pre-hook of decoder layer i, just before it runs."""
 
-    def __init__(self, tf: Any, model: Any, prefix_len: int):
+    def __init__(self, tf: Any, model: Any, prefix_len: int, init_mode: str = "assign"):
         self.tf, self.model, self.prefix_len = tf, model, prefix_len
         cfg = model.config
         self.layers = cfg.num_hidden_layers
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // \
             cfg.num_attention_heads
-        self.init_mode = "assign"
+        self.init_mode = init_mode
 
     def new_cache(self) -> Any:
         import torch
@@ -272,7 +277,7 @@ class Bench:
             ref_kv = [(ref.layers[i].keys, ref.layers[i].values) for i in range(self.layers)]
             own = self.model(input_ids=sfx, past_key_values=copy.deepcopy(ref), use_cache=True,
                              logits_to_keep=1).logits[0, -1]
-            prefix = Prefix(self.tf, self.model, P)
+            prefix = Prefix(self.tf, self.model, P, self.args.cache_init)
 
             t_re, recompute = hf.repeat_ms(lambda: self.model(
                 input_ids=full, use_cache=False, logits_to_keep=1).logits[0, -1], dev, reps, warm)
@@ -402,7 +407,7 @@ class Bench:
         prompt = self.prompts[P]
         sfx = prompt[P:].to(dev)[None]
         prompt_list = prompt.tolist()
-        prefix = Prefix(self.tf, self.model, P)
+        prefix = Prefix(self.tf, self.model, P, self.args.cache_init)
         reads, rests, totals, dropped, hits = [], [], [], [], []
         logits = None
         with torch.no_grad():

@@ -277,13 +277,23 @@ def slots_of(pages: Sequence[int], page_size: int, first: int, end: int, device:
 
 
 def _tensor_attrs(obj: Any) -> List[Tuple[str, Any]]:
+    """The object's non-empty tensor attributes, and the tensors in its list attributes (as
+    "name[i]": transformers 5's linear-attention layers keep conv_states = [tensor, ...])."""
     import torch  # noqa: PLC0415
 
     seen, out = set(), []
-    for name, value in vars(obj).items():
+
+    def add(name: str, value: Any) -> None:
         if isinstance(value, torch.Tensor) and value.numel() > 0 and id(value) not in seen:
             seen.add(id(value))
             out.append((name, value))
+
+    for name, value in vars(obj).items():
+        if isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                add(f"{name}[{i}]", v)
+        else:
+            add(name, value)
     return out
 
 

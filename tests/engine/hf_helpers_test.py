@@ -101,7 +101,8 @@ class Layer:
 
 P, W = 24, 7  # prefix tokens; a window layer keeps the last 7
 ref = types.SimpleNamespace(layers=[
-    Layer(recurrent_states=rand(1, 2, 4, 4, dtype=torch.float32), conv_states=rand(1, 6, 3)),
+    Layer(recurrent_states=[rand(1, 2, 4, 4, dtype=torch.float32)], conv_states=[rand(1, 6, 3)],
+          has_previous_state=[True]),
     Layer(keys=rand(1, 2, W, 8), values=rand(1, 2, W, 8)),
     Layer(keys=rand(1, 2, P, 8), values=rand(1, 2, P, 8)),
     Layer(keys=rand(1, 2, P, 8), values=rand(1, 2, P, 8), empty=torch.zeros(0)),
@@ -109,7 +110,8 @@ ref = types.SimpleNamespace(layers=[
 cfg = types.SimpleNamespace(layer_types=["linear_attention", "sliding_attention",
                                          "full_attention", "full_attention"], sliding_window=8)
 tensors = hf.cache_layer_tensors(ref, 4)
-check([n for n, _ in tensors[0]] == ["conv_states", "recurrent_states"], "conv state first")
+check([n for n, _ in tensors[0]] == ["conv_states[0]", "recurrent_states[0]"],
+      "conv state first, tensors in list attributes")
 check([n for n, _ in tensors[3]] == ["keys", "values"], "empty tensors left out")
 expect_error(lambda: hf.cache_layer_tensors(ref, 5), ["4 layers", "5"], "layer count")
 # Older hybrid caches: per-layer lists.
@@ -159,8 +161,8 @@ dest = hf.poisoned_copy(ref)
 dt = hf.cache_layer_tensors(dest, 4)
 check(all(bool(torch.isnan(t.float()).all()) for layer in dt for _, t in layer),
       "poisoned copy is all NaN")
-check(dest.layers[1].cumulative_length == 0 and dest.layers[0] is not ref.layers[0],
-      "poisoned copy keeps metadata, shares nothing")
+check(dest.layers[1].cumulative_length == 0 and dest.layers[0].has_previous_state == [True] and
+      dest.layers[0] is not ref.layers[0], "poisoned copy keeps metadata, shares nothing")
 for e in plan:
     pools.read_layer(later, e, dt, P)
 check(all(torch.equal(a, b) for la, lb in zip(tensors, dt) for (_, a), (_, b) in zip(la, lb)),
