@@ -273,7 +273,8 @@ class Bench:
                                  "kv_bytes": 2 * self.layers * P * self.kv_heads *
                                  self.head_dim * self.pool.element_size()}
         with torch.no_grad():
-            ref = self.model(input_ids=full[:, :P], use_cache=True).past_key_values
+            ref = self.model(input_ids=full[:, :P], use_cache=True,
+                             logits_to_keep=1).past_key_values
             ref_kv = [(ref.layers[i].keys, ref.layers[i].values) for i in range(self.layers)]
             own = self.model(input_ids=sfx, past_key_values=copy.deepcopy(ref), use_cache=True,
                              logits_to_keep=1).logits[0, -1]
@@ -335,7 +336,7 @@ class Bench:
             cache.insert(rid)
             cache.release(rid)
             cache.drain()
-            del ref, ref_kv
+            ref = ref_kv = None  # free the prefill's cache (the closures above are done)
             pending: List[int] = []
             evicted: List[int] = []
             admissions: List[Any] = []
@@ -356,7 +357,7 @@ class Bench:
             while pending:
                 cache.release(pending.pop())
             cache.step()
-            del host, dst
+            host = dst = None
 
         bad_hits = [(a.cached_tokens, a.host_hit_tokens) for a in admissions
                     if a.cached_tokens != P or a.host_hit_tokens != P]
