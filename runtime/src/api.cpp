@@ -5,6 +5,7 @@
 
 #include "strata/config.h"
 
+#include "strata/comm/callback_decision_group.h"
 #include "strata/comm/grid.h"
 #include "strata/comm/mpi_comm.h"
 #include "strata/comm/mpi_context.h"
@@ -23,7 +24,7 @@ struct Job::Impl {
     std::optional<comm::MpiContext> mpi;  // set when the Job initialised MPI
     comm::MpiComm world;
     std::unique_ptr<comm::Grid> grid;
-    std::unique_ptr<comm::MpiDecisionGroup> group;
+    std::unique_ptr<comm::DecisionGroup> group;  // over MPI, or the engine's agree_min
     std::shared_ptr<comm::ucx::UcxTransport> transport;
     RankPlace place;
 
@@ -63,7 +64,53 @@ Status checkJobOptions(const JobOptions& o) {
                             "off",
                             o.log_level);
     }
-    return comm::parseRoundTimeoutAction(o.on_round_timeout).status();
+    STRATA_RETURN_IF_ERROR(comm::parseRoundTimeoutAction(o.on_round_timeout).status());
+    if (o.agree_min) {
+        if (o.pp != 1) {
+            return STRATA_ERROR(StatusCode::kNotSupported,
+                                "job: pp {} with agree_min (not an MPI job): pipeline stages "
+                                "need MPI; use pp 1",
+                                o.pp);
+        }
+        if (o.remote != "off") {
+            return STRATA_ERROR(StatusCode::kNotSupported,
+                                "job: remote '{}' with agree_min (not an MPI job): the remote "
+                                "tier needs MPI; use remote 'off'",
+                                o.remote);
+        }
+        if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "job: rank {} is outside a world of {} ranks (agree_min)", o.rank,
+                                o.world_size);
+        }
+        if (o.local_rank < 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "job: local_rank {} is negative",
+                                o.local_rank);
+        }
+    }
+    return Status::ok();
+}
+
+// Not an MPI job: the place from rank, world_size, tp and cp, the group over agree_min.
+Result<std::unique_ptr<Job::Impl>> callbackJob(const JobOptions& o) {
+    STRATA_ASSIGN_OR_RETURN(comm::GridCoords c,
+                            comm::gridCoords(o.rank, o.world_size, {o.tp, o.cp, 1}));
+    auto impl = std::make_unique<Job::Impl>();
+    impl->group =
+        std::make_unique<comm::CallbackDecisionGroup>(o.agree_min, c.decision_rank, o.tp * o.cp);
+    impl->place = {.world_rank = o.rank,
+                   .world_size = o.world_size,
+                   .tp_rank = c.tp_rank,
+                   .tp_size = o.tp,
+                   .cp_rank = c.cp_rank,
+                   .cp_size = o.cp,
+                   .pp_rank = 0,
+                   .pp_size = 1,
+                   .dp_rank = c.dp_rank,
+                   .dp_size = c.dp_size,
+                   .local_rank = o.local_rank,
+                   .device = o.gpus > 0 ? o.local_rank % o.gpus : -1};
+    return impl;
 }
 
 }  // namespace
@@ -76,6 +123,13 @@ bool Job::remote() const noexcept { return impl_->transport != nullptr; }
 
 Result<std::unique_ptr<Job>> Job::create(const JobOptions& options) {
     STRATA_RETURN_IF_ERROR(checkJobOptions(options));
+    spdlog::level::level_enum level;
+    if (core::parseLogLevel(options.log_level, &level)) core::setLogLevel(level);
+    if (options.agree_min) {
+        STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Impl> impl, callbackJob(options));
+        core::setLogRank(options.rank);
+        return std::unique_ptr<Job>(new Job(std::move(impl)));
+    }
     auto impl = std::make_unique<Impl>();
     if (!comm::MpiContext::isActive()) {
         STRATA_ASSIGN_OR_RETURN(comm::MpiContext ctx, comm::MpiContext::create());
@@ -86,8 +140,6 @@ Result<std::unique_ptr<Job>> Job::create(const JobOptions& options) {
     } else {
         STRATA_ASSIGN_OR_RETURN(impl->world, comm::MpiComm::fromFortran(options.mpi_comm));
     }
-    spdlog::level::level_enum level;
-    if (core::parseLogLevel(options.log_level, &level)) core::setLogLevel(level);
     core::setLogRank(impl->world.rank());
     STRATA_ASSIGN_OR_RETURN(
         comm::Grid grid,

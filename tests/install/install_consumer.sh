@@ -3,7 +3,9 @@
 # then moved elsewhere (the tree is relocatable); the files the package promises; libstrata's
 # soname and exported symbols (only Strata's public API); each public header compiles alone; and a
 # small engine (consumer/) built against it twice, through find_package(Strata) and through
-# pkg-config, runs a Job and a Cache over its own pool. Usage: install_consumer.sh BUILD SOURCE WORK
+# pkg-config, runs a Job and a Cache over its own pool; and the same engine in C (main_c.c, C11,
+# through pkg-config) over the C API, whose functions libstrata exports; and the Python package,
+# imported from the moved tree. Usage: install_consumer.sh BUILD SOURCE WORK
 set -euo pipefail
 build=$1 source=$2 work=$3
 rm -rf "$work"
@@ -37,6 +39,10 @@ bad=$(grep -E '^ *strata::(core|kernels|pools|io|comm|controller|runtime|app)::'
 for sym in 'strata::Job::create' 'strata::Cache::create' 'strata::Cache::admit' 'strata::version()'; do
     grep -qF "$sym" <<< "$exported" || fail "$sym is not exported"
 done
+# The C API's functions, by their C names.
+for sym in strata_job_create strata_cache_admit strata_version; do
+    grep -qE "^${sym}(@+STRATA_[0-9]+)?$" <<< "$exported" || fail "$sym (the C API) is not exported"
+done
 
 # Each installed header compiles on its own, and includes only the standard library and the other
 # installed headers (no MPI, CUDA, UCX, HDF5, JSON or logging header).
@@ -69,4 +75,21 @@ flags=$(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags --libs strata)
 c++ -std=c++20 -O1 "$source/tests/install/consumer/main.cpp" -o "$work/consumer-pc" $flags \
     -Wl,-rpath,"$p/lib" || fail "pkg-config build failed (flags: $flags)"
 "$work/consumer-pc"
+
+# The same engine in C, over the C API, through pkg-config.
+cc -std=c11 -pedantic -Wall -Werror -O1 "$source/tests/install/consumer/main_c.c" \
+    -o "$work/consumer-c" $flags -Wl,-rpath,"$p/lib" || fail "C consumer build failed (flags: $flags)"
+"$work/consumer-c"
+
+# The Python package (runtime/python): in Debian's layout under the moved prefix, importable by
+# Debian's python3 with only PYTHONPATH set, loading the prefix's own libstrata, of its version.
+py=$p/lib/python3/dist-packages
+[ -f "$py/strata/__init__.py" ] || fail "missing lib/python3/dist-packages/strata"
+want=$(sed -n 's/^#define STRATA_VERSION "\(.*\)"$/\1/p' "$p/include/strata/version.h")
+got=$(cd "$work" && env -u STRATA_LIBRARY PYTHONPATH="$py" /usr/bin/python3 -c \
+    'import os, strata; print(strata.__version__, os.path.realpath(strata.library_path()))') ||
+    fail "python3 -c 'import strata' failed in the moved tree"
+[ "$got" = "$want $(realpath "$p/lib/$soname")" ] ||
+    fail "import strata: '$got', not version $want from $p/lib/$soname"
+
 echo "install_consumer: ok ($soname, $(wc -l <<< "$exported") exported symbols)"

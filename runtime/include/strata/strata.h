@@ -9,8 +9,11 @@
  *   strata_cache_insert(); strata_cache_release();
  * The ranks of a replica (its TP x CP grid) call step, launch_loads and the other collective
  * points together; every rank of a job creates its caches in the same order.
- * Structs with an _init function are filled with defaults by it first: set only what differs.
+ * Structs with an _init function are filled with defaults by it first: set only what differs
+ * (a string field left NULL takes its default, except a pool's name and the cache's model).
  * Strings passed in are copied; strings and arrays handed out live as long as their handle.
+ * A NULL handle or a NULL pointer argument is STRATA_INVALID_ARGUMENT naming the argument; no
+ * C++ exception leaves a call (out of memory is STRATA_RESOURCE_EXHAUSTED).
  * Thread-safety: a job and its caches are used from one thread; strata_last_error() is per
  * thread. */
 #ifndef STRATA_STRATA_H
@@ -53,8 +56,11 @@ typedef struct strata_cache strata_cache;
 
 /* For engines whose workers are not an MPI job (torch.distributed processes): the decision
  * group's all-reduce. Element-wise MIN of values[0..count) over every rank of the caller's
- * replica (its TP x CP grid), in place; every rank calls it with the same count. Returns 0 on
- * success, anything else fails the round. */
+ * replica (its TP x CP grid: the world ranks r with the same r / (tp * cp)), in place; every
+ * rank calls it at the same points with the same count (Strata also builds its barriers and
+ * consistency checks from it). Called on the thread that calls Strata, from inside
+ * strata_cache_create, step and the other collective calls. Returns 0 on success, anything else
+ * fails the round (STRATA_UNAVAILABLE naming the code). */
 typedef int (*strata_agree_min_fn)(int64_t* values, size_t count, void* user);
 
 typedef struct strata_job_options {
@@ -68,8 +74,9 @@ typedef struct strata_job_options {
     const char* on_round_timeout; /* "abort" (default) or "warn" */
     const char* log_level;        /* "info"; trace, debug, info, warn, error, off */
     /* Not an MPI job: agree_min set, and this process's place in the world (rank of
-     * world_size, laid out DP x CP x TP with TP fastest; pp must be 1, remote "off"). MPI is
-     * then not used for the decision group. */
+     * world_size, laid out DP x CP x TP with TP fastest; pp must be 1 and remote "off", else
+     * STRATA_NOT_SUPPORTED). The job then neither initialises nor uses MPI (mpi_comm is
+     * ignored), and round_timeout_s does not apply (the engine's collective has its own). */
     strata_agree_min_fn agree_min;
     void* agree_min_user;
     int rank, world_size;
@@ -85,7 +92,8 @@ typedef struct strata_rank_place {
     int device; /* -1: none */
 } strata_rank_place;
 
-/* Collective over the communicator (or the agree_min group). */
+/* Collective over the communicator (with agree_min: nothing collective). On failure *job is
+ * NULL. */
 STRATA_API strata_status strata_job_create(const strata_job_options* options, strata_job** job);
 /* Destroys the job; NULL is ignored. A job with live caches goes when its last cache does. */
 STRATA_API void strata_job_destroy(strata_job* job);
@@ -145,11 +153,13 @@ typedef struct strata_cache_config {
 
 STRATA_API void strata_cache_config_init(strata_cache_config* config);
 
-/* Collective over the job's replica. */
+/* Collective over the job's replica. On failure *cache is NULL; a bad pool declaration is
+ * STRATA_INVALID_ARGUMENT whose message names the pool and the field. */
 STRATA_API strata_status strata_cache_create(strata_job* job, const strata_cache_config* config,
                                              strata_cache** cache);
 STRATA_API void strata_cache_destroy(strata_cache* cache); /* NULL is ignored */
 
+/* 0 for a NULL cache. */
 STRATA_API uint32_t strata_cache_page_size(const strata_cache* cache);
 STRATA_API size_t strata_cache_num_pools(const strata_cache* cache);
 
@@ -198,9 +208,15 @@ STRATA_API strata_status strata_cache_admit(strata_cache* cache, strata_request_
                                             const int32_t* tokens, size_t num_tokens,
                                             uint32_t priority, strata_admission* admission,
                                             strata_admission_pool* pools);
+/* Starts looking the prompt up in the storage (HDF5) tier, and fetching what it holds into the
+ * host tier; the storage tier is read only this way. Started when the prompt's full pages
+ * (its last token excluded) past what the device and host tiers hold make 256 tokens or more;
+ * it settles over the next steps (strata_cache_prefetch_settled), then
+ * admit finds the pages (storage_hit_tokens). A no-op without storage_dir. */
 STRATA_API strata_status strata_cache_prefetch(strata_cache* cache, strata_request_id id,
                                                const int32_t* tokens, size_t num_tokens);
-/* 1 when the request's prefetch has settled (or none was started), 0 otherwise. */
+/* 1 when the request's prefetch has settled (or none was started), 0 otherwise (and for a NULL
+ * cache). */
 STRATA_API int strata_cache_prefetch_settled(const strata_cache* cache, strata_request_id id);
 STRATA_API strata_status strata_cache_launch_loads(strata_cache* cache);
 /* Until model layer `layer` (of this stage) of the request's loads is on the

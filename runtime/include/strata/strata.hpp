@@ -3,9 +3,10 @@
 // CUDA, UCX, HDF5, JSON, logging), so an engine needs nothing else to build against it.
 //
 // One Job per process does the set-up an engine should not repeat: MPI (initialised here, or the
-// engine's communicator adopted), the grid of TP x CP x PP x DP ranks, the remote tier's
-// transport. One Cache per model on each rank caches the KV of its pools: the engine's own
-// (declared with PoolDecl, over its tensors) or a built-in preset's. The engine's scheduler loop:
+// engine's communicator adopted; or none, for workers that are not an MPI job: agree_min), the grid
+// of TP x CP x PP x DP ranks, the remote tier's transport. One Cache per model on each rank caches
+// the KV of its pools: the engine's own (declared with PoolDecl, over its tensors) or a built-in
+// preset's. The engine's scheduler loop:
 //   step(); for each new request: admit(); launchLoads(); per layer: waitLayer(), compute;
 //   insert(); release();
 // The ranks of a replica (its TP x CP grid) call step(), launchLoads() and the other collective
@@ -15,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -42,6 +44,17 @@ struct JobOptions {
     double round_timeout_s = 120;
     std::string on_round_timeout = "abort";
     std::string log_level = "info";  // trace, debug, info, warn, error, off
+    // Not an MPI job (workers launched by torch.distributed or the engine's own launcher): set
+    // agree_min, and this process's place: rank of world_size (laid out DP x CP x TP, TP
+    // fastest; pp must be 1 and remote "off") and local_rank (the GPU binding: local_rank % gpus).
+    // agree_min is the decision group's all-reduce: element-wise MIN of the values, in place, over
+    // every rank of this rank's replica (its tp * cp ranks: world ranks r / (tp * cp) alike); every
+    // rank calls it at the same points with the same length; a non-OK status fails the round. The
+    // Job then neither initialises nor uses MPI (mpi_comm is ignored); round_timeout_s does not
+    // apply (the engine's collective has its own timeouts).
+    std::function<Status(std::span<std::int64_t>)> agree_min;
+    int rank = 0, world_size = 1;
+    int local_rank = 0;
 };
 
 // Where this rank is in the Job's grid.
@@ -55,8 +68,10 @@ struct RankPlace {
 
 class STRATA_API Job {
 public:
-    // Collective over the communicator. kInvalidArgument names a bad option (a grid that does
-    // not divide the ranks, an unknown remote mode); kNotSupported: remote "on" without UCX.
+    // Collective over the communicator (with agree_min: no communication). kInvalidArgument
+    // names a bad option (a grid that does not divide the ranks, an unknown remote mode, a rank
+    // outside world_size); kNotSupported: remote "on" without UCX, or pp > 1 or a remote tier
+    // with agree_min.
     static Result<std::unique_ptr<Job>> create(const JobOptions& options = {});
     ~Job();
     Job(const Job&) = delete;

@@ -1,7 +1,8 @@
 // DecisionGroup: the ranks of one model replica that must take identical cache decisions (the
 // TP x CP grid, with PP stages chained). The controller agrees on everything that completes
 // asynchronously through one agree() per round. Implementations: LocalDecisionGroup (one rank, no
-// MPI, here), an MPI one (mpi_decision_group.h) and an in-process one for tests (tests/support).
+// MPI, here), an MPI one (mpi_decision_group.h), one over an engine's all-reduce callback
+// (callback_decision_group.h) and an in-process one for tests (tests/support).
 // Every collective may fail with kTimeout (the round watchdog, round_watchdog.h, in abort mode):
 // the group is then unusable and the caller must end the job.
 // Thread-safety: one thread (the scheduler loop) calls it; every rank must make the same calls in
