@@ -290,6 +290,42 @@ class PoolSet:
             d.copy_(s)
 
 
+    def store(self, cache: Any, rid: int, tokens: List[int], plan: List[Dict],
+              prefix: int) -> None:
+        """The prefix's cache (plan) into Strata as request rid of the prefix's tokens: admit,
+        the rows at its slots, insert (after the device has written them), release, drain."""
+        adm = cache.admit(rid, tokens)
+        if adm.cached_tokens:
+            cache.release(rid)
+            raise hf.HelperError(f"a fresh prefix hit {adm.cached_tokens} tokens")
+        self.write(adm, plan, prefix)
+        hf.synchronize(self.device)  # Strata's backups read what torch's stream wrote
+        cache.insert(rid)
+        cache.release(rid)
+        cache.drain()
+
+    def reload(self, cache: Any, rid: int, tokens: List[int], plan: List[Dict], like: Any,
+               prefix: int, L: int) -> Tuple[Any, Dict[str, int]]:
+        """Admits a prompt that starts with the stored prefix and writes Strata's rows of it,
+        layer by layer after each wait_layer, into a poisoned copy of the cache object `like`;
+        returns that copy and the admission's counts. Raises when the prefix is not all hit."""
+        adm = cache.admit(rid, tokens)
+        counts = {"cached_tokens": adm.cached_tokens, "host_hit_tokens": adm.host_hit_tokens,
+                  "storage_hit_tokens": adm.storage_hit_tokens,
+                  "device_hit_tokens": adm.device_hit_tokens}
+        try:
+            if adm.cached_tokens != prefix:
+                raise hf.HelperError(f"{adm.cached_tokens} of the {prefix} prefix tokens "
+                                     f"cached ({counts})")
+            cache.launch_loads()
+            dest = hf.poisoned_copy(like)
+            self.read(cache, rid, adm, hf.cache_layer_tensors(dest, L), plan, prefix)
+            hf.synchronize(self.device)  # the copies are done before the pages go back
+        finally:
+            cache.release(rid)
+        return dest, counts
+
+
 # -- one model --------------------------------------------------------------------------------
 
 
@@ -363,33 +399,14 @@ def run_model(name: str, args: argparse.Namespace, job: Any, strata: Any, tf: An
                                 backend="cuda" if cuda else "cpu", storage_dir=storage)
 
         def reload(cache: Any, rid: int, which: str) -> Dict[str, Any]:
-            adm = cache.admit(rid, prompts[which].tolist())
-            cache.launch_loads()
-            out = {"cached_tokens": adm.cached_tokens, "host_hit_tokens": adm.host_hit_tokens,
-                   "storage_hit_tokens": adm.storage_hit_tokens,
-                   "device_hit_tokens": adm.device_hit_tokens}
-            if adm.cached_tokens != P:
-                cache.release(rid)
-                raise hf.HelperError(f"{which} hit: {adm.cached_tokens} of the {P} prefix "
-                                     f"tokens cached ({out})")
-            dest = hf.poisoned_copy(ref)
-            pools.read(cache, rid, adm, hf.cache_layer_tensors(dest, L), plan, P)
+            dest, out = pools.reload(cache, rid, prompts[which].tolist(), plan, ref, P, L)
             logits = suffix_logits(model, dest, sfx[which], token_by_token)
-            hf.synchronize(dev)
-            cache.release(rid)
             out.update(compare(logits, own[which], recompute[which]))
             return out
 
         cache = new_cache()
         try:
-            adm = cache.admit(1, prefix.tolist())
-            if adm.cached_tokens:
-                raise hf.HelperError(f"a fresh prefix hit {adm.cached_tokens} tokens")
-            pools.write(adm, plan, P)
-            hf.synchronize(dev)  # Strata's backups read what torch's stream wrote
-            cache.insert(1)
-            cache.release(1)
-            cache.drain()
+            pools.store(cache, 1, prefix.tolist(), plan, P)
             evicted = hf.evict_from_device(cache, 2, args.device_tokens)
             res["host_hit"] = reload(cache, 3, "host")
             res["host_hit"]["evicted_pages"] = evicted
