@@ -277,8 +277,9 @@ def slots_of(pages: Sequence[int], page_size: int, first: int, end: int, device:
 
 
 def _tensor_attrs(obj: Any) -> List[Tuple[str, Any]]:
-    """The object's non-empty tensor attributes, and the tensors in its list attributes (as
-    "name[i]": transformers 5's linear-attention layers keep conv_states = [tensor, ...])."""
+    """The object's non-empty tensor attributes, and the tensors in its list, tuple and dict
+    attributes (as "name[i]": transformers 5's linear-attention layers keep their conv and
+    recurrent states per state index)."""
     import torch  # noqa: PLC0415
 
     seen, out = set(), []
@@ -292,6 +293,9 @@ def _tensor_attrs(obj: Any) -> List[Tuple[str, Any]]:
         if isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
                 add(f"{name}[{i}]", v)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                add(f"{name}[{k}]", v)
         else:
             add(name, value)
     return out

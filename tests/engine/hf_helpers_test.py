@@ -114,6 +114,10 @@ check([n for n, _ in tensors[0]] == ["conv_states[0]", "recurrent_states[0]"],
       "conv state first, tensors in list attributes")
 check([n for n, _ in tensors[3]] == ["keys", "values"], "empty tensors left out")
 expect_error(lambda: hf.cache_layer_tensors(ref, 5), ["4 layers", "5"], "layer count")
+# States kept per state index in a dict.
+dl = hf.cache_layer_tensors(types.SimpleNamespace(layers=[
+    Layer(conv_states={0: rand(1, 6, 3)}, recurrent_states={0: rand(1, 2, 4, 4), 1: None})]), 1)
+check([n for n, _ in dl[0]] == ["conv_states[0]", "recurrent_states[0]"], "dict attributes")
 # Older hybrid caches: per-layer lists.
 listed = types.SimpleNamespace(key_cache=[None, rand(1, 2, P, 8)],
                                conv_states=[rand(1, 6, 3), None], layer_types=["a", "b"])
