@@ -4,8 +4,9 @@
 # header-only packages carried under .deps/root), then runs the transformers example worker
 # (runtime/examples/transformers_worker.py) and the TTFT bench (runtime/bench/ttft.py). Writes to
 # $OUT: log.txt (everything, in order), transformers_worker_h200.json, ttft_h200.json, and the
-# runs' own output in worker.log and ttft.log. Whole run under 8 minutes: each step gets what is
-# left of that, the bench at most 330 s.
+# runs' own output in worker.log and ttft.log. Whole run under 8 minutes (470 s): the worker at most
+# 120 s, the bench what is left (at most 330 s); both rewrite their JSON after every model / row, so
+# a step cut short by its limit still leaves what it measured.
 # Usage: OUT=DIR launch/gpu/issue17.sh [quick]   (quick: the bench's --quick, for a first look)
 # Exit: 0 when every step passed its checks, else the first failing step's code.
 set -uo pipefail
@@ -51,8 +52,8 @@ export PYTHONPATH="$root/build-gpu/python${PYTHONPATH:+:$PYTHONPATH}"
 "$py" -c 'import strata; print("strata", strata.__version__, strata.library_path())' || {
     echo "error: the Python package strata does not import from build-gpu/python"; exit 1; }
 
-step "transformers worker (at most $(( $(left) < 150 ? $(left) : 150 )) s)"
-t=$(( $(left) < 150 ? $(left) : 150 ))
+t=$(( $(left) < 120 ? $(left) : 120 ))
+step "transformers worker (at most $t s)"
 timeout -k 10 "$t" "$py" runtime/examples/transformers_worker.py \
     --json "$out/transformers_worker_h200.json" > "$out/worker.log" 2>&1
 rc=$?
@@ -74,5 +75,6 @@ else
     echo "ttft exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
     [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
 fi
+ls -l "$out"
 step "done, exit $fail"
 exit $fail

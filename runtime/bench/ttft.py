@@ -63,6 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, help="timed repetitions per case (default 3; --quick 2)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     p.add_argument("--hdf5-reps", type=int, help="timed HDF5 hits per prefix (default 2)")
+    p.add_argument("--hdf5-warmup", type=int, default=0, help="untimed HDF5 hits first "
+                   "(default 0: the host hits before them warmed every kernel up)")
     p.add_argument("--json", metavar="PATH", help="write strata-bench's JSON here")
     p.add_argument("--quick", action="store_true", help="small model and short prefixes")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
@@ -96,8 +98,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if n <= 0 or n % args.page_size:
             p.error(f"--prefixes: {n} is not a positive multiple of the page size "
                     f"{args.page_size} (Strata caches whole pages)")
-    if args.suffix < 1 or args.reps < 1 or args.warmup < 0 or args.hdf5_reps < 1:
-        p.error("--suffix, --reps and --hdf5-reps must be >= 1, --warmup >= 0")
+    if args.suffix < 1 or args.reps < 1 or args.warmup < 0 or args.hdf5_reps < 1 or \
+            args.hdf5_warmup < 0:
+        p.error("--suffix, --reps and --hdf5-reps must be >= 1, --warmup and --hdf5-warmup "
+                ">= 0")
     return args
 
 
@@ -412,7 +416,7 @@ class Bench:
         reads, rests, totals, dropped, hits = [], [], [], [], []
         logits = None
         with torch.no_grad():
-            for rep in range(args.warmup + args.hdf5_reps):
+            for rep in range(args.hdf5_warmup + args.hdf5_reps):
                 cache = self.make_cache(host_tokens=-(-(P + S) // self.page) * self.page +
                                         self.page)
                 try:
@@ -425,7 +429,7 @@ class Bench:
                     hits.append((adm.cached_tokens, adm.storage_hit_tokens))
                     cache.release(rid)
                     cache.drain()
-                    if rep >= args.warmup:
+                    if rep >= args.hdf5_warmup:
                         reads.append(read_ms)
                         rests.append(rest_ms)
                         totals.append(read_ms + rest_ms)
@@ -461,12 +465,24 @@ def run(args: argparse.Namespace) -> int:
     elif os.path.isdir(args.storage_dir):
         shutil.rmtree(args.storage_dir)
     os.makedirs(args.storage_dir, exist_ok=True)
-    bench = Bench(args)
-    report = hf.Report("ttft", hf.device_name(bench.device))
     ok = True
     logits_of: Dict[int, Any] = {}
     host_rows: Dict[int, Dict[str, Any]] = {}
+    report = hf.Report("ttft", hf.device_name("cuda:0" if args.device == "cuda" else "cpu"))
+
+    def save() -> None:
+        # After every row: a run cut short by a time limit leaves what it measured.
+        r = report.rows[-1] if report.rows else None
+        if r is not None:
+            print(f"row {r['case']}: strata {hf.fmt_num(r['strata'])} ms, baselines "
+                  f"{ {k: hf.fmt_num(v) for k, v in r['baselines'].items()} }"
+                  f"{'' if 'error' not in r['extra'] else ', error ' + r['extra']['error']}",
+                  flush=True)
+        if args.json:
+            report.write_json(args.json)
+
     try:
+        bench = Bench(args)
         bench.cache = bench.make_cache(host_tokens=bench.rows)
         for P in args.prefixes:
             try:
@@ -478,6 +494,7 @@ def run(args: argparse.Namespace) -> int:
                                False, None, {}, {"error": f"{type(e).__name__}: {e}",
                                                  "traceback": traceback.format_exc()})
                 print(traceback.format_exc(), file=sys.stderr)
+            save()
             if bench.cuda:
                 bench.torch.cuda.empty_cache()
         bench.cache.drain()
@@ -495,6 +512,7 @@ def run(args: argparse.Namespace) -> int:
                                False, None, {}, {"error": f"{type(e).__name__}: {e}",
                                                  "traceback": traceback.format_exc()})
                 print(traceback.format_exc(), file=sys.stderr)
+            save()
     finally:
         if own_dir:
             shutil.rmtree(args.storage_dir, ignore_errors=True)

@@ -463,19 +463,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 res = {"model": name, "ok": False, "error": f"{type(e).__name__}: {e}",
                        "traceback": traceback.format_exc()}
             summary["models"].append(res)
+            summary["ok"] = all(m["ok"] for m in summary["models"])
             print(hf.json.dumps(hf.finite(res), indent=1, default=str), flush=True)
+            if args.json:  # after every model: a run cut short leaves what it did
+                hf.write_json(args.json, hf.json.loads(hf.json.dumps(summary, default=str)))
             if args.device == "cuda":
                 torch.cuda.empty_cache()
     finally:
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
-    summary["ok"] = all(m["ok"] for m in summary["models"])
     for m in summary["models"]:
         print(f"{m['model']}: {'ok' if m['ok'] else 'FAILED'}"
               f"{'' if m.get('error') is None else ' (' + m['error'] + ')'}")
-    if args.json:
-        hf.write_json(args.json, hf.json.loads(hf.json.dumps(summary, default=str)))
-    return 0 if summary["ok"] else 1
+    return 0 if summary["models"] and all(m["ok"] for m in summary["models"]) else 1
 
 
 if __name__ == "__main__":
