@@ -127,7 +127,7 @@ def gather_layer(pool: Any, buffer: int, layer: int, slots: Any) -> Any:
 def build_model(tf: Any, shape: str, device: str, dtype: Any, seed: int) -> Any:
     import torch
 
-    cfg = tf.LlamaConfig(**SHAPES[shape], rope_theta=500000.0, max_position_embeddings=131072,
+    cfg = tf.LlamaConfig(**SHAPES[shape], max_position_embeddings=131072,
                          rms_norm_eps=1e-5, tie_word_embeddings=False,
                          attn_implementation="sdpa")
     torch.manual_seed(seed)

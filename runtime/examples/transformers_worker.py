@@ -78,7 +78,7 @@ MODELS: Dict[str, Tuple[str, str, Dict[str, Any], Dict[str, Any]]] = {
         linear_conv_kernel_dim=4, num_experts=8, num_experts_per_tok=2,
         moe_intermediate_size=256, shared_expert_intermediate_size=256, decoder_sparse_step=1,
         mlp_only_layers=[], layer_types=["linear_attention"] * 3 + ["full_attention"],
-        full_attention_interval=4, max_position_embeddings=4096, tie_word_embeddings=False),
+        max_position_embeddings=4096, tie_word_embeddings=False),
         dict(vocab_size=512, hidden_size=128, intermediate_size=256, num_attention_heads=4,
              head_dim=32, linear_num_key_heads=2, linear_num_value_heads=4,
              linear_key_head_dim=32, linear_value_head_dim=32, moe_intermediate_size=64,
