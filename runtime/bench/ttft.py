@@ -163,7 +163,10 @@ class Prefix:
         tiny = torch.zeros(shape, dtype=p.dtype, device=p.device)
         placeholder = torch.empty(shape, dtype=p.dtype, device=p.device).expand(
             1, self.kv_heads, self.prefix_len, self.head_dim)
-        cache = self.tf.DynamicCache()
+        try:
+            cache = self.tf.DynamicCache(config=self.model.config)
+        except TypeError:  # a transformers whose DynamicCache takes no config
+            cache = self.tf.DynamicCache()
         for i in range(self.layers):
             if self.init_mode == "assign":
                 cache.update(tiny, tiny, i)  # transformers creates and initialises the layer
