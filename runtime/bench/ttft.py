@@ -385,6 +385,7 @@ class Bench:
         extra.update({
             "max_abs_diff_recompute": float((strata_logits.float() - recompute.float()).abs()
                                             .max()),
+            "recompute_top2_margin": float(recompute.float().topk(2).values.diff().abs()[0]),
             "bad_host_hits": bad_hits, "evicted_pages_per_rep": evicted[-1] if evicted else 0,
             "cache_init": prefix.init_mode, "suffix_alone_ms": hf.median(t_sfx),
             "copy_alone_ms": hf.median(t_copy),
@@ -486,7 +487,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         bench = Bench(args)
-        bench.cache = bench.make_cache(host_tokens=bench.rows)
+        # The host tier holds every prefix at once (none is evicted from it by the next one).
+        bench.cache = bench.make_cache(host_tokens=sum(args.prefixes) + bench.rows)
         for P in args.prefixes:
             try:
                 ok = bench.one_prefix(P, report, logits_of) and ok
