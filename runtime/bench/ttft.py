@@ -232,6 +232,7 @@ class Bench:
         self.next_rid = 1
         self.gen = torch.Generator().manual_seed(args.seed + 1)
         self.prompts: Dict[int, Any] = {}
+        self.gathers = {"view": 0, "index_select": 0}  # how strata_run read the prefix
 
     def rid(self) -> int:
         self.next_rid += 1
@@ -258,11 +259,23 @@ class Bench:
         """Admit, launch the loads, and compute the suffix over them: (logits, admission)."""
         adm = cache.admit(rid, prompt)
         cache.launch_loads()
-        slots = hf.slots_of(adm.pools[0].pages, self.page, 0, prefix_len, self.device, "kv")
+        pages = adm.pools[0].pages[:prefix_len // self.page]
+        if pages == list(range(pages[0], pages[0] + len(pages))):
+            # The prefix's slots are one run: the layer is a view of the pool, no gather.
+            self.gathers["view"] += 1
+            first = pages[0] * self.page
 
-        def provide(i: int) -> Any:
-            cache.wait_layer(rid, i)  # CUDA: enqueued on torch's current stream
-            return gather_layer(self.pool, 0, i, slots), gather_layer(self.pool, 1, i, slots)
+            def provide(i: int) -> Any:
+                cache.wait_layer(rid, i)  # CUDA: enqueued on torch's current stream
+                return tuple(self.pool[b, i, first:first + prefix_len].permute(1, 0, 2)
+                             .unsqueeze(0) for b in (0, 1))
+        else:
+            self.gathers["index_select"] += 1
+            slots = hf.slots_of(pages, self.page, 0, prefix_len, self.device, "kv")
+
+            def provide(i: int) -> Any:
+                cache.wait_layer(rid, i)
+                return gather_layer(self.pool, 0, i, slots), gather_layer(self.pool, 1, i, slots)
 
         return prefix.run(ids, provide), adm
 
@@ -387,7 +400,8 @@ class Bench:
                                             .max()),
             "recompute_top2_margin": float(recompute.float().topk(2).values.diff().abs()[0]),
             "bad_host_hits": bad_hits, "evicted_pages_per_rep": evicted[-1] if evicted else 0,
-            "cache_init": prefix.init_mode, "suffix_alone_ms": hf.median(t_sfx),
+            "cache_init": prefix.init_mode, "gathers_so_far": dict(self.gathers),
+            "suffix_alone_ms": hf.median(t_sfx),
             "copy_alone_ms": hf.median(t_copy),
             "copy_gbps": extra["kv_bytes"] / hf.median(t_copy) / 1e6,
             "times_ms": {"recompute": t_re, "ideal_serial": t_ser, "ideal_overlapped": t_ovl,
