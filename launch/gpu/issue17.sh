@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Issue 17 on a one-GPU machine (the image with PyTorch 2.11 and transformers 5.x): builds libstrata
+# and the Python package with CUDA (build-gpu, configured as launch/gpu-bench.sh does, Debian's
+# header-only packages carried under .deps/root), then runs the transformers example worker
+# (runtime/examples/transformers_worker.py) and the TTFT bench (runtime/bench/ttft.py). Writes to
+# $OUT: log.txt (everything, in order), transformers_worker_h200.json, ttft_h200.json, and the
+# runs' own output in worker.log and ttft.log. Whole run under 8 minutes (470 s): the worker at most
+# 120 s, the bench what is left (at most 330 s); both rewrite their JSON after every model / row, so
+# a step cut short by its limit still leaves what it measured.
+# Usage: OUT=DIR launch/gpu/issue17.sh [quick]   (quick: the bench's --quick, for a first look)
+# Exit: 0 when every step passed its checks, else the first failing step's code.
+set -uo pipefail
+mode="${1:-full}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+out="${OUT:-$root/out}"
+mkdir -p "$out"
+cd "$root" || exit 2
+exec > >(tee -a "$out/log.txt") 2>&1
+start=$(date +%s)
+budget=470  # seconds for the whole script
+left() { echo $((budget - ($(date +%s) - start))); }
+step() { echo "=== $(date -u +%H:%M:%S) (+$(($(date +%s) - start)) s) $*"; }
+fail=0
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export CUBLAS_WORKSPACE_CONFIG=:4096:8  # the worker's deterministic algorithms
+py="${PYTHON:-python3}"
+
+step "mode $mode"
+nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv
+"$py" -c 'import sys, torch, transformers; print("python", sys.version.split()[0], "torch",
+torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available(),
+"transformers", transformers.__version__)' || { echo "error: $py lacks torch or transformers"; exit 2; }
+deps="$root/.deps/root/usr/include"
+if [ ! -d "$deps" ]; then
+    echo "error: $deps missing: carry .deps (apt-get download libcli11-dev nlohmann-json3-dev"
+    echo "libxxhash-dev libtomlplusplus-dev; dpkg -x each .deb .deps/root; see launch/README.md)"
+    exit 2
+fi
+
+step configure
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLUDE_PATH="$deps" \
+    -DSTRATA_ENABLE_CUDA=ON -DSTRATA_ENABLE_UCX=OFF > "$out/configure.tmp" 2>&1 || {
+    tail -40 "$out/configure.tmp"; exit 1; }
+grep "strata: CUDA" "$out/configure.tmp"; rm -f "$out/configure.tmp"
+step build libstrata
+cmake --build build-gpu -j 16 --target strata > "$out/build.tmp" 2>&1 || {
+    grep -E "error|FAILED" -A3 "$out/build.tmp" | head -60; exit 1; }
+rm -f "$out/build.tmp"
+export PYTHONPATH="$root/build-gpu/python${PYTHONPATH:+:$PYTHONPATH}"
+"$py" -c 'import strata; print("strata", strata.__version__, strata.library_path())' || {
+    echo "error: the Python package strata does not import from build-gpu/python"; exit 1; }
+
+t=$(( $(left) < 120 ? $(left) : 120 ))
+step "transformers worker (at most $t s)"
+timeout -k 10 "$t" "$py" runtime/examples/transformers_worker.py \
+    --json "$out/transformers_worker_h200.json" > "$out/worker.log" 2>&1
+rc=$?
+grep -E "^[a-z0-9.-]+: (ok|FAILED)" "$out/worker.log"
+echo "worker exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+[ $rc -ne 0 ] && { tail -30 "$out/worker.log"; [ $fail -eq 0 ] && fail=$rc; }
+
+bench_args=()
+[ "$mode" = quick ] && bench_args=(--quick)
+t=$(( $(left) - 10 < 330 ? $(left) - 10 : 330 ))
+step "ttft bench ${bench_args[*]} (at most $t s)"
+if [ "$t" -lt 60 ]; then
+    echo "error: $t s left, too little for the bench"; [ $fail -eq 0 ] && fail=3
+else
+    timeout -k 10 "$t" "$py" runtime/bench/ttft.py "${bench_args[@]}" \
+        --json "$out/ttft_h200.json" > "$out/ttft.log" 2>&1
+    rc=$?
+    tail -25 "$out/ttft.log"
+    echo "ttft exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+    [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+fi
+ls -l "$out"
+step "done, exit $fail"
+exit $fail
