@@ -52,6 +52,13 @@ export PYTHONPATH="$root/build-gpu/python${PYTHONPATH:+:$PYTHONPATH}"
 "$py" -c 'import strata; print("strata", strata.__version__, strata.library_path())' || {
     echo "error: the Python package strata does not import from build-gpu/python"; exit 1; }
 
+step "python package on CUDA (tests/engine/python/test_cuda.py)"
+timeout -k 10 120 "$py" tests/engine/python/test_cuda.py > "$out/python_cuda.log" 2>&1
+rc=$?
+tail -5 "$out/python_cuda.log"
+echo "python_cuda exit $rc"
+[ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+
 t=$(( $(left) < 120 ? $(left) : 120 ))
 step "transformers worker (at most $t s)"
 timeout -k 10 "$t" "$py" runtime/examples/transformers_worker.py \
