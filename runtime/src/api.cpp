@@ -209,6 +209,10 @@ Result<runtime::CacheOptions> optionsFor(const CacheConfig& c, const Job::Impl& 
     STRATA_ASSIGN_OR_RETURN(o.controller.eviction_policy,
                             controller::parseEvictionPolicy(c.eviction));
     o.controller.check_consistency = c.check_consistency;
+    STRATA_ASSIGN_OR_RETURN(o.controller.storage.prefetch_policy,
+                            controller::parsePrefetchPolicy(c.prefetch_policy));
+    o.controller.storage.prefetch_threshold_tokens = c.prefetch_threshold_tokens;
+    o.controller.storage.timeout_base_ms = c.prefetch_timeout_ms;
     o.controller.storage.tp_rank = place.tp_rank;
     o.controller.storage.tp_size = place.tp_size;
     o.controller.storage.cp_rank = place.cp_rank;

@@ -226,6 +226,9 @@ Result<CacheConfig> cacheConfigOf(const strata_cache_config& c) {
     o.storage_capacity_pages = c.storage_capacity_pages;
     o.tenant_salt = stringOr(c.tenant_salt, "");
     o.check_consistency = c.check_consistency != 0;
+    o.prefetch_policy = stringOr(c.prefetch_policy, "timeout");
+    o.prefetch_threshold_tokens = c.prefetch_threshold_tokens;
+    o.prefetch_timeout_ms = c.prefetch_timeout_ms;
     return o;
 }
 
@@ -368,6 +371,9 @@ void strata_cache_config_init(strata_cache_config* config) {
     config->eviction = "lru";
     config->storage_capacity_pages = d.storage_capacity_pages;
     config->check_consistency = d.check_consistency ? 1 : 0;
+    config->prefetch_policy = "timeout";
+    config->prefetch_threshold_tokens = d.prefetch_threshold_tokens;
+    config->prefetch_timeout_ms = d.prefetch_timeout_ms;
 }
 
 strata_status strata_cache_create(strata_job* job, const strata_cache_config* config,

@@ -156,6 +156,9 @@ typedef struct strata_cache_config {
     uint64_t storage_capacity_pages;
     const char* tenant_salt;
     int check_consistency;
+    const char* prefetch_policy;      /* "timeout" (default), "wait_complete", "best_effort" */
+    size_t prefetch_threshold_tokens; /* 256: fewer uncached tokens start no prefetch */
+    uint32_t prefetch_timeout_ms;     /* 2000: the "timeout" policy's base */
 } strata_cache_config;
 
 STRATA_API void strata_cache_config_init(strata_cache_config* config);
@@ -217,7 +220,8 @@ STRATA_API strata_status strata_cache_admit(strata_cache* cache, strata_request_
                                             strata_admission_pool* pools);
 /* Starts looking the prompt up in the storage (HDF5) tier, and fetching what it holds into the
  * host tier; the storage tier is read only this way. Started when the prompt's full pages
- * (its last token excluded) past what the device and host tiers hold make 256 tokens or more;
+ * (its last token excluded) past what the device and host tiers hold make
+ * prefetch_threshold_tokens (256 by default) or more;
  * it settles over the next steps (strata_cache_prefetch_settled), then
  * admit finds the pages (storage_hit_tokens). A no-op without storage_dir. */
 STRATA_API strata_status strata_cache_prefetch(strata_cache* cache, strata_request_id id,

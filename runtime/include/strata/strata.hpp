@@ -108,6 +108,13 @@ struct CacheConfig {
     std::uint64_t storage_capacity_pages = 0;  // this rank's share; 0: unlimited
     std::string tenant_salt;                   // tenants with different salts never share pages
     bool check_consistency = false;  // compare every rank's tree and allocators every round
+    // Prefetches from the storage and remote tiers (prefetch()): when a waiting request may be
+    // admitted ("timeout": once finished or once the timeout passed; "wait_complete";
+    // "best_effort": at once, with what has arrived), the fewest uncached tokens (of full pages)
+    // worth a prefetch, and the timeout's base (it grows 100 ms per 1k tokens, capped at 30 s).
+    std::string prefetch_policy = "timeout";
+    std::size_t prefetch_threshold_tokens = 256;
+    std::uint32_t prefetch_timeout_ms = 2000;
 };
 
 // What admit() found for a prompt: the tokens reused and where from, and the device slots of

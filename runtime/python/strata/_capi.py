@@ -94,6 +94,9 @@ class CacheConfig(ctypes.Structure):
         ("storage_capacity_pages", ctypes.c_uint64),
         ("tenant_salt", ctypes.c_char_p),
         ("check_consistency", ctypes.c_int),
+        ("prefetch_policy", ctypes.c_char_p),
+        ("prefetch_threshold_tokens", ctypes.c_size_t),
+        ("prefetch_timeout_ms", ctypes.c_uint32),
     ]
 
 

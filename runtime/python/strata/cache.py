@@ -157,7 +157,9 @@ class Cache:
                  backend: str = "cpu", write_policy: Optional[str] = None,
                  eviction: Optional[str] = None, storage_dir: Optional[str] = None,
                  storage_capacity_pages: int = 0, tenant_salt: Optional[str] = None,
-                 check_consistency: bool = False):
+                 check_consistency: bool = False, prefetch_policy: Optional[str] = None,
+                 prefetch_threshold_tokens: Optional[int] = None,
+                 prefetch_timeout_ms: Optional[int] = None):
         self._handle: Optional[int] = None
         if not isinstance(job, Job):
             raise invalid(f"cache: job must be a strata.Job, not {type(job).__name__}")
@@ -173,7 +175,9 @@ class Cache:
         for key, value in (("layers", layers), ("page_size", page_size),
                            ("device_tokens", device_tokens), ("state_slots", state_slots),
                            ("host_tokens", host_tokens),
-                           ("storage_capacity_pages", storage_capacity_pages)):
+                           ("storage_capacity_pages", storage_capacity_pages),
+                           ("prefetch_threshold_tokens", prefetch_threshold_tokens),
+                           ("prefetch_timeout_ms", prefetch_timeout_ms)):
             if value is not None and (not isinstance(value, (int, np.integer)) or
                                       isinstance(value, bool) or value < 0):
                 raise invalid(f"cache: {key} must be a non-negative int, not {value!r}")
@@ -199,11 +203,16 @@ class Cache:
         config.host_ratio = host_ratio
         config.backend = backend.encode()
         for key, value in (("write_policy", write_policy), ("eviction", eviction),
-                           ("storage_dir", storage_dir), ("tenant_salt", tenant_salt)):
+                           ("storage_dir", storage_dir), ("tenant_salt", tenant_salt),
+                           ("prefetch_policy", prefetch_policy)):
             if value is not None:
                 setattr(config, key, str(value).encode())
         config.storage_capacity_pages = storage_capacity_pages
         config.check_consistency = int(bool(check_consistency))
+        if prefetch_threshold_tokens is not None:
+            config.prefetch_threshold_tokens = prefetch_threshold_tokens
+        if prefetch_timeout_ms is not None:
+            config.prefetch_timeout_ms = prefetch_timeout_ms
         handle = ctypes.c_void_p()
         self._check(_capi.lib.strata_cache_create(job.handle, ctypes.byref(config),
                                                   ctypes.byref(handle)))

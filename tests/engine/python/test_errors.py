@@ -71,6 +71,10 @@ def cache_checks(job: strata.Job) -> None:
     with raises("invalid_argument", "pool 'idx'", "nowhere"):
         strata.Cache(job, model="python-test-model", pools=pools, page_size=PAGE,
                      device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS)
+    with raises("invalid_argument", "prefetch policy", "sometimes"):
+        make_cache(job, engine, prefetch_policy="sometimes")
+    with raises("invalid_argument", "prefetch_threshold_tokens"):
+        make_cache(job, engine, prefetch_threshold_tokens=-1)
     with raises("invalid_argument", "pool 'kv'", "rows"):
         strata.Cache(job, model="python-test-model", pools=engine.pools(), page_size=PAGE,
                      device_tokens=2 * DEVICE_TOKENS, host_tokens=HOST_TOKENS)

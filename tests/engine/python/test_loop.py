@@ -65,6 +65,14 @@ def second_process(storage: str) -> None:
     tokens = tokens_of(5, (FIRST_PAGES + 1) * PAGE + 5, FIRST)
     with strata.Job() as job:
         engine = Engine()
+        # Above the threshold of the prefetch, no prefetch starts: nothing comes from storage.
+        with make_cache(job, engine, storage_dir=storage,
+                        prefetch_threshold_tokens=len(tokens)) as cache:
+            cache.prefetch(1, tokens)
+            assert cache.prefetch_settled(1), "no prefetch was to start"
+            cache.step()
+            miss = serve(cache, engine, 1, tokens)
+            assert miss.cached_tokens == 0 and miss.storage_hit_tokens == 0, miss
         with make_cache(job, engine, storage_dir=storage) as cache:
             assert cache.match(tokens) == 0  # neither on the device nor in host memory
             cache.prefetch(1, tokens)
