@@ -115,6 +115,22 @@ def store_layer(pool: Any, layer: int, slots: Any, k: Any, v: Any) -> None:
         pool[b, layer].index_copy_(0, slots, t[0].permute(1, 0, 2).contiguous())
 
 
+def argmax_matches(logits: Any, recompute: Any, extra: Dict[str, Any]) -> bool:
+    """Whether the last token's argmax over the cached prefix is the full recompute's. The
+    recompute sums in another order, so in bf16 its logits differ by up to a few tenths
+    (gpu-machine.md): where its top two are closer than that difference, either is its argmax
+    (a tie at this precision, reported as argmax_bf16_tie), and the check asks for one of the two.
+    Bit-identity to the same KV's paths is checked apart."""
+    diff = float((logits.float() - recompute.float()).abs().max())
+    top2 = recompute.float().topk(2)
+    margin = float(top2.values[0] - top2.values[1])
+    equal = int(logits.argmax()) == int(recompute.argmax())
+    tie = not equal and margin <= diff and int(logits.argmax()) in top2.indices.tolist()
+    extra.update({"argmax_equal_recompute": equal, "argmax_bf16_tie": tie,
+                  "max_abs_diff_recompute": diff, "recompute_top2_margin": margin})
+    return equal or tie
+
+
 def gather_layer(pool: Any, buffer: int, layer: int, slots: Any) -> Any:
     """The rows `slots` of one buffer and layer in transformers' layout (1, kv heads, tokens,
     dim), contiguous, in one pass: index_select over the (heads, rows, dim) view."""
@@ -385,7 +401,7 @@ class Bench:
             "logits_equal_ideal_serial": bool(torch.equal(strata_logits, ideal_serial)),
             "logits_equal_transformers": bool(torch.equal(strata_logits, own)),
             "logits_equal_kv_on_device": bool(torch.equal(strata_logits, on_device)),
-            "argmax_equal_recompute": bool(strata_logits.argmax() == recompute.argmax()),
+            "argmax_matches_recompute": argmax_matches(strata_logits, recompute, extra),
             "host_hits_whole_prefix": not bad_hits,
         }
         if ideal_overlapped is not None:
@@ -396,9 +412,6 @@ class Bench:
                                                 ("ideal_overlapped", t_ovl), ("host", t_host))}
         extra.update(checks)
         extra.update({
-            "max_abs_diff_recompute": float((strata_logits.float() - recompute.float()).abs()
-                                            .max()),
-            "recompute_top2_margin": float(recompute.float().topk(2).values.diff().abs()[0]),
             "bad_host_hits": bad_hits, "evicted_pages_per_rep": evicted[-1] if evicted else 0,
             "cache_init": prefix.init_mode, "gathers_so_far": dict(self.gathers),
             "suffix_alone_ms": hf.median(t_sfx),

@@ -277,7 +277,8 @@ def slots_of(pages: Sequence[int], page_size: int, first: int, end: int, device:
 
 
 def _tensor_attrs(obj: Any) -> List[Tuple[str, Any]]:
-    """The object's non-empty tensor attributes, and the tensors in its list, tuple and dict
+    """The object's non-empty tensor attributes (public, of one dimension or more), and the
+    tensors in its list, tuple and dict
     attributes (as "name[i]": transformers 5's linear-attention layers keep their conv and
     recurrent states per state index)."""
     import torch  # noqa: PLC0415
@@ -285,7 +286,11 @@ def _tensor_attrs(obj: Any) -> List[Tuple[str, Any]]:
     seen, out = set(), []
 
     def add(name: str, value: Any) -> None:
-        if isinstance(value, torch.Tensor) and value.numel() > 0 and id(value) not in seen:
+        # Private attributes and scalars are the layer's settings (GPT-OSS's sliding window
+        # size as a 0-dim tensor), not what it caches.
+        if name.startswith("_") or not isinstance(value, torch.Tensor) or value.dim() == 0:
+            return
+        if value.numel() > 0 and id(value) not in seen:
             seen.add(id(value))
             out.append((name, value))
 
