@@ -213,6 +213,8 @@ Result<runtime::CacheOptions> optionsFor(const CacheConfig& c, const Job::Impl& 
                             controller::parsePrefetchPolicy(c.prefetch_policy));
     o.controller.storage.prefetch_threshold_tokens = c.prefetch_threshold_tokens;
     o.controller.storage.timeout_base_ms = c.prefetch_timeout_ms;
+    STRATA_ASSIGN_OR_RETURN(o.backend_options.tuning.path,
+                            core::parseEnum<kernels::CopyPath>(c.copy_path));
     o.controller.storage.tp_rank = place.tp_rank;
     o.controller.storage.tp_size = place.tp_size;
     o.controller.storage.cp_rank = place.cp_rank;

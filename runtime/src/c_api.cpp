@@ -229,6 +229,7 @@ Result<CacheConfig> cacheConfigOf(const strata_cache_config& c) {
     o.prefetch_policy = stringOr(c.prefetch_policy, "timeout");
     o.prefetch_threshold_tokens = c.prefetch_threshold_tokens;
     o.prefetch_timeout_ms = c.prefetch_timeout_ms;
+    o.copy_path = stringOr(c.copy_path, "auto");
     return o;
 }
 
@@ -374,6 +375,7 @@ void strata_cache_config_init(strata_cache_config* config) {
     config->prefetch_policy = "timeout";
     config->prefetch_threshold_tokens = d.prefetch_threshold_tokens;
     config->prefetch_timeout_ms = d.prefetch_timeout_ms;
+    config->copy_path = "auto";
 }
 
 strata_status strata_cache_create(strata_job* job, const strata_cache_config* config,

@@ -159,6 +159,8 @@ typedef struct strata_cache_config {
     const char* prefetch_policy;      /* "timeout" (default), "wait_complete", "best_effort" */
     size_t prefetch_threshold_tokens; /* 256: fewer uncached tokens start no prefetch */
     uint32_t prefetch_timeout_ms;     /* 2000: the "timeout" policy's base */
+    /* CUDA: "auto" (default), "copy_engine" (no SM), "kernel_warp", "kernel_bulk", "staged" */
+    const char* copy_path;
 } strata_cache_config;
 
 STRATA_API void strata_cache_config_init(strata_cache_config* config);

@@ -115,6 +115,10 @@ struct CacheConfig {
     std::string prefetch_policy = "timeout";
     std::size_t prefetch_threshold_tokens = 256;
     std::uint32_t prefetch_timeout_ms = 2000;
+    // How the CUDA back end moves pages between host and device: "auto" (chosen per copy from
+    // its chunk size and layout), "copy_engine" (no SM used: best while the model computes),
+    // "kernel_warp", "kernel_bulk" (copy kernels on a few SMs) or "staged".
+    std::string copy_path = "auto";
 };
 
 // What admit() found for a prompt: the tokens reused and where from, and the device slots of

@@ -97,6 +97,7 @@ class CacheConfig(ctypes.Structure):
         ("prefetch_policy", ctypes.c_char_p),
         ("prefetch_threshold_tokens", ctypes.c_size_t),
         ("prefetch_timeout_ms", ctypes.c_uint32),
+        ("copy_path", ctypes.c_char_p),
     ]
 
 

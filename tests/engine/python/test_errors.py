@@ -73,6 +73,8 @@ def cache_checks(job: strata.Job) -> None:
                      device_tokens=DEVICE_TOKENS, host_tokens=HOST_TOKENS)
     with raises("invalid_argument", "prefetch policy", "sometimes"):
         make_cache(job, engine, prefetch_policy="sometimes")
+    with raises("invalid_argument", "copy path", "fastest"):
+        make_cache(job, engine, copy_path="fastest")
     with raises("invalid_argument", "prefetch_threshold_tokens"):
         make_cache(job, engine, prefetch_threshold_tokens=-1)
     with raises("invalid_argument", "pool 'kv'", "rows"):
