@@ -69,7 +69,7 @@ echo "worker exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
 [ $rc -ne 0 ] && { tail -30 "$out/worker.log"; [ $fail -eq 0 ] && fail=$rc; }
 
 bench_args=(${TTFT_ARGS:-})
-[ "$mode" = quick ] && bench_args=(--quick)
+[ "$mode" = quick ] && bench_args+=(--quick)
 t=$(( $(left) - 10 < 330 ? $(left) - 10 : 330 ))
 step "ttft bench ${bench_args[*]} (at most $t s)"
 if [ "$t" -lt 60 ]; then

@@ -308,7 +308,8 @@ class Bench:
         sfx = suffix_ids.to(dev)[None]
         reps, warm = args.reps, args.warmup
         extra: Dict[str, Any] = {"prefix_tokens": P, "suffix_tokens": S, "page_size": self.page,
-                                 "copy_path": self.args.copy_path, "layers": self.layers, "dtype": str(self.dtype),
+                                 "copy_path": self.args.copy_path, "layers": self.layers,
+                                 "dtype": str(self.dtype),
                                  "kv_bytes": 2 * self.layers * P * self.kv_heads *
                                  self.head_dim * self.pool.element_size()}
         with torch.no_grad():
