@@ -213,6 +213,9 @@ typedef struct strata_admission_pool {
     size_t branch_pages;
 } strata_admission_pool;
 
+/* STRATA_RESOURCE_EXHAUSTED from admit: the device pools cannot make room now (pages held by
+ * running requests or still being backed up); nothing is admitted: retry after a step (drain
+ * waits for every backup). */
 /* Admits a request: reuses its cached prefix (its loads start at launch_loads) and gives it
  * device pages for the rest. pools: strata_cache_num_pools entries, or NULL. A capacity too
  * small is STRATA_INVALID_ARGUMENT, checked before anything is admitted. */

@@ -180,6 +180,9 @@ public:
     std::size_t matchTokens(std::span<const std::int32_t> tokens);
     // Admits a request: reuses its cached prefix (loads from lower tiers start at launchLoads())
     // and gives it device pages for the rest. `priority`: kept longer by the priority eviction.
+    // kResourceExhausted when the device pools cannot make room now (their pages are held by
+    // running requests, or still being backed up to the host tier, which unlocks them at a later
+    // step()): nothing is admitted; retry after step() (drain() waits for every backup).
     Result<Admission> admit(RequestId id, std::span<const std::int32_t> tokens,
                             std::uint32_t priority = 0);
     // Starts fetching the prompt's pages from storage or peers into the host tier ahead of admit.
