@@ -1,5 +1,6 @@
 """The engine of the Python package's tests: pools in torch tensors it owns (K/V rows of 2 heads x
-8 dims in bf16 on 3 layers, with padding between layers; an fp8 indexer sidecar in byte tensors,
+8 dims in bf16 on 3 layers, with padding between layers; layout "interleaved" keeps K and V per
+token in one tensor, "padded" pads every row; an fp8 indexer sidecar in byte tensors,
 one per layer, on layers 1 and 2) and the KV a real model would write: each row depends on the
 whole prefix up to its token (and on the TP shard for per-rank pools), so a row loaded for the
 wrong prefix, position, layer or shard differs. Values are small integers, exact in bf16. And the
