@@ -121,11 +121,11 @@ public:
             device.layer_ptrs,
             device.layer_ptrs + std::size_t{geometry.num_buffers} * geometry.num_layers);
         std::vector<DevicePageMove> owned(moves.begin(), moves.end());
-        push([this, geometry, capacity = device.capacity_tokens, table = std::move(table),
-              owned = std::move(owned), layer_begin, layer_end] {
+        push([this, geometry, capacity = device.capacity_tokens, stride = device.row_stride,
+              table = std::move(table), owned = std::move(owned), layer_begin, layer_end] {
             jitter();
-            copyDevicePagesCpu(geometry, DeviceView{table.data(), capacity}, owned, layer_begin,
-                               layer_end);
+            copyDevicePagesCpu(geometry, DeviceView{table.data(), capacity, stride}, owned,
+                               layer_begin, layer_end);
         });
         return Status::ok();
     }

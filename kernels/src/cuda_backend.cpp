@@ -177,7 +177,8 @@ public:
     }
 
     // One cudaMemcpyAsync (device to device) per (buffer, layer, run of moves whose source and
-    // destination pages both follow on): each page of one plane is P * row_bytes contiguous bytes.
+    // destination pages both follow on): each page of one plane is P * row_bytes contiguous bytes
+    // (packed rows), or P rows a stride apart (one cudaMemcpy2DAsync of the run's rows).
     // Validation rules out a page that is both read and written, so the order of the moves does
     // not matter and they can be sorted into runs.
     Status enqueueDeviceCopy(const PoolGeometry& geometry, const DeviceView& device,
@@ -205,15 +206,22 @@ public:
             }
         }
         const std::size_t chunk = std::size_t{geometry.page_size} * geometry.row_bytes;
+        const std::size_t stride = device.rowStride(geometry.row_bytes);
+        const std::size_t page_span = std::size_t{geometry.page_size} * stride;
         DeviceGuard guard(device_);
         for (std::uint32_t b = 0; b < geometry.num_buffers; ++b) {
             for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
                 std::byte* plane = device.layer_ptrs[std::size_t{b} * geometry.num_layers + l];
                 for (const Run& r : runs) {
-                    const cudaError_t err = cudaMemcpyAsync(plane + std::size_t{r.dst_page} * chunk,
-                                                            plane + std::size_t{r.src_page} * chunk,
-                                                            std::size_t{r.num_pages} * chunk,
-                                                            cudaMemcpyDeviceToDevice, stream_);
+                    std::byte* dst = plane + std::size_t{r.dst_page} * page_span;
+                    const std::byte* src = plane + std::size_t{r.src_page} * page_span;
+                    const cudaError_t err =
+                        stride == geometry.row_bytes
+                            ? cudaMemcpyAsync(dst, src, std::size_t{r.num_pages} * chunk,
+                                              cudaMemcpyDeviceToDevice, stream_)
+                            : cudaMemcpy2DAsync(dst, stride, src, stride, geometry.row_bytes,
+                                                std::size_t{r.num_pages} * geometry.page_size,
+                                                cudaMemcpyDeviceToDevice, stream_);
                     if (err != cudaSuccess) {
                         return cudaError(err, "cudaMemcpyAsync (device page copy)");
                     }
@@ -290,6 +298,7 @@ private:
         params.num_buffers = g.num_buffers;
         params.page_size = g.page_size;
         params.row_bytes = g.row_bytes;
+        params.dev_stride = job.device.rowStride(g.row_bytes);
         params.layer_begin = job.layer_begin;
         params.layer_end = job.layer_end;
         params.device_to_host = job.direction == Direction::kDeviceToHost;
@@ -329,7 +338,8 @@ private:
         const std::size_t chunk_bytes = std::size_t{g.page_size} * g.row_bytes;
         const std::size_t threshold =
             h2d ? tuning_.copy_engine_min_chunk_h2d : tuning_.copy_engine_min_chunk_d2h;
-        const bool contiguous = job.host.layout != HostLayout::kPageFirst;
+        const bool contiguous = job.host.layout != HostLayout::kPageFirst &&
+                                job.device.rowStride(g.row_bytes) == g.row_bytes;
         return contiguous && threshold > 0 && chunk_bytes >= threshold
                    ? CopyPath::kCopyEngine
                    : (h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h);
@@ -446,27 +456,29 @@ private:
     }
 
     // The copy engines: one cudaMemcpyBatchAsync entry per contiguous piece (a chunk, or a row
-    // in page_first). The entry arrays are read during the call, so they need no staging.
+    // in page_first or over strided device rows). The entry arrays are read during the call, so
+    // they need no staging.
     Status enqueueCopyEngine(const CopyJob& job) {
         const PoolGeometry& g = job.geometry;
         const bool h2d = job.direction == Direction::kHostToDevice;
-        const bool page_first = job.host.layout == HostLayout::kPageFirst;
+        const std::size_t stride = job.device.rowStride(g.row_bytes);
+        const bool by_row = job.host.layout == HostLayout::kPageFirst || stride != g.row_bytes;
         const std::size_t chunk_bytes = std::size_t{g.page_size} * g.row_bytes;
-        const std::size_t piece_bytes = page_first ? g.row_bytes : chunk_bytes;
-        const std::uint32_t pieces_per_chunk = page_first ? g.page_size : 1;
+        const std::size_t piece_bytes = by_row ? g.row_bytes : chunk_bytes;
+        const std::uint32_t pieces_per_chunk = by_row ? g.page_size : 1;
         ce_dsts_.clear();
         ce_srcs_.clear();
         for (const PageCopy& pc : job.pages) {
             for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
                 for (std::uint32_t l = job.layer_begin; l < job.layer_end; ++l) {
                     std::byte* dev = job.device.layer_ptrs[b * g.num_layers + l] +
-                                     std::size_t{pc.device_page} * chunk_bytes;
+                                     std::size_t{pc.device_page} * g.page_size * stride;
                     for (std::uint32_t t = 0; t < pieces_per_chunk; ++t) {
                         std::byte* host =
                             job.host.base +
                             hostRowOffset(g, job.host, b, l,
                                           std::size_t{pc.host_page} * g.page_size + t);
-                        std::byte* d = dev + std::size_t{t} * g.row_bytes;
+                        std::byte* d = dev + std::size_t{t} * stride;
                         ce_dsts_.push_back(h2d ? d : host);
                         ce_srcs_.push_back(h2d ? host : d);
                     }

@@ -36,6 +36,20 @@ std::size_t hostBytes(const PoolGeometry& g, std::size_t capacity_tokens) noexce
     return capacity_tokens * g.bytesPerToken();
 }
 
+namespace {
+
+Status checkRowStride(const PoolGeometry& g, const DeviceView& dev, std::string_view what) {
+    if (dev.row_stride != 0 && dev.row_stride < g.row_bytes) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "{}device row stride {} is below the row's {} bytes (rows would "
+                            "overlap)",
+                            what, dev.row_stride, g.row_bytes);
+    }
+    return Status::ok();
+}
+
+}  // namespace
+
 Status validateCopy(const PoolGeometry& g, const DeviceView& dev, const HostView& host,
                     std::span<const PageCopy> pages, std::uint32_t layer_begin,
                     std::uint32_t layer_end) {
@@ -45,6 +59,7 @@ Status validateCopy(const PoolGeometry& g, const DeviceView& dev, const HostView
                             "bad layer range [{}, {}) for a pool of {} layers", layer_begin,
                             layer_end, g.num_layers);
     }
+    STRATA_RETURN_IF_ERROR(checkRowStride(g, dev, ""));
     if (pages.empty()) return Status::ok();
     if (dev.layer_ptrs == nullptr) {
         return STRATA_ERROR(StatusCode::kInvalidArgument, "device view has no layer pointers");
@@ -123,17 +138,21 @@ void copyPagesCpu(const PoolGeometry& g, const DeviceView& dev, const HostView& 
                   std::span<const PageCopy> pages, std::uint32_t layer_begin,
                   std::uint32_t layer_end, Direction dir) noexcept {
     const std::size_t chunk = std::size_t{g.page_size} * g.row_bytes;  // a page of one plane
+    const std::size_t stride = dev.rowStride(g.row_bytes);
+    // A page of one plane is one contiguous chunk on the device side only when packed.
+    const bool row_by_row = host.layout == HostLayout::kPageFirst || stride != g.row_bytes;
     RunCopier copier(dir);
     for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
         for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
             std::byte* plane = dev.layer_ptrs[std::size_t{b} * g.num_layers + l];
             for (const PageCopy& pc : pages) {
-                std::byte* device = plane + std::size_t{pc.device_page} * chunk;
+                std::byte* device = plane + std::size_t{pc.device_page} * g.page_size * stride;
                 const std::size_t first_token = std::size_t{pc.host_page} * g.page_size;
-                if (host.layout == HostLayout::kPageFirst) {
-                    // Host rows of one (buffer, layer) are bytesPerToken apart: row by row.
+                if (row_by_row) {
+                    // Host rows of one (buffer, layer) are bytesPerToken apart (page_first), or
+                    // device rows are stride apart: row by row.
                     for (std::uint32_t t = 0; t < g.page_size; ++t) {
-                        copier.add(device + std::size_t{t} * g.row_bytes,
+                        copier.add(device + std::size_t{t} * stride,
                                    host.base + hostRowOffset(g, host, b, l, first_token + t),
                                    g.row_bytes);
                     }
@@ -155,6 +174,7 @@ Status validateDeviceCopy(const PoolGeometry& g, const DeviceView& dev,
                             "device copy: bad layer range [{}, {}) for a pool of {} layers",
                             layer_begin, layer_end, g.num_layers);
     }
+    STRATA_RETURN_IF_ERROR(checkRowStride(g, dev, "device copy: "));
     if (moves.empty()) return Status::ok();
     if (dev.layer_ptrs == nullptr) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -224,12 +244,22 @@ void copyDevicePagesCpu(const PoolGeometry& g, const DeviceView& dev,
                         std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
                         std::uint32_t layer_end) noexcept {
     const std::size_t chunk = std::size_t{g.page_size} * g.row_bytes;  // a page of one plane
+    const std::size_t stride = dev.rowStride(g.row_bytes);
+    const std::size_t page_span = std::size_t{g.page_size} * stride;
     for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
         for (std::uint32_t l = layer_begin; l < layer_end; ++l) {
             std::byte* plane = dev.layer_ptrs[std::size_t{b} * g.num_layers + l];
             for (const DevicePageMove& m : moves) {
-                std::memcpy(plane + std::size_t{m.dst_page} * chunk,
-                            plane + std::size_t{m.src_page} * chunk, chunk);
+                std::byte* dst = plane + std::size_t{m.dst_page} * page_span;
+                const std::byte* src = plane + std::size_t{m.src_page} * page_span;
+                if (stride == g.row_bytes) {
+                    std::memcpy(dst, src, chunk);
+                    continue;
+                }
+                for (std::uint32_t t = 0; t < g.page_size; ++t) {  // strided: row by row
+                    std::memcpy(dst + std::size_t{t} * stride, src + std::size_t{t} * stride,
+                                g.row_bytes);
+                }
             }
         }
     }

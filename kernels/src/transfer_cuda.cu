@@ -1,7 +1,8 @@
 // CUDA page transfer kernels. The work of a job is cut into units: a unit is a piece of one chunk
 // (one page of one (buffer, layer)), either a byte range of it (layer_first and
-// page_first_direct, where a chunk is contiguous on both sides) or a group of its rows (page_first,
-// where a chunk's rows lie bytesPerToken apart on the host). Units are spread over a persistent
+// page_first_direct over packed device rows, where a chunk is contiguous on both sides) or a group
+// of its rows (page_first, where a chunk's rows lie bytesPerToken apart on the host, or device
+// rows a stride apart). Units are spread over a persistent
 // grid of a few CTAs, so that transfers leave the SMs to the model's kernels.
 //
 // Two kernels: the warp kernel (one warp per unit, four or eight independent 16/8/4/1-byte loads
@@ -33,6 +34,7 @@ struct Unit {
     std::uint64_t bytes;
     std::uint32_t rows;
     std::uint64_t host_stride;
+    std::uint64_t dev_stride;
 };
 
 __device__ __forceinline__ Unit decodeUnit(const CudaCopyParams& p, const CudaKernelPlan& plan,
@@ -54,14 +56,15 @@ __device__ __forceinline__ Unit decodeUnit(const CudaCopyParams& p, const CudaKe
     const std::uint64_t first_token = host_page * p.page_size;
 
     Unit unit;
-    unit.dev = p.layer_ptrs[plane] + device_page * chunk_bytes;
+    unit.dev = p.layer_ptrs[plane] + device_page * p.page_size * p.dev_stride;
+    unit.dev_stride = p.dev_stride;
     if (p.host_layout == kPageFirst) {
         const std::uint64_t t0 = s * plan.unit_rows;
         const std::uint64_t left = p.page_size - t0;
         unit.rows = static_cast<std::uint32_t>(left < plan.unit_rows ? left : plan.unit_rows);
         unit.bytes = p.row_bytes;
         unit.host_stride = token_bytes;
-        unit.dev += t0 * p.row_bytes;
+        unit.dev += t0 * p.dev_stride;
         unit.host = p.host_base + (first_token + t0) * token_bytes + plane * p.row_bytes;
         return unit;
     }
@@ -69,6 +72,16 @@ __device__ __forceinline__ Unit decodeUnit(const CudaCopyParams& p, const CudaKe
         unit.host = p.host_base + (plane * p.host_capacity_tokens + first_token) * p.row_bytes;
     } else {  // page_first_direct
         unit.host = p.host_base + host_page * token_bytes * p.page_size + plane * chunk_bytes;
+    }
+    if (plan.row_units) {  // strided device rows: the host chunk's rows are row_bytes apart
+        const std::uint64_t t0 = s * plan.unit_rows;
+        const std::uint64_t left = p.page_size - t0;
+        unit.rows = static_cast<std::uint32_t>(left < plan.unit_rows ? left : plan.unit_rows);
+        unit.bytes = p.row_bytes;
+        unit.host_stride = p.row_bytes;
+        unit.dev += t0 * p.dev_stride;
+        unit.host += t0 * p.row_bytes;
+        return unit;
     }
     const std::uint64_t offset = s * plan.unit_bytes;
     const std::uint64_t left = chunk_bytes - offset;
@@ -151,10 +164,10 @@ __global__ void __launch_bounds__(1024) warpCopyKernel(CudaCopyParams p, CudaKer
     for (std::uint64_t u = warp; u < plan.num_units; u += num_warps) {
         const Unit unit = decodeUnit(p, plan, u);
         if (p.device_to_host) {
-            warpCopy<kUnroll>(unit.host, unit.host_stride, unit.dev, p.row_bytes, unit.rows,
+            warpCopy<kUnroll>(unit.host, unit.host_stride, unit.dev, unit.dev_stride, unit.rows,
                               unit.bytes, lane);
         } else {
-            warpCopy<kUnroll>(unit.dev, p.row_bytes, unit.host, unit.host_stride, unit.rows,
+            warpCopy<kUnroll>(unit.dev, unit.dev_stride, unit.host, unit.host_stride, unit.rows,
                               unit.bytes, lane);
         }
     }
@@ -253,8 +266,8 @@ __global__ void __launch_bounds__(kMaxBulkPipes* kWarpSize)
         const auto bytes = static_cast<std::uint32_t>(unit.bytes);
         mbarrierExpectTx(bar, bytes * unit.rows);
         for (std::uint32_t r = 0; r < unit.rows; ++r) {
-            const std::byte* src =
-                p.device_to_host ? unit.dev + r * p.row_bytes : unit.host + r * unit.host_stride;
+            const std::byte* src = p.device_to_host ? unit.dev + r * unit.dev_stride
+                                                    : unit.host + r * unit.host_stride;
             bulkLoad(smem + r * bytes, src, bytes, bar);
         }
     };
@@ -269,8 +282,8 @@ __global__ void __launch_bounds__(kMaxBulkPipes* kWarpSize)
         const std::uint32_t smem = smemAddress(my_stages + std::uint64_t{s} * plan.stage_bytes);
         const auto bytes = static_cast<std::uint32_t>(unit.bytes);
         for (std::uint32_t r = 0; r < unit.rows; ++r) {
-            std::byte* dst =
-                p.device_to_host ? unit.host + r * unit.host_stride : unit.dev + r * p.row_bytes;
+            std::byte* dst = p.device_to_host ? unit.host + r * unit.host_stride
+                                              : unit.dev + r * unit.dev_stride;
             bulkStore(dst, smem + r * bytes, bytes);
         }
         bulkCommit();
@@ -288,7 +301,8 @@ std::uint64_t ceilDiv(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b
 }  // namespace
 
 bool bulkCopyPossible(const CudaCopyParams& p, bool bases_aligned16) noexcept {
-    return bases_aligned16 && p.row_bytes % 16 == 0 && p.row_bytes <= (std::uint64_t{1} << 14);
+    return bases_aligned16 && p.row_bytes % 16 == 0 && p.dev_stride % 16 == 0 &&
+           p.row_bytes <= (std::uint64_t{1} << 14);
 }
 
 CudaKernelPlan planCopyKernel(const CudaCopyParams& p, bool bulk, const CudaKernelKnobs& knobs) {
@@ -297,10 +311,11 @@ CudaKernelPlan planCopyKernel(const CudaCopyParams& p, bool bulk, const CudaKern
     const std::uint64_t chunk_bytes = std::uint64_t{p.page_size} * p.row_bytes;
     const std::uint64_t chunks =
         std::uint64_t{p.num_pages} * p.num_buffers * (p.layer_end - p.layer_begin);
-    const bool page_first = p.host_layout == kPageFirst;
+    // Groups of rows unless a chunk is contiguous on both sides.
+    plan.row_units = p.host_layout == kPageFirst || p.dev_stride != p.row_bytes;
     const std::uint64_t target =
         bulk ? std::max<std::uint64_t>(16, knobs.bulk_stage_bytes / 16 * 16) : kWarpUnitBytes;
-    if (page_first) {
+    if (plan.row_units) {
         plan.unit_rows = static_cast<std::uint32_t>(
             std::clamp<std::uint64_t>(target / p.row_bytes, 1, p.page_size));
         plan.units_per_chunk = ceilDiv(p.page_size, plan.unit_rows);

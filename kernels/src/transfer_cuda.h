@@ -20,6 +20,7 @@ struct CudaCopyParams {
     std::uint32_t num_buffers = 0;
     std::uint32_t page_size = 0;
     std::uint64_t row_bytes = 0;
+    std::uint64_t dev_stride = 0;  // bytes between device rows (row_bytes when packed)
     std::uint32_t layer_begin = 0;
     std::uint32_t layer_end = 0;
     bool device_to_host = true;
@@ -31,10 +32,12 @@ struct CudaKernelPlan {
     std::uint32_t blocks = 0;      // CTAs (at most one per SM)
     std::uint32_t threads = 0;     // per CTA
     std::uint32_t smem_bytes = 0;  // dynamic shared memory (bulk)
-    // The unit of work: a piece of one chunk. Contiguous layouts: `unit_bytes` bytes of the chunk
-    // (the last piece may be shorter). page_first: `unit_rows` rows of one chunk.
+    // The unit of work: a piece of one chunk. Contiguous on both sides (layer_first and
+    // page_first_direct, packed device rows): `unit_bytes` bytes of the chunk (the last piece may
+    // be shorter). Else (page_first, or strided device rows): `unit_rows` rows of one chunk.
     std::uint64_t unit_bytes = 0;
     std::uint32_t unit_rows = 0;
+    bool row_units = false;  // units are groups of rows (page_first or strided device rows)
     std::uint64_t units_per_chunk = 0;
     std::uint64_t num_units = 0;
     std::uint32_t stages = 0;  // bulk: shared-memory stages per pipe (one pipe per warp)
@@ -42,7 +45,7 @@ struct CudaKernelPlan {
     std::uint32_t unroll = 4;  // warp kernel: loads in flight per lane (4 or 8)
 };
 
-// True when the bulk kernel can run this copy: 16-byte rows and 16-byte aligned bases.
+// True when the bulk kernel can run this copy: 16-byte rows, device row stride and aligned bases.
 bool bulkCopyPossible(const CudaCopyParams& params, bool bases_aligned16) noexcept;
 
 // Launch shape knobs (from CopyTuning).

@@ -39,6 +39,7 @@ Result<DevicePool> DevicePool::create(kernels::Backend& backend, const PoolSpec&
     pool.capacity_tokens_ = capacity;
     pool.page_size_ = page_size;
     pool.capacity_rows_ = capacity / spec.unitsPerPage(page_size) * spec.rowsPerPage(page_size);
+    pool.row_stride_ = spec.row_bytes;
     const std::size_t planes = std::size_t{spec.num_buffers} * spec.num_layers;
     pool.owned_.reserve(planes);
     pool.layer_ptrs_.reserve(planes);
@@ -53,8 +54,14 @@ Result<DevicePool> DevicePool::create(kernels::Backend& backend, const PoolSpec&
 
 Result<DevicePool> DevicePool::adopt(kernels::BackendKind kind, const PoolSpec& spec,
                                      std::span<std::byte* const> layer_ptrs,
-                                     std::size_t capacity_tokens, std::uint32_t page_size) {
+                                     std::size_t capacity_tokens, std::uint32_t page_size,
+                                     std::size_t row_stride) {
     STRATA_RETURN_IF_ERROR(checkSpec(spec, page_size));
+    if (row_stride != 0 && row_stride < spec.row_bytes) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "device pool '{}': row stride {} is below the row's {} bytes",
+                            spec.name, row_stride, spec.row_bytes);
+    }
     const std::size_t planes = std::size_t{spec.num_buffers} * spec.num_layers;
     if (layer_ptrs.size() != planes) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -77,6 +84,7 @@ Result<DevicePool> DevicePool::adopt(kernels::BackendKind kind, const PoolSpec& 
     pool.capacity_tokens_ = capacity;
     pool.page_size_ = page_size;
     pool.capacity_rows_ = capacity / spec.unitsPerPage(page_size) * spec.rowsPerPage(page_size);
+    pool.row_stride_ = row_stride == 0 ? spec.row_bytes : row_stride;
     pool.layer_ptrs_.assign(layer_ptrs.begin(), layer_ptrs.end());
     return pool;
 }

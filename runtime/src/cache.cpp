@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include <cstdlib>
@@ -151,6 +152,37 @@ Result<pools::HybridLayout> layoutOf(const CacheOptions& options) {
     return pools::declaredLayout(options.model, options.pools, layers, tp, options.page_size);
 }
 
+// Checks that no two rows of (buffer, layer, slot) of an engine's memory overlap: the axes, taken
+// from the smallest stride up, each step at least over everything the smaller ones span (a
+// layer's rows, rows * slot_stride, are one such span; K and V interleaved per token, a buffer
+// stride of row_bytes inside a slot stride of 2 * row_bytes, another). kInvalidArgument names
+// the axis whose stride is too small.
+Status checkDisjointRows(const pools::PoolSpec& spec, std::size_t rows, std::size_t slot_stride,
+                         std::size_t layer_stride, std::size_t buffer_stride) {
+    struct Axis {
+        const char* name;
+        std::size_t count;
+        std::size_t stride;
+    };
+    std::array<Axis, 3> axes{{{"slot", rows, slot_stride},
+                              {"layer", spec.num_layers, layer_stride},
+                              {"buffer", spec.num_buffers, buffer_stride}}};
+    std::stable_sort(axes.begin(), axes.end(),
+                     [](const Axis& a, const Axis& b) { return a.stride < b.stride; });
+    std::size_t span = spec.row_bytes;  // bytes spanned by the smaller axes
+    for (const Axis& a : axes) {
+        if (a.count <= 1) continue;
+        if (a.stride < span) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "pool '{}' (engine memory): {} stride {} is below the {} bytes "
+                                "its smaller axes span (rows would overlap)",
+                                spec.name, a.name, a.stride, span);
+        }
+        span += a.stride * (a.count - 1);
+    }
+    return Status::ok();
+}
+
 // The device pool of spec over the memory its declaration gives (the engine's), or allocated
 // when it gives none. `capacity`: index units the pool's slot space needs (token slots, request
 // slots for a state pool); the engine's memory must hold at least that.
@@ -170,12 +202,9 @@ Result<pools::DevicePool> devicePoolOf(const CacheOptions& options, kernels::Bac
                             spec.name, what);
     };
     const std::size_t slot_stride = m.slot_stride == 0 ? spec.row_bytes : m.slot_stride;
-    if (slot_stride != spec.row_bytes) {
-        return STRATA_ERROR(StatusCode::kNotSupported,
-                            "pool '{}' (engine memory): slot stride {} differs from the row's {} "
-                            "bytes; the copy kernels need a layer's rows contiguous (a padded "
-                            "row can be declared as a row of {} bytes)",
-                            spec.name, slot_stride, spec.row_bytes, slot_stride);
+    if (slot_stride < spec.row_bytes) {
+        return bad(fmt::format("slot stride {} is below the row's {} bytes (rows would overlap)",
+                               slot_stride, spec.row_bytes));
     }
     const std::size_t rows_needed = (capacity + spec.tokens_per_row - 1) / spec.tokens_per_row;
     if (m.rows < rows_needed) {
@@ -201,14 +230,8 @@ Result<pools::DevicePool> devicePoolOf(const CacheOptions& options, kernels::Bac
             m.layer_stride == 0 ? m.rows * slot_stride : m.layer_stride;
         const std::size_t buffer_stride =
             m.buffer_stride == 0 ? spec.num_layers * layer_stride : m.buffer_stride;
-        if (layer_stride < m.rows * slot_stride) {
-            return bad(fmt::format("layer stride {} is below the {} bytes of a layer's rows",
-                                   layer_stride, m.rows * slot_stride));
-        }
-        if (spec.num_buffers > 1 && buffer_stride < m.rows * slot_stride) {
-            return bad(fmt::format("buffer stride {} is below the {} bytes of a layer's rows",
-                                   buffer_stride, m.rows * slot_stride));
-        }
+        STRATA_RETURN_IF_ERROR(
+            checkDisjointRows(spec, m.rows, slot_stride, layer_stride, buffer_stride));
         auto* base = static_cast<std::byte*>(m.base);
         for (std::uint32_t b = 0; b < spec.num_buffers; ++b) {
             for (std::uint32_t l = 0; l < spec.num_layers; ++l) {
@@ -216,7 +239,7 @@ Result<pools::DevicePool> devicePoolOf(const CacheOptions& options, kernels::Bac
             }
         }
     }
-    return pools::DevicePool::adopt(backend.kind(), spec, ptrs, capacity, P);
+    return pools::DevicePool::adopt(backend.kind(), spec, ptrs, capacity, P, slot_stride);
 }
 
 }  // namespace

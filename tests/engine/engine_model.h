@@ -64,12 +64,25 @@ struct EnginePool {
     PoolDecl decl;
     std::vector<std::byte> memory;                  // base + strides
     std::vector<std::vector<std::byte>> per_layer;  // layer_ptrs
+
+    // The address of a row from the declaration's own layout (not from Strata's PoolInfo).
+    std::byte* rowAt(std::uint32_t buffer, std::size_t layer_index, std::size_t row) {
+        const DeviceMemory& m = decl.memory;
+        const std::size_t stride = m.slot_stride == 0 ? decl.row_bytes : m.slot_stride;
+        if (!per_layer.empty()) return per_layer[layer_index].data() + row * stride;
+        const std::size_t layer = m.layer_stride == 0 ? m.rows * stride : m.layer_stride;
+        const std::size_t buf = m.buffer_stride == 0 ? decl.layers.size() * layer : m.buffer_stride;
+        return memory.data() + buffer * buf + layer_index * layer + row * stride;
+    }
 };
 
 // The engine: its pools and what it writes and checks in them.
 class Engine {
 public:
-    explicit Engine(int tp_rank) : tp_rank_(tp_rank), cp_rank_(0) {
+    // strided: rows that do not follow each other: kv holds K and V interleaved per token in one
+    // block per layer ((rows, 2, 96 bytes): buffer stride 96, slot stride 192), idx's rows are
+    // padded to 48 bytes and c4's to 32.
+    explicit Engine(int tp_rank, bool strided = false) : tp_rank_(tp_rank), cp_rank_(0) {
         // kv: K and V of 96 bytes on 3 layers, one block with gaps between layers and buffers.
         EnginePool kv;
         kv.decl.name = "kv";
@@ -87,6 +100,13 @@ public:
                           .slot_stride = 0,
                           .layer_stride = kv_layer,
                           .buffer_stride = kv_buffer};
+        if (strided) {
+            kv.decl.memory.slot_stride = 2 * 96;
+            kv.decl.memory.layer_stride = kDeviceTokens * 2 * 96 + 64;
+            kv.decl.memory.buffer_stride = 96;
+        }
+        const std::size_t idx_stride = strided ? 48 : 0;
+        const std::size_t c4_stride = strided ? 32 : 24;
         // idx: an indexer sidecar of 40-byte rows on layers 1 and 2, a tensor per layer.
         EnginePool idx;
         idx.decl.name = "idx";
@@ -96,10 +116,11 @@ public:
         idx.decl.row_bytes = 40;
         idx.decl.tp = TpSharding::kReplicated;
         for (int l = 0; l < 2; ++l) {
-            idx.per_layer.emplace_back(kDeviceTokens * 40, kPad);
+            idx.per_layer.emplace_back(kDeviceTokens * (strided ? idx_stride : 40), kPad);
             idx.decl.memory.layer_ptrs.push_back(idx.per_layer.back().data());
         }
         idx.decl.memory.rows = kDeviceTokens;
+        idx.decl.memory.slot_stride = idx_stride;
         // c4: one 24-byte row per 4 tokens of kv's slots, on layer 0.
         EnginePool c4;
         c4.decl.name = "c4";
@@ -109,11 +130,11 @@ public:
         c4.decl.layers = {0};
         c4.decl.row_bytes = 24;
         c4.decl.tp = TpSharding::kReplicated;
-        c4.memory.assign(kDeviceTokens / 4 * 24, kPad);
+        c4.memory.assign(kDeviceTokens / 4 * c4_stride, kPad);
         c4.decl.memory = {.base = c4.memory.data(),
                           .layer_ptrs = {},
                           .rows = kDeviceTokens / 4,
-                          .slot_stride = 0,
+                          .slot_stride = strided ? c4_stride : 0,
                           .layer_stride = 0,
                           .buffer_stride = 0};
         pools_.push_back(std::move(kv));
@@ -172,11 +193,7 @@ public:
     // The engine's address of a row, computed from its own layout (not from Strata's PoolInfo).
     std::byte* row(std::size_t pool, std::uint32_t buffer, std::size_t layer_index,
                    std::size_t row) {
-        EnginePool& p = pools_[pool];
-        const DeviceMemory& m = p.decl.memory;
-        if (!p.per_layer.empty()) return p.per_layer[layer_index].data() + row * p.decl.row_bytes;
-        return p.memory.data() + buffer * m.buffer_stride + layer_index * m.layer_stride +
-               row * p.decl.row_bytes;
+        return pools_[pool].rowAt(buffer, layer_index, row);
     }
 
     // Writes (compute) or checks (verify) the rows of positions [from, to) of a prompt.
@@ -212,17 +229,31 @@ public:
         return bad;
     }
 
-    // Bytes outside every row (the gaps between layers and buffers) still hold the padding.
-    std::size_t paddingChanged() const {
-        const EnginePool& kv = pools_[0];
-        const DeviceMemory& m = kv.decl.memory;
+    // Bytes outside every row of every pool (the gaps between layers and buffers, a padded row's
+    // tail) still hold the padding.
+    std::size_t paddingChanged() {
         std::size_t changed = 0;
-        for (std::uint32_t b = 0; b < 2; ++b) {
-            for (std::size_t l = 0; l < 3; ++l) {
-                const std::size_t end = b * m.buffer_stride + l * m.layer_stride + m.rows * 96;
-                const std::size_t next = l + 1 < 3 ? b * m.buffer_stride + (l + 1) * m.layer_stride
-                                                   : (b + 1) * m.buffer_stride;
-                for (std::size_t i = end; i < next; ++i) changed += kv.memory[i] != kPad;
+        for (EnginePool& p : pools_) {
+            const PoolDecl& d = p.decl;
+            std::vector<std::vector<std::byte>*> blocks;
+            if (p.per_layer.empty()) blocks.push_back(&p.memory);
+            for (auto& t : p.per_layer) blocks.push_back(&t);
+            std::vector<std::vector<bool>> in_row;
+            for (auto* b : blocks) in_row.emplace_back(b->size(), false);
+            for (std::uint32_t b = 0; b < d.buffers; ++b) {
+                for (std::size_t li = 0; li < d.layers.size(); ++li) {
+                    const std::size_t k = p.per_layer.empty() ? 0 : li;
+                    for (std::size_t r = 0; r < d.memory.rows; ++r) {
+                        const auto off =
+                            static_cast<std::size_t>(p.rowAt(b, li, r) - blocks[k]->data());
+                        for (std::size_t j = 0; j < d.row_bytes; ++j) in_row[k][off + j] = true;
+                    }
+                }
+            }
+            for (std::size_t k = 0; k < blocks.size(); ++k) {
+                for (std::size_t i = 0; i < blocks[k]->size(); ++i) {
+                    changed += !in_row[k][i] && (*blocks[k])[i] != kPad;
+                }
             }
         }
         return changed;

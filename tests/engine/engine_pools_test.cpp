@@ -5,9 +5,14 @@
 // only, and every byte is checked where the engine put it, the padding between its layers too.
 #include <gtest/gtest.h>
 
+#include <mpi.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -27,25 +32,33 @@ struct Rig {
     std::unique_ptr<Cache> cache;
 };
 
-Rig makeRig(Engine& engine) {
-    JobOptions jo;
-    auto probe = Job::create(jo);
-    EXPECT_TRUE(probe.isOk()) << probe.status().toString();
-    const int world = (*probe)->place().world_size;
-    probe->reset();
-    jo.tp = world;  // every rank one TP shard of the one replica
-    auto job = Job::create(jo);
-    EXPECT_TRUE(job.isOk()) << job.status().toString();
+// A Job (new, or `job` when given) and a Cache over the engine's pools; with a storage tier in
+// `storage_dir` when given.
+Rig makeRig(Engine& engine, const std::string& storage_dir = "",
+            std::unique_ptr<Job> job = nullptr) {
+    if (job == nullptr) {
+        JobOptions jo;
+        auto probe = Job::create(jo);
+        EXPECT_TRUE(probe.isOk()) << probe.status().toString();
+        const int world = (*probe)->place().world_size;
+        probe->reset();
+        jo.tp = world;  // every rank one TP shard of the one replica
+        auto made = Job::create(jo);
+        EXPECT_TRUE(made.isOk()) << made.status().toString();
+        job = std::move(made).value();
+    }
     CacheConfig cc;
+    cc.storage_dir = storage_dir;
+    cc.prefetch_threshold_tokens = kPage;
     cc.model = "engine-test-model";
     cc.pools = engine.decls();
     cc.page_size = kPage;
     cc.device_tokens = kDeviceTokens;
     cc.host_tokens = 64 * kPage;
     cc.check_consistency = true;
-    auto cache = Cache::create(**job, cc);
+    auto cache = Cache::create(*job, cc);
     EXPECT_TRUE(cache.isOk()) << cache.status().toString();
-    return {std::move(job).value(), cache.isOk() ? std::move(cache).value() : nullptr};
+    return {std::move(job), cache.isOk() ? std::move(cache).value() : nullptr};
 }
 
 Admission serve(Cache& cache, Engine& engine, Cache::RequestId id,
@@ -113,18 +126,96 @@ TEST(EnginePools, BadDeclarationsNameThePoolAndTheField) {
     EXPECT_NE(r.status().message().find("pool 'kv'"), std::string::npos) << r.status().message();
     EXPECT_NE(r.status().message().find("rows"), std::string::npos) << r.status().message();
 
+    // Strides whose rows would overlap: a slot stride below the row, a layer stride below a
+    // layer's rows at a larger slot stride, K and V one row apart inside a one-row slot stride.
     cc.pools = engine.decls();
-    cc.pools[0].memory.slot_stride = 128;
+    cc.pools[0].memory.slot_stride = 64;
     r = Cache::create(**job, cc);
     ASSERT_FALSE(r.isOk());
-    EXPECT_EQ(r.status().code(), StatusCode::kNotSupported);
-    EXPECT_NE(r.status().message().find("slot stride"), std::string::npos) << r.status().message();
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("slot stride 64"), std::string::npos)
+        << r.status().message();
+    cc.pools = engine.decls();
+    cc.pools[0].memory.slot_stride = 128;  // the layer stride leaves room for 96-byte rows only
+    r = Cache::create(**job, cc);
+    ASSERT_FALSE(r.isOk());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("layer stride"), std::string::npos) << r.status().message();
+    cc.pools = engine.decls();
+    cc.pools[0].memory.buffer_stride = 96;  // V of slot s on K of slot s + 1
+    r = Cache::create(**job, cc);
+    ASSERT_FALSE(r.isOk());
+    EXPECT_NE(r.status().message().find("overlap"), std::string::npos) << r.status().message();
 
     cc.pools = engine.decls();
     cc.pools[2].tokens_per_row = 5;
     r = Cache::create(**job, cc);
     ASSERT_FALSE(r.isOk());
     EXPECT_NE(r.status().message().find("pool 'c4'"), std::string::npos) << r.status().message();
+}
+
+// A directory every rank names alike (rank 0 picks it).
+std::string sharedStorageDir() {
+    char path[512] = {};
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) {
+        const auto dir = std::filesystem::temp_directory_path() /
+                         ("strata-engine-strided-" + std::to_string(::getpid()));
+        std::filesystem::remove_all(dir);
+        std::snprintf(path, sizeof path, "%s", dir.c_str());
+    }
+    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return path;
+}
+
+// Rows that do not follow each other: K and V interleaved per token in one block (a slot stride
+// of two rows, a buffer stride of one), an indexer whose per-layer tensors pad each row to 48
+// bytes, a compressed sidecar padded to 32. Device, host and HDF5 hits come back byte exact, and
+// no byte between rows (the padding) is ever written.
+TEST(EnginePools, StridedRowsServeHitsFromDeviceHostAndStorageByteExact) {
+    Engine engine(0, /*strided=*/true);
+    ASSERT_EQ(engine.decls()[0].memory.slot_stride, 192u);
+    ASSERT_EQ(engine.decls()[0].memory.buffer_stride, 96u);
+    const std::string dir = sharedStorageDir();
+    Rig rig = makeRig(engine, dir);
+    ASSERT_NE(rig.cache, nullptr);
+    const auto first = tokensOf(1, 5 * kPage + 3);
+    {
+        Cache& cache = *rig.cache;
+        EXPECT_EQ(cache.pools()[0].layer_ptrs.at(3 + 1), engine.row(0, 1, 1, 0));  // V, layer 1
+        EXPECT_EQ(serve(cache, engine, 1, first).cached_tokens, 0u);
+        ASSERT_TRUE(cache.drain().isOk());
+        Admission again = serve(cache, engine, 2, first);
+        EXPECT_EQ(again.device_hit_tokens, 5 * kPage);
+        serve(cache, engine, 3, tokensOf(2, 7 * kPage));
+        serve(cache, engine, 4, tokensOf(3, 7 * kPage));
+        ASSERT_TRUE(cache.drain().isOk());
+        Admission back = serve(cache, engine, 5, tokensOf(4, 6 * kPage, first));
+        EXPECT_EQ(back.host_hit_tokens, 5 * kPage);
+        EXPECT_EQ(back.cached_tokens, 5 * kPage);
+        ASSERT_TRUE(cache.drain().isOk());
+        EXPECT_EQ(engine.paddingChanged(), 0u) << "bytes written between the engine's rows";
+    }
+    rig.cache.reset();
+    // A fresh engine and Cache over the same storage: the prefix comes from HDF5.
+    Engine fresh(0, /*strided=*/true);
+    rig = makeRig(fresh, dir, std::move(rig.job));
+    ASSERT_NE(rig.cache, nullptr);
+    Cache& cache = *rig.cache;
+    const auto prompt = tokensOf(5, 6 * kPage, first);
+    ASSERT_TRUE(cache.prefetch(1, prompt).isOk());
+    ASSERT_TRUE(cache.drain().isOk());
+    Admission hit = serve(cache, fresh, 1, prompt);
+    EXPECT_EQ(hit.storage_hit_tokens, 5 * kPage);
+    EXPECT_EQ(hit.cached_tokens, 5 * kPage);
+    ASSERT_TRUE(cache.drain().isOk());
+    EXPECT_EQ(fresh.paddingChanged(), 0u) << "bytes written between the engine's rows";
+    rig.cache.reset();
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) std::filesystem::remove_all(dir);
 }
 
 TEST(EnginePools, PresetPoolsAreWhatThePresetLayoutIs) {

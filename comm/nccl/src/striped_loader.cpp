@@ -168,7 +168,9 @@ public:
                 if (pages.empty()) continue;
                 CopyJob scatter;
                 scatter.geometry = cg;
-                scatter.device = {pool_table.data(), job.device.capacity_tokens};
+                // The pool's own row stride: the scatter writes its rows in place.
+                scatter.device = {pool_table.data(), job.device.capacity_tokens,
+                                  job.device.row_stride};
                 scatter.host = {staging + q * slice_bytes, HostLayout::kLayerFirst, slice_tokens};
                 scatter.pages = std::move(pages);
                 scatter.layer_begin = 0;

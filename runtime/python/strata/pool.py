@@ -64,8 +64,11 @@ class Pool:
     `tensors`, buffers * layers tensors of shape (rows, ...), [buffer * layers + layer]; or
     neither: Strata allocates the rows (read their addresses from Cache.pools). row_bytes and
     dtype are derived from the tensors when not given (a given one must match). A row must be
-    contiguous; the slot, layer and buffer strides are the tensor's. The Cache keeps a
-    reference to the tensors for its lifetime.
+    contiguous; the slot, layer and buffer strides are the tensor's, and rows need not follow
+    each other: K and V interleaved per token, t of shape (layers, rows, 2, heads, dim), is
+    tensor=t.permute(2, 0, 1, 3, 4) (K = t[:, :, 0], V = t[:, :, 1]), a slot stride of two rows;
+    a padded row's padding is never written. The Cache keeps a reference to the tensors for its
+    lifetime.
 
     Raises StrataError("invalid_argument") naming the pool and the mismatch."""
 
@@ -167,9 +170,10 @@ class Pool:
         for key in ("slot_stride", "layer_stride", "buffer_stride"):
             if getattr(self, key) < 0:
                 raise invalid(f"pool '{self.name}': negative {key.replace('_', ' ')}")
-        starts = [b * self.buffer_stride + l * self.layer_stride
-                  for b in range(self.buffers) for l in range(nl)]
-        self._check_disjoint(starts, row_bytes, "the tensor's")
+        self._check_disjoint([("slot", self.rows, self.slot_stride),
+                              ("layer", nl, self.layer_stride),
+                              ("buffer", self.buffers if lead == 3 else 1, self.buffer_stride)],
+                             row_bytes, "the tensor's")
         self.base = t.data_ptr()
         self.device = t.device
         return row_bytes, tag
@@ -192,23 +196,28 @@ class Pool:
                               f"{tuple(t.stride())}, tensors[0] {tuple(first.stride())}")
         self.rows = first.shape[0]
         self.slot_stride = first.stride(0) * first.element_size()
-        self._check_disjoint([0], row_bytes, "each tensor's")
+        self._check_disjoint([("slot", self.rows, self.slot_stride)], row_bytes, "each tensor's")
         self.layer_ptrs = [t.data_ptr() for t in ts]
         self.device = first.device
         return row_bytes, tag
 
-    def _check_disjoint(self, starts: List[int], row_bytes: int, what: str) -> None:
-        """Rows must not overlap: within a layer (slot stride), nor across layers and buffers."""
-        if self.rows > 1 and self.slot_stride < row_bytes:
-            raise invalid(f"pool '{self.name}': {what} slot stride {self.slot_stride} bytes is "
-                          f"smaller than a row ({row_bytes} bytes): rows overlap")
-        extent = (self.rows - 1) * self.slot_stride + row_bytes if self.rows else 0
-        ordered = sorted(starts)
-        for a, b in zip(ordered, ordered[1:]):
-            if b < a + extent:
-                raise invalid(f"pool '{self.name}': {what} layers or buffers overlap (strides: "
-                              f"layer {self.layer_stride}, buffer {self.buffer_stride} bytes; "
-                              f"a layer spans {extent} bytes)")
+    def _check_disjoint(self, axes: List[Tuple[str, int, int]], row_bytes: int,
+                        what: str) -> None:
+        """Rows must not overlap (the rule of the C++ side): the axes (name, count, stride in
+        bytes), taken from the smallest stride up, each step at least over the bytes the smaller
+        ones span. So a layer's rows may lie a slot stride apart with other bytes between them
+        (K and V interleaved per token: buffer stride = row bytes, slot stride = 2 rows; padded
+        rows), and layers and buffers may nest either way."""
+        span = row_bytes
+        for name, count, stride in sorted(axes, key=lambda a: a[2]):
+            if count <= 1:
+                continue
+            if stride < span:
+                raise invalid(f"pool '{self.name}': {what} {name} stride {stride} bytes is "
+                              f"below the {span} bytes its smaller axes span: rows overlap "
+                              f"(strides: slot {self.slot_stride}, layer {self.layer_stride}, "
+                              f"buffer {self.buffer_stride} bytes; a row is {row_bytes})")
+            span += stride * (count - 1)
 
     def check_device(self, backend: str, device: int) -> None:
         """The tensors are where the back end reads them: CPU tensors for "cpu", CUDA tensors on

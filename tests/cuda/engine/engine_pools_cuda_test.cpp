@@ -3,7 +3,8 @@
 // registered with a Cache on the CUDA back end through the public API only (linked as libstrata).
 // Requests hit on the device and come back from the pinned host tier after eviction; every byte
 // is checked in device memory where the engine put it, and the gaps between its layers are never
-// written. Skips without a visible GPU.
+// written; the same with strided rows (K and V interleaved per token, padded rows). Skips without a
+// visible GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -75,13 +76,13 @@ private:
     std::vector<Block> blocks_;
 };
 
-TEST(EnginePoolsCuda, CudaMallocedPoolsOfANewShapeServeHitsFromDeviceAndHostByteExact) {
-    if (!gpuVisible()) GTEST_SKIP() << "no CUDA device visible";
+// strided: the engine's strided pools (K and V interleaved per token, padded rows).
+void serveHitsFromDeviceAndHost(bool strided) {
     JobOptions jo;
     jo.gpus = 1;
     auto job = Job::create(jo);
     ASSERT_TRUE(job.isOk()) << job.status().toString();
-    Engine engine(0);
+    Engine engine(0, strided);
     DeviceMirror mirror(engine);
     CacheConfig cc;
     cc.model = "engine-test-model";
@@ -116,6 +117,18 @@ TEST(EnginePoolsCuda, CudaMallocedPoolsOfANewShapeServeHitsFromDeviceAndHostByte
     EXPECT_GT(cache.stats().load_pages, 0u);
     mirror.toHost();
     EXPECT_EQ(engine.paddingChanged(), 0u) << "bytes written outside the engine's rows";
+}
+
+TEST(EnginePoolsCuda, CudaMallocedPoolsOfANewShapeServeHitsFromDeviceAndHostByteExact) {
+    if (!gpuVisible()) GTEST_SKIP() << "no CUDA device visible";
+    serveHitsFromDeviceAndHost(/*strided=*/false);
+}
+
+// Rows that do not follow each other in cudaMalloc'd memory: K and V interleaved per token (a slot
+// stride of two rows), the indexer's and the sidecar's rows padded; the padding is never written.
+TEST(EnginePoolsCuda, StridedRowsServeHitsFromDeviceAndHostByteExact) {
+    if (!gpuVisible()) GTEST_SKIP() << "no CUDA device visible";
+    serveHitsFromDeviceAndHost(/*strided=*/true);
 }
 
 }  // namespace

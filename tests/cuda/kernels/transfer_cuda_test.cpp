@@ -107,6 +107,81 @@ TEST_P(CudaTransferMatrix, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(AllLayouts, CudaTransferMatrix, testing::matrixValues(),
                          testing::matrixName);
 
+// Strided device rows (DeviceView::row_stride) through every path: K and V interleaved per token
+// in one block, padded rows (an odd stride too). The kernels move groups of rows, the copy engine
+// one entry per row, staged re-lays out through the kernel; the bytes between rows stay untouched
+// (runCopyCase compares every byte of each block).
+class CudaStridedTransferMatrix : public ::testing::TestWithParam<MatrixParam> {};
+
+TEST_P(CudaStridedTransferMatrix, MatchesReference) {
+    SKIP_WITHOUT_CUDA();
+    auto [layout, dir, range_index, page_size] = GetParam();
+    for (const PathVariant& variant : pathVariants()) {
+        SCOPED_TRACE(variant.name);
+        BackendOptions options;
+        options.tuning = variant.tuning;
+        auto created = Backend::create(BackendKind::kCuda, options);
+        ASSERT_TRUE(created.isOk()) << created.status().toString();
+        auto backend = std::move(created).value();
+        std::uint64_t seed = 0x5C0DA000ull + static_cast<std::uint64_t>(layout) * 1000 +
+                             static_cast<std::uint64_t>(dir) * 100 + range_index * 10 + page_size;
+        for (const testing::StrideVariant& stride : testing::kStrideVariants) {
+            for (std::size_t row_bytes :
+                 {std::size_t{6}, std::size_t{16}, std::size_t{656}, std::size_t{2048}}) {
+                testing::CopyCase c = testing::stridedCase(stride, row_bytes);
+                c.layout = layout;
+                c.dir = dir;
+                c.layer_begin = kLayerRanges[range_index].begin;
+                c.layer_end = kLayerRanges[range_index].end;
+                c.page_size = page_size;
+                c.seed = seed++;
+                testing::runCopyCase(*backend, c);
+                if (HasFatalFailure()) return;
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLayouts, CudaStridedTransferMatrix, testing::matrixValues(),
+                         testing::matrixName);
+
+// The auto path never sends strided rows to the copy engine as whole chunks, and the bulk kernel
+// runs only where the stride is 16-byte aligned (else the warp kernel).
+TEST(CudaBackend, StridedRowsPlanRowGroups) {
+    SKIP_WITHOUT_CUDA();
+    CopyTuning t;
+    t.copy_engine_min_chunk_h2d = t.copy_engine_min_chunk_d2h = 1;  // any packed chunk: engine
+    BackendOptions options;
+    options.tuning = t;
+    auto backend = std::move(Backend::create(BackendKind::kCuda, options)).value();
+    const PoolGeometry g{1, 1, 256, 16};
+    const std::size_t cap = 4 * g.page_size;
+    auto dev = std::move(backend->allocateDevice(cap * 512)).value();
+    auto host = std::move(backend->allocateHost(hostBytes(g, cap))).value();
+    std::byte* planes[] = {dev.data()};
+    auto stream = std::move(backend->createStream()).value();
+    CopyJob job;
+    job.geometry = g;
+    job.device = DeviceView{planes, cap, 0};
+    job.host = HostView{host.data(), HostLayout::kLayerFirst, cap};
+    job.pages = {{0, 1}, {2, 3}};
+    job.direction = Direction::kHostToDevice;
+    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    EXPECT_EQ(stream->lastPlan().path, CopyPath::kCopyEngine);
+    job.device.row_stride = 512;
+    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    EXPECT_NE(stream->lastPlan().path, CopyPath::kCopyEngine);
+    job.path = CopyPath::kKernelBulk;
+    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelBulk);
+    job.device.row_stride = 260;  // not a multiple of 16: the warp kernel
+    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelWarp);
+    job.device.row_stride = 255;  // below the row
+    EXPECT_EQ(stream->enqueueCopy(job).code(), StatusCode::kInvalidArgument);
+    ASSERT_TRUE(stream->synchronize().isOk());
+}
+
 // Stream::enqueueDeviceCopy (device-to-device cudaMemcpyAsync per run of pages) against the naive
 // model and copyDevicePagesCpu: 656-byte KV rows, one-row Mamba state pages, a layer subrange of
 // three buffers, shuffled moves with a long run of consecutive pages.
@@ -450,6 +525,38 @@ TEST(CudaStripedLoad, OneRankLoadsEveryPageThroughStagingInSeveralBatches) {
     CopyJob backup = job;
     backup.direction = Direction::kDeviceToHost;
     EXPECT_EQ((*loader)->load(backup).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A striped load into strided device rows (K and V interleaved per token, padded rows): the
+// stripes go to packed staging, the scatter writes the pool's rows in place; every byte of the
+// pool's blocks is checked against the naive model.
+TEST(CudaStripedLoad, LoadsIntoStridedRows) {
+    SKIP_WITHOUT_CUDA();
+    if (!comm::nccl::available()) GTEST_SKIP() << "this build has no NCCL";
+    auto backend = cudaBackend();
+    ASSERT_NE(backend, nullptr);
+    auto id = comm::nccl::newUniqueId();
+    ASSERT_TRUE(id.isOk()) << id.status().toString();
+    auto loader = comm::nccl::StripedLoader::create(*backend, *id, 0, 1, 64 << 10);
+    ASSERT_TRUE(loader.isOk()) << loader.status().toString();
+    auto run = [&](const CopyJob& job) -> Status {
+        STRATA_ASSIGN_OR_RETURN(EventPtr done, (*loader)->load(job));
+        return done->wait();
+    };
+    std::uint64_t seed = 0x57A1D0;
+    for (const testing::StrideVariant& stride : testing::kStrideVariants) {
+        for (HostLayout layout : kLayouts) {
+            testing::CopyCase c = testing::stridedCase(stride, 656);
+            c.layout = layout;
+            c.dir = Direction::kHostToDevice;
+            c.page_size = 16;
+            c.layer_begin = 1;
+            c.layer_end = 4;
+            c.seed = seed++;
+            testing::runCopyCase(*backend, c, run);
+            if (HasFatalFailure()) return;
+        }
+    }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 """The engine of the Python package's tests: pools in torch tensors it owns (K/V rows of 2 heads x
-8 dims in bf16 on 3 layers, with padding between layers; an fp8 indexer sidecar in byte tensors,
+8 dims in bf16 on 3 layers, with padding between layers; layout "interleaved" keeps K and V per
+token in one tensor, "padded" pads every row; an fp8 indexer sidecar in byte tensors,
 one per layer, on layers 1 and 2) and the KV a real model would write: each row depends on the
 whole prefix up to its token (and on the TP shard for per-rank pools), so a row loaded for the
 wrong prefix, position, layer or shard differs. Values are small integers, exact in bf16. And the
@@ -24,6 +25,7 @@ HEADS, DIM = 2, 8
 IDX_LAYERS = (1, 2)
 IDX_BYTES = 20
 PAD = 0x5A
+ROW_PAD = 8  # elements of padding after each K/V row of the "padded" layout
 _M64 = (1 << 64) - 1
 
 
@@ -72,12 +74,22 @@ class Engine:
     """The engine's memory and what it writes and checks there."""
 
     def __init__(self, shard: int = 0, rows: int = DEVICE_TOKENS, pad_rows: int = 5,
-                 device: str = "cpu"):
+                 device: str = "cpu", layout: str = "packed"):
         self.shard, self.rows, self.device = shard, rows, torch.device(device)
-        # K/V: (buffers, layers, rows, heads, dim), rows padded between layers.
-        self.kv_block = torch.full((2, LAYERS, rows + pad_rows, HEADS, DIM), float(PAD),
-                                   dtype=torch.bfloat16, device=self.device)
-        self.kv = self.kv_block[:, :, :rows]
+        self.layout = layout
+        full = dict(dtype=torch.bfloat16, device=self.device)
+        if layout == "packed":  # (buffers, layers, rows, heads, dim), rows padded between layers
+            self.kv_block = torch.full((2, LAYERS, rows + pad_rows, HEADS, DIM), float(PAD), **full)
+            self.kv = self.kv_block[:, :, :rows]
+        elif layout == "interleaved":  # K and V per token: (layers, rows, 2, heads, dim)
+            self.kv_block = torch.full((LAYERS, rows + pad_rows, 2, HEADS, DIM), float(PAD), **full)
+            self.kv = self.kv_block[:, :rows].permute(2, 0, 1, 3, 4)  # slot stride: two rows
+        elif layout == "padded":  # each row padded by ROW_PAD elements (and rows between layers)
+            self.kv_block = torch.full((2, LAYERS, rows + pad_rows, HEADS * DIM + ROW_PAD),
+                                       float(PAD), **full)
+            self.kv = self.kv_block[:, :, :rows, :HEADS * DIM].view(2, LAYERS, rows, HEADS, DIM)
+        else:
+            raise ValueError(f"layout {layout!r}")
         self.idx = [torch.full((rows, IDX_BYTES), PAD, dtype=torch.uint8, device=self.device)
                     for _ in IDX_LAYERS]
 
@@ -125,8 +137,14 @@ class Engine:
                 f"request {a.request_id}: indexer rows of layer {layer} differ"
 
     def padding_intact(self) -> bool:
-        pad = self.kv_block[:, :, self.rows:]
-        return torch.equal(pad, torch.full_like(pad, float(PAD)))
+        """No byte outside the rows was written: rows past the pool's, and padded rows' tails."""
+        if self.layout == "interleaved":
+            pads = [self.kv_block[:, self.rows:]]
+        elif self.layout == "padded":
+            pads = [self.kv_block[:, :, self.rows:], self.kv_block[..., HEADS * DIM:]]
+        else:
+            pads = [self.kv_block[:, :, self.rows:]]
+        return all(torch.equal(p, torch.full_like(p, float(PAD))) for p in pads)
 
 
 def serve(cache: strata.Cache, engine: Engine, rid: int, tokens: Sequence[int],

@@ -31,14 +31,18 @@ struct DeviceCopyCase {
     // two destinations); page 3 is read by nothing, 5 and 7 are written by nothing.
     std::vector<DevicePageMove> moves = {{0, 8}, {1, 9}, {2, 10}, {4, 6}, {4, 11}};
     std::uint64_t seed = 1;
+    std::size_t row_stride =
+        0;  // bytes between rows; 0: packed (the bytes between stay as they are)
 };
 inline void PrintTo(const DeviceCopyCase& c, std::ostream* os) { *os << c.name; }
 
-// Applies the moves to plain byte images: dev[b * L + l] holds the plane of (b, l). Reads the
-// sources from `before`, so the result does not depend on the order of the moves.
+// Applies the moves to plain byte images: dev[b * L + l] holds the plane of (b, l), rows `stride`
+// bytes apart. Reads the sources from `before`, so the result does not depend on the order of the
+// moves.
 inline std::vector<std::vector<std::byte>> naiveDeviceCopy(
     const PoolGeometry& g, const std::vector<std::vector<std::byte>>& before,
-    const std::vector<DevicePageMove>& moves, std::uint32_t lb, std::uint32_t le) {
+    const std::vector<DevicePageMove>& moves, std::uint32_t lb, std::uint32_t le,
+    std::size_t stride) {
     auto after = before;
     for (const DevicePageMove& m : moves) {
         for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
@@ -46,10 +50,8 @@ inline std::vector<std::vector<std::byte>> naiveDeviceCopy(
                 const std::size_t plane = std::size_t{b} * g.num_layers + l;
                 for (std::size_t t = 0; t < g.page_size; ++t) {
                     for (std::size_t k = 0; k < g.row_bytes; ++k) {
-                        after[plane][(std::size_t{m.dst_page} * g.page_size + t) * g.row_bytes +
-                                     k] =
-                            before[plane]
-                                  [(std::size_t{m.src_page} * g.page_size + t) * g.row_bytes + k];
+                        after[plane][(std::size_t{m.dst_page} * g.page_size + t) * stride + k] =
+                            before[plane][(std::size_t{m.src_page} * g.page_size + t) * stride + k];
                     }
                 }
             }
@@ -65,22 +67,24 @@ inline void runDeviceCopyCase(Backend& backend, const DeviceCopyCase& c) {
     SCOPED_TRACE(::testing::Message()
                  << c.name << ": layers=[" << c.layer_begin << "," << c.layer_end << ") of "
                  << c.num_layers << " buffers=" << c.num_buffers << " row_bytes=" << c.row_bytes
-                 << " page_size=" << c.page_size << " seed=" << c.seed);
+                 << " page_size=" << c.page_size << " row_stride=" << c.row_stride
+                 << " seed=" << c.seed);
     const PoolGeometry g{c.num_layers, c.num_buffers, c.row_bytes, c.page_size};
     const std::size_t capacity = std::size_t{c.num_pages} * c.page_size;
-    const std::size_t plane_bytes = capacity * c.row_bytes;
+    const std::size_t stride = c.row_stride == 0 ? c.row_bytes : c.row_stride;
+    const std::size_t plane_bytes = capacity * stride;
     const std::size_t planes = std::size_t{c.num_buffers} * c.num_layers;
     std::uint64_t fill_state = c.seed;
     std::vector<std::vector<std::byte>> before(planes, std::vector<std::byte>(plane_bytes));
     for (auto& p : before) fillRandom(p.data(), plane_bytes, fill_state);
-    const auto expected = naiveDeviceCopy(g, before, c.moves, c.layer_begin, c.layer_end);
+    const auto expected = naiveDeviceCopy(g, before, c.moves, c.layer_begin, c.layer_end, stride);
 
     // The reference on plain images must agree with the naive model.
     {
         auto ref = before;
         std::vector<std::byte*> ref_ptrs;
         for (auto& p : ref) ref_ptrs.push_back(p.data());
-        const DeviceView dv{ref_ptrs.data(), capacity};
+        const DeviceView dv{ref_ptrs.data(), capacity, c.row_stride};
         const Status valid = validateDeviceCopy(g, dv, c.moves, c.layer_begin, c.layer_end);
         ASSERT_TRUE(valid.isOk()) << valid.toString();
         copyDevicePagesCpu(g, dv, c.moves, c.layer_begin, c.layer_end);
@@ -101,8 +105,9 @@ inline void runDeviceCopyCase(Backend& backend, const DeviceCopyCase& c) {
     }
     auto stream = backend.createStream();
     ASSERT_TRUE(stream.isOk()) << stream.status().toString();
-    const Status queued = (*stream)->enqueueDeviceCopy(g, DeviceView{layer_ptrs.data(), capacity},
-                                                       c.moves, c.layer_begin, c.layer_end);
+    const Status queued =
+        (*stream)->enqueueDeviceCopy(g, DeviceView{layer_ptrs.data(), capacity, c.row_stride},
+                                     c.moves, c.layer_begin, c.layer_end);
     ASSERT_TRUE(queued.isOk()) << queued.toString();
     const Status sync = (*stream)->synchronize();
     ASSERT_TRUE(sync.isOk()) << sync.toString();
@@ -113,7 +118,7 @@ inline void runDeviceCopyCase(Backend& backend, const DeviceCopyCase& c) {
         const long long diff = firstDifference(readback.data(), expected[i].data(), plane_bytes);
         ASSERT_EQ(diff, -1) << "plane " << i << " (buffer " << i / c.num_layers << ", layer "
                             << i % c.num_layers << "), token slot "
-                            << (diff < 0 ? 0 : diff / static_cast<long long>(c.row_bytes));
+                            << (diff < 0 ? 0 : diff / static_cast<long long>(stride));
     }
 }
 
@@ -158,6 +163,28 @@ inline std::vector<DeviceCopyCase> deviceCopyCases() {
     c.num_pages = 16;
     c.moves = {{3, 12}, {0, 9}, {2, 11}, {1, 10}, {7, 4}, {7, 5}, {8, 15}};
     c.seed = 0xD0C0004;
+    cases.push_back(c);
+    c.name = "padded_rows";  // 656-byte rows 704 bytes apart: the padding stays as it was
+    c.num_layers = 3;
+    c.num_buffers = 2;
+    c.row_bytes = 656;
+    c.row_stride = 704;
+    c.page_size = 16;
+    c.layer_begin = 0;
+    c.layer_end = 3;
+    c.num_pages = 12;
+    c.moves = DeviceCopyCase{}.moves;
+    c.seed = 0xD0C0005;
+    cases.push_back(c);
+    c.name = "mamba_state_strided";  // one state row per page, an odd stride
+    c.num_layers = 2;
+    c.num_buffers = 1;
+    c.row_bytes = 4100;
+    c.row_stride = 4107;
+    c.page_size = 1;
+    c.layer_begin = 1;
+    c.layer_end = 2;
+    c.seed = 0xD0C0006;
     cases.push_back(c);
     return cases;
 }

@@ -155,6 +155,50 @@ TEST_P(TransferMatrix, CpuBackendMatchesNaiveModel) {
 
 INSTANTIATE_TEST_SUITE_P(AllLayouts, TransferMatrix, testing::matrixValues(), testing::matrixName);
 
+// Strided device rows (DeviceView::row_stride): K and V interleaved per token in one block (with
+// and without padding after each token), rows padded to a larger or odd stride; every layout,
+// direction, layer range and page size. The bytes between rows (the other buffer's rows, the
+// padding) must stay untouched: runCopyCase compares every byte of each block.
+class StridedTransferMatrix : public ::testing::TestWithParam<MatrixParam> {};
+
+TEST_P(StridedTransferMatrix, CpuBackendMatchesNaiveModel) {
+    auto [layout, dir, range_index, page_size] = GetParam();
+    auto backend = Backend::create(BackendKind::kCpu, {});
+    ASSERT_TRUE(backend.isOk());
+    std::uint64_t seed = 0x57121DE0ull + static_cast<std::uint64_t>(layout) * 1000 +
+                         static_cast<std::uint64_t>(dir) * 100 + range_index * 10 + page_size;
+    for (const testing::StrideVariant& variant : testing::kStrideVariants) {
+        for (std::size_t row_bytes : {std::size_t{6}, std::size_t{16}, std::size_t{656}}) {
+            CopyCase c = testing::stridedCase(variant, row_bytes);
+            c.layout = layout;
+            c.dir = dir;
+            c.layer_begin = kLayerRanges[range_index].begin;
+            c.layer_end = kLayerRanges[range_index].end;
+            c.page_size = page_size;
+            c.seed = seed++;
+            testing::runCopyCase(**backend, c);
+            if (HasFatalFailure()) return;
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLayouts, StridedTransferMatrix, testing::matrixValues(),
+                         testing::matrixName);
+
+TEST_F(ValidateCopy, RejectsARowStrideBelowTheRow) {
+    const std::vector<PageCopy> pages{{0, 0}};
+    DeviceView strided = dev;
+    strided.row_stride = g.row_bytes;  // packed, said explicitly
+    EXPECT_TRUE(validateCopy(g, strided, host, pages, 0, 4).isOk());
+    strided.row_stride = g.row_bytes - 1;
+    Status s = validateCopy(g, strided, host, pages, 0, 4);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("row stride 15"), std::string::npos) << s.message();
+    s = validateDeviceCopy(g, strided, std::vector<DevicePageMove>{{0, 1}}, 0, 4);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("row stride 15"), std::string::npos) << s.message();
+}
+
 // device -> host -> device into different pages is bit exact, for every layout.
 TEST(TransferRoundTrip, DeviceHostDeviceIsBitExact) {
     const PoolGeometry g{3, 2, 656, 16};

@@ -123,6 +123,37 @@ TEST(DevicePool, AdoptValidatesPointers) {
     EXPECT_NE(null_ptr.status().message().find("layer pointer 4"), std::string::npos);
 }
 
+// K and V interleaved per token in one array per layer: V's plane starts one row in, rows lie
+// two rows apart; row() and the kernels' view use that stride. A stride below the row is named.
+TEST(DevicePool, AdoptKeepsTheRowStride) {
+    constexpr std::size_t kRow = 656;
+    std::vector<std::vector<std::byte>> layers(3, std::vector<std::byte>(128 * 2 * kRow));
+    std::vector<std::byte*> ptrs;
+    for (std::uint32_t b = 0; b < 2; ++b) {
+        for (auto& l : layers) ptrs.push_back(l.data() + b * kRow);
+    }
+    auto pool = DevicePool::adopt(kernels::BackendKind::kCpu, mhaSpec(), ptrs, 128, 64, 2 * kRow);
+    ASSERT_TRUE(pool.isOk()) << pool.status().toString();
+    EXPECT_EQ(pool->rowStride(), 2 * kRow);
+    EXPECT_EQ(pool->row(1, 2, 3), layers[2].data() + 3 * 2 * kRow + kRow);
+    EXPECT_EQ(pool->view().row_stride, 2 * kRow);
+    EXPECT_EQ(pool->view().rowStride(kRow), 2 * kRow);
+
+    auto packed = DevicePool::adopt(kernels::BackendKind::kCpu, mhaSpec(), ptrs, 128, 64);
+    ASSERT_TRUE(packed.isOk());
+    EXPECT_EQ(packed->rowStride(), kRow);
+    auto created = DevicePool::create(*cpu(), mhaSpec(), 128, 64);
+    ASSERT_TRUE(created.isOk());
+    EXPECT_EQ(created->rowStride(), kRow);
+
+    auto overlapping =
+        DevicePool::adopt(kernels::BackendKind::kCpu, mhaSpec(), ptrs, 128, 64, kRow - 1);
+    ASSERT_FALSE(overlapping.isOk());
+    EXPECT_EQ(overlapping.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(overlapping.status().message().find("row stride 655"), std::string::npos)
+        << overlapping.status().message();
+}
+
 TEST(HostPool, CreateSizesTheAllocationByLayout) {
     auto backend = cpu();
     for (HostLayout layout :

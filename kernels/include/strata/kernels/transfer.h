@@ -52,11 +52,19 @@ struct PoolGeometry {
 };
 
 // Device side: layer-first arrays, one per (buffer, layer), listed at layer_ptrs[b * L + l].
-// The row of token slot s is layer_ptrs[b * L + l] + s * row_bytes. The table itself lives in host
-// memory (the CUDA path uploads its own copy).
+// The row of token slot s is layer_ptrs[b * L + l] + s * rowStride(row_bytes): packed rows
+// (row_stride 0 or row_bytes, a page of one plane is one contiguous chunk) or rows row_stride
+// bytes apart (K and V interleaved per token in one tensor, rows padded to an alignment; the bytes
+// between rows are never touched). The table itself lives in host memory (the CUDA path uploads
+// its own copy).
 struct DeviceView {
     std::byte* const* layer_ptrs = nullptr;  // num_buffers * num_layers entries
     std::size_t capacity_tokens = 0;
+    std::size_t row_stride = 0;  // bytes between consecutive slots; 0: row_bytes (packed)
+
+    std::size_t rowStride(std::size_t row_bytes) const noexcept {
+        return row_stride == 0 ? row_bytes : row_stride;
+    }
 };
 
 // Host side: one allocation in the given layout holding capacity_tokens tokens.
@@ -87,7 +95,8 @@ std::size_t hostRowOffset(const PoolGeometry& g, const HostView& host, std::uint
 // Bytes of the host allocation: capacity_tokens * bytesPerToken().
 std::size_t hostBytes(const PoolGeometry& g, std::size_t capacity_tokens) noexcept;
 
-// Checks that every page index lies inside both pools and the layer range is valid.
+// Checks that every page index lies inside both pools, the layer range is valid and the device
+// row stride is 0 or at least row_bytes.
 Status validateCopy(const PoolGeometry& g, const DeviceView& dev, const HostView& host,
                     std::span<const PageCopy> pages, std::uint32_t layer_begin,
                     std::uint32_t layer_end);
@@ -99,9 +108,9 @@ void copyPagesCpu(const PoolGeometry& g, const DeviceView& dev, const HostView& 
                   std::uint32_t layer_end, Direction dir) noexcept;
 
 // Checks a copy inside one device pool (Stream::enqueueDeviceCopy): a valid geometry, a non-empty
-// layer range inside the pool, every src and dst page inside the pool (capacity_tokens /
-// page_size pages), no page both a source and a destination of the job, and no destination
-// twice. kInvalidArgument names the problem.
+// layer range inside the pool, a row stride of 0 or at least row_bytes, every src and dst page
+// inside the pool (capacity_tokens / page_size pages), no page both a source and a destination of
+// the job, and no destination twice. kInvalidArgument names the problem.
 Status validateDeviceCopy(const PoolGeometry& g, const DeviceView& dev,
                           std::span<const DevicePageMove> moves, std::uint32_t layer_begin,
                           std::uint32_t layer_end);

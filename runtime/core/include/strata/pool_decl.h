@@ -49,6 +49,11 @@ enum class CpSharding : std::uint8_t {
 // Where a pool's device rows live. The row of slot s of (buffer b, layer l) starts at
 // base + b * buffer_stride + l * layer_stride + s * slot_stride, or at
 // layer_ptrs[b * layers + l] + s * slot_stride when layer_ptrs is given (a tensor per layer).
+// A slot stride above row_bytes is supported (K and V interleaved per token in one tensor
+// (rows, 2, heads, dim): buffer_stride = row_bytes, slot_stride = 2 * row_bytes; padded rows): the
+// bytes between rows are never written. No two rows may overlap: the axes, from the smallest
+// stride up, each step at least over the bytes the smaller ones span (kInvalidArgument names the
+// axis).
 // The memory must outlive the Cache. base and layer_ptrs both empty: Strata allocates the pool
 // (CacheConfig's device_tokens, or state slots for kState) and the engine reads its address from
 // the Cache.
@@ -56,7 +61,7 @@ struct DeviceMemory {
     void* base = nullptr;
     std::vector<void*> layer_ptrs;
     std::size_t rows = 0;           // rows the memory holds (token slots; request slots: kState)
-    std::size_t slot_stride = 0;    // bytes between consecutive rows; 0: row_bytes (contiguous)
+    std::size_t slot_stride = 0;    // bytes between consecutive rows (>= row_bytes); 0: row_bytes
     std::size_t layer_stride = 0;   // bytes between layers; 0: rows * slot_stride
     std::size_t buffer_stride = 0;  // bytes between buffers (K to V); 0: layers * layer_stride
 };
