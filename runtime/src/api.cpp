@@ -21,7 +21,6 @@
 namespace strata {
 
 struct Job::Impl {
-    std::optional<comm::MpiContext> mpi;  // set when the Job initialised MPI
     comm::MpiComm world;
     std::unique_ptr<comm::Grid> grid;
     std::unique_ptr<comm::DecisionGroup> group;  // over MPI, or the engine's agree_min
@@ -38,6 +37,13 @@ struct Job::Impl {
 };
 
 namespace {
+
+// MPI as a Job initialised it: kept until the process exits (this static's destruction finalises
+// it), since MPI cannot be initialised twice in a process and the engine may make a later Job.
+std::optional<comm::MpiContext>& processMpi() {
+    static std::optional<comm::MpiContext> mpi;
+    return mpi;
+}
 
 Status checkJobOptions(const JobOptions& o) {
     if (o.tp < 1 || o.cp < 1 || o.pp < 1) {
@@ -133,7 +139,7 @@ Result<std::unique_ptr<Job>> Job::create(const JobOptions& options) {
     auto impl = std::make_unique<Impl>();
     if (!comm::MpiContext::isActive()) {
         STRATA_ASSIGN_OR_RETURN(comm::MpiContext ctx, comm::MpiContext::create());
-        impl->mpi.emplace(std::move(ctx));
+        processMpi().emplace(std::move(ctx));
     }
     if (options.mpi_comm < 0) {
         impl->world = comm::MpiComm::world();

@@ -31,7 +31,8 @@ namespace strata {
 struct JobOptions {
     // The engine's MPI communicator as a Fortran handle (C: MPI_Comm_c2f(comm); mpi4py:
     // comm.py2f()); -1: MPI_COMM_WORLD. MPI is initialised (thread level MULTIPLE) unless the
-    // engine has done it; the Job finalises it only if it initialised it.
+    // engine has done it; MPI a Job initialised stays so until the process exits (finalised
+    // then), so that Jobs can be made one after another.
     std::int64_t mpi_comm = -1;
     int tp = 1, cp = 1, pp = 1;  // the grid; DP = ranks / (tp * cp * pp)
     // GPUs per node the ranks bind to (local rank r -> GPU r % gpus); 0: none (the CPU back end).

@@ -51,14 +51,13 @@ def _array_for_callback(values: Any, count: int) -> Any:
 
 
 def _keep_mpi_for_the_process() -> None:
-    """MPI can be initialised once per process, and a Job that initialised it finalises it when
-    it goes: then no later Job could start. mpi4py, when installed, initialises MPI at import and
-    finalises it at exit (after the caches and jobs still open, see _lifetime), so Jobs can come
-    and go; Strata adopts MPI as initialised."""
+    """mpi4py, when installed, initialises MPI at import and finalises it at exit (after the
+    caches and jobs still open, see _lifetime), and Strata adopts MPI as initialised; without
+    mpi4py, the first Job initialises MPI and it stays initialised until the process exits."""
     try:
         importlib.import_module("mpi4py.MPI")  # for its MPI_Init
     except ImportError:
-        pass  # then one MPI Job per process
+        pass  # then the first Job initialises MPI
 
 
 class Job:
@@ -80,9 +79,8 @@ class Job:
     exception as its __cause__. Ranks are laid out DP x CP x TP with TP fastest; pp must be 1
     and remote "off".
 
-    An MPI job imports mpi4py when it is installed, so that MPI lives as long as the process
-    and Jobs can be made one after another (a Job that initialised MPI itself finalises it, and
-    MPI cannot be initialised twice in a process: without mpi4py, one MPI Job per process).
+    MPI lives as long as the process (mpi4py's, when it is installed, or initialised by the
+    first Job), so Jobs can be made one after another.
 
     Raises StrataError (code "invalid_argument" for bad options)."""
 

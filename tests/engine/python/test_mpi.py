@@ -26,6 +26,9 @@ def main() -> None:
         with strata.Job(tp=2) as job:
             run(job)
             rank = job.place.world_rank
+        # MPI that a Job initialised outlives it: a second Job in the same process works.
+        with strata.Job(tp=2) as job:
+            run(job)
     elif mode == "mpi4py":
         from mpi4py import MPI
 
