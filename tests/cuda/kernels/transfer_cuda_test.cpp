@@ -165,17 +165,24 @@ TEST(CudaBackend, StridedRowsPlanRowGroups) {
     job.device = DeviceView{planes, cap, 0};
     job.host = HostView{host.data(), HostLayout::kLayerFirst, cap};
     job.pages = {{0, 1}, {2, 3}};
+    job.layer_begin = 0;
+    job.layer_end = g.num_layers;
     job.direction = Direction::kHostToDevice;
-    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    auto enqueue = [&] {
+        const Status s = stream->enqueueCopy(job);
+        EXPECT_TRUE(s.isOk()) << s.toString();
+        return s.isOk();
+    };
+    ASSERT_TRUE(enqueue());
     EXPECT_EQ(stream->lastPlan().path, CopyPath::kCopyEngine);
     job.device.row_stride = 512;
-    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    ASSERT_TRUE(enqueue());
     EXPECT_NE(stream->lastPlan().path, CopyPath::kCopyEngine);
     job.path = CopyPath::kKernelBulk;
-    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    ASSERT_TRUE(enqueue());
     EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelBulk);
     job.device.row_stride = 260;  // not a multiple of 16: the warp kernel
-    ASSERT_TRUE(stream->enqueueCopy(job).isOk());
+    ASSERT_TRUE(enqueue());
     EXPECT_EQ(stream->lastPlan().path, CopyPath::kKernelWarp);
     job.device.row_stride = 255;  // below the row
     EXPECT_EQ(stream->enqueueCopy(job).code(), StatusCode::kInvalidArgument);
