@@ -72,6 +72,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--page-size", type=int, default=64)
     p.add_argument("--copy-path", default="auto",
                    help="Strata's CUDA copy path (auto, copy_engine, kernel_warp, ...)")
+    p.add_argument("--host-layout", default="page_first",
+                   help="Strata's host tier layout (page_first, page_first_direct, layer_first)")
     p.add_argument("--storage-dir", help="the HDF5 tier's directory (default: a temporary one, "
                    "removed at the end); its old files are removed first")
     p.add_argument("--seed", type=int, default=0)
@@ -263,7 +265,8 @@ class Bench:
                                  host_tokens=host_tokens,
                                  backend="cuda" if self.cuda else "cpu",
                                  storage_dir=self.args.storage_dir,
-                                 copy_path=self.args.copy_path)
+                                 copy_path=self.args.copy_path,
+                                 host_layout=self.args.host_layout)
 
     def tokens(self, n: int) -> Any:
         vocab = self.model.config.vocab_size
@@ -308,7 +311,8 @@ class Bench:
         sfx = suffix_ids.to(dev)[None]
         reps, warm = args.reps, args.warmup
         extra: Dict[str, Any] = {"prefix_tokens": P, "suffix_tokens": S, "page_size": self.page,
-                                 "copy_path": self.args.copy_path, "layers": self.layers,
+                                 "copy_path": self.args.copy_path,
+                                 "host_layout": self.args.host_layout, "layers": self.layers,
                                  "dtype": str(self.dtype),
                                  "kv_bytes": 2 * self.layers * P * self.kv_heads *
                                  self.head_dim * self.pool.element_size()}

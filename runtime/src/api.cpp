@@ -221,6 +221,7 @@ Result<runtime::CacheOptions> optionsFor(const CacheConfig& c, const Job::Impl& 
     o.controller.storage.timeout_base_ms = c.prefetch_timeout_ms;
     STRATA_ASSIGN_OR_RETURN(o.backend_options.tuning.path,
                             core::parseEnum<kernels::CopyPath>(c.copy_path));
+    STRATA_ASSIGN_OR_RETURN(o.host_layout, core::parseEnum<kernels::HostLayout>(c.host_layout));
     o.controller.storage.tp_rank = place.tp_rank;
     o.controller.storage.tp_size = place.tp_size;
     o.controller.storage.cp_rank = place.cp_rank;

@@ -230,6 +230,7 @@ Result<CacheConfig> cacheConfigOf(const strata_cache_config& c) {
     o.prefetch_threshold_tokens = c.prefetch_threshold_tokens;
     o.prefetch_timeout_ms = c.prefetch_timeout_ms;
     o.copy_path = stringOr(c.copy_path, "auto");
+    o.host_layout = stringOr(c.host_layout, "page_first");
     return o;
 }
 
@@ -376,6 +377,7 @@ void strata_cache_config_init(strata_cache_config* config) {
     config->prefetch_threshold_tokens = d.prefetch_threshold_tokens;
     config->prefetch_timeout_ms = d.prefetch_timeout_ms;
     config->copy_path = "auto";
+    config->host_layout = "page_first";
 }
 
 strata_status strata_cache_create(strata_job* job, const strata_cache_config* config,

@@ -161,6 +161,8 @@ typedef struct strata_cache_config {
     uint32_t prefetch_timeout_ms;     /* 2000: the "timeout" policy's base */
     /* CUDA: "auto" (default), "copy_engine" (no SM), "kernel_warp", "kernel_bulk", "staged" */
     const char* copy_path;
+    /* the host tier's layout: "page_first" (default), "page_first_direct", "layer_first" */
+    const char* host_layout;
 } strata_cache_config;
 
 STRATA_API void strata_cache_config_init(strata_cache_config* config);

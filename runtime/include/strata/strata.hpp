@@ -120,6 +120,10 @@ struct CacheConfig {
     // its chunk size and layout), "copy_engine" (no SM used: best while the model computes),
     // "kernel_warp", "kernel_bulk" (copy kernels on a few SMs) or "staged".
     std::string copy_path = "auto";
+    // The host tier's layout: "page_first" (a page is one blob, rows of all layers per token;
+    // what storage and peers move), "page_first_direct" (a page is one blob, each layer's rows
+    // contiguous: the copy engine moves a page of a layer in one piece) or "layer_first".
+    std::string host_layout = "page_first";
 };
 
 // What admit() found for a prompt: the tokens reused and where from, and the device slots of

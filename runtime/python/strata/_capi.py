@@ -98,6 +98,7 @@ class CacheConfig(ctypes.Structure):
         ("prefetch_threshold_tokens", ctypes.c_size_t),
         ("prefetch_timeout_ms", ctypes.c_uint32),
         ("copy_path", ctypes.c_char_p),
+        ("host_layout", ctypes.c_char_p),
     ]
 
 

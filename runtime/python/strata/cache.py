@@ -159,7 +159,8 @@ class Cache:
                  storage_capacity_pages: int = 0, tenant_salt: Optional[str] = None,
                  check_consistency: bool = False, prefetch_policy: Optional[str] = None,
                  prefetch_threshold_tokens: Optional[int] = None,
-                 prefetch_timeout_ms: Optional[int] = None, copy_path: Optional[str] = None):
+                 prefetch_timeout_ms: Optional[int] = None, copy_path: Optional[str] = None,
+                 host_layout: Optional[str] = None):
         self._handle: Optional[int] = None
         if not isinstance(job, Job):
             raise invalid(f"cache: job must be a strata.Job, not {type(job).__name__}")
@@ -204,7 +205,8 @@ class Cache:
         config.backend = backend.encode()
         for key, value in (("write_policy", write_policy), ("eviction", eviction),
                            ("storage_dir", storage_dir), ("tenant_salt", tenant_salt),
-                           ("prefetch_policy", prefetch_policy), ("copy_path", copy_path)):
+                           ("prefetch_policy", prefetch_policy), ("copy_path", copy_path),
+                           ("host_layout", host_layout)):
             if value is not None:
                 setattr(config, key, str(value).encode())
         config.storage_capacity_pages = storage_capacity_pages

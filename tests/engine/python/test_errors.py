@@ -75,6 +75,8 @@ def cache_checks(job: strata.Job) -> None:
         make_cache(job, engine, prefetch_policy="sometimes")
     with raises("invalid_argument", "copy path", "fastest"):
         make_cache(job, engine, copy_path="fastest")
+    with raises("invalid_argument", "host layout", "diagonal"):
+        make_cache(job, engine, host_layout="diagonal")
     with raises("invalid_argument", "prefetch_threshold_tokens"):
         make_cache(job, engine, prefetch_threshold_tokens=-1)
     with raises("invalid_argument", "pool 'kv'", "rows"):
