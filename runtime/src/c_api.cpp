@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "strata/core/status.h"
 #include "strata/strata.h"
 #include "strata/strata.hpp"
 
@@ -104,6 +105,20 @@ long long rawValue(const Enum& e) {
     return static_cast<long long>(v);
 }
 
+// A C enum field of pool `pool`, read by its bytes, into the C++ enum whose values are the same
+// 0..count-1 (asserted above); any other value is an error naming the field and the valid ones.
+template <typename E, typename CEnum>
+Status enumField(const CEnum& c, long long count, E* out, const std::string& pool,
+                 const char* field, const char* valid) {
+    const long long v = rawValue(c);
+    if (v < 0 || v >= count) {
+        return Status(StatusCode::kInvalidArgument,
+                      fmt::format("pool '{}': {} {} is not one of {}", pool, field, v, valid));
+    }
+    *out = static_cast<E>(v);
+    return Status::ok();
+}
+
 std::string stringOr(const char* s, const char* fallback) { return s != nullptr ? s : fallback; }
 
 // The C++ JobOptions of C options.
@@ -141,38 +156,13 @@ Result<PoolDecl> poolDeclOf(const strata_pool_decl& c, std::size_t index) {
     }
     PoolDecl d;
     d.name = c.name;
-    const auto bad = [&](const char* field, long long value, const char* valid) {
-        return Status(StatusCode::kInvalidArgument, fmt::format("pool '{}': {} {} is not one of {}",
-                                                                d.name, field, value, valid));
-    };
-    switch (rawValue(c.type)) {
-        case STRATA_POOL_KV:
-        case STRATA_POOL_SIDECAR:
-        case STRATA_POOL_WINDOW:
-        case STRATA_POOL_STATE:
-            d.type = static_cast<PoolType>(rawValue(c.type));
-            break;
-        default:
-            return bad("type", rawValue(c.type),
-                       "STRATA_POOL_KV (0), STRATA_POOL_SIDECAR (1), STRATA_POOL_WINDOW (2), "
-                       "STRATA_POOL_STATE (3)");
-    }
-    switch (rawValue(c.tp)) {
-        case STRATA_TP_PER_RANK:
-        case STRATA_TP_REPLICATED:
-            d.tp = static_cast<TpSharding>(rawValue(c.tp));
-            break;
-        default:
-            return bad("tp", rawValue(c.tp), "STRATA_TP_PER_RANK (0), STRATA_TP_REPLICATED (1)");
-    }
-    switch (rawValue(c.cp)) {
-        case STRATA_CP_REPLICATED:
-        case STRATA_CP_PER_RANK:
-            d.cp = static_cast<CpSharding>(rawValue(c.cp));
-            break;
-        default:
-            return bad("cp", rawValue(c.cp), "STRATA_CP_REPLICATED (0), STRATA_CP_PER_RANK (1)");
-    }
+    STRATA_RETURN_IF_ERROR(enumField(c.type, 4, &d.type, d.name, "type",
+                                     "STRATA_POOL_KV (0), STRATA_POOL_SIDECAR (1), "
+                                     "STRATA_POOL_WINDOW (2), STRATA_POOL_STATE (3)"));
+    STRATA_RETURN_IF_ERROR(enumField(c.tp, 2, &d.tp, d.name, "tp",
+                                     "STRATA_TP_PER_RANK (0), STRATA_TP_REPLICATED (1)"));
+    STRATA_RETURN_IF_ERROR(enumField(c.cp, 2, &d.cp, d.name, "cp",
+                                     "STRATA_CP_REPLICATED (0), STRATA_CP_PER_RANK (1)"));
     if (c.num_layers > 0 && c.layers == nullptr) {
         return Status(
             StatusCode::kInvalidArgument,

@@ -13,13 +13,13 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "engine_model.h"
 #include "strata/strata.hpp"
+#include "strata/testing/mpi_test_util.h"
 
 namespace strata {
 namespace {
@@ -56,21 +56,6 @@ std::vector<PoolDecl> shardedDecls() {
     };
 }
 
-// A directory every rank names alike (rank 0 picks it).
-std::string sharedStorageDir() {
-    char path[512] = {};
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
-        const auto dir = std::filesystem::temp_directory_path() /
-                         ("strata-engine-cp-" + std::to_string(::getpid()));
-        std::filesystem::remove_all(dir);
-        std::snprintf(path, sizeof path, "%s", dir.c_str());
-    }
-    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
-    return path;
-}
-
 Admission serve(Cache& cache, Engine& engine, Cache::RequestId id,
                 const std::vector<std::int32_t>& tokens) {
     return engine_test::serve(
@@ -86,7 +71,7 @@ TEST(EngineCpShard, PoolsPerCpRankComeBackFromEveryTierAsTheRanksOwnBytes) {
     const RankPlace& place = (*job)->place();
     ASSERT_EQ(place.world_size, 4) << "a TP 2 x CP 2 grid of one replica";
     ASSERT_EQ(place.dp_size, 1);
-    const std::string dir = sharedStorageDir();
+    const std::string dir = testing::sharedTempDir("strata-engine-cp");
     Engine engine(place.tp_rank, place.cp_rank, shardedDecls(), kDevice);
 
     CacheConfig cc;
@@ -154,7 +139,7 @@ TEST(EngineCpShard, ReplicatedAndPerRankDeclarationsDoNotSharePages) {
     ASSERT_TRUE(job.isOk()) << job.status().toString();
     const RankPlace& place = (*job)->place();
     ASSERT_EQ(place.world_size, 4) << "a TP 2 x CP 2 grid of one replica";
-    const std::string dir = sharedStorageDir();
+    const std::string dir = testing::sharedTempDir("strata-engine-cp");
     const auto prompt = tokensOf(9, kPrefixPages * kPage + 1);
     auto config = [&](Engine& engine) {
         CacheConfig cc;

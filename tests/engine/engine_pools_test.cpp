@@ -6,11 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <mpi.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -18,6 +16,7 @@
 
 #include "engine_model.h"
 #include "strata/strata.hpp"
+#include "strata/testing/mpi_test_util.h"
 
 namespace strata {
 namespace {
@@ -154,21 +153,6 @@ TEST(EnginePools, BadDeclarationsNameThePoolAndTheField) {
     EXPECT_NE(r.status().message().find("pool 'c4'"), std::string::npos) << r.status().message();
 }
 
-// A directory every rank names alike (rank 0 picks it).
-std::string sharedStorageDir() {
-    char path[512] = {};
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
-        const auto dir = std::filesystem::temp_directory_path() /
-                         ("strata-engine-strided-" + std::to_string(::getpid()));
-        std::filesystem::remove_all(dir);
-        std::snprintf(path, sizeof path, "%s", dir.c_str());
-    }
-    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
-    return path;
-}
-
 // Rows that do not follow each other: K and V interleaved per token in one block (a slot stride
 // of two rows, a buffer stride of one), an indexer whose per-layer tensors pad each row to 48
 // bytes, a compressed sidecar padded to 32. Device, host and HDF5 hits come back byte exact, and
@@ -177,7 +161,7 @@ TEST(EnginePools, StridedRowsServeHitsFromDeviceHostAndStorageByteExact) {
     Engine engine(0, /*strided=*/true);
     ASSERT_EQ(engine.decls()[0].memory.slot_stride, 192u);
     ASSERT_EQ(engine.decls()[0].memory.buffer_stride, 96u);
-    const std::string dir = sharedStorageDir();
+    const std::string dir = testing::sharedTempDir("strata-engine-strided");
     Rig rig = makeRig(engine, dir);
     ASSERT_NE(rig.cache, nullptr);
     const auto first = tokensOf(1, 5 * kPage + 3);

@@ -6,10 +6,33 @@ from __future__ import annotations
 
 import atexit
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
 _caches: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _jobs: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+_T = TypeVar("_T", bound="Closable")
+
+
+class Closable:
+    """A handle with close(): usable in a with-block, closed when collected (quietly at
+    interpreter shutdown, where _close_all has closed it already)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 def track_job(job: Any) -> None:

@@ -142,7 +142,7 @@ def _request_id(request_id: Any) -> int:
     return int(request_id)
 
 
-class Cache:
+class Cache(_lifetime.Closable):
     """One model's cache on this rank. Collective to create (every rank of the replica, caches
     in the same order on every rank of the job). `pools`: the engine's Pools (their tensors are
     kept referenced by the Cache; `model` then names the cache's namespace), or None for the
@@ -382,18 +382,6 @@ class Cache:
             _lifetime.untrack(self)
             _capi.lib.strata_cache_destroy(handle)
             self._declared = []
-
-    def __enter__(self) -> "Cache":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in getattr(self, "_pools", []))

@@ -60,7 +60,7 @@ def _keep_mpi_for_the_process() -> None:
         pass  # then the first Job initialises MPI
 
 
-class Job:
+class Job(_lifetime.Closable):
     """The process's Strata job. Collective: every rank of the communicator (or every worker of
     the agree_min group) creates it together.
 
@@ -178,18 +178,6 @@ class Job:
             handle, self._handle = self._handle, None
             _lifetime.untrack(self)
             _capi.lib.strata_job_destroy(handle)
-
-    def __enter__(self) -> "Job":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         p = self._place if self._handle is not None else None

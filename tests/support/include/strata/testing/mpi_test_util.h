@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace strata::testing {
 
 int worldRank();
@@ -12,6 +14,10 @@ int worldSize();
 // Collective over MPI_COMM_WORLD: true iff `ok` is true on every rank. Use it before branching on a
 // per-rank outcome so that every rank takes the same branch.
 bool allRanks(bool ok);
+
+// Collective: a fresh (emptied) directory path under the temporary directory, named by rank 0
+// ("<prefix>-<its pid>") and the same on every rank. The caller creates and removes it.
+std::string sharedTempDir(const std::string& prefix);
 
 }  // namespace strata::testing
 
