@@ -7,7 +7,10 @@
 # runs' own output in worker.log and ttft.log. Whole run under 8 minutes (470 s): the worker at most
 # 120 s, the bench what is left (at most 330 s); both rewrite their JSON after every model / row, so
 # a step cut short by its limit still leaves what it measured.
-# Usage: OUT=DIR launch/gpu/issue17.sh [quick]   (quick: the bench's --quick, for a first look)
+# Usage: OUT=DIR launch/gpu/issue17.sh [full|quick|bench|ttft]
+#   quick: the bench's --quick, for a first look; bench: the kernel tests (kernels_cuda_test) and
+#   the TTFT bench only, no worker; ttft: the TTFT bench only. TTFT_ARGS holds the bench's extra arguments; several variants
+#   are separated by ';', each run in turn and written to ttft_h200_<n>.json (n from 1).
 # Exit: 0 when every step passed its checks, else the first failing step's code.
 set -uo pipefail
 mode="${1:-full}"
@@ -17,7 +20,7 @@ mkdir -p "$out"
 cd "$root" || exit 2
 exec > >(tee -a "$out/log.txt") 2>&1
 start=$(date +%s)
-budget=470  # seconds for the whole script
+budget=${BUDGET:-560}  # seconds for the whole script (the device call allows 600)
 left() { echo $((budget - ($(date +%s) - start))); }
 step() { echo "=== $(date -u +%H:%M:%S) (+$(($(date +%s) - start)) s) $*"; }
 fail=0
@@ -44,14 +47,27 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLU
     -DSTRATA_ENABLE_CUDA=ON -DSTRATA_ENABLE_UCX=OFF > "$out/configure.tmp" 2>&1 || {
     tail -40 "$out/configure.tmp"; exit 1; }
 grep "strata: CUDA" "$out/configure.tmp"; rm -f "$out/configure.tmp"
-step build libstrata
-cmake --build build-gpu -j 16 --target strata > "$out/build.tmp" 2>&1 || {
+targets="strata"
+[ "$mode" = bench ] && targets="strata kernels_cuda_test"
+step "build $targets"
+cmake --build build-gpu -j 16 --target $targets > "$out/build.tmp" 2>&1 || {
     grep -E "error|FAILED" -A3 "$out/build.tmp" | head -60; exit 1; }
 rm -f "$out/build.tmp"
 export PYTHONPATH="$root/build-gpu/python${PYTHONPATH:+:$PYTHONPATH}"
 "$py" -c 'import strata; print("strata", strata.__version__, strata.library_path())' || {
     echo "error: the Python package strata does not import from build-gpu/python"; exit 1; }
 
+if [ "$mode" = bench ]; then
+    step "kernels_cuda_test"
+    kt=$(find build-gpu -name kernels_cuda_test -type f | head -1)
+    timeout -k 10 120 "$kt" > "$out/kernels_cuda.log" 2>&1
+    rc=$?
+    grep -E "^\[  (PASSED|FAILED) |^\[  FAILED" "$out/kernels_cuda.log"
+    echo "kernels_cuda_test exit $rc"
+    [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+fi
+
+[ "$mode" != bench ] && [ "$mode" != ttft ] && {
 step "python package on CUDA (tests/engine/python/test_cuda.py)"
 timeout -k 10 120 "$py" tests/engine/python/test_cuda.py > "$out/python_cuda.log" 2>&1
 rc=$?
@@ -67,21 +83,29 @@ rc=$?
 grep -E "^[a-z0-9.-]+: (ok|FAILED)" "$out/worker.log"
 echo "worker exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
 [ $rc -ne 0 ] && { tail -30 "$out/worker.log"; [ $fail -eq 0 ] && fail=$rc; }
+}
 
-bench_args=(${TTFT_ARGS:-})
-[ "$mode" = quick ] && bench_args+=(--quick)
-t=$(( $(left) - 10 < 330 ? $(left) - 10 : 330 ))
-step "ttft bench ${bench_args[*]} (at most $t s)"
-if [ "$t" -lt 60 ]; then
-    echo "error: $t s left, too little for the bench"; [ $fail -eq 0 ] && fail=3
-else
-    timeout -k 10 "$t" "$py" runtime/bench/ttft.py "${bench_args[@]}" \
-        --json "$out/ttft_h200.json" > "$out/ttft.log" 2>&1
+IFS=';' read -r -a variants <<< "${TTFT_ARGS:-}"
+[ ${#variants[@]} -eq 0 ] && variants=("")
+n=0
+for variant in "${variants[@]}"; do
+    n=$((n + 1))
+    bench_args=($variant)
+    [ "$mode" = quick ] && bench_args+=(--quick)
+    json="$out/ttft_h200.json"; log="$out/ttft.log"
+    [ ${#variants[@]} -gt 1 ] && { json="$out/ttft_h200_$n.json"; log="$out/ttft_$n.log"; }
+    t=$(( ($(left) - 10) / (${#variants[@]} - n + 1) ))
+    [ $t -gt 330 ] && t=330
+    step "ttft bench ${bench_args[*]} (at most $t s)"
+    if [ "$t" -lt 60 ]; then
+        echo "error: $t s left, too little for the bench"; [ $fail -eq 0 ] && fail=3; continue
+    fi
+    timeout -k 10 "$t" "$py" runtime/bench/ttft.py "${bench_args[@]}" --json "$json" > "$log" 2>&1
     rc=$?
-    tail -25 "$out/ttft.log"
+    tail -25 "$log"
     echo "ttft exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
     [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
-fi
+done
 ls -l "$out"
 step "done, exit $fail"
 exit $fail

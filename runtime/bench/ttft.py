@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
@@ -66,6 +67,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--hdf5-warmup", type=int, default=0, help="untimed HDF5 hits first "
                    "(default 0: the host hits before them warmed every kernel up)")
     p.add_argument("--json", metavar="PATH", help="write strata-bench's JSON here")
+    p.add_argument("--no-hdf5", action="store_true", help="host hits only (no HDF5 hits)")
+    p.add_argument("--timeline", action="store_true", help="one more untimed host hit per "
+                   "prefix that records, per layer, when the host enqueued its wait and when the "
+                   "compute stream got past it (extra.timeline), to see where the overlap goes")
     p.add_argument("--quick", action="store_true", help="small model and short prefixes")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                    help="cuda (one GPU) or cpu (a smoke run with a tiny model)")
@@ -135,10 +140,15 @@ def argmax_matches(logits: Any, recompute: Any, extra: Dict[str, Any]) -> bool:
     return equal or tie
 
 
-def gather_layer(pool: Any, buffer: int, layer: int, slots: Any) -> Any:
+def gather_layer(pool: Any, buffer: int, layer: int, slots: Any, out: Any) -> Any:
     """The rows `slots` of one buffer and layer in transformers' layout (1, kv heads, tokens,
-    dim), contiguous, in one pass: index_select over the (heads, rows, dim) view."""
-    return pool[buffer, layer].permute(1, 0, 2).index_select(1, slots).unsqueeze(0)
+    dim), contiguous, in one pass into `out` ((kv heads, tokens, dim), allocated beforehand so
+    that no allocation runs between the layers): index_select over the (heads, rows, dim)
+    view."""
+    import torch
+
+    torch.index_select(pool[buffer, layer].permute(1, 0, 2), 1, slots, out=out)
+    return out.unsqueeze(0)
 
 
 # -- the model and its cache (transformers) ---------------------------------------------------
@@ -253,6 +263,8 @@ class Bench:
         self.gen = torch.Generator().manual_seed(args.seed + 1)
         self.prompts: Dict[int, Any] = {}
         self.gathers = {"view": 0, "index_select": 0}  # how strata_run read the prefix
+        self.gather_out: Dict[int, Any] = {}  # per prefix length: index_select's outputs
+        self.probe: Optional[List[Any]] = None  # --timeline: (layer, host s, event) per layer
 
     def rid(self) -> int:
         self.next_rid += 1
@@ -294,12 +306,51 @@ class Bench:
         else:
             self.gathers["index_select"] += 1
             slots = hf.slots_of(pages, self.page, 0, prefix_len, self.device, "kv")
+            out = self.gather_out.get(prefix_len)
+            if out is None:
+                out = self.torch.empty((2, self.layers, self.kv_heads, prefix_len, self.head_dim),
+                                       dtype=self.dtype, device=self.device)
+                self.gather_out = {prefix_len: out}
 
             def provide(i: int) -> Any:
                 cache.wait_layer(rid, i)
-                return gather_layer(self.pool, 0, i, slots), gather_layer(self.pool, 1, i, slots)
+                return (gather_layer(self.pool, 0, i, slots, out[0, i]),
+                        gather_layer(self.pool, 1, i, slots, out[1, i]))
+
+        if self.probe is not None:
+            inner = provide
+
+            def provide(i: int) -> Any:  # noqa: F811 - the probed provide
+                kv = inner(i)
+                ev = self.torch.cuda.Event(enable_timing=True)
+                ev.record()
+                self.probe.append((i, time.perf_counter(), ev))
+                return kv
 
         return prefix.run(ids, provide), adm
+
+    def timeline(self, cache: Any, prompt: List[int], prefix_len: int, ids: Any,
+                 prefix: Prefix) -> Dict[str, Any]:
+        """One untimed host hit with the per-layer probe: milliseconds from its start (before
+        admit) to the admit's and launch's return on the host, and per layer to the host's
+        enqueueing of its wait (host_ms) and to the compute stream's getting past it (gpu_ms)."""
+        torch = self.torch
+        hf.evict_from_device(cache, self.rid(), self.rows)
+        rid = self.rid()
+        torch.cuda.synchronize()
+        start = torch.cuda.Event(enable_timing=True)
+        self.probe = []
+        t0 = time.perf_counter()
+        start.record()
+        try:
+            self.strata_run(cache, rid, prompt, prefix_len, ids, prefix)
+            torch.cuda.synchronize()
+        finally:
+            probe, self.probe = self.probe, None
+            cache.release(rid)
+        return {"host_ms": [round((t - t0) * 1e3, 2) for _, t, _ in probe],
+                "gpu_ms": [round(start.elapsed_time(ev), 2) for _, _, ev in probe],
+                "total_ms": round((time.perf_counter() - t0) * 1e3, 2)}
 
     def one_prefix(self, P: int, report: hf.Report, logits_of: Dict[int, Any]) -> bool:
         torch, args, dev = self.torch, self.args, self.device
@@ -400,6 +451,8 @@ class Bench:
             t_host, strata_logits = hf.repeat_ms(host_hit, dev, reps, warm, before)
             while pending:
                 cache.release(pending.pop())
+            if self.args.timeline and self.cuda:
+                extra["timeline"] = self.timeline(cache, prompt, P, sfx, prefix)
             cache.step()
             host = dst = None
 
@@ -543,7 +596,7 @@ def run(args: argparse.Namespace) -> int:
         gbps, nbytes = hf.plain_read_gbps(args.storage_dir)
         report.add_note(f"storage directory: {nbytes / 1e9:.2f} GB read back with plain "
                         f"sequential reads at {gbps:.2f} GB/s (page cache dropped)")
-        for P in args.prefixes:
+        for P in ([] if args.no_hdf5 else args.prefixes):
             try:
                 ok = bench.hdf5_prefix(P, report, logits_of, host_rows.get(P)) and ok
                 report.rows[-1]["extra"]["plain_read_gbps"] = gbps
