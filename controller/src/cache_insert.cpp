@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "controller_ops.h"
+#include "mover.h"
 #include "strata/core/check.h"
 
 namespace strata::controller {
@@ -32,6 +33,16 @@ void CacheController::backupChain(Node* node) {
         open_backup_->nodes.push_back(n);
         tree_.lockDevice(n, +1);
     }
+}
+
+Status CacheController::insertAfter(RequestId id, void* native_stream) {
+    if (requests_.find(id) == requests_.end()) {
+        return STRATA_ERROR(StatusCode::kNotFound, "insert: request {} is not admitted", id);
+    }
+    // Before insert: the write policy may queue the request's backups, which must read what the
+    // engine's stream writes.
+    STRATA_RETURN_IF_ERROR(mover_->backupsAfter(native_stream));
+    return insert(id);
 }
 
 Status CacheController::insert(RequestId id) {

@@ -58,6 +58,8 @@ public:
     std::uint64_t bytes(const SpaceCopies& pages) const;
     // Waits for everything queued on both streams.
     Status synchronize();
+    // Backups queued from now on wait for the work queued so far on an engine's stream.
+    Status backupsAfter(void* native_stream) { return d2h_stream_->waitForNative(native_stream); }
 
 private:
     Mover(const std::vector<PoolPair>& pools, comm::nccl::StripedLoader* striped);

@@ -155,6 +155,8 @@ public:
         return Status::ok();
     }
 
+    Status waitForNative(void* /*native_stream*/) override { return Status::ok(); }
+
     Status synchronize() override {
         STRATA_ASSIGN_OR_RETURN(EventPtr event, record());
         return event->wait();

@@ -248,6 +248,15 @@ public:
         return Status::ok();
     }
 
+    Status waitForNative(void* native_stream) override {
+        DeviceGuard guard(device_);
+        // A one-off event: destroying it once the wait is queued is allowed (CUDA releases it
+        // when the recorded work completes), and the wait keeps its place in this stream.
+        STRATA_ASSIGN_OR_RETURN(EventPtr event,
+                                recordEvent(device_, static_cast<cudaStream_t>(native_stream)));
+        return waitFor(event);
+    }
+
     Status synchronize() override {
         DeviceGuard guard(device_);
         cudaError_t err = cudaStreamSynchronize(stream_);

@@ -9,7 +9,7 @@
 # a step cut short by its limit still leaves what it measured.
 # Usage: OUT=DIR launch/gpu/issue17.sh [full|quick|bench|ttft]
 #   quick: the bench's --quick, for a first look; bench: the kernel tests (kernels_cuda_test) and
-#   the TTFT bench only, no worker; ttft: the TTFT bench only. TTFT_ARGS holds the bench's extra arguments; several variants
+#   the TTFT bench only, no worker; ttft: the Python CUDA test and the TTFT bench. TTFT_ARGS holds the bench's extra arguments; several variants
 #   are separated by ';', each run in turn and written to ttft_h200_<n>.json (n from 1).
 # Exit: 0 when every step passed its checks, else the first failing step's code.
 set -uo pipefail
@@ -67,14 +67,16 @@ if [ "$mode" = bench ]; then
     [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
 fi
 
-[ "$mode" != bench ] && [ "$mode" != ttft ] && {
+[ "$mode" != bench ] && {
 step "python package on CUDA (tests/engine/python/test_cuda.py)"
 timeout -k 10 120 "$py" tests/engine/python/test_cuda.py > "$out/python_cuda.log" 2>&1
 rc=$?
 tail -5 "$out/python_cuda.log"
 echo "python_cuda exit $rc"
 [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+}
 
+[ "$mode" != bench ] && [ "$mode" != ttft ] && {
 t=$(( $(left) < 120 ? $(left) : 120 ))
 step "transformers worker (at most $t s)"
 timeout -k 10 "$t" "$py" runtime/examples/transformers_worker.py \

@@ -140,14 +140,17 @@ def argmax_matches(logits: Any, recompute: Any, extra: Dict[str, Any]) -> bool:
     return equal or tie
 
 
-def gather_layer(pool: Any, buffer: int, layer: int, slots: Any, out: Any) -> Any:
+def gather_layer(pool: Any, buffer: int, layer: int, slots: Any, out: Any = None) -> Any:
     """The rows `slots` of one buffer and layer in transformers' layout (1, kv heads, tokens,
-    dim), contiguous, in one pass into `out` ((kv heads, tokens, dim), allocated beforehand so
-    that no allocation runs between the layers): index_select over the (heads, rows, dim)
-    view."""
+    dim), contiguous, in one pass: index_select over the (heads, rows, dim) view; into `out`
+    ((kv heads, tokens, dim)) when given, allocated beforehand so that nothing is allocated
+    between the model's layers."""
     import torch
 
-    torch.index_select(pool[buffer, layer].permute(1, 0, 2), 1, slots, out=out)
+    rows = pool[buffer, layer].permute(1, 0, 2)
+    if out is None:
+        return rows.index_select(1, slots).unsqueeze(0)
+    torch.index_select(rows, 1, slots, out=out)
     return out.unsqueeze(0)
 
 
@@ -292,9 +295,14 @@ class Bench:
                    ids: Any, prefix: Prefix) -> Any:
         """Admit, launch the loads, and compute the suffix over them: (logits, admission)."""
         adm = cache.admit(rid, prompt)
-        cache.launch_loads()
         pages = adm.pools[0].pages[:prefix_len // self.page]
-        if pages == list(range(pages[0], pages[0] + len(pages))):
+        contiguous = pages == list(range(pages[0], pages[0] + len(pages)))
+        # The slot list goes to the device before the loads start: a pageable copy queued
+        # behind them would hold the host until they finish.
+        slots = None if contiguous else hf.slots_of(pages, self.page, 0, prefix_len,
+                                                    self.device, "kv")
+        cache.launch_loads()
+        if contiguous:
             # The prefix's slots are one run: the layer is a view of the pool, no gather.
             self.gathers["view"] += 1
             first = pages[0] * self.page
@@ -305,7 +313,6 @@ class Bench:
                              .unsqueeze(0) for b in (0, 1))
         else:
             self.gathers["index_select"] += 1
-            slots = hf.slots_of(pages, self.page, 0, prefix_len, self.device, "kv")
             out = self.gather_out.get(prefix_len)
             if out is None:
                 out = self.torch.empty((2, self.layers, self.kv_heads, prefix_len, self.head_dim),

@@ -313,6 +313,9 @@ Status Cache::waitLayer(RequestId id, std::uint32_t layer, void* cuda_stream) {
     return impl_->cache->waitLayer(id, layer, cuda_stream);
 }
 Status Cache::insert(RequestId id) { return impl_->cache->insert(id); }
+Status Cache::insertAfter(RequestId id, void* cuda_stream) {
+    return impl_->cache->insertAfter(id, cuda_stream);
+}
 Status Cache::release(RequestId id) { return impl_->cache->release(id); }
 Status Cache::abort(RequestId id) { return impl_->cache->abort(id); }
 Status Cache::step() { return impl_->cache->step(); }

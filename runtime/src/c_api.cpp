@@ -516,6 +516,14 @@ STRATA_C_CACHE_CALL(strata_cache_launch_loads, launchLoads)
 STRATA_C_CACHE_CALL(strata_cache_step, step)
 STRATA_C_CACHE_CALL(strata_cache_drain, drain)
 STRATA_C_REQUEST_CALL(strata_cache_insert, insert)
+
+strata_status strata_cache_insert_after(strata_cache* cache, strata_request_id id,
+                                        void* cuda_stream) {
+    return guarded("strata_cache_insert_after", [&] {
+        STRATA_C_NOT_NULL("strata_cache_insert_after", cache);
+        return fromStatus(cache->cache->insertAfter(id, cuda_stream));
+    });
+}
 STRATA_C_REQUEST_CALL(strata_cache_release, release)
 STRATA_C_REQUEST_CALL(strata_cache_abort, abort)
 #undef STRATA_C_CACHE_CALL

@@ -241,7 +241,14 @@ STRATA_API strata_status strata_cache_launch_loads(strata_cache* cache);
  * device; with a CUDA stream (cudaStream_t as void*) the wait is enqueued on it instead. */
 STRATA_API strata_status strata_cache_wait_layer(strata_cache* cache, strata_request_id id,
                                                  uint32_t layer, void* cuda_stream);
+/* The engine has written the request's KV: its new pages join the cache (their backups to the
+ * host tier start at the next step). The writes must be done (on CUDA: the engine synchronised
+ * its stream). strata_cache_insert_after takes the engine's CUDA stream (cudaStream_t as void*;
+ * NULL: the legacy default stream) instead: the backups wait on the device for what is queued on
+ * it so far, and the host does not wait. */
 STRATA_API strata_status strata_cache_insert(strata_cache* cache, strata_request_id id);
+STRATA_API strata_status strata_cache_insert_after(strata_cache* cache, strata_request_id id,
+                                                   void* cuda_stream);
 STRATA_API strata_status strata_cache_release(strata_cache* cache, strata_request_id id);
 STRATA_API strata_status strata_cache_abort(strata_cache* cache, strata_request_id id);
 STRATA_API strata_status strata_cache_step(strata_cache* cache);

@@ -197,8 +197,12 @@ public:
     // Blocks until layer `layer` of the request's loads is on the device; with a CUDA stream the
     // wait is enqueued on it instead.
     Status waitLayer(RequestId id, std::uint32_t layer, void* cuda_stream = nullptr);
-    // The engine has written the request's KV: its new pages join the cache.
+    // The engine has written the request's KV: its new pages join the cache. The writes must be
+    // done (on CUDA: the engine synchronised its stream); insertAfter takes the engine's CUDA
+    // stream (cudaStream_t as void*; nullptr: the legacy default stream) instead, and the
+    // backups of the new pages wait on the device for what is queued on it so far.
     Status insert(RequestId id);
+    Status insertAfter(RequestId id, void* cuda_stream);
     Status release(RequestId id);  // the request is done; its pages stay cached
     Status abort(RequestId id);    // the request is dropped before insert
     Status step();                 // one agreement round (collective over the replica)

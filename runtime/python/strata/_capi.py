@@ -200,6 +200,7 @@ _prototypes = {
     "strata_cache_launch_loads": (_S, [_P]),
     "strata_cache_wait_layer": (_S, [_P, ctypes.c_uint64, ctypes.c_uint32, _P]),
     "strata_cache_insert": (_S, [_P, ctypes.c_uint64]),
+    "strata_cache_insert_after": (_S, [_P, ctypes.c_uint64, _P]),
     "strata_cache_release": (_S, [_P, ctypes.c_uint64]),
     "strata_cache_abort": (_S, [_P, ctypes.c_uint64]),
     "strata_cache_step": (_S, [_P]),

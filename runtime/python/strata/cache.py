@@ -315,7 +315,7 @@ class Cache(_lifetime.Closable):
         self._check(_capi.lib.strata_cache_wait_layer(
             self._h(), _request_id(request_id), layer, self._stream_handle(stream)))
 
-    def _stream_handle(self, stream: Any) -> Optional[int]:
+    def _stream_handle(self, stream: Any, what: str = "wait_layer") -> Optional[int]:
         if stream is None:
             if self._backend != "cuda":
                 return None
@@ -326,29 +326,22 @@ class Cache(_lifetime.Closable):
             return stream or None
         handle = getattr(stream, "cuda_stream", None)
         if not isinstance(handle, int):
-            raise invalid(f"wait_layer: stream must be a torch.cuda.Stream, an int handle or "
+            raise invalid(f"{what}: stream must be a torch.cuda.Stream, an int handle or "
                           f"None, not {type(stream).__name__}")
         return handle or None
 
-    def _synchronize(self, stream: Any) -> None:
-        import torch
-
-        if stream is None or hasattr(stream, "synchronize"):
-            (stream or torch.cuda.current_stream()).synchronize()
-        elif self._stream_handle(stream) is None:
-            torch.cuda.default_stream().synchronize()  # handle 0: the legacy default stream
-        else:
-            torch.cuda.ExternalStream(stream).synchronize()
-
     def insert(self, request_id: int, stream: Any = None) -> None:
         """The engine has written the request's KV: its new pages join the cache (and their
-        backups to the host tier start). With backend "cuda", `stream` (as in wait_layer; None:
-        torch's current stream) is synchronised first, so that the backups read what the
-        engine's kernels wrote: the C API takes no stream here. Pass stream=False when the
-        engine has synchronised its writes itself."""
+        backups to the host tier start at the next step). With backend "cuda", the backups wait
+        on the device for the work queued so far on `stream` (as in wait_layer: a
+        torch.cuda.Stream or an int handle, 0 the legacy default stream; None: torch's current
+        stream), so they read what the engine's kernels wrote and the host does not wait. Pass
+        stream=False when the engine has synchronised its writes itself."""
         if self._backend == "cuda" and stream is not False:
-            self._synchronize(stream)
-        self._check(_capi.lib.strata_cache_insert(self._h(), _request_id(request_id)))
+            self._check(_capi.lib.strata_cache_insert_after(
+                self._h(), _request_id(request_id), self._stream_handle(stream, "insert")))
+        else:
+            self._check(_capi.lib.strata_cache_insert(self._h(), _request_id(request_id)))
 
     def release(self, request_id: int) -> None:
         """The request is done; its pages stay cached."""

@@ -222,6 +222,10 @@ int main(int argc, char** argv) {
           admission.device_hit_tokens);
     CHECK_OK(strata_cache_abort(cache, 99));
     CHECK(strata_cache_abort(cache, 99) != STRATA_OK, "aborted twice");
+    CHECK(strata_cache_insert_after(cache, 99, NULL) == STRATA_NOT_FOUND,
+          "insert_after of a request that is not admitted");
+    CHECK(strata_cache_insert_after(NULL, 99, NULL) == STRATA_INVALID_ARGUMENT,
+          "insert_after of no cache");
 
     /* Two unrelated prompts push it off the device; it comes back from the host tier. */
     engine_tokens(2, OTHER_TOKENS, NULL, 0, other);

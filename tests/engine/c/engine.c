@@ -206,7 +206,9 @@ engine_result engine_serve(strata_cache* cache, engine* e, strata_request_id id,
     CHECK(r.bad_bytes == 0, "request %llu: %zu reused bytes differ from what the engine wrote",
           (unsigned long long)id, r.bad_bytes);
     visit(e, tokens, &r, r.admission.cached_tokens, n, 1);
-    CHECK_OK(strata_cache_insert(cache, id));
+    /* Odd requests insert after the engine's stream (none on the CPU back end: NULL, the legacy
+     * default stream, which the CPU back end has nothing queued on). */
+    CHECK_OK(id % 2 ? strata_cache_insert_after(cache, id, NULL) : strata_cache_insert(cache, id));
     CHECK_OK(strata_cache_release(cache, id));
     return r;
 }

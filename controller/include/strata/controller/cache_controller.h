@@ -277,6 +277,10 @@ public:
     // the tree (duplicates of pages another request inserted first are freed at release) and
     // applies the write policy (queues backups, launched at the next step).
     Status insert(RequestId id);
+    // As insert, for an engine whose writes are still queued on its own stream (cudaStream_t;
+    // nullptr: the legacy default stream): every backup launched from now on waits for the work
+    // queued on that stream so far, so no host synchronisation is needed first.
+    Status insertAfter(RequestId id, void* native_stream);
 
     // Ends the request: drops its locks and frees its pages that the tree does not hold.
     Status release(RequestId id);

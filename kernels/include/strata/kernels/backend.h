@@ -167,6 +167,10 @@ public:
     virtual Result<EventPtr> record() = 0;
     // Later work on this stream waits for `event` (which may belong to another stream).
     virtual Status waitFor(const EventPtr& event) = 0;
+    // Later work on this stream waits for all work queued so far on an engine's own stream
+    // (cudaStream_t on the CUDA back end; nullptr: the legacy default stream). The CPU back end
+    // has no such streams (an engine's writes there are done when it calls): a no-op.
+    virtual Status waitForNative(void* native_stream) = 0;
     // Blocks until every queued piece of work has finished.
     virtual Status synchronize() = 0;
     // The cudaStream_t on the CUDA back end (for a worker that queues its own kernels after a

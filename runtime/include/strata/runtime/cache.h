@@ -137,6 +137,9 @@ public:
         return controller_->waitLayer(id, layer, native_stream);
     }
     Status insert(RequestId id) { return controller_->insert(id); }
+    Status insertAfter(RequestId id, void* native_stream) {
+        return controller_->insertAfter(id, native_stream);
+    }
     Status release(RequestId id) { return controller_->release(id); }
     Status abort(RequestId id) { return controller_->abort(id); }
     Status step() { return controller_->step(); }
