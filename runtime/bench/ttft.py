@@ -295,6 +295,8 @@ class Bench:
                    ids: Any, prefix: Prefix) -> Any:
         """Admit, launch the loads, and compute the suffix over them: (logits, admission)."""
         adm = cache.admit(rid, prompt)
+        if self.probe is not None:
+            self.probe.append(("admit", time.perf_counter(), None))
         pages = adm.pools[0].pages[:prefix_len // self.page]
         contiguous = pages == list(range(pages[0], pages[0] + len(pages)))
         # The slot list goes to the device before the loads start: a pageable copy queued
@@ -302,6 +304,8 @@ class Bench:
         slots = None if contiguous else hf.slots_of(pages, self.page, 0, prefix_len,
                                                     self.device, "kv")
         cache.launch_loads()
+        if self.probe is not None:
+            self.probe.append(("launch", time.perf_counter(), None))
         if contiguous:
             # The prefix's slots are one run: the layer is a view of the pool, no gather.
             self.gathers["view"] += 1
@@ -339,8 +343,9 @@ class Bench:
     def timeline(self, cache: Any, prompt: List[int], prefix_len: int, ids: Any,
                  prefix: Prefix) -> Dict[str, Any]:
         """One untimed host hit with the per-layer probe: milliseconds from its start (before
-        admit) to the admit's and launch's return on the host, and per layer to the host's
-        enqueueing of its wait (host_ms) and to the compute stream's getting past it (gpu_ms)."""
+        admit) to the return of admit (admit_ms) and of launch_loads (launch_ms) on the host,
+        and per layer to the host's enqueueing of its wait (host_ms) and to the compute stream's
+        getting past it (gpu_ms)."""
         torch = self.torch
         hf.evict_from_device(cache, self.rid(), self.rows)
         rid = self.rid()
@@ -355,8 +360,11 @@ class Bench:
         finally:
             probe, self.probe = self.probe, None
             cache.release(rid)
-        return {"host_ms": [round((t - t0) * 1e3, 2) for _, t, _ in probe],
-                "gpu_ms": [round(start.elapsed_time(ev), 2) for _, _, ev in probe],
+        marks = {name: round((t - t0) * 1e3, 2) for name, t, ev in probe if ev is None}
+        layers = [(t, ev) for _, t, ev in probe if ev is not None]
+        return {"admit_ms": marks.get("admit"), "launch_ms": marks.get("launch"),
+                "host_ms": [round((t - t0) * 1e3, 2) for t, _ in layers],
+                "gpu_ms": [round(start.elapsed_time(ev), 2) for _, ev in layers],
                 "total_ms": round((time.perf_counter() - t0) * 1e3, 2)}
 
     def one_prefix(self, P: int, report: hf.Report, logits_of: Dict[int, Any]) -> bool:
