@@ -268,15 +268,17 @@ Result<std::vector<SweepRow>> runSweep(const RunConfig& cfg) {
     STRATA_RETURN_IF_ERROR(writeText(dir / "sweep.csv", csv));
     STRATA_RETURN_IF_ERROR(writeText(dir / "sweep.json", json.dump(2) + "\n"));
     if (gnuplot.empty()) {
-        log.warn("sweep: wrote {} and {}; no plot: gnuplot is not on PATH (install Debian's "
-                 "gnuplot-nox, as launch/setup.sh does, for sweep.png)",
-                 (dir / "sweep.csv").string(), (dir / "sweep.json").string());
+        log.warn(
+            "sweep: wrote {} and {}; no plot: gnuplot is not on PATH (install Debian's "
+            "gnuplot-nox, as launch/setup.sh does, for sweep.png)",
+            (dir / "sweep.csv").string(), (dir / "sweep.json").string());
         return rows;
     }
     if (dir.string().find('\'') != std::string::npos) {
-        log.warn("sweep: wrote {} and {}; no plot: the directory has a single quote, which "
-                 "gnuplot cannot take",
-                 (dir / "sweep.csv").string(), (dir / "sweep.json").string());
+        log.warn(
+            "sweep: wrote {} and {}; no plot: the directory has a single quote, which "
+            "gnuplot cannot take",
+            (dir / "sweep.csv").string(), (dir / "sweep.json").string());
         return rows;
     }
     const fs::path script = dir / "sweep.gp";

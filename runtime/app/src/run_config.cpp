@@ -258,9 +258,9 @@ Status setFromToml(const Field& f, const toml::node& node, const std::string& fi
                     }
                 } else if (node.is_floating_point() || node.is_string()) {
                     // 1e6 is a float in TOML; "32k" a string: both through the one parser.
-                    const std::string text = node.is_string()
-                                                 ? node.as_string()->get()
-                                                 : fmt::format("{}", node.as_floating_point()->get());
+                    const std::string text =
+                        node.is_string() ? node.as_string()->get()
+                                         : fmt::format("{}", node.as_floating_point()->get());
                     std::string p = parseWholeNumber(text, max, &value);
                     if (!p.empty()) return fmt::format("= {} {}", text, p);
                 } else {
@@ -287,9 +287,9 @@ Status applyTomlTable(const toml::table& table, const std::string& file, bool to
         }
         const Field* f = findField(key);
         if (f == nullptr) {
-            return Status(StatusCode::kInvalidArgument,
-                          fmt::format("unknown key '{}' in {}{}", key, file,
-                                      didYouMean(key, fieldKeys())));
+            return Status(
+                StatusCode::kInvalidArgument,
+                fmt::format("unknown key '{}' in {}{}", key, file, didYouMean(key, fieldKeys())));
         }
         if (f->key == "config") {
             return STRATA_ERROR(StatusCode::kInvalidArgument,

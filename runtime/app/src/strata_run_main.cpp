@@ -281,16 +281,15 @@ struct TempStorageRelease {
 
 // The first line of a run, on rank 0 as soon as the configuration is read: what runs, on what.
 void logStart(const RunConfig& cfg, int world_size) {
-    std::string what =
-        cfg.workload == "synthetic"
-            ? fmt::format("{} synthetic requests", cfg.requests)
-            : fmt::format("{} trace {} (first {} requests)", cfg.workload, cfg.trace_path,
-                          cfg.requests);
-    core::logger("runtime").info(
-        "{}: {} rank{} on {}, model {} ({} layers), {}, data {}{}", versionLine(), world_size,
-        world_size == 1 ? "" : "s", hostName(), cfg.model,
-        cfg.layers == 0 ? std::string("all") : std::to_string(cfg.layers), what, cfg.data,
-        cfg.deterministic ? ", deterministic" : "");
+    std::string what = cfg.workload == "synthetic"
+                           ? fmt::format("{} synthetic requests", cfg.requests)
+                           : fmt::format("{} trace {} (first {} requests)", cfg.workload,
+                                         cfg.trace_path, cfg.requests);
+    core::logger("runtime").info("{}: {} rank{} on {}, model {} ({} layers), {}, data {}{}",
+                                 versionLine(), world_size, world_size == 1 ? "" : "s", hostName(),
+                                 cfg.model,
+                                 cfg.layers == 0 ? std::string("all") : std::to_string(cfg.layers),
+                                 what, cfg.data, cfg.deterministic ? ", deterministic" : "");
 }
 
 int run(int argc, char** argv) {

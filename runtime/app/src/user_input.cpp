@@ -18,9 +18,9 @@ struct Suffix {
 
 // Longest first, so that "Ki" is not read as "K" after a stray "i".
 constexpr Suffix kSuffixes[] = {
-    {"Ki", 1ull << 10}, {"Mi", 1ull << 20},    {"Gi", 1ull << 30},     {"Ti", 1ull << 40},
-    {"k", 1000},        {"K", 1000},           {"M", 1000 * 1000ull},  {"G", 1000000000ull},
-    {"T", 1000000000000ull},
+    {"Ki", 1ull << 10},    {"Mi", 1ull << 20},   {"Gi", 1ull << 30},
+    {"Ti", 1ull << 40},    {"k", 1000},          {"K", 1000},
+    {"M", 1000 * 1000ull}, {"G", 1000000000ull}, {"T", 1000000000000ull},
 };
 
 // Splits "32Ki" into "32" and 1024; a text without a suffix has multiplier 1.
@@ -36,7 +36,8 @@ std::string_view splitSuffix(std::string_view text, std::uint64_t* multiplier) {
 }
 
 bool allDigits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // The mantissa as a double: digits with an optional sign, fraction and exponent, nothing else.
@@ -50,7 +51,8 @@ bool parseMantissa(std::string_view body, double* out) {
     }
     double value = 0;
     auto [ptr, ec] = std::from_chars(body.data(), body.data() + body.size(), value);
-    if (ec != std::errc() || ptr != body.data() + body.size() || !std::isfinite(value)) return false;
+    if (ec != std::errc() || ptr != body.data() + body.size() || !std::isfinite(value))
+        return false;
     *out = value;
     return true;
 }

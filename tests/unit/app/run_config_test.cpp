@@ -334,8 +334,8 @@ TEST_F(RunConfigTest, MalformedTomlValuesNameKeyAndFile) {
     const std::string negative = writeToml("neg.toml", "[run]\ndevice_tokens = -1\n");
     expectError(load({"--config", negative}), {negative, "key 'device_tokens'", "non-negative"});
     const std::string unknown = writeToml("unknown.toml", "devce_tokens = 5\n");
-    expectError(load({"--config", unknown}), {"unknown key 'devce_tokens' in " + unknown,
-                                              "(did you mean 'device_tokens'?)"});
+    expectError(load({"--config", unknown}),
+                {"unknown key 'devce_tokens' in " + unknown, "(did you mean 'device_tokens'?)"});
     const std::string wrong_bool = writeToml("bool.toml", "check_consistency = 1\n");
     expectError(load({"--config", wrong_bool}), {"key 'check_consistency' must be a boolean"});
     const std::string wrong_string = writeToml("str.toml", "write_policy = 3\n");
@@ -482,8 +482,8 @@ TEST_F(RunConfigTest, NumbersWithExponentsAndSuffixesEverywhere) {
     ASSERT_TRUE(env.isOk()) << env.status().toString();
     EXPECT_EQ(env->device_tokens, 32000u);
 
-    const std::string toml = writeToml(
-        "numbers.toml", "device_tokens = 1e6\nhost_tokens = \"16Gi\"\nrequests = 300\n");
+    const std::string toml =
+        writeToml("numbers.toml", "device_tokens = 1e6\nhost_tokens = \"16Gi\"\nrequests = 300\n");
     auto file = load({"--config", toml});
     ASSERT_TRUE(file.isOk()) << file.status().toString();
     EXPECT_EQ(file->device_tokens, 1000000u);

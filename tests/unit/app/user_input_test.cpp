@@ -64,8 +64,7 @@ TEST(UserInput, WholeNumberProblems) {
     EXPECT_EQ(wholeProblem("4294967296", 4294967295u), "is out of range (max 4294967295)");
     EXPECT_EQ(wholeProblem("5Gi", 4294967295u), "is out of range (max 4294967295)");
     EXPECT_EQ(wholeProblem("1e10", 4294967295u), "is out of range (max 4294967295)");
-    EXPECT_EQ(wholeProblem("18446744073709551616"),
-              "is out of range (max 18446744073709551615)");
+    EXPECT_EQ(wholeProblem("18446744073709551616"), "is out of range (max 18446744073709551615)");
     EXPECT_EQ(wholeProblem("1e300"), "is out of range (max 18446744073709551615)");
     EXPECT_EQ(wholeProblem("20000000Ti"), "is out of range (max 18446744073709551615)");
 }
@@ -117,7 +116,8 @@ TEST(UserInput, ClosestName) {
 }
 
 TEST(UserInput, UserMessageDropsSourceLocations) {
-    const Status user = STRATA_ERROR(StatusCode::kInvalidArgument, "page_size must be at least {}", 1);
+    const Status user =
+        STRATA_ERROR(StatusCode::kInvalidArgument, "page_size must be at least {}", 1);
     EXPECT_NE(user.message().find("user_input_test.cpp:"), std::string::npos);
     EXPECT_EQ(userMessage(user), "page_size must be at least 1");
     const Status nested = user.withContext("loading the trace");

@@ -102,9 +102,9 @@ struct RankFigures {
 
 struct RunReport {
     // What ran, where and when (empty when not known: a report assembled by hand).
-    std::string version;     // "0.1.0"
-    std::string git_hash;    // build_info.h gitHash()
-    std::string start_time;  // ISO 8601 UTC
+    std::string version;             // "0.1.0"
+    std::string git_hash;            // build_info.h gitHash()
+    std::string start_time;          // ISO 8601 UTC
     std::vector<std::string> hosts;  // distinct host names of the ranks, in rank order
     bool deterministic = false;      // completions at agreed points (RunConfig::deterministic)
     std::vector<RankFigures> per_rank;
