@@ -445,16 +445,21 @@ Status checkChoice(const RunConfig& config, const std::string& key, const std::s
     for (std::string_view c : choices) {
         if (value == c) return Status::ok();
     }
-    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}", key,
-                        value, whereOf(config, key), fmt::join(choices, ", "));
+    const std::vector<std::string> names(choices.begin(), choices.end());
+    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}{}", key,
+                        value, whereOf(config, key), fmt::join(choices, ", "),
+                        didYouMean(value, names));
 }
 
 // A choice that names a value of enum E: the allowed names are E's own (core/enum_names.h).
 template <typename E>
 Status checkEnum(const RunConfig& config, const std::string& key, const std::string& value) {
     if (core::parseEnum<E>(value).isOk()) return Status::ok();
-    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}", key,
-                        value, whereOf(config, key), core::enumNameList<E>());
+    std::vector<std::string> names;
+    for (const auto& e : enumNames(E{}).entries) names.emplace_back(e.name);  // by ADL
+    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}{}", key,
+                        value, whereOf(config, key), core::enumNameList<E>(),
+                        didYouMean(value, names));
 }
 
 Status atLeast(const RunConfig& config, const std::string& key, std::uint64_t value,

@@ -494,6 +494,12 @@ TEST_F(RunConfigTest, NumbersWithExponentsAndSuffixesEverywhere) {
     expectError(load({"--device-tokens", "1e-3"}), {"--device-tokens='1e-3'", "whole number"});
 }
 
+TEST_F(RunConfigTest, MisspeltChoicesGetASuggestion) {
+    expectError(load({"--eviction", "lur"}), {"eviction 'lur'", "(did you mean 'lru'?)"});
+    expectError(load({"--write-policy", "write_bak"}), {"(did you mean 'write_back'?)"});
+    expectError(load({"--backend", "tpu"}), {"backend 'tpu'"});
+}
+
 TEST_F(RunConfigTest, VersionIsReportedNotAnError) {
     auto r = load({"--version"});
     ASSERT_TRUE(r.isOk()) << r.status().toString();
