@@ -281,10 +281,15 @@ struct TempStorageRelease {
 
 // The first line of a run, on rank 0 as soon as the configuration is read: what runs, on what.
 void logStart(const RunConfig& cfg, int world_size) {
-    std::string what = cfg.workload == "synthetic"
-                           ? fmt::format("{} synthetic requests", cfg.requests)
-                           : fmt::format("{} trace {} (first {} requests)", cfg.workload,
-                                         cfg.trace_path, cfg.requests);
+    std::string what;
+    if (cfg.workload == "synthetic") {
+        what = fmt::format("{} synthetic requests", cfg.requests);
+    } else if (cfg.data == "none") {
+        what = fmt::format("{} trace {} (replayed without bytes)", cfg.workload, cfg.trace_path);
+    } else {
+        what = fmt::format("{} trace {} (first {} requests)", cfg.workload, cfg.trace_path,
+                           cfg.requests);
+    }
     core::logger("runtime").info("{}: {} rank{} on {}, model {} ({} layers), {}, data {}{}",
                                  versionLine(), world_size, world_size == 1 ? "" : "s", hostName(),
                                  cfg.model,
