@@ -102,6 +102,7 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"round_timeout_s", c.round_timeout_s},
         {"on_round_timeout", c.on_round_timeout},
         {"deterministic", c.deterministic},
+        {"progress_s", c.progress_s},
     };
 }
 

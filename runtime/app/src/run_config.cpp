@@ -119,6 +119,8 @@ const std::vector<Field>& fields() {
         {"deterministic", &RunConfig::deterministic, "",
          "completions at agreed points (each round waits for the copies in flight; prefetches "
          "complete): two runs with the same seed give the same figures"},
+        {"progress_s", &RunConfig::progress_s, "S",
+         "seconds between progress lines (requests/s, tokens/s, hit rate so far, ETA); 0: none"},
     };
     return kFields;
 }
@@ -508,6 +510,12 @@ Status validateRunConfig(const RunConfig& config) {
     }
     STRATA_RETURN_IF_ERROR(
         checkEnum<comm::RoundTimeoutAction>(config, "on_round_timeout", config.on_round_timeout));
+    if (!std::isfinite(config.progress_s) || config.progress_s < 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "progress_s ({} from {}) must be a non-negative number of seconds (0: "
+                            "no progress lines)",
+                            config.progress_s, whereOf(config, "progress_s"));
+    }
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "warmup_fraction ({} from {}) must be in [0, 1)",

@@ -510,7 +510,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             STRATA_RETURN_IF_ERROR(cache->release(live.spec->id));
             ++report.requests;
         }
-        if (place.world_rank == 0 && Clock::now() - last_progress > std::chrono::seconds(5)) {
+        if (place.world_rank == 0 && cfg.progress_s > 0 &&
+            std::chrono::duration<double>(Clock::now() - last_progress).count() > cfg.progress_s) {
             last_progress = Clock::now();
             log.info("{}", progressLine(report, requests.size(), round,
                                         std::chrono::duration<double>(last_progress - t0).count()));

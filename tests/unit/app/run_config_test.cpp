@@ -45,6 +45,7 @@ const char* const kKeys[] = {
     "ROUND_TIMEOUT_S",
     "ON_ROUND_TIMEOUT",
     "DETERMINISTIC",
+    "PROGRESS_S",
     "WARMUP_FRACTION",
     "REMOTE",
 };

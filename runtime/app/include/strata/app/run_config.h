@@ -73,6 +73,7 @@ struct RunConfig {
     // out, so that what counts as a hit does not depend on timing: two runs with the same seed
     // give the same figures (times and bandwidths aside). Not the remote tier (DP > 1).
     bool deterministic = false;
+    double progress_s = 5.0;  // seconds between rank 0's progress lines; 0: none
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;
