@@ -391,8 +391,9 @@ void collectNames(const CLI::App& app, std::vector<std::string>* names) {
     }
 }
 
-// " (did you mean '--device-tokens'?)" for the first argument that names no option or subcommand
-// and is close to one; "" when none is.
+// "; did you mean '--device-tokens' for '--devce-tokens'?" for the first argument that names no
+// option or subcommand and is close to one (option values are rarely close to an option name);
+// "" when none is.
 std::string unknownOptionHint(int argc, const char* const* argv, const CLI::App& app) {
     std::vector<std::string> names;
     collectNames(app, &names);
