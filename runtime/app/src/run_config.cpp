@@ -362,7 +362,8 @@ void buildApp(CLI::App* app, CliCapture* capture) {
     capture->sweep = app->add_subcommand(
         "sweep",
         "replay the trace once per device capacity (metadata only) and write sweep.csv, "
-        "sweep.json and sweep.png (gnuplot); the other options apply to every replay");
+        "sweep.json, and sweep.png when gnuplot is on PATH; the other options apply to every "
+        "replay");
     capture->sweep->fallthrough();
     capture->sweep
         ->add_option("--capacities", capture->capacities,
