@@ -142,8 +142,16 @@ Status CacheController::applyCopyDecisions(const comm::DecisionVector& v, const 
     return Status::ok();
 }
 
+Status CacheController::settle() {
+    STRATA_RETURN_IF_ERROR(launchLoads());
+    STRATA_RETURN_IF_ERROR(mover_->synchronize());
+    if (worker_) worker_->waitIdle();
+    return Status::ok();
+}
+
 Status CacheController::step() {
     STRATA_RETURN_IF_ERROR(launchLoads());
+    if (config_.deterministic) STRATA_RETURN_IF_ERROR(settle());
     // One decision vector per round: the copies' counts, the decision digest, the lower tiers'
     // progress (the allocator and the evictor act only at these agreed points and add nothing).
     comm::DecisionVector v;
@@ -179,10 +187,8 @@ Status CacheController::step() {
 
 Status CacheController::drain() {
     while (inflightOps() > 0) {
-        STRATA_RETURN_IF_ERROR(launchLoads());
         STRATA_RETURN_IF_ERROR(launchBackups());
-        STRATA_RETURN_IF_ERROR(mover_->synchronize());
-        if (worker_) worker_->waitIdle();
+        STRATA_RETURN_IF_ERROR(settle());
         STRATA_RETURN_IF_ERROR(step());
     }
     return Status::ok();

@@ -286,7 +286,8 @@ void CacheController::addTierDecisions(comm::DecisionVector& v, TierSlots* slots
             }
             slots->ext.push_back(std::move(ext));
         }
-        if (config_.storage.prefetch_policy == PrefetchPolicy::kTimeout && !op->timed_out) {
+        if (config_.storage.prefetch_policy == PrefetchPolicy::kTimeout && !op->timed_out &&
+            !config_.deterministic) {
             // Any rank past the timeout stops the wait everywhere (MAX).
             slots->timeouts.emplace_back(op.get(), v.addMax(now - op->started > op->timeout));
         }

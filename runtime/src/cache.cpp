@@ -329,6 +329,25 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         1, static_cast<std::size_t>(static_cast<double>(state_slots) *
                                     static_cast<double>(host_tokens / P) /
                                     static_cast<double>(std::max<std::size_t>(device_pages, 1))));
+    {
+        // Zeroing pools of many GiB takes seconds: say what is coming before it starts.
+        std::size_t device_bytes = 0, host_bytes = 0;
+        for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
+            const std::size_t page_bytes = cache->specs_[i].geometry(P).bytesPerPage();
+            const bool state = cache->spaces_[cache->pool_space_[i]].request_state;
+            device_bytes += (state ? state_slots : device_pages) * page_bytes;
+            host_bytes += (state ? host_state_slots : host_tokens / P) * page_bytes;
+        }
+        if (options.world_rank == 0) {
+            core::logger("runtime").info(
+                "allocating {:.2f} GiB of device pools ({}), {:.2f} GiB of host pools on each "
+                "rank ({} device tokens, {} host tokens, {} pools)",
+                static_cast<double>(device_bytes) / static_cast<double>(1ull << 30),
+                kernels::backendKindName(cache->backend_->kind()),
+                static_cast<double>(host_bytes) / static_cast<double>(1ull << 30),
+                options.device_tokens, host_tokens, cache->specs_.size());
+        }
+    }
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
         const pools::PoolSpec& s = cache->specs_[i];
         const bool state = cache->spaces_[cache->pool_space_[i]].request_state;

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "strata/app/user_input.h"
 #include "strata/controller/cache_controller.h"
 #include "strata/core/log.h"
 
@@ -168,23 +169,23 @@ RunReport replayReport(const RunConfig& cfg, const BlockReplayResult& r) {
     return report;
 }
 
+constexpr std::uint64_t kMaxCapacityTokens = 1'000'000'000'000'000'000ull;  // 1e18
+
 Result<std::vector<std::uint64_t>> parseCapacities(const std::string& text) {
     std::vector<std::uint64_t> out;
     std::stringstream items(text);
     std::string item;
     while (std::getline(items, item, ',')) {
-        const char* begin = item.c_str();
-        char* end = nullptr;
-        errno = 0;
-        const double v = std::strtod(begin, &end);
-        if (item.empty() || end != begin + item.size() || errno != 0 || !std::isfinite(v) ||
-            v < 1 || v > 1e18 || v != std::floor(v)) {
-            return STRATA_ERROR(StatusCode::kInvalidArgument,
-                                "capacity '{}' in --capacities '{}' is not a positive whole number "
-                                "of tokens (e.g. 1e6 or 3000000)",
-                                item, text);
+        // The one number parser of every option (user_input.h): 1e6, 3000000, 32k, 16Gi.
+        std::uint64_t v = 0;
+        const std::string problem = parseWholeNumber(item, kMaxCapacityTokens, &v);
+        if (!problem.empty() || v < 1) {
+            return Status(StatusCode::kInvalidArgument,
+                          fmt::format("capacity '{}' in --capacities '{}' {} (a positive whole "
+                                      "number of tokens: 1e6, 3000000, 32k, 16Gi)",
+                                      item, text, problem.empty() ? "is zero" : problem));
         }
-        out.push_back(static_cast<std::uint64_t>(v));
+        out.push_back(v);
     }
     if (out.empty()) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -197,12 +198,8 @@ Result<std::vector<SweepRow>> runSweep(const RunConfig& cfg) {
     auto& log = core::logger("runtime");
     STRATA_ASSIGN_OR_RETURN(std::vector<std::uint64_t> capacities,
                             parseCapacities(cfg.sweep_capacities));
+    // The plot is optional: without gnuplot the sweep writes its table and says so.
     const std::string gnuplot = findOnPath("gnuplot");
-    if (gnuplot.empty()) {
-        return STRATA_ERROR(StatusCode::kNotFound,
-                            "strata-run sweep plots with gnuplot, which is not on PATH: install "
-                            "Debian's gnuplot-nox (launch/setup.sh does)");
-    }
     STRATA_ASSIGN_OR_RETURN(BlockReplayOptions base, replayOptions(cfg));
     const bool tiers = base.host_tokens > 0 || base.storage_tokens > 0;
     if (cfg.sweep_with_opt && tiers) {
@@ -240,11 +237,6 @@ Result<std::vector<SweepRow>> runSweep(const RunConfig& cfg) {
         return STRATA_ERROR(StatusCode::kIoError, "cannot create the sweep directory {}: {}",
                             cfg.sweep_out_dir, ec.message());
     }
-    if (dir.string().find('\'') != std::string::npos) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument,
-                            "sweep directory {} has a single quote, which gnuplot cannot take",
-                            dir.string());
-    }
     std::string csv =
         "capacity_tokens,hit_rate_device,hit_rate_host,hit_rate_storage,hit_rate_total";
     if (cfg.sweep_with_opt) csv += ",hit_rate_opt";
@@ -275,6 +267,20 @@ Result<std::vector<SweepRow>> runSweep(const RunConfig& cfg) {
         {"rows", std::move(json_rows)}};
     STRATA_RETURN_IF_ERROR(writeText(dir / "sweep.csv", csv));
     STRATA_RETURN_IF_ERROR(writeText(dir / "sweep.json", json.dump(2) + "\n"));
+    if (gnuplot.empty()) {
+        log.warn(
+            "sweep: wrote {} and {}; no plot: gnuplot is not on PATH (install Debian's "
+            "gnuplot-nox, as launch/setup.sh does, for sweep.png)",
+            (dir / "sweep.csv").string(), (dir / "sweep.json").string());
+        return rows;
+    }
+    if (dir.string().find('\'') != std::string::npos) {
+        log.warn(
+            "sweep: wrote {} and {}; no plot: the directory has a single quote, which "
+            "gnuplot cannot take",
+            (dir / "sweep.csv").string(), (dir / "sweep.json").string());
+        return rows;
+    }
     const fs::path script = dir / "sweep.gp";
     STRATA_RETURN_IF_ERROR(
         writeText(script, plotScript(cfg, dir.string(), tiers, cfg.sweep_with_opt)));

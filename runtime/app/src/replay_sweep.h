@@ -29,8 +29,9 @@ Result<BlockReplayOptions> replayOptions(const RunConfig& cfg);
 // The strata-run report of a replay (hit tokens per tier, evictions, storage traffic).
 RunReport replayReport(const RunConfig& cfg, const BlockReplayResult& r);
 
-// "1e5,1e6,3e6" -> {100000, 1000000, 3000000}. kInvalidArgument naming the item that is not a
-// positive whole number of tokens, and for an empty list.
+// "1e5,1e6,3e6,32k" -> {100000, 1000000, 3000000, 32000} (each item through parseWholeNumber of
+// user_input.h). kInvalidArgument naming the item that is not a positive whole number of tokens,
+// and for an empty list.
 Result<std::vector<std::uint64_t>> parseCapacities(const std::string& text);
 
 struct SweepRow {
@@ -41,9 +42,10 @@ struct SweepRow {
 
 // Replays the trace once per capacity (as the device tier; the other tiers as configured), and with
 // cfg.sweep_with_opt once more with eviction opt (one tier only). Writes sweep.csv, sweep.json and
-// sweep.png into cfg.sweep_out_dir (created if missing) and returns the rows. kNotFound when
-// gnuplot is not installed (checked before any replay); kIoError when a file cannot be written or
-// gnuplot fails; the replay's errors.
+// sweep.png into cfg.sweep_out_dir (created if missing) and returns the rows. Without gnuplot on
+// PATH (or with a directory gnuplot cannot take) it writes the CSV and JSON, warns that there is
+// no plot, and succeeds. kIoError when a file cannot be written or gnuplot fails; the replay's
+// errors.
 Result<std::vector<SweepRow>> runSweep(const RunConfig& cfg);
 
 }  // namespace strata::app

@@ -101,12 +101,40 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"striped_loads", c.striped_loads},
         {"round_timeout_s", c.round_timeout_s},
         {"on_round_timeout", c.on_round_timeout},
+        {"deterministic", c.deterministic},
+        {"progress_s", c.progress_s},
     };
 }
 
 nlohmann::json toJson(const RunReport& r) {
     const std::uint64_t prompt = r.prompt_tokens;
     nlohmann::json j;
+    j["version"] = r.version;
+    j["git_hash"] = r.git_hash;
+    j["start_time"] = r.start_time;
+    j["hosts"] = r.hosts;
+    j["deterministic"] = r.deterministic;
+    j["per_rank"] = nlohmann::json::array();
+    for (const RankFigures& f : r.per_rank) {
+        j["per_rank"].push_back({{"rank", f.rank},
+                                 {"host", f.host},
+                                 {"requests", f.requests},
+                                 {"prompt_tokens", f.prompt_tokens},
+                                 {"computed_tokens", f.computed_tokens},
+                                 {"hit_tokens",
+                                  {{"device", f.hit_tokens.device},
+                                   {"host", f.hit_tokens.host},
+                                   {"remote", f.hit_tokens.remote},
+                                   {"storage", f.hit_tokens.storage}}},
+                                 {"pages_verified", f.pages_verified},
+                                 {"pages_mismatched", f.pages_mismatched},
+                                 {"loads", f.loads},
+                                 {"backups", f.backups},
+                                 {"h2d_bytes", f.h2d_bytes},
+                                 {"d2h_bytes", f.d2h_bytes},
+                                 {"load_wait_seconds", f.load_wait_seconds},
+                                 {"elapsed_seconds", f.elapsed_seconds}});
+    }
     j["ranks"] = r.ranks;
     j["tp"] = r.tp;
     j["cp"] = r.cp;

@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "strata/app/user_input.h"
 #include "strata/comm/round_watchdog.h"
 #include "strata/controller/cache_controller.h"
 #include "strata/core/enum_names.h"
@@ -115,6 +116,11 @@ const std::vector<Field>& fields() {
         {"on_round_timeout", &RunConfig::on_round_timeout, "abort|warn",
          "round watchdog: abort (stop the job with MPI_Abort, naming the ranks and the round) | "
          "warn (log a warning naming them every min(5 s, round_timeout_s) and keep waiting)"},
+        {"deterministic", &RunConfig::deterministic, "",
+         "completions at agreed points (each round waits for the copies in flight; prefetches "
+         "complete): two runs with the same seed give the same figures"},
+        {"progress_s", &RunConfig::progress_s, "S",
+         "seconds between progress lines (requests/s, tokens/s, hit rate so far, ETA); 0: none"},
     };
     return kFields;
 }
@@ -141,6 +147,16 @@ std::string envName(std::string_view key) {
 
 bool isBool(const Field& f) { return std::holds_alternative<bool RunConfig::*>(f.member); }
 
+bool isNumber(const Field& f) {
+    return !isBool(f) && !std::holds_alternative<std::string RunConfig::*>(f.member);
+}
+
+std::vector<std::string> fieldKeys() {
+    std::vector<std::string> keys;
+    for (const Field& f : fields()) keys.emplace_back(f.key);
+    return keys;
+}
+
 std::string formatValue(const Field& f, const RunConfig& config) {
     return std::visit(
         [&](auto member) -> std::string {
@@ -159,39 +175,8 @@ std::string formatValue(const Field& f, const RunConfig& config) {
 
 // ---- text values (environment and command line) ----------------------------------------------
 
-// Each parser returns an empty string on success, else the problem ("is not an integer").
-std::string parseUnsigned(std::string_view text, std::uint64_t max, std::uint64_t* out) {
-    const char* first = text.data();
-    const char* last = text.data() + text.size();
-    std::uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(first, last, value);
-    if (ec == std::errc::result_out_of_range) {
-        return fmt::format("is out of range (max {})", max);
-    }
-    if (ec != std::errc() || ptr != last || text.empty()) {
-        std::int64_t negative = 0;
-        auto [nptr, nec] = std::from_chars(first, last, negative);
-        if (!text.empty() && nec == std::errc() && nptr == last && negative < 0) {
-            return "must be non-negative";
-        }
-        return "is not an integer";
-    }
-    if (value > max) return fmt::format("is out of range (max {})", max);
-    *out = value;
-    return {};
-}
-
-std::string parseDouble(std::string_view text, double* out) {
-    double value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() ||
-        !std::isfinite(value)) {
-        return "is not a number";
-    }
-    *out = value;
-    return {};
-}
-
+// Each parser returns an empty string on success, else the problem ("is not a number"); numbers
+// go through the one parser of user_input.h.
 std::string parseBool(std::string_view text, bool* out) {
     std::string lower(text);
     std::transform(lower.begin(), lower.end(), lower.begin(),
@@ -218,17 +203,19 @@ Status setFromText(const Field& f, std::string_view text, const std::string& lab
             } else if constexpr (std::is_same_v<T, bool>) {
                 return parseBool(text, &slot);
             } else if constexpr (std::is_same_v<T, double>) {
-                return parseDouble(text, &slot);
+                return parseNumber(text, &slot);
             } else {
                 std::uint64_t value = 0;
-                std::string p = parseUnsigned(text, std::numeric_limits<T>::max(), &value);
+                std::string p = parseWholeNumber(text, std::numeric_limits<T>::max(), &value);
                 if (p.empty()) slot = static_cast<T>(value);
                 return p;
             }
         },
         f.member);
     if (!problem.empty()) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "{}='{}' {}", label, text, problem);
+        return Status(StatusCode::kInvalidArgument,
+                      fmt::format("{}='{}' {}{}", label, text, problem,
+                                  isNumber(f) ? " (numbers: 4096, 1e6, 32k, 16Gi)" : ""));
     }
     return Status::ok();
 }
@@ -255,17 +242,31 @@ Status setFromToml(const Field& f, const toml::node& node, const std::string& fi
                 } else if (node.is_floating_point() &&
                            std::isfinite(node.as_floating_point()->get())) {
                     slot = node.as_floating_point()->get();
+                } else if (node.is_string()) {
+                    return parseNumber(node.as_string()->get(), &slot);
                 } else {
                     return "must be a number";
                 }
                 return {};
             } else {
-                if (!node.is_integer()) return "must be an integer";
-                const std::int64_t value = node.as_integer()->get();
-                if (value < 0) return fmt::format("must be non-negative (got {})", value);
-                if (static_cast<std::uint64_t>(value) > std::numeric_limits<T>::max()) {
-                    return fmt::format("is out of range (got {}, max {})", value,
-                                       std::numeric_limits<T>::max());
+                const T max = std::numeric_limits<T>::max();
+                std::uint64_t value = 0;
+                if (node.is_integer()) {
+                    const std::int64_t v = node.as_integer()->get();
+                    if (v < 0) return fmt::format("must be non-negative (got {})", v);
+                    value = static_cast<std::uint64_t>(v);
+                    if (value > max) {
+                        return fmt::format("is out of range (got {}, max {})", value, max);
+                    }
+                } else if (node.is_floating_point() || node.is_string()) {
+                    // 1e6 is a float in TOML; "32k" a string: both through the one parser.
+                    const std::string text =
+                        node.is_string() ? node.as_string()->get()
+                                         : fmt::format("{}", node.as_floating_point()->get());
+                    std::string p = parseWholeNumber(text, max, &value);
+                    if (!p.empty()) return fmt::format("= {} {}", text, p);
+                } else {
+                    return "must be a number (4096, 1e6, \"32k\", \"16Gi\")";
                 }
                 slot = static_cast<T>(value);
                 return {};
@@ -288,7 +289,9 @@ Status applyTomlTable(const toml::table& table, const std::string& file, bool to
         }
         const Field* f = findField(key);
         if (f == nullptr) {
-            return STRATA_ERROR(StatusCode::kInvalidArgument, "unknown key '{}' in {}", key, file);
+            return Status(
+                StatusCode::kInvalidArgument,
+                fmt::format("unknown key '{}' in {}{}", key, file, didYouMean(key, fieldKeys())));
         }
         if (f->key == "config") {
             return STRATA_ERROR(StatusCode::kInvalidArgument,
@@ -335,6 +338,7 @@ struct CliCapture {
     std::string capacities;
     std::string out_dir = ".";
     bool with_opt = false;
+    bool version = false;
 };
 
 void buildApp(CLI::App* app, CliCapture* capture) {
@@ -358,7 +362,8 @@ void buildApp(CLI::App* app, CliCapture* capture) {
     capture->sweep = app->add_subcommand(
         "sweep",
         "replay the trace once per device capacity (metadata only) and write sweep.csv, "
-        "sweep.json and sweep.png (gnuplot); the other options apply to every replay");
+        "sweep.json, and sweep.png when gnuplot is on PATH; the other options apply to every "
+        "replay");
     capture->sweep->fallthrough();
     capture->sweep
         ->add_option("--capacities", capture->capacities,
@@ -367,9 +372,41 @@ void buildApp(CLI::App* app, CliCapture* capture) {
     capture->sweep->add_option("--out-dir", capture->out_dir, "output directory")->default_str(".");
     capture->sweep->add_flag("--with-opt", capture->with_opt,
                              "also replay each capacity with eviction opt (Belady)");
+    app->add_flag("--version", capture->version, "print the version and the git commit, and exit");
     app->footer(
+        "Numbers: 4096, 1e6, 1.5e6, 32k (x1000), 2M, 16Gi (x2^30), in every option, TOML value "
+        "and variable. "
         "Precedence: defaults < TOML file (--config; keys as the long options with '_' for '-', "
         "at top level or in [run]) < environment (STRATA_<KEY>) < command line.");
+}
+
+// The names of an app's options and subcommands ("--device-tokens", "sweep"), its subcommands'
+// included.
+void collectNames(const CLI::App& app, std::vector<std::string>* names) {
+    for (const CLI::Option* o : app.get_options()) {
+        for (const std::string& n : o->get_lnames()) names->push_back("--" + n);
+    }
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+        names->push_back(sub->get_name());
+        collectNames(*sub, names);
+    }
+}
+
+// "; did you mean '--device-tokens' for '--devce-tokens'?" for the first argument that names no
+// option or subcommand and is close to one (option values are rarely close to an option name);
+// "" when none is.
+std::string unknownOptionHint(int argc, const char* const* argv, const CLI::App& app) {
+    std::vector<std::string> names;
+    collectNames(app, &names);
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg.rfind("--", 0) == 0) arg = arg.substr(0, arg.find('='));
+        if (std::find(names.begin(), names.end(), arg) != names.end()) continue;
+        if (std::string best = closestName(arg, names); !best.empty()) {
+            return fmt::format("; did you mean '{}' for '{}'?", best, arg);
+        }
+    }
+    return {};
 }
 
 int sourceRank(const ValueOrigin& origin) { return static_cast<int>(origin.source); }
@@ -412,16 +449,21 @@ Status checkChoice(const RunConfig& config, const std::string& key, const std::s
     for (std::string_view c : choices) {
         if (value == c) return Status::ok();
     }
-    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}", key,
-                        value, whereOf(config, key), fmt::join(choices, ", "));
+    const std::vector<std::string> names(choices.begin(), choices.end());
+    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}{}", key,
+                        value, whereOf(config, key), fmt::join(choices, ", "),
+                        didYouMean(value, names));
 }
 
 // A choice that names a value of enum E: the allowed names are E's own (core/enum_names.h).
 template <typename E>
 Status checkEnum(const RunConfig& config, const std::string& key, const std::string& value) {
     if (core::parseEnum<E>(value).isOk()) return Status::ok();
-    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}", key,
-                        value, whereOf(config, key), core::enumNameList<E>());
+    std::vector<std::string> names;
+    for (const auto& e : enumNames(E{}).entries) names.emplace_back(e.name);  // by ADL
+    return STRATA_ERROR(StatusCode::kInvalidArgument, "{} '{}' (from {}) must be one of {}{}", key,
+                        value, whereOf(config, key), core::enumNameList<E>(),
+                        didYouMean(value, names));
 }
 
 Status atLeast(const RunConfig& config, const std::string& key, std::uint64_t value,
@@ -470,6 +512,12 @@ Status validateRunConfig(const RunConfig& config) {
     }
     STRATA_RETURN_IF_ERROR(
         checkEnum<comm::RoundTimeoutAction>(config, "on_round_timeout", config.on_round_timeout));
+    if (!std::isfinite(config.progress_s) || config.progress_s < 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "progress_s ({} from {}) must be a non-negative number of seconds (0: "
+                            "no progress lines)",
+                            config.progress_s, whereOf(config, "progress_s"));
+    }
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "warmup_fraction ({} from {}) must be in [0, 1)",
@@ -568,7 +616,13 @@ Result<RunConfig> loadRunConfig(int argc, const char* const* argv) {
         config.help = true;
         return config;
     } catch (const CLI::ParseError& e) {
-        return STRATA_ERROR(StatusCode::kInvalidArgument, "command line: {}", e.what());
+        return Status(StatusCode::kInvalidArgument,
+                      fmt::format("command line: {}{} (see --help)", e.what(),
+                                  unknownOptionHint(argc, argv, app)));
+    }
+    if (cli.version) {
+        config.version = true;
+        return config;
     }
 
     const auto& all = fields();
@@ -650,14 +704,17 @@ std::string runConfigHelp(const std::string& program) {
     return app.help();
 }
 
-std::string describe(const RunConfig& config) {
+std::string describe(const RunConfig& config, bool only_changed) {
+    const RunConfig defaults;
     std::size_t width = 0;
     for (const Field& f : fields()) width = std::max(width, f.key.size());
     std::string out;
     for (const Field& f : fields()) {
+        if (only_changed && formatValue(f, config) == formatValue(f, defaults)) continue;
         out += fmt::format("{:<{}} = {}  ({})\n", f.key, width, formatValue(f, config),
                            whereOf(config, std::string(f.key)));
     }
+    if (out.empty()) out = "(all defaults)\n";
     return out;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -10,13 +11,16 @@
 #include <string>
 #include <system_error>
 
+#include "job_report.h"
 #include "replay_sweep.h"
 #include "run_worker.h"
 #include "strata/app/block_replay.h"
+#include "strata/app/build_info.h"
 #include "strata/app/report.h"
 #include "strata/app/run_config.h"
 #include "strata/app/temp_storage.h"
 #include "strata/app/trace.h"
+#include "strata/app/user_input.h"
 #include "strata/app/workload.h"
 #include "strata/comm/consistency.h"
 #include "strata/comm/grid.h"
@@ -130,103 +134,6 @@ private:
     comm::ConsistencyChecker checker_;
 };
 
-// Sums the ranks' reports into job totals on every rank. Request-level figures are counted once
-// per replica (its rank 0 reports them), page and byte figures on every rank.
-Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
-    const bool leader = place.replica_rank == 0;
-    std::vector<std::uint64_t> u = {
-        leader ? r->requests : 0,
-        leader ? r->prompt_tokens : 0,
-        leader ? r->computed_tokens : 0,
-        leader ? r->hit_tokens.device : 0,
-        leader ? r->hit_tokens.host : 0,
-        leader ? r->hit_tokens.storage : 0,
-        leader ? r->hit_tokens.remote : 0,
-        r->remote.pages_pulled,
-        r->remote.bytes,
-        r->remote.pages_published,
-        r->remote.checksum_failures,
-        r->remote.rejected_messages,
-        r->remote.timeouts,
-        r->storage.pages_written,
-        r->storage.pages_read,
-        r->storage.checksum_failures,
-        r->pages_verified,
-        r->pages_mismatched,
-        r->d2h.bytes,
-        r->d2h.pages,
-        r->h2d.bytes,
-        r->h2d.pages,
-        r->backups,
-        r->loads,
-        r->evictions.device_pages,
-        r->evictions.host_pages,
-        r->write_back_pages,
-        r->dropped_pages,
-        r->rejected_admissions,
-        r->striped.pages,
-        r->striped.bytes,
-    };
-    for (const PoolVerification& p : r->pools) {
-        u.push_back(p.pages_verified);
-        u.push_back(p.pages_mismatched);
-    }
-    STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
-    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds,
-                                r->load_wait_seconds};
-    STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
-    std::vector<double> maxes = {r->elapsed_seconds, static_cast<double>(r->rounds),
-                                 r->sync.mean_us, r->sync.p99_us,
-                                 static_cast<double>(r->sync.rounds)};
-    STRATA_RETURN_IF_ERROR(comm::allReduceMax(grid.world(), maxes));
-    std::size_t i = 0;
-    r->requests = u[i++];
-    r->prompt_tokens = u[i++];
-    r->computed_tokens = u[i++];
-    r->hit_tokens.device = u[i++];
-    r->hit_tokens.host = u[i++];
-    r->hit_tokens.storage = u[i++];
-    r->hit_tokens.remote = u[i++];
-    r->remote.pages_pulled = u[i++];
-    r->remote.bytes = u[i++];
-    r->remote.pages_published = u[i++];
-    r->remote.checksum_failures = u[i++];
-    r->remote.rejected_messages = u[i++];
-    r->remote.timeouts = u[i++];
-    r->storage.pages_written = u[i++];
-    r->storage.pages_read = u[i++];
-    r->storage.checksum_failures = u[i++];
-    r->pages_verified = u[i++];
-    r->pages_mismatched = u[i++];
-    r->d2h.bytes = u[i++];
-    r->d2h.pages = u[i++];
-    r->h2d.bytes = u[i++];
-    r->h2d.pages = u[i++];
-    r->backups = u[i++];
-    r->loads = u[i++];
-    r->evictions.device_pages = u[i++];
-    r->evictions.host_pages = u[i++];
-    r->write_back_pages = u[i++];
-    r->dropped_pages = u[i++];
-    r->rejected_admissions = u[i++];
-    r->striped.pages = u[i++];
-    r->striped.bytes = u[i++];
-    for (PoolVerification& p : r->pools) {
-        p.pages_verified = u[i++];
-        p.pages_mismatched = u[i++];
-    }
-    r->d2h.seconds = sums[0];
-    r->h2d.seconds = sums[1];
-    r->remote.pull_seconds = sums[2];
-    r->load_wait_seconds = sums[3];
-    r->elapsed_seconds = maxes[0];
-    r->rounds = static_cast<std::uint64_t>(maxes[1]);
-    r->sync.mean_us = maxes[2];
-    r->sync.p99_us = maxes[3];
-    r->sync.rounds = static_cast<std::uint64_t>(maxes[4]);
-    return Status::ok();
-}
-
 // --data none: the trace's blocks through the prefix tree and the tier logic, no bytes (capacities
 // of tens of millions of tokens on one machine), with the published simulators' rules
 // (block_replay.h).
@@ -318,8 +225,16 @@ std::string modelListText() {
     return out;
 }
 
+// A failed status for rank `world_rank`'s stderr (rank 0 only unless `every_rank`): the message
+// without source locations (userMessage), which the debug log keeps.
+void printError(int world_rank, const Status& s) {
+    core::logger("runtime").debug("error: {}", s.toString());
+    if (world_rank == 0) std::fprintf(stderr, "strata-run: %s\n", userMessage(s).c_str());
+}
+
 int fail(const comm::MpiContext* ctx, const Status& s) {
-    core::logger("runtime").error("strata-run failed: {}", s.toString());
+    core::logger("runtime").debug("strata-run failed: {}", s.toString());
+    core::logger("runtime").error("strata-run failed: {}", userMessage(s));
     if (ctx != nullptr && ctx->worldSize() > 1) {
         // fatal() aborts the job and returns to nothing that would remove the directory.
         releaseTempStorageDir();
@@ -347,7 +262,7 @@ bool reportWritable(const RunConfig& cfg, int world_rank) {
             const auto origin = cfg.origins.find("report");
             std::fprintf(stderr, "strata-run: report (from %s): %s\n",
                          origin != cfg.origins.end() ? origin->second.where.c_str() : "default",
-                         s.message().c_str());
+                         userMessage(s).c_str());
             bad[0] = 1.0;
         }
     }
@@ -364,7 +279,26 @@ struct TempStorageRelease {
     ~TempStorageRelease() { releaseTempStorageDir(); }
 };
 
+// The first line of a run, on rank 0 as soon as the configuration is read: what runs, on what.
+void logStart(const RunConfig& cfg, int world_size) {
+    std::string what;
+    if (cfg.workload == "synthetic") {
+        what = fmt::format("{} synthetic requests", cfg.requests);
+    } else if (cfg.data == "none") {
+        what = fmt::format("{} trace {} (replayed without bytes)", cfg.workload, cfg.trace_path);
+    } else {
+        what = fmt::format("{} trace {} (first {} requests)", cfg.workload, cfg.trace_path,
+                           cfg.requests);
+    }
+    core::logger("runtime").info("{}: {} rank{} on {}, model {} ({} layers), {}, data {}{}",
+                                 versionLine(), world_size, world_size == 1 ? "" : "s", hostName(),
+                                 cfg.model,
+                                 cfg.layers == 0 ? std::string("all") : std::to_string(cfg.layers),
+                                 what, cfg.data, cfg.deterministic ? ", deterministic" : "");
+}
+
 int run(int argc, char** argv) {
+    const auto start_time = std::chrono::system_clock::now();
     // Before MPI starts threads, so that every thread inherits the blocked termination signals.
     startTerminationWatcher();
     auto ctx_r = comm::MpiContext::create(&argc, &argv);
@@ -382,11 +316,14 @@ int run(int argc, char** argv) {
     // Every rank parses the same arguments, so every rank takes the same branch here.
     auto cfg_r = loadRunConfig(argc, argv);
     if (!cfg_r.isOk()) {
-        if (world_rank == 0)
-            std::fprintf(stderr, "strata-run: %s\n", cfg_r.status().message().c_str());
+        printError(world_rank, cfg_r.status());
         return 2;
     }
     RunConfig cfg = std::move(cfg_r).value();
+    if (cfg.version) {
+        if (world_rank == 0) std::printf("%s\n", versionLine().c_str());
+        return 0;
+    }
     if (cfg.help) {
         if (world_rank == 0) std::printf("%s", runConfigHelp().c_str());
         return 0;
@@ -397,6 +334,7 @@ int run(int argc, char** argv) {
     }
     spdlog::level::level_enum level;
     if (core::parseLogLevel(cfg.log_level, &level)) core::setLogLevel(level);
+    if (world_rank == 0) logStart(cfg, ctx.worldSize());
     pageSizeForModel(&cfg);
     if (!reportWritable(cfg, world_rank)) return 2;
 
@@ -406,8 +344,7 @@ int run(int argc, char** argv) {
         comm::MpiComm::world(),
         {static_cast<int>(cfg.tp), static_cast<int>(cfg.cp), static_cast<int>(cfg.pp)}, devices);
     if (!grid_r.isOk()) {
-        if (world_rank == 0)
-            std::fprintf(stderr, "strata-run: %s\n", grid_r.status().message().c_str());
+        printError(world_rank, grid_r.status());
         return 2;
     }
     comm::Grid& grid = *grid_r;
@@ -421,7 +358,12 @@ int run(int argc, char** argv) {
     if (!group_r.isOk()) return fail(&ctx, group_r.status());
     comm::MpiDecisionGroup& group = *group_r;
     if (world_rank == 0) {
-        log.info("effective configuration:\n{}", describe(cfg));
+        // What differs from the defaults at info; every key at debug (and in the report).
+        if (log.should_log(spdlog::level::debug)) {
+            log.debug("effective configuration:\n{}", describe(cfg));
+        } else {
+            log.info("configuration (what differs from the defaults):\n{}", describe(cfg, true));
+        }
         log.info("grid: {}", grid.describe());
     }
 
@@ -463,6 +405,10 @@ int run(int argc, char** argv) {
         auto replay = replayMetadata(cfg, ctx.worldSize());
         if (!replay.isOk()) return fail(&ctx, replay.status());
         RunReport report = std::move(replay).value();
+        report.version = std::string(versionString());
+        report.git_hash = std::string(gitHash());
+        report.start_time = utcTimestamp(start_time);
+        report.hosts = {hostName()};
         std::printf("%s", summaryText(report).c_str());
         if (!cfg.report_path.empty()) {
             if (Status s = writeJson(report, cfg.report_path); !s.isOk()) return fail(&ctx, s);
@@ -551,6 +497,7 @@ int run(int argc, char** argv) {
     auto report_r = runWorker(cfg, place, *requests, group, observer.get());
     if (!report_r.isOk()) return fail(&ctx, report_r.status());
     RunReport report = std::move(report_r).value();
+    if (Status s = gatherPerRank(grid, place, &report); !s.isOk()) return fail(&ctx, s);
 
     comm::SyncStats sync = comm::summarizeSamples(group.syncSamplesUs());
     report.sync.rounds = sync.rounds;
@@ -568,6 +515,10 @@ int run(int argc, char** argv) {
         report.consistency.divergences = observer->checker().divergences();
     }
     report.config = configToJson(cfg);
+    report.version = std::string(versionString());
+    report.git_hash = std::string(gitHash());
+    report.start_time = utcTimestamp(start_time);
+    report.deterministic = cfg.deterministic;
 
     STRATA_CHECK(report.prompt_tokens == report.computed_tokens + report.hit_tokens.total(),
                  "token accounting: {} prompt != {} computed + {} hit", report.prompt_tokens,

@@ -118,6 +118,11 @@ def main():
                 sys.exit(f"expected exit {a.expect_rc}, got {p.returncode}:\n{out}")
             if not re.search(a.expect_fail, out):
                 sys.exit(f"failure message does not match /{a.expect_fail}/:\n{out}")
+            # A bad option or configuration (exit 2) is the user's: its message names what is
+            # wrong, not where in Strata's sources the check sits.
+            location = re.search(r"\([A-Za-z0-9_.+-]+\.(cpp|h|cu):[0-9]+\)", out)
+            if p.returncode == 2 and location:
+                sys.exit(f"user error shows a source location {location.group(0)}:\n{out}")
             print(f"failed as expected (exit {p.returncode})")
             return
         if p.returncode != 0:

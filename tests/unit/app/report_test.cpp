@@ -89,6 +89,42 @@ TEST(Report, JsonHasEveryKey) {
     EXPECT_EQ(j.at("config").at("write_policy"), "write_through");
 }
 
+TEST(Report, JsonSaysWhatRanWhereAndWhenWithPerRankFigures) {
+    RunReport r = sampleReport();
+    r.version = "0.1.0";
+    r.git_hash = "0123456789ab";
+    r.start_time = "2026-12-03T15:25:38Z";
+    r.hosts = {"node1", "node2"};
+    r.deterministic = true;
+    RankFigures f;
+    f.rank = 1;
+    f.host = "node2";
+    f.requests = 200;
+    f.hit_tokens.host = 64;
+    f.pages_verified = 9;
+    f.elapsed_seconds = 1.5;
+    r.per_rank = {RankFigures{}, f};
+    const nlohmann::json j = toJson(r);
+    EXPECT_EQ(j.at("version"), "0.1.0");
+    EXPECT_EQ(j.at("git_hash"), "0123456789ab");
+    EXPECT_EQ(j.at("start_time"), "2026-12-03T15:25:38Z");
+    EXPECT_EQ(j.at("hosts"), nlohmann::json::array({"node1", "node2"}));
+    EXPECT_EQ(j.at("deterministic"), true);
+    ASSERT_EQ(j.at("per_rank").size(), 2u);
+    const nlohmann::json& one = j.at("per_rank").at(1);
+    EXPECT_EQ(one.at("rank"), 1);
+    EXPECT_EQ(one.at("host"), "node2");
+    EXPECT_EQ(one.at("requests"), 200);
+    EXPECT_EQ(one.at("hit_tokens").at("host"), 64);
+    EXPECT_EQ(one.at("pages_verified"), 9);
+    EXPECT_DOUBLE_EQ(one.at("elapsed_seconds").get<double>(), 1.5);
+    for (const char* key : {"prompt_tokens", "computed_tokens", "pages_mismatched", "loads",
+                            "backups", "h2d_bytes", "d2h_bytes", "load_wait_seconds"}) {
+        EXPECT_TRUE(one.contains(key)) << key;
+    }
+    EXPECT_EQ(j.at("config").at("deterministic"), false);
+}
+
 TEST(Report, NoPromptTokensGivesZeroRates) {
     RunReport r;
     const nlohmann::json j = toJson(r);

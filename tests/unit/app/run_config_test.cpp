@@ -44,6 +44,10 @@ const char* const kKeys[] = {
     "STRIPED_LOADS",
     "ROUND_TIMEOUT_S",
     "ON_ROUND_TIMEOUT",
+    "DETERMINISTIC",
+    "PROGRESS_S",
+    "WARMUP_FRACTION",
+    "REMOTE",
 };
 
 class RunConfigTest : public ::testing::Test {
@@ -286,7 +290,7 @@ TEST_F(RunConfigTest, HelpIsReportedNotAnError) {
 
 TEST_F(RunConfigTest, MalformedEnvironmentValuesNameTheVariable) {
     ::setenv("STRATA_DEVICE_TOKENS", "abc", 1);
-    expectError(load({}), {"STRATA_DEVICE_TOKENS='abc' is not an integer"});
+    expectError(load({}), {"STRATA_DEVICE_TOKENS='abc' is not a number"});
     ::setenv("STRATA_DEVICE_TOKENS", "-5", 1);
     expectError(load({}), {"STRATA_DEVICE_TOKENS", "non-negative"});
     ::unsetenv("STRATA_DEVICE_TOKENS");
@@ -305,20 +309,34 @@ TEST_F(RunConfigTest, MalformedEnvironmentValuesNameTheVariable) {
 
 TEST_F(RunConfigTest, MalformedCommandLineValuesNameTheOption) {
     expectError(load({"--device-tokens", "12abc"}),
-                {"command line", "--device-tokens='12abc' is not an integer"});
+                {"command line", "--device-tokens='12abc' is not a number", "32k"});
     expectError(load({"--page-size", "0"}), {"page_size must be at least 1", "--page-size"});
     expectError(load({"--backend", "tpu"}), {"backend 'tpu'", "--backend", "auto, cpu, cuda"});
-    expectError(load({"--devce-tokens", "5"}), {"command line", "devce-tokens"});
+    expectError(load({"--devce-tokens", "5"}),
+                {"command line", "did you mean '--device-tokens' for '--devce-tokens'?"});
+    expectError(load({"--page-size=64", "--write-polcy", "write_back"}),
+                {"did you mean '--write-policy' for '--write-polcy'?"});
+    expectError(load({"swep", "--capacities", "1e6"}), {"did you mean 'sweep' for 'swep'?"});
+    // Nothing close: no suggestion.
+    auto far = load({"--zzzzzzzz"});
+    ASSERT_FALSE(far.isOk());
+    EXPECT_EQ(far.status().message().find("did you mean"), std::string::npos)
+        << far.status().message();
     expectError(load({"--log-level", "loud"}), {"log_level 'loud'", "--log-level"});
 }
 
 TEST_F(RunConfigTest, MalformedTomlValuesNameKeyAndFile) {
     const std::string bad_type = writeToml("config.toml", "page_size = \"big\"\n");
-    expectError(load({"--config", bad_type}), {bad_type, "key 'page_size' must be an integer"});
+    expectError(load({"--config", bad_type}), {bad_type, "key 'page_size'", "is not a number"});
+    const std::string fraction = writeToml("fraction.toml", "requests = 1.5\n");
+    expectError(load({"--config", fraction}), {"key 'requests'", "must be a whole number"});
+    const std::string array = writeToml("array.toml", "requests = [1]\n");
+    expectError(load({"--config", array}), {"key 'requests' must be a number"});
     const std::string negative = writeToml("neg.toml", "[run]\ndevice_tokens = -1\n");
     expectError(load({"--config", negative}), {negative, "key 'device_tokens'", "non-negative"});
     const std::string unknown = writeToml("unknown.toml", "devce_tokens = 5\n");
-    expectError(load({"--config", unknown}), {"unknown key 'devce_tokens' in " + unknown});
+    expectError(load({"--config", unknown}),
+                {"unknown key 'devce_tokens' in " + unknown, "(did you mean 'device_tokens'?)"});
     const std::string wrong_bool = writeToml("bool.toml", "check_consistency = 1\n");
     expectError(load({"--config", wrong_bool}), {"key 'check_consistency' must be a boolean"});
     const std::string wrong_string = writeToml("str.toml", "write_policy = 3\n");
@@ -441,6 +459,76 @@ TEST_F(RunConfigTest, RoundWatchdogOptions) {
     expectError(load({"--round-timeout-s=-1"}), {"round_timeout_s", "non-negative"});
     expectError(load({"--on-round-timeout", "ignore"}),
                 {"on_round_timeout 'ignore'", "abort, warn"});
+}
+
+}  // namespace
+}  // namespace strata::app
+
+namespace strata::app {
+namespace {
+
+// One number parser for the command line, the environment and TOML (user_input.h).
+TEST_F(RunConfigTest, NumbersWithExponentsAndSuffixesEverywhere) {
+    auto cli = load({"--device-tokens", "1e6", "--host-tokens", "16Mi", "--requests", "2k",
+                     "--host-layout", "page_first", "--round-timeout-s", "1.5e1"});
+    ASSERT_TRUE(cli.isOk()) << cli.status().toString();
+    EXPECT_EQ(cli->device_tokens, 1000000u);
+    EXPECT_EQ(cli->host_tokens, 16u << 20);
+    EXPECT_EQ(cli->requests, 2000u);
+    EXPECT_DOUBLE_EQ(cli->round_timeout_s, 15.0);
+
+    ::setenv("STRATA_DEVICE_TOKENS", "32k", 1);
+    auto env = load({});
+    ::unsetenv("STRATA_DEVICE_TOKENS");
+    ASSERT_TRUE(env.isOk()) << env.status().toString();
+    EXPECT_EQ(env->device_tokens, 32000u);
+
+    const std::string toml =
+        writeToml("numbers.toml", "device_tokens = 1e6\nhost_tokens = \"16Gi\"\nrequests = 300\n");
+    auto file = load({"--config", toml});
+    ASSERT_TRUE(file.isOk()) << file.status().toString();
+    EXPECT_EQ(file->device_tokens, 1000000u);
+    EXPECT_EQ(file->host_tokens, std::uint64_t{16} << 30);
+    EXPECT_EQ(file->requests, 300u);
+
+    expectError(load({"--tp", "1e10"}), {"--tp='1e10'", "out of range"});
+    expectError(load({"--device-tokens", "1e-3"}), {"--device-tokens='1e-3'", "whole number"});
+}
+
+TEST_F(RunConfigTest, MisspeltChoicesGetASuggestion) {
+    expectError(load({"--eviction", "lur"}), {"eviction 'lur'", "(did you mean 'lru'?)"});
+    expectError(load({"--write-policy", "write_bak"}), {"(did you mean 'write_back'?)"});
+    expectError(load({"--backend", "tpu"}), {"backend 'tpu'"});
+}
+
+TEST_F(RunConfigTest, VersionIsReportedNotAnError) {
+    auto r = load({"--version"});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_TRUE(r->version);
+}
+
+TEST_F(RunConfigTest, DescribeListsWhatDiffersFromTheDefaults) {
+    auto defaults = load({});
+    ASSERT_TRUE(defaults.isOk()) << defaults.status().toString();
+    EXPECT_EQ(describe(*defaults, true), "(all defaults)\n");
+    auto changed = load({"--requests", "50", "--deterministic"});
+    ASSERT_TRUE(changed.isOk()) << changed.status().toString();
+    const std::string short_list = describe(*changed, true);
+    EXPECT_NE(short_list.find("requests"), std::string::npos) << short_list;
+    EXPECT_NE(short_list.find("(--requests)"), std::string::npos) << short_list;
+    EXPECT_NE(short_list.find("deterministic"), std::string::npos) << short_list;
+    EXPECT_EQ(short_list.find("device_tokens"), std::string::npos) << short_list;
+    // Every key at full length.
+    EXPECT_NE(describe(*changed).find("device_tokens"), std::string::npos);
+}
+
+// The example configuration shipped in launch/ is accepted as it is.
+TEST_F(RunConfigTest, ShippedExampleConfigLoads) {
+    const std::string example = STRATA_EXAMPLE_TOML;
+    auto r = load({"--config", example});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_EQ(r->origins.at("device_tokens").where, example);
+    EXPECT_EQ(r->origins.at("model").where, example);
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ struct HarnessOptions {
     EvictionPolicy eviction = EvictionPolicy::kLru;
     std::uint32_t jitter_us = 0;
     std::uint64_t seed = 1;
+    bool deterministic = false;  // ControllerConfig::deterministic
     kernels::HostLayout layout = kernels::HostLayout::kPageFirst;
     io::PageStore* store = nullptr;   // storage tier (e.g. a testing::MemoryPageStore)
     io::PageStore* remote = nullptr;  // remote tier (e.g. a FakeRemote of remote_test.cpp)
@@ -60,6 +61,7 @@ public:
         cc.write_policy = o.policy;
         cc.eviction_policy = o.eviction;
         cc.storage = o.storage;
+        cc.deterministic = o.deterministic;
         ctl_ = std::move(CacheController::create(
                              cc, *backend_, {{dev_.get(), host_.get(), o.store, o.remote, 0, {}}},
                              group_))

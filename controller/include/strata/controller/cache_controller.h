@@ -124,6 +124,12 @@ struct ControllerConfig {
     std::size_t load_back_threshold_tokens = 0;
     // Fold the tree and allocator digests every step and check them across the group.
     bool check_consistency = false;
+    // Completions at agreed points: step() first waits for every copy in flight and the storage
+    // worker's queue (so that it reaps all of them), and prefetches wait to complete instead of
+    // timing out. What counts as a hit then depends on the call sequence alone, not on timing:
+    // the same requests give the same figures in every run (the remote tier aside: peers publish
+    // on their own schedule). Costs the overlap of copies with the next round.
+    bool deterministic = false;
     // Fault injection (tests): the Nth host allocation on this rank fails (0: never).
     std::uint64_t fail_host_allocation = 0;
     StorageConfig storage;
@@ -293,8 +299,13 @@ public:
 
     // One scheduling round: agrees with the group on how many backups and loads have completed,
     // reaps exactly those (unlock, publish), launches queued backups, and (if configured) checks
-    // the group's digests. Every rank must call it every round.
+    // the group's digests. Every rank must call it every round. With config.deterministic it first
+    // waits for every copy and storage operation in flight (settle()).
     Status step();
+
+    // Waits until every launched copy has finished and the storage worker is idle (not reaped:
+    // step() reaps them). Local, not collective.
+    Status settle();
 
     // Waits for every in-flight operation and reaps it (end of run). Collective like step().
     Status drain();

@@ -81,7 +81,33 @@ struct PoolVerification {
     std::uint64_t pages_mismatched = 0;
 };
 
+// One rank's own figures (request-level ones as the rank saw them: every rank of a replica serves
+// the same requests).
+struct RankFigures {
+    int rank = 0;
+    std::string host;
+    std::uint64_t requests = 0;
+    std::uint64_t prompt_tokens = 0;
+    std::uint64_t computed_tokens = 0;
+    HitTokens hit_tokens;
+    std::uint64_t pages_verified = 0;
+    std::uint64_t pages_mismatched = 0;
+    std::uint64_t loads = 0;
+    std::uint64_t backups = 0;
+    std::uint64_t h2d_bytes = 0;
+    std::uint64_t d2h_bytes = 0;
+    double load_wait_seconds = 0;
+    double elapsed_seconds = 0;
+};
+
 struct RunReport {
+    // What ran, where and when (empty when not known: a report assembled by hand).
+    std::string version;             // "0.1.0"
+    std::string git_hash;            // build_info.h gitHash()
+    std::string start_time;          // ISO 8601 UTC
+    std::vector<std::string> hosts;  // distinct host names of the ranks, in rank order
+    bool deterministic = false;      // completions at agreed points (RunConfig::deterministic)
+    std::vector<RankFigures> per_rank;
     std::uint32_t ranks = 1;
     std::uint32_t tp = 1;
     std::uint32_t cp = 1;
@@ -136,7 +162,10 @@ nlohmann::json configToJson(const RunConfig& config);
 // "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, "striped":
 // {"enabled","off_reason","pages","bytes"}, "load_wait_seconds", plus model,
 // backend, workload, backups, loads, evictions, write_back_pages, dropped_pages,
-// rejected_admissions, elapsed_seconds and "config".
+// rejected_admissions, elapsed_seconds and "config"; "version", "git_hash", "start_time", "hosts",
+// "deterministic" and "per_rank" (a list of {"rank","host","requests","prompt_tokens",
+// "computed_tokens","hit_tokens":{...},"pages_verified","pages_mismatched","loads","backups",
+// "h2d_bytes","d2h_bytes","load_wait_seconds","elapsed_seconds"}; empty for a replay).
 nlohmann::json toJson(const RunReport& report);
 
 // Writes toJson(report) (indented) to `path`, replacing the file. kIoError with the errno text when

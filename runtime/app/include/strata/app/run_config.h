@@ -68,6 +68,12 @@ struct RunConfig {
     // every min(5 s, round_timeout_s) and keep waiting).
     double round_timeout_s = 120.0;
     std::string on_round_timeout = "abort";
+    // Completions at agreed points: every round first waits for the copies and the storage work
+    // in flight (which the round then reaps), and prefetches wait to complete instead of timing
+    // out, so that what counts as a hit does not depend on timing: two runs with the same seed
+    // give the same figures (times and bandwidths aside). Not the remote tier (DP > 1).
+    bool deterministic = false;
+    double progress_s = 5.0;  // seconds between rank 0's progress lines; 0: none
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;
@@ -78,6 +84,8 @@ struct RunConfig {
     // True when --help was given: loadRunConfig stopped after the command line (no file or
     // environment read, nothing validated); print runConfigHelp() and exit 0.
     bool help = false;
+    // True when --version was given (command line only): print versionLine() and exit 0.
+    bool version = false;
     // Origin of every key's value, keyed by key name ("device_tokens", "config", ...).
     std::map<std::string, ValueOrigin> origins;
 };
@@ -97,7 +105,8 @@ Status validateRunConfig(const RunConfig& config);
 // The --help text (options, value names, defaults, sources).
 std::string runConfigHelp(const std::string& program = "strata-run");
 
-// The effective configuration, one "key = value  (origin)" line per key, for rank 0 to log.
-std::string describe(const RunConfig& config);
+// The effective configuration, one "key = value  (origin)" line per key, for rank 0 to log; with
+// only_changed, only the keys whose value differs from the default (or "(all defaults)").
+std::string describe(const RunConfig& config, bool only_changed = false);
 
 }  // namespace strata::app
