@@ -101,6 +101,10 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"striped_loads", c.striped_loads},
         {"round_timeout_s", c.round_timeout_s},
         {"on_round_timeout", c.on_round_timeout},
+        {"metrics_port", c.metrics_port},
+        {"metrics_address", c.metrics_address},
+        {"metrics_file", c.metrics_file},
+        {"metrics_interval_s", c.metrics_interval_s},
     };
 }
 
