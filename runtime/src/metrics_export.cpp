@@ -1,6 +1,7 @@
 #include "strata/runtime/metrics_export.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <httplib.h>
@@ -90,6 +91,12 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::create(const MetricsRegist
     // A scrape is one small GET: two worker threads are plenty, and keep the rank's thread count
     // low on a machine with many cores.
     self->server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+    // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second job on the node
+    // would silently share the port (and the scrapes) instead of being told it is in use.
+    self->server.set_socket_options([](socket_t sock) {
+        int yes = 1;
+        ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     self->server.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
         res.set_content(self->registry.text(), kContentType);
         self->served.fetch_add(1, std::memory_order_relaxed);
