@@ -6,14 +6,18 @@ Starts PROMETHEUS (Debian's /usr/bin/prometheus) on a free loopback port, from a
 generated in a temporary directory (storage there too; scrape_interval 1s) whose job `strata`
 scrapes the ports N .. N+RANKS-1 on 127.0.0.1, where N is a free port with RANKS-1 free ports after
 it. Waits until Prometheus is ready, then runs COMMAND (a strata-run of RANKS ranks on this host
-under mpirun, one TP group: --tp RANKS, so that a rank's tp label is its world rank) with `--metrics-port N --metrics-address 127.0.0.1` appended, in the temporary
-directory. Polls Prometheus's HTTP API (/api/v1/query) for strata_hit_tokens_total{tier="device"}
-until every rank's series has a value > 0, then checks each series' labels (job, instance, rank,
-tp, cp, pp, dp, host, tier). Stops every process it started (its own process groups), on success,
-failure, and SIGTERM/SIGINT (ctest's timeout). Everything is polled with generous deadlines.
+under mpirun, one TP group: --tp RANKS, so that a rank's tp label is its world rank) in the
+temporary directory with `--metrics-port N --metrics-address 127.0.0.1 --metrics-file
+DIR/strata-{rank}.prom --metrics-interval-s 0.5` appended. Polls Prometheus's HTTP API
+(/api/v1/query) for strata_hit_tokens_total{tier="device"} until every rank's series has a value
+> 0, checks each series' labels (job, instance, rank, tp, cp, pp, dp, host, tier), and that each
+rank's metrics file holds a device hit count > 0 too. Stops every process it started (its own
+process groups), on success, failure, and SIGTERM/SIGINT (ctest's timeout). Everything is polled
+with generous deadlines.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -143,6 +147,8 @@ def main():
                 run = subprocess.Popen(
                     command + ["--metrics-port", str(metrics_port),
                                "--metrics-address", "127.0.0.1",
+                               "--metrics-file", os.path.join(tmp, "strata-{rank}.prom"),
+                               "--metrics-interval-s", "0.5",
                                "--report", os.path.join(tmp, "report.json")],
                     stdout=log, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
             started.append(run)
@@ -176,6 +182,24 @@ def main():
                 wrong = {k: (m.get(k), v) for k, v in want.items() if m.get(k) != v}
                 if wrong:
                     sys.exit(f"series of rank {rank} has wrong labels (got, want): {wrong}\n{s}")
+            # The same text in each rank's file (the textfile collector's way), refreshed every
+            # 0.5 s while the run goes on.
+            line = re.compile(r'^strata_hit_tokens_total\{rank="(\d+)",.*tier="device"\} (\d+)$',
+                              re.M)
+            deadline = time.monotonic() + 120
+            files = {}
+            while time.monotonic() < deadline:
+                files = {}
+                for r in range(ranks):
+                    m = line.search(tail(os.path.join(tmp, f"strata-{r}.prom"), 10**6))
+                    if m and int(m.group(1)) == r and int(m.group(2)) > 0:
+                        files[r] = int(m.group(2))
+                if len(files) == ranks:
+                    break
+                time.sleep(0.5)
+            if len(files) != ranks:
+                sys.exit(f"metrics files strata-{{rank}}.prom lack a device hit count > 0 for "
+                         f"every rank (found {files}; in {os.listdir(tmp)}):\n{tail(run_log)}")
             print(f"ok: Prometheus on port {prom_port} scraped {ranks} ranks on ports "
                   f"{metrics_port}..{metrics_port + ranks - 1}; {expr} = "
                   + ", ".join(f"rank {r}: {v:.0f}" for r, v in sorted(values.items())))
