@@ -24,6 +24,8 @@ packages=(
     libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
     clang-format iproute2 python3 gnuplot-nox
     python3-torch python3-numpy python3-mpi4py
+    # the metrics endpoint (runtime/src/metrics_server.cpp) and its ctest (a real Prometheus)
+    libcpp-httplib-dev prometheus
 )
 
 missing=()

@@ -190,6 +190,15 @@ std::size_t CacheController::inflightOps() const noexcept {
            (open_backup_ ? 1 : 0) + storage_backups_.size() + prefetches_.size();
 }
 
+CacheController::QueueDepths CacheController::queueDepths() const noexcept {
+    QueueDepths q;
+    q.loads = inflight_loads_.size() + (open_load_ ? 1 : 0);
+    q.backups = inflight_backups_.size() + (open_backup_ ? 1 : 0);
+    q.storage_backups = storage_backups_.size();
+    q.prefetches = prefetches_.size();
+    return q;
+}
+
 MatchResult CacheController::match(std::span<const PageKey> keys) { return tree_.match(keys); }
 
 // ---------------------------------------------------------------------------------------------

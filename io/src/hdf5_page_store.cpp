@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <list>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -93,7 +94,15 @@ struct Hdf5PageStore::Impl {
     std::uint32_t next_segment = 0;
     std::uint64_t tick = 0;
     std::uint64_t own_pages = 0;
+    // Guarded by stats_mutex: the storage worker updates them while the Cache's thread may read
+    // them for live metrics.
     StoreStats stats;
+    mutable std::mutex stats_mutex;
+    template <typename F>
+    void count(F&& update) {
+        std::lock_guard<std::mutex> lock(stats_mutex);
+        update(stats);
+    }
     // Read handles of recently used segments, most recent first.
     std::list<std::pair<std::uint32_t, OpenSegment>> open_segments;
     // The segment this store appends to, and its id.
@@ -306,7 +315,7 @@ struct Hdf5PageStore::Impl {
             if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
                 log().warn("evicting segment '{}': unlink failed: {}", p, std::strerror(errno));
             }
-            stats.pages_evicted += s.keys.size();
+            count([&](StoreStats& st) { st.pages_evicted += s.keys.size(); });
             log().debug("evicted segment '{}' ({} pages) for capacity {}", p, s.keys.size(),
                         options.capacity_pages);
             dropSegment(victim);
@@ -450,7 +459,7 @@ struct Hdf5PageStore::Impl {
                 "checksum mismatch: page {} in '{}' slot {} (stored {:016x}, read {:016x}): "
                 "not served, dropped from the index",
                 key.hex(), path(seg.name), loc.slot, loc.checksum, sum);
-            ++stats.checksum_failures;
+            count([](StoreStats& st) { ++st.checksum_failures; });
             index.erase(key);
             return false;
         }
@@ -573,10 +582,12 @@ Result<std::size_t> Hdf5PageStore::get(std::span<const PageKey> keys, const pool
         if (it == s.index.end()) break;
         if (n >= advised_until) advised_until = s.adviseRun(keys, n, it->second.segment);
         if (!s.readPage(keys[n], it->second, dst, host_pages[n], staging)) break;
-        ++s.stats.pages_read;
-        s.stats.bytes_read += s.options.page_bytes;
+        s.count([&](StoreStats& st) {
+            ++st.pages_read;
+            st.bytes_read += s.options.page_bytes;
+        });
     }
-    s.stats.read_seconds += secondsSince(t0);
+    s.count([&](StoreStats& st) { st.read_seconds += secondsSince(t0); });
     return n;
 }
 
@@ -593,7 +604,7 @@ Result<std::size_t> Hdf5PageStore::set(std::span<const PageKey> keys, const pool
     for (std::size_t i = 0; i < keys.size(); ++i) {
         auto it = s.index.find(keys[i]);
         if (it != s.index.end()) {
-            ++s.stats.pages_skipped;
+            s.count([](StoreStats& st) { ++st.pages_skipped; });
             s.touch(it->second.segment);
         } else if (in_batch.insert(keys[i]).second) {
             missing_keys.push_back(keys[i]);
@@ -602,11 +613,13 @@ Result<std::size_t> Hdf5PageStore::set(std::span<const PageKey> keys, const pool
     }
     std::size_t stored = 0;
     Status st = s.appendPages(src, missing_keys, missing_pages, &stored);
-    s.stats.pages_written += stored;
-    s.stats.bytes_written += stored * s.options.page_bytes;
+    s.count([&](StoreStats& c) {
+        c.pages_written += stored;
+        c.bytes_written += stored * s.options.page_bytes;
+    });
     if (!st.isOk()) {
         const std::size_t lost = missing_keys.size() - stored;
-        s.stats.write_failures += lost;
+        s.count([&](StoreStats& c) { c.write_failures += lost; });
         if (looksLikeStorageFull(st.message())) {
             log().error("storage full: {} pages not stored in '{}': {}", lost, s.dir, st.message());
         } else {
@@ -617,11 +630,14 @@ Result<std::size_t> Hdf5PageStore::set(std::span<const PageKey> keys, const pool
     s.enforceCapacity();
     std::size_t n = 0;
     while (n < keys.size() && s.index.contains(keys[n])) ++n;
-    s.stats.write_seconds += secondsSince(t0);
+    s.count([&](StoreStats& st) { st.write_seconds += secondsSince(t0); });
     return n;
 }
 
-StoreStats Hdf5PageStore::stats() const { return impl_->stats; }
+StoreStats Hdf5PageStore::stats() const {
+    std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+    return impl_->stats;
+}
 const std::string& Hdf5PageStore::segmentDirectory() const noexcept { return impl_->dir; }
 std::size_t Hdf5PageStore::indexedPages() const noexcept { return impl_->index.size(); }
 std::uint64_t Hdf5PageStore::ownPages() const noexcept { return impl_->own_pages; }

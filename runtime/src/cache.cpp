@@ -465,7 +465,19 @@ std::size_t Cache::matchTokens(std::span<const std::int32_t> tokens) {
 Result<Admission> Cache::admit(RequestId id, std::span<const std::int32_t> tokens,
                                std::uint32_t priority) {
     auto keys = keysFor(tokens);
-    return controller_->admit(id, keys, tokens.size(), priority);
+    auto admitted = controller_->admit(id, keys, tokens.size(), priority);
+    if (admitted.isOk()) {
+        const Admission& a = *admitted;
+        ++token_stats_.requests;
+        token_stats_.prompt_tokens += a.prompt_tokens;
+        token_stats_.computed_tokens += a.computed_tokens;
+        token_stats_.device_hit_tokens += a.device_hit_tokens;
+        token_stats_.host_hit_tokens +=
+            a.host_hit_tokens - a.storage_hit_tokens - a.remote_hit_tokens;
+        token_stats_.storage_hit_tokens += a.storage_hit_tokens;
+        token_stats_.remote_hit_tokens += a.remote_hit_tokens;
+    }
+    return admitted;
 }
 
 Status Cache::prefetch(RequestId id, std::span<const std::int32_t> tokens) {

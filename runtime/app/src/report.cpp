@@ -103,6 +103,10 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"on_round_timeout", c.on_round_timeout},
         {"deterministic", c.deterministic},
         {"progress_s", c.progress_s},
+        {"metrics_port", c.metrics_port},
+        {"metrics_address", c.metrics_address},
+        {"metrics_file", c.metrics_file},
+        {"metrics_interval_s", c.metrics_interval_s},
     };
 }
 

@@ -121,6 +121,18 @@ const std::vector<Field>& fields() {
          "complete): two runs with the same seed give the same figures"},
         {"progress_s", &RunConfig::progress_s, "S",
          "seconds between progress lines (requests/s, tokens/s, hit rate so far, ETA); 0: none"},
+        {"metrics_port", &RunConfig::metrics_port, "N",
+         "serve live metrics in the Prometheus text format over HTTP: the rank with node-local "
+         "rank L listens on port N + L (GET /metrics; every sample labelled with rank, tp, cp, "
+         "pp, dp and host); 0 = no endpoint"},
+        {"metrics_address", &RunConfig::metrics_address, "ADDR",
+         "address the metrics endpoint listens on (127.0.0.1: this host only)"},
+        {"metrics_file", &RunConfig::metrics_file, "PATH",
+         "write the same metrics text to PATH every metrics_interval_s seconds (a temporary file "
+         "renamed over PATH), for a node exporter's textfile collector; '{rank}' in PATH is "
+         "replaced by the world rank (required with several ranks); empty = none"},
+        {"metrics_interval_s", &RunConfig::metrics_interval_s, "S",
+         "seconds between writes of metrics_file"},
     };
     return kFields;
 }
@@ -517,6 +529,26 @@ Status validateRunConfig(const RunConfig& config) {
                             "progress_s ({} from {}) must be a non-negative number of seconds (0: "
                             "no progress lines)",
                             config.progress_s, whereOf(config, "progress_s"));
+    }
+    if (config.metrics_port > 65535) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "metrics_port ({} from {}) must be a TCP port (1..65535; 0 = no "
+                            "endpoint)",
+                            config.metrics_port, whereOf(config, "metrics_port"));
+    }
+    if (!std::isfinite(config.metrics_interval_s) || config.metrics_interval_s < 0.05) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "metrics_interval_s ({} from {}) must be at least 0.05 seconds",
+                            config.metrics_interval_s, whereOf(config, "metrics_interval_s"));
+    }
+    if ((config.metrics_port != 0 || !config.metrics_file.empty()) && config.data == "none") {
+        return STRATA_ERROR(
+            StatusCode::kInvalidArgument,
+            "live metrics ({} from {}) need a run with a cache: data none (from "
+            "{}) replays metadata only",
+            config.metrics_port != 0 ? "metrics_port" : "metrics_file",
+            whereOf(config, config.metrics_port != 0 ? "metrics_port" : "metrics_file"),
+            whereOf(config, "data"));
     }
     if (!(config.warmup_fraction >= 0.0 && config.warmup_fraction < 1.0)) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,

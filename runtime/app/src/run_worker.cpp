@@ -374,6 +374,14 @@ private:
     std::vector<std::byte> staging_;
 };
 
+// Publishes a snapshot of the Cache to the place's registry, if it has one.
+Status publishMetrics(const RankPlace& place, Cache& cache) {
+    if (place.metrics == nullptr) return Status::ok();
+    const runtime::AgreementFigures agreement =
+        place.agreement ? place.agreement() : runtime::AgreementFigures{};
+    return place.metrics->publish(runtime::cacheMetrics(cache, place.metrics_labels, agreement));
+}
+
 }  // namespace
 
 Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
@@ -419,6 +427,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         report.pools.push_back({s.name, std::string(pools::poolKindName(s.kind)), 0, 0});
     }
 
+    STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));
+    auto last_metrics = Clock::now();
     std::deque<std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
     std::size_t prefetched = 0;  // requests [0, prefetched) have had prefetch() called
@@ -510,6 +520,10 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             STRATA_RETURN_IF_ERROR(cache->release(live.spec->id));
             ++report.requests;
         }
+        if (place.metrics != nullptr && Clock::now() - last_metrics >= kMetricsSnapshotInterval) {
+            last_metrics = Clock::now();
+            STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));
+        }
         if (place.world_rank == 0 && cfg.progress_s > 0 &&
             std::chrono::duration<double>(Clock::now() - last_progress).count() > cfg.progress_s) {
             last_progress = Clock::now();
@@ -522,6 +536,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
     }
     STRATA_RETURN_IF_ERROR(cache->controller().checkInvariants());
+    STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));  // the final figures
 
     const auto& st = cache->controller().stats();
     report.rounds = st.rounds;

@@ -3,7 +3,9 @@
 // Private to runtime/. Thread-safety: one call per rank at a time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "strata/comm/mpi_comm.h"
 #include "strata/core/status.h"
 #include "strata/runtime/cache.h"
+#include "strata/runtime/metrics.h"
 
 namespace strata::app {
 
@@ -34,7 +37,17 @@ struct RankPlace {
     // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
     std::shared_ptr<comm::ucx::UcxTransport> remote_transport;
     const comm::MpiComm* remote_group = nullptr;
+    // Live metrics (null: none): the worker publishes a snapshot of its Cache (with
+    // metrics_labels on every sample and the figures `agreement` returns, if set) at most every
+    // kMetricsSnapshotInterval and once more after the run; must outlive runWorker().
+    runtime::MetricsRegistry* metrics = nullptr;
+    runtime::MetricLabels metrics_labels;
+    std::function<runtime::AgreementFigures()> agreement;
 };
+
+// How often the worker refreshes the metrics snapshot while it runs (the endpoint and the file
+// serve the last one).
+inline constexpr std::chrono::milliseconds kMetricsSnapshotInterval{500};
 
 // Observes each agreed round (consistency checks); may fail the run.
 class RoundObserver {

@@ -1,12 +1,17 @@
 // strata-run: the main job. Runs every rank as a model worker would on a synthetic agentic workload
 // (or a trace), verifies every byte it loads back, and writes a JSON report (rank 0, job totals).
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <system_error>
@@ -35,6 +40,8 @@
 #include "strata/kernels/backend.h"
 #include "strata/pools/hybrid_layout.h"
 #include "strata/pools/pool_spec.h"
+#include "strata/runtime/metrics.h"
+#include "strata/runtime/metrics_export.h"
 
 namespace strata::app {
 namespace {
@@ -297,6 +304,50 @@ void logStart(const RunConfig& cfg, int world_size) {
                                  what, cfg.data, cfg.deterministic ? ", deterministic" : "");
 }
 
+// Live metrics of this rank: the registry the worker publishes to, and what serves it.
+struct LiveMetrics {
+    runtime::MetricsRegistry registry;                 // must outlive server and file
+    std::unique_ptr<runtime::MetricsServer> server;    // --metrics-port
+    std::unique_ptr<runtime::MetricsFileWriter> file;  // --metrics-file
+};
+
+// Starts this rank's endpoint (port metrics_port + local rank) and file writer; null when neither
+// is asked for. Errors name the option: a port out of range or in use, a file that cannot be
+// written, a file name without {rank} when several ranks would write it.
+Result<std::unique_ptr<LiveMetrics>> startMetrics(const RunConfig& cfg, const comm::Grid& grid) {
+    if (cfg.metrics_port == 0 && cfg.metrics_file.empty()) return std::unique_ptr<LiveMetrics>();
+    auto live = std::make_unique<LiveMetrics>();
+    if (cfg.metrics_port != 0) {
+        const std::uint32_t port = cfg.metrics_port + static_cast<std::uint32_t>(grid.localRank());
+        if (port > 65535) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "metrics_port {} + local rank {} is above 65535: pick a lower "
+                                "--metrics-port",
+                                cfg.metrics_port, grid.localRank());
+        }
+        STRATA_ASSIGN_OR_RETURN(live->server,
+                                runtime::MetricsServer::create(live->registry, cfg.metrics_address,
+                                                               static_cast<int>(port)));
+        core::logger("runtime").debug("metrics endpoint on {}:{}", cfg.metrics_address, port);
+    }
+    if (!cfg.metrics_file.empty()) {
+        std::string path = cfg.metrics_file;
+        const std::size_t at = path.find("{rank}");
+        if (at == std::string::npos && grid.world().size() > 1) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "metrics_file '{}' would be written by all {} ranks: put {{rank}} "
+                                "in it (replaced by the world rank)",
+                                cfg.metrics_file, grid.world().size());
+        }
+        if (at != std::string::npos) path.replace(at, 6, std::to_string(grid.world().rank()));
+        const auto interval = std::chrono::milliseconds(
+            static_cast<std::int64_t>(std::llround(cfg.metrics_interval_s * 1000.0)));
+        STRATA_ASSIGN_OR_RETURN(live->file,
+                                runtime::MetricsFileWriter::create(live->registry, path, interval));
+    }
+    return live;
+}
+
 int run(int argc, char** argv) {
     const auto start_time = std::chrono::system_clock::now();
     // Before MPI starts threads, so that every thread inherits the blocked termination signals.
@@ -354,6 +405,10 @@ int run(int argc, char** argv) {
     watchdog.on_timeout = cfg.on_round_timeout == "warn" ? comm::RoundTimeoutAction::kWarn
                                                          : comm::RoundTimeoutAction::kAbort;
     if (cfg.round_timeout_s > 0) watchdog.warn_interval_s = std::min(5.0, cfg.round_timeout_s);
+    auto watchdog_warnings = std::make_shared<std::atomic<std::uint64_t>>(0);
+    watchdog.on_warning = [watchdog_warnings](const std::string&) {
+        watchdog_warnings->fetch_add(1, std::memory_order_relaxed);
+    };
     auto group_r = comm::MpiDecisionGroup::create(grid, watchdog);
     if (!group_r.isOk()) return fail(&ctx, group_r.status());
     comm::MpiDecisionGroup& group = *group_r;
@@ -415,6 +470,39 @@ int run(int argc, char** argv) {
             std::printf("report written to %s\n", cfg.report_path.c_str());
         }
         return 0;
+    }
+
+    // Live metrics, on every rank before the run; a rank that cannot start them (a port in use)
+    // makes every rank exit 2.
+    auto metrics = startMetrics(cfg, grid);
+    std::vector<double> metrics_failed = {metrics.isOk() ? 0.0 : 1.0};
+    if (!metrics.isOk()) {
+        std::fprintf(stderr, "strata-run (rank %d): %s\n", world_rank,
+                     metrics.status().message().c_str());
+    }
+    if (Status s = comm::allReduceMax(grid.world(), metrics_failed); !s.isOk()) {
+        return fail(&ctx, s);
+    }
+    if (metrics_failed[0] != 0.0) return 2;
+    if (*metrics) {
+        LiveMetrics& live = **metrics;
+        place.metrics = &live.registry;
+        place.metrics_labels = runtime::placeLabels(
+            {world_rank, grid.tpRank(), grid.cpRank(), grid.ppRank(), grid.dpRank(), hostName()});
+        place.agreement = [&group, watchdog_warnings] {
+            const comm::SyncStats s = group.syncStats();
+            return runtime::AgreementFigures{s.rounds, s.total_us * 1e-6, s.p99_us * 1e-6,
+                                             s.max_us * 1e-6, watchdog_warnings->load()};
+        };
+        if (world_rank == 0 && cfg.metrics_port != 0) {
+            log.info(
+                "metrics: http://{}:{}/metrics on each node's first rank, port + local rank "
+                "on the others",
+                cfg.metrics_address, cfg.metrics_port);
+        }
+        if (world_rank == 0 && !cfg.metrics_file.empty()) {
+            log.info("metrics: written to {} every {} s", cfg.metrics_file, cfg.metrics_interval_s);
+        }
     }
 
     // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes

@@ -48,6 +48,10 @@ const char* const kKeys[] = {
     "PROGRESS_S",
     "WARMUP_FRACTION",
     "REMOTE",
+    "METRICS_PORT",
+    "METRICS_ADDRESS",
+    "METRICS_FILE",
+    "METRICS_INTERVAL_S",
 };
 
 class RunConfigTest : public ::testing::Test {
@@ -459,6 +463,42 @@ TEST_F(RunConfigTest, RoundWatchdogOptions) {
     expectError(load({"--round-timeout-s=-1"}), {"round_timeout_s", "non-negative"});
     expectError(load({"--on-round-timeout", "ignore"}),
                 {"on_round_timeout 'ignore'", "abort, warn"});
+}
+
+// Live metrics (issue 18): off by default; the command line, the environment and TOML like every
+// option; a port above 65535, a too short interval and metrics without a cache are parse errors.
+TEST_F(RunConfigTest, MetricsOptions) {
+    auto d = load({});
+    ASSERT_TRUE(d.isOk()) << d.status().toString();
+    EXPECT_EQ(d->metrics_port, 0u);
+    EXPECT_EQ(d->metrics_address, "0.0.0.0");
+    EXPECT_EQ(d->metrics_file, "");
+    EXPECT_EQ(d->metrics_interval_s, 5.0);
+    auto cli = load({"--metrics-port", "9400", "--metrics-address", "127.0.0.1", "--metrics-file",
+                     "/tmp/s-{rank}.prom", "--metrics-interval-s", "0.5"});
+    ASSERT_TRUE(cli.isOk()) << cli.status().toString();
+    EXPECT_EQ(cli->metrics_port, 9400u);
+    EXPECT_EQ(cli->metrics_address, "127.0.0.1");
+    EXPECT_EQ(cli->metrics_file, "/tmp/s-{rank}.prom");
+    EXPECT_EQ(cli->metrics_interval_s, 0.5);
+    ::setenv("STRATA_METRICS_PORT", "9500", 1);
+    auto env = load({});
+    ASSERT_TRUE(env.isOk()) << env.status().toString();
+    EXPECT_EQ(env->metrics_port, 9500u);
+    EXPECT_EQ(env->origins.at("metrics_port").where, "STRATA_METRICS_PORT");
+    clearEnv();
+    auto toml = load({"--config", writeToml("m.toml",
+                                            "metrics_port = 9600\n"
+                                            "metrics_file = \"x.prom\"\n")});
+    ASSERT_TRUE(toml.isOk()) << toml.status().toString();
+    EXPECT_EQ(toml->metrics_port, 9600u);
+    EXPECT_EQ(toml->metrics_file, "x.prom");
+    expectError(load({"--metrics-port", "70000"}),
+                {"metrics_port (70000 from --metrics-port)", "1..65535"});
+    expectError(load({"--metrics-interval-s", "0"}), {"metrics_interval_s (0 from", "0.05"});
+    expectError(load({"--metrics-port", "9400", "--data", "none", "--workload", "mooncake",
+                      "--trace", "t.jsonl", "--host-tokens", "0"}),
+                {"metrics_port from --metrics-port", "data none"});
 }
 
 }  // namespace

@@ -320,6 +320,14 @@ public:
     const pools::SlotAllocator& hostAllocator() const noexcept { return hostAlloc(0); }
     const ControllerStats& stats() const noexcept { return stats_; }
     std::size_t inflightOps() const noexcept;
+    // The parts of inflightOps(), by queue (live metrics).
+    struct QueueDepths {
+        std::size_t loads = 0;            // load batches open or in flight
+        std::size_t backups = 0;          // device-to-host backup batches open or in flight
+        std::size_t storage_backups = 0;  // host pages handed to the storage tier, not yet written
+        std::size_t prefetches = 0;       // prefetches not yet settled
+    };
+    QueueDepths queueDepths() const noexcept;
     std::size_t liveRequests() const noexcept { return requests_.size(); }
     // Digest of tree + allocators + queues (what check_consistency compares).
     std::uint64_t stateDigest() const;

@@ -107,6 +107,14 @@ struct CacheOptions {
 // kilobytes, so a slot per 16 KV pages keeps the states' memory near the KV's.
 std::size_t defaultStateSlots(std::size_t device_tokens, std::uint32_t page_size) noexcept;
 
+// Requests admitted by a Cache and their prompt tokens by where they came from, counted at each
+// successful admit() (host: the host tier's own hits, storage and remote hits apart).
+struct TokenStats {
+    std::uint64_t requests = 0, prompt_tokens = 0, computed_tokens = 0;
+    std::uint64_t device_hit_tokens = 0, host_hit_tokens = 0, storage_hit_tokens = 0,
+                  remote_hit_tokens = 0;
+};
+
 class Cache {
 public:
     // Builds the pools of the model (pools::hybridLayout: every pool with bytes, in the layout's
@@ -153,8 +161,9 @@ public:
     const std::vector<pools::DevicePool>& devicePools() const noexcept { return device_pools_; }
     const std::vector<pools::HostPool>& hostPools() const noexcept { return host_pools_; }
     controller::CacheController& controller() noexcept { return *controller_; }
-    // Summed statistics of the storage tier's stores (zero without one). Call it when no storage
-    // work is in flight (after drain()): the stores' counters belong to the storage worker.
+    const TokenStats& tokenStats() const noexcept { return token_stats_; }
+    // Summed statistics of the storage tier's stores (zero without one); safe while the storage
+    // worker runs (each store guards its counters), final after drain().
     io::StoreStats storageStats() const;
     bool hasStorage() const noexcept { return !stores_.empty(); }
     // Summed statistics of the remote tier; safe while the storage worker runs (atomic counters).
@@ -193,6 +202,7 @@ private:
     std::vector<std::unique_ptr<io::RemotePageStore>> remotes_;  // must outlive controller_
     std::unique_ptr<comm::nccl::StripedLoader> striped_;         // must outlive controller_
     std::string striped_off_reason_;
+    TokenStats token_stats_;
     std::unique_ptr<controller::CacheController> controller_;
 };
 

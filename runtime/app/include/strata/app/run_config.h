@@ -74,6 +74,14 @@ struct RunConfig {
     // give the same figures (times and bandwidths aside). Not the remote tier (DP > 1).
     bool deterministic = false;
     double progress_s = 5.0;  // seconds between rank 0's progress lines; 0: none
+    // Live metrics (Prometheus text format): the rank with node-local rank L serves them over HTTP
+    // at metrics_address:(metrics_port + L)/metrics (0: no endpoint), and/or writes them to
+    // metrics_file every metrics_interval_s seconds (atomically; a "{rank}" in the path is
+    // replaced by the world rank, and must be there when several ranks run).
+    std::uint32_t metrics_port = 0;
+    std::string metrics_address = "0.0.0.0";
+    std::string metrics_file;
+    double metrics_interval_s = 5.0;
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;
