@@ -24,6 +24,8 @@ packages=(
     libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
     clang-format iproute2 python3 gnuplot-nox
     python3-torch python3-numpy python3-mpi4py
+    # KV events: the ZeroMQ publisher of strata-run (runtime/) and its ctest's subscriber
+    cppzmq-dev libzmq3-dev python3-zmq python3-msgpack
 )
 
 missing=()

@@ -101,6 +101,10 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"striped_loads", c.striped_loads},
         {"round_timeout_s", c.round_timeout_s},
         {"on_round_timeout", c.on_round_timeout},
+        {"kv_events", c.kv_events},
+        {"kv_events_layout", c.kv_events_layout},
+        {"kv_events_topic", c.kv_events_topic},
+        {"kv_events_wait_ms", c.kv_events_wait_ms},
     };
 }
 
@@ -165,6 +169,17 @@ nlohmann::json toJson(const RunReport& r) {
                     {"off_reason", r.striped.off_reason},
                     {"pages", r.striped.pages},
                     {"bytes", r.striped.bytes}};
+    j["kv_events"] = {{"enabled", r.kv_events.enabled},
+                      {"publishers", r.kv_events.publishers},
+                      {"batches", r.kv_events.batches},
+                      {"events", r.kv_events.events},
+                      {"dropped_batches", r.kv_events.dropped_batches},
+                      {"dropped_events", r.kv_events.dropped_events},
+                      {"cleared", r.kv_events.cleared},
+                      {"stored_pages", r.kv_events.stored_pages},
+                      {"removed_pages", r.kv_events.removed_pages},
+                      {"stored_events", r.kv_events.stored_events},
+                      {"removed_events", r.kv_events.removed_events}};
     j["load_wait_seconds"] = r.load_wait_seconds;
     j["elapsed_seconds"] = r.elapsed_seconds;
     j["config"] = r.config;

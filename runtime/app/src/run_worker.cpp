@@ -399,6 +399,9 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         report.pools.push_back({s.name, std::string(pools::poolKindName(s.kind)), 0, 0});
     }
 
+    runtime::KvEventPublisher* events = place.kv_events;
+    if (events != nullptr) cache->controller().setEventSink(events->sink());
+
     std::deque<std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
     std::size_t prefetched = 0;  // requests [0, prefetched) have had prefetch() called
@@ -408,6 +411,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     std::size_t done = 0;
     while (!pending.empty()) {
         STRATA_RETURN_IF_ERROR(cache->step());
+        if (events != nullptr) STRATA_RETURN_IF_ERROR(events->flush());
         if (observer) {
             STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
         }
@@ -445,6 +449,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
                 }
                 break;  // retried next round, once copies in flight have released their pages
             }
+            if (events != nullptr) events->noteRequest(spec.id, spec.tokens);
             batch.push_back({&spec, std::move(r).value(), PrefixDigests(spec.tokens)});
             pending.pop_front();
         }
@@ -489,6 +494,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             report.hit_tokens.storage += a.storage_hit_tokens;
             STRATA_RETURN_IF_ERROR(cache->insert(live.spec->id));
             STRATA_RETURN_IF_ERROR(cache->release(live.spec->id));
+            if (events != nullptr) events->forgetRequest(live.spec->id);
             ++report.requests;
             ++done;
         }
@@ -498,6 +504,14 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         }
     }
     STRATA_RETURN_IF_ERROR(cache->drain());
+    if (events != nullptr) {
+        STRATA_RETURN_IF_ERROR(events->flush());
+        cache->controller().setEventSink({});
+        const runtime::KvEventCounts& c = events->counts();
+        report.kv_events = {
+            true,      1,        c.batches, c.events,        c.dropped_batches, c.dropped_events,
+            c.cleared, c.stored, c.removed, c.stored_events, c.removed_events};
+    }
     if (observer) {
         STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
     }

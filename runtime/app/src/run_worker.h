@@ -14,6 +14,7 @@
 #include "strata/comm/mpi_comm.h"
 #include "strata/core/status.h"
 #include "strata/runtime/cache.h"
+#include "strata/runtime/kv_events.h"
 
 namespace strata::app {
 
@@ -34,6 +35,9 @@ struct RankPlace {
     // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
     std::shared_ptr<comm::ucx::UcxTransport> remote_transport;
     const comm::MpiComm* remote_group = nullptr;
+    // KV events (rank 0 of each replica when --kv-events is set; null: none): told what the
+    // cache stores and removes, flushed once per round; must outlive runWorker().
+    runtime::KvEventPublisher* kv_events = nullptr;
 };
 
 // Observes each agreed round (consistency checks); may fail the run.

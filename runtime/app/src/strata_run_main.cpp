@@ -130,6 +130,9 @@ private:
     comm::ConsistencyChecker checker_;
 };
 
+// The media of KV events (runtime::kvMediumOf), in the order aggregate() sums them.
+constexpr const char* kKvMedia[] = {"GPU", "CPU", "DISK"};
+
 // Sums the ranks' reports into job totals on every rank. Request-level figures are counted once
 // per replica (its rank 0 reports them), page and byte figures on every rank.
 Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
@@ -166,7 +169,19 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->rejected_admissions,
         r->striped.pages,
         r->striped.bytes,
+        r->kv_events.publishers,
+        r->kv_events.batches,
+        r->kv_events.events,
+        r->kv_events.dropped_batches,
+        r->kv_events.dropped_events,
+        r->kv_events.cleared,
     };
+    for (const char* medium : kKvMedia) {
+        u.push_back(r->kv_events.stored_pages[medium]);
+        u.push_back(r->kv_events.removed_pages[medium]);
+        u.push_back(r->kv_events.stored_events[medium]);
+        u.push_back(r->kv_events.removed_events[medium]);
+    }
     for (const PoolVerification& p : r->pools) {
         u.push_back(p.pages_verified);
         u.push_back(p.pages_mismatched);
@@ -211,6 +226,18 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->rejected_admissions = u[i++];
     r->striped.pages = u[i++];
     r->striped.bytes = u[i++];
+    r->kv_events.publishers = u[i++];
+    r->kv_events.batches = u[i++];
+    r->kv_events.events = u[i++];
+    r->kv_events.dropped_batches = u[i++];
+    r->kv_events.dropped_events = u[i++];
+    r->kv_events.cleared = u[i++];
+    for (const char* medium : kKvMedia) {
+        r->kv_events.stored_pages[medium] = u[i++];
+        r->kv_events.removed_pages[medium] = u[i++];
+        r->kv_events.stored_events[medium] = u[i++];
+        r->kv_events.removed_events[medium] = u[i++];
+    }
     for (PoolVerification& p : r->pools) {
         p.pages_verified = u[i++];
         p.pages_mismatched = u[i++];
@@ -546,6 +573,26 @@ int run(int argc, char** argv) {
     auto requests = decodeRequests(encoded);
     if (!requests.isOk()) return fail(&ctx, requests.status());
 
+    // KV events: rank 0 of each replica publishes (every rank of a replica holds the same pages).
+    std::unique_ptr<runtime::KvEventPublisher> kv_events;
+    if (!cfg.kv_events.empty() && place.replica_rank == 0) {
+        runtime::KvEventOptions eo;
+        auto endpoint = runtime::kvEventsEndpointFor(cfg.kv_events, place.dp_rank);
+        if (!endpoint.isOk()) return fail(&ctx, endpoint.status());
+        eo.endpoint = *endpoint;
+        eo.topic = cfg.kv_events_topic;
+        eo.data_parallel_rank = place.dp_rank;
+        eo.block_size = cfg.page_size;
+        eo.layout = *runtime::parseKvWireLayout(cfg.kv_events_layout);  // validated by the config
+        eo.wait_subscriber = std::chrono::milliseconds(cfg.kv_events_wait_ms);
+        auto publisher = runtime::KvEventPublisher::create(eo);
+        if (!publisher.isOk()) return fail(&ctx, publisher.status());
+        kv_events = std::move(publisher).value();
+        place.kv_events = kv_events.get();
+        log.info("kv events: replica {} publishes on {} ({} layout)", place.dp_rank, eo.endpoint,
+                 cfg.kv_events_layout);
+    }
+
     std::unique_ptr<ConsistencyObserver> observer;
     if (cfg.check_consistency) observer = std::make_unique<ConsistencyObserver>(group);
     auto report_r = runWorker(cfg, place, *requests, group, observer.get());
@@ -563,6 +610,7 @@ int run(int argc, char** argv) {
     report.pp = cfg.pp;
     report.dp = static_cast<std::uint32_t>(grid.dpSize());
     report.remote.enabled = remote;
+    report.kv_events.enabled = !cfg.kv_events.empty();
     if (observer) {
         report.consistency.rounds_checked = observer->checker().roundsChecked();
         report.consistency.divergences = observer->checker().divergences();

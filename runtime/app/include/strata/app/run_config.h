@@ -68,6 +68,12 @@ struct RunConfig {
     // every min(5 s, round_timeout_s) and keep waiting).
     double round_timeout_s = 120.0;
     std::string on_round_timeout = "abort";
+    // KV events (runtime/kv_events.h): rank 0 of each replica publishes what its tiers store and
+    // remove on this ZeroMQ endpoint (empty: off), in vLLM's wire format.
+    std::string kv_events;
+    std::string kv_events_layout = "map";  // map (vLLM's current structs) | array (array_like)
+    std::string kv_events_topic;           // first frame of every message
+    std::uint32_t kv_events_wait_ms = 0;   // before the first batch, wait for a subscriber
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;
