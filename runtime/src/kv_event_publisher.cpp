@@ -87,8 +87,10 @@ Result<std::unique_ptr<KvEventPublisher>> KvEventPublisher::create(const KvEvent
         s.set(zmq::sockopt::linger, 0);  // until the destructor sets the configured one
         if (bindsEndpoint(ep)) {
             s.bind(ep);
+            p->endpoint_ = s.get(zmq::sockopt::last_endpoint);
         } else {
             s.connect(ep);
+            p->endpoint_ = ep;
         }
     } catch (const zmq::error_t& e) {
         return STRATA_ERROR(StatusCode::kUnavailable, "kv events endpoint '{}': {}", ep, e.what());
@@ -154,8 +156,8 @@ Status KvEventPublisher::flush() {
             }
             if (!subscribed) {
                 core::logger("runtime").warn(
-                    "kv events: no subscriber on {} after {} ms; publishing anyway",
-                    options_.endpoint, options_.wait_subscriber.count());
+                    "kv events: no subscriber on {} after {} ms; publishing anyway", endpoint_,
+                    options_.wait_subscriber.count());
             }
         }
         waited_ = true;

@@ -589,8 +589,8 @@ int run(int argc, char** argv) {
         if (!publisher.isOk()) return fail(&ctx, publisher.status());
         kv_events = std::move(publisher).value();
         place.kv_events = kv_events.get();
-        log.info("kv events: replica {} publishes on {} ({} layout)", place.dp_rank, eo.endpoint,
-                 cfg.kv_events_layout);
+        log.info("kv events: replica {} publishes on {} ({} layout)", place.dp_rank,
+                 kv_events->endpoint(), cfg.kv_events_layout);
     }
 
     std::unique_ptr<ConsistencyObserver> observer;

@@ -114,6 +114,9 @@ public:
     // call waits for a subscriber as the options say. OK unless the socket fails (kUnavailable).
     Status flush();
 
+    // The endpoint in use: a bound one with its port resolved (tcp://127.0.0.1:* becomes
+    // tcp://127.0.0.1:PORT), a connected one as given.
+    const std::string& endpoint() const noexcept { return endpoint_; }
     const KvEventCounts& counts() const noexcept { return counts_; }
     std::size_t queuedEvents() const noexcept { return queued_.size(); }
 
@@ -121,6 +124,7 @@ private:
     struct Socket;  // the ZeroMQ context and socket
     explicit KvEventPublisher(const KvEventOptions& options);
     KvEventOptions options_;
+    std::string endpoint_;
     std::unique_ptr<Socket> socket_;
     std::vector<KvWireEvent> queued_;
     std::unordered_map<std::uint64_t, std::vector<std::int32_t>> tokens_;
