@@ -39,6 +39,7 @@ Result<std::string> kvEventsEndpointFor(const std::string& endpoint, std::int64_
     if (!endpoint.starts_with("tcp://")) return endpoint;
     const auto colon = endpoint.rfind(':');
     const std::string port_text = endpoint.substr(colon + 1);
+    if (port_text == "*") return endpoint;  // each replica binds a free port of its own
     int port = 0;
     const auto [end, ec] =
         std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);

@@ -294,6 +294,7 @@ TEST(KvEventEndpoint, DpReplicasOffsetThePortAsVllmDoes) {
     EXPECT_EQ(*kvEventsEndpointFor("tcp://*:5557", 0), "tcp://*:5557");
     EXPECT_EQ(*kvEventsEndpointFor("tcp://*:5557", 2), "tcp://*:5559");
     EXPECT_EQ(*kvEventsEndpointFor("tcp://10.0.0.1:7000", 1), "tcp://10.0.0.1:7001");
+    EXPECT_EQ(*kvEventsEndpointFor("tcp://127.0.0.1:*", 3), "tcp://127.0.0.1:*");
     EXPECT_EQ(*kvEventsEndpointFor("inproc://cache", 1), "inproc://cache_dp1");
     EXPECT_EQ(*kvEventsEndpointFor("ipc:///tmp/kv", 1), "ipc:///tmp/kv");
     auto bad = kvEventsEndpointFor("tcp://host:port", 1);

@@ -62,7 +62,8 @@ struct KvWireBatch {
 std::string encodeKvBatch(const KvWireBatch& batch, KvWireLayout layout);
 
 // The endpoint of DP replica `dp_rank`, as vLLM derives it: tcp:// gets its port raised by
-// dp_rank, inproc:// the suffix "_dp<rank>", anything else is kept; replica 0 keeps the endpoint.
+// dp_rank (a wildcard port "*" is kept: each replica binds a free one), inproc:// the suffix
+// "_dp<rank>", anything else is kept; replica 0 keeps the endpoint.
 // kInvalidArgument names an endpoint whose tcp port is not a number.
 Result<std::string> kvEventsEndpointFor(const std::string& endpoint, std::int64_t dp_rank);
 
