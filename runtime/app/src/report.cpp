@@ -297,6 +297,19 @@ std::string summaryText(const RunReport& r) {
             r.remote.pages_published, r.remote.checksum_failures, r.remote.timeouts,
             r.remote.rejected_messages);
     }
+    if (r.kv_events.enabled) {
+        auto count = [](const std::map<std::string, std::uint64_t>& m, const char* medium) {
+            auto it = m.find(medium);
+            return it == m.end() ? std::uint64_t{0} : it->second;
+        };
+        const auto& k = r.kv_events;
+        out += fmt::format(
+            "  kv events:   {} batches, {} events from {} publishers; pages stored GPU {} CPU {} "
+            "DISK {}, removed GPU {} CPU {}; {} batches dropped\n",
+            k.batches, k.events, k.publishers, count(k.stored_pages, "GPU"),
+            count(k.stored_pages, "CPU"), count(k.stored_pages, "DISK"),
+            count(k.removed_pages, "GPU"), count(k.removed_pages, "CPU"), k.dropped_batches);
+    }
     return out;
 }
 
