@@ -71,6 +71,7 @@ class Subscriber:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.RCVHWM, 0)  # keep all until the reader starts: no drop here
         self.messages = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)

@@ -419,18 +419,18 @@ TEST(KvEventPublisher, ASubscriberThatDoesNotReadNeverBlocksIt) {
     std::vector<core::PageKey> keys(5000, core::PageKey{3, 4});
     controller::KvEvent e;
     e.keys = keys;
-    // Megabytes into a subscriber that reads nothing, with queues of one message: the publisher
+    // 45 MB into a subscriber that reads nothing, with queues of one message: the publisher
     // must come back at once every time, dropping (and counting) what does not fit.
     const auto start = std::chrono::steady_clock::now();
-    for (int k = 0; k < 400; ++k) {
+    for (int k = 0; k < 1000; ++k) {
         pub.add(e);
         ASSERT_TRUE(pub.flush().isOk());
     }
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
     const KvEventCounts& c = pub.counts();
     EXPECT_GT(c.dropped_batches, 0u);
-    EXPECT_EQ(c.batches + c.dropped_batches, 400u);
-    EXPECT_EQ(c.events + c.dropped_events, 401u);  // and the first batch's AllBlocksCleared
+    EXPECT_EQ(c.batches + c.dropped_batches, 1000u);
+    EXPECT_EQ(c.events + c.dropped_events, 1001u);  // and the first batch's AllBlocksCleared
     EXPECT_EQ(c.stored.at("GPU"), c.stored_events.at("GPU") * keys.size());
 }
 
