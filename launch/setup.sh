@@ -26,6 +26,8 @@ packages=(
     python3-torch python3-numpy python3-mpi4py
     # the metrics endpoint (runtime/src/metrics_server.cpp) and its ctest (a real Prometheus)
     libcpp-httplib-dev prometheus
+    # KV events: the ZeroMQ publisher of strata-run (runtime/) and its ctest's subscriber
+    cppzmq-dev libzmq3-dev python3-zmq python3-msgpack
 )
 
 missing=()

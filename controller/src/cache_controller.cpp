@@ -346,6 +346,7 @@ CacheController::HitPages CacheController::queueHostLoad(const AdmitPlan& plan,
         for (std::size_t i = 0; i < n->numPages(); ++i) {
             batch.pages[0].push_back({n->device_pages[i], n->host_pages[i]});
         }
+        emit(KvEventKind::kStored, KvTier::kDevice, n);
         n->ext_device.assign(extra, {});
         for (std::size_t e = 0; e < extra; ++e) {
             n->ext_device[e].assign(n->numPages(), kNoPage);

@@ -102,6 +102,7 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
         stats_.backup_pages += copies[0].size();
         stats_.backup_bytes += mover_->bytes(copies);
     }
+    for (Node* v : copied) emit(KvEventKind::kStored, KvTier::kHost, v);
     publishRemote(copied);  // their host copies are complete now
     for (Node* v : copied) freed += demote(v);
     victims.clear();

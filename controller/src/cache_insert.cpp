@@ -126,6 +126,7 @@ Node* CacheController::addRequestLeaf(Node* parent, Request& req, std::size_t po
     Node* c = tree_.addChild(parent, std::move(keys), std::move(pages));
     c->hit_count = 1;
     takeOwned(req, pos, full);
+    emit(KvEventKind::kStored, KvTier::kDevice, c, &req, pos);
     if (hybrid()) {
         c->ext_device.assign(extra, std::vector<std::uint32_t>(full - pos, kNoPage));
         c->ext_host.assign(extra, {});
@@ -147,6 +148,7 @@ void CacheController::adoptRequestPages(Node* child, Request& req, std::size_t p
     child->device_pages.assign(req.device_pages.begin() + static_cast<long>(pos),
                                req.device_pages.begin() + static_cast<long>(pos + n));
     takeOwned(req, pos, pos + n);
+    emit(KvEventKind::kStored, KvTier::kDevice, child, &req, pos);
     if (hybrid()) {
         child->ext_device.assign(extra, std::vector<std::uint32_t>(n, kNoPage));
         for (std::size_t e = 0; e < extra; ++e) {

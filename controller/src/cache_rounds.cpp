@@ -91,6 +91,10 @@ void CacheController::reapBackup(BackupBatch& batch) {
         clearOpFlags(n, &Node::backup_op, batch.id);
         tree_.lockDevice(n, -1);
     }
+    // Parents first, so that each stored event's parent was told before it.
+    for (auto it = published.rbegin(); it != published.rend(); ++it) {
+        emit(KvEventKind::kStored, KvTier::kHost, *it);
+    }
     publishRemote(published);
     queueStorageBackup(std::move(published));
     stats_.backup_seconds +=

@@ -114,8 +114,26 @@ std::vector<std::uint32_t> present(const std::vector<std::uint32_t>& pages) {
 
 }  // namespace
 
+void CacheController::emit(KvEventKind kind, KvTier tier, const Node* node, const Request* req,
+                           std::size_t pos) const {
+    if (!sink_ || node->keys.empty()) return;
+    KvEvent ev;
+    ev.kind = kind;
+    ev.tier = tier;
+    ev.keys = node->keys;
+    ev.first_page = pos;
+    if (kind == KvEventKind::kStored && node->parent != nullptr && !node->parent->isRoot()) {
+        ev.parent = node->parent->keys.back();
+    }
+    if (req != nullptr) ev.request = req->id;
+    sink_(ev);
+}
+
 void CacheController::freeNodeDevice(Node* node) {
-    if (!node->device_pages.empty()) freeDevicePages(node->device_pages);
+    if (!node->device_pages.empty()) {
+        emit(KvEventKind::kRemoved, KvTier::kDevice, node);
+        freeDevicePages(node->device_pages);
+    }
     node->device_pages.clear();
     for (std::size_t e = 0; e < node->ext_device.size(); ++e) {
         freeSlots(pools::SlotTier::kDevice, e + 1, present(node->ext_device[e]));
@@ -124,7 +142,10 @@ void CacheController::freeNodeDevice(Node* node) {
 }
 
 void CacheController::freeNodeHost(Node* node) {
-    if (!node->host_pages.empty()) freeHostPages(node->host_pages);
+    if (!node->host_pages.empty()) {
+        emit(KvEventKind::kRemoved, KvTier::kHost, node);
+        freeHostPages(node->host_pages);
+    }
     node->host_pages.clear();
     for (std::size_t e = 0; e < node->ext_host.size(); ++e) {
         freeSlots(pools::SlotTier::kHost, e + 1, present(node->ext_host[e]));

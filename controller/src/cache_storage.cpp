@@ -115,6 +115,13 @@ void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
     auto backup = std::make_unique<StorageBackup>();
     std::vector<PoolBatch> batches = writeBatches(nodes);
     for (Node* n : nodes) tree_.lockHost(n, +1);  // the host pages stay until the write is agreed
+    if (sink_) {
+        for (const Node* n : nodes) {
+            std::optional<PageKey> parent;
+            if (n->parent != nullptr && !n->parent->isRoot()) parent = n->parent->keys.back();
+            backup->stored.emplace_back(parent, n->keys);
+        }
+    }
     backup->nodes = std::move(nodes);
     const std::size_t batch_pages = config_.storage.batch_pages;
     worker_->submit(false, [batches = std::move(batches), done = backup->done, batch_pages] {
@@ -138,6 +145,7 @@ void CacheController::queueStorageBackup(std::vector<Node*> nodes) {
 void CacheController::storeSync(Node* node) {
     // Write-back: the host copy is the last one; store it before its pages are freed.
     std::vector<PoolBatch> batches = writeBatches({node});
+    emit(KvEventKind::kStored, KvTier::kStorage, node);
     worker_->runAndWait([&] {
         for (const PoolBatch& b : batches) {
             if (b.keys.empty()) continue;
@@ -298,6 +306,14 @@ Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const 
     const auto n = static_cast<std::size_t>(v.get(slots.backups));
     for (std::size_t i = 0; i < n; ++i) {
         for (Node* node : storage_backups_.front()->nodes) tree_.lockHost(node, -1);
+        for (const auto& [parent, keys] : storage_backups_.front()->stored) {
+            if (!sink_) continue;
+            KvEvent ev;
+            ev.tier = KvTier::kStorage;
+            ev.keys = keys;
+            ev.parent = parent;
+            sink_(ev);
+        }
         storage_backups_.pop_front();
     }
     for (const auto& [op, slot] : slots.timeouts) {
@@ -566,6 +582,7 @@ void CacheController::graft(PrefetchOp& op, std::size_t usable, std::size_t remo
     }
     op.host_pages.clear();
     op.ext_host_pages.clear();
+    for (const Node* n : adopted) emit(KvEventKind::kStored, KvTier::kHost, n);
     publishRemote(adopted);
 }
 

@@ -121,6 +121,9 @@ struct CacheController::PrefetchOp {
 // Pages of host nodes being written to the storage tier; each node holds one host path lock.
 struct CacheController::StorageBackup {
     std::vector<Node*> nodes;
+    // With an event sink: the pages of each node as they were when the write was queued (a later
+    // split may cut a node), with the key of the page before them, told once the write is agreed.
+    std::vector<std::pair<std::optional<PageKey>, std::vector<PageKey>>> stored;
     std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
 };
 

@@ -75,6 +75,9 @@ Status gatherPerRank(const comm::Grid& grid, const RankPlace& place, RunReport* 
     return Status::ok();
 }
 
+// The media of KV events (runtime::kvMediumOf), in the order aggregate() sums them.
+constexpr const char* kKvMedia[] = {"GPU", "CPU", "DISK"};
+
 Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     const bool leader = place.replica_rank == 0;
     std::vector<std::uint64_t> u = {
@@ -109,7 +112,19 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->rejected_admissions,
         r->striped.pages,
         r->striped.bytes,
+        r->kv_events.publishers,
+        r->kv_events.batches,
+        r->kv_events.events,
+        r->kv_events.dropped_batches,
+        r->kv_events.dropped_events,
+        r->kv_events.cleared,
     };
+    for (const char* medium : kKvMedia) {
+        u.push_back(r->kv_events.stored_pages[medium]);
+        u.push_back(r->kv_events.removed_pages[medium]);
+        u.push_back(r->kv_events.stored_events[medium]);
+        u.push_back(r->kv_events.removed_events[medium]);
+    }
     for (const PoolVerification& p : r->pools) {
         u.push_back(p.pages_verified);
         u.push_back(p.pages_mismatched);
@@ -154,6 +169,18 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->rejected_admissions = u[i++];
     r->striped.pages = u[i++];
     r->striped.bytes = u[i++];
+    r->kv_events.publishers = u[i++];
+    r->kv_events.batches = u[i++];
+    r->kv_events.events = u[i++];
+    r->kv_events.dropped_batches = u[i++];
+    r->kv_events.dropped_events = u[i++];
+    r->kv_events.cleared = u[i++];
+    for (const char* medium : kKvMedia) {
+        r->kv_events.stored_pages[medium] = u[i++];
+        r->kv_events.removed_pages[medium] = u[i++];
+        r->kv_events.stored_events[medium] = u[i++];
+        r->kv_events.removed_events[medium] = u[i++];
+    }
     for (PoolVerification& p : r->pools) {
         p.pages_verified = u[i++];
         p.pages_mismatched = u[i++];

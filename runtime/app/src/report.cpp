@@ -107,6 +107,10 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"metrics_address", c.metrics_address},
         {"metrics_file", c.metrics_file},
         {"metrics_interval_s", c.metrics_interval_s},
+        {"kv_events", c.kv_events},
+        {"kv_events_layout", c.kv_events_layout},
+        {"kv_events_topic", c.kv_events_topic},
+        {"kv_events_wait_ms", c.kv_events_wait_ms},
     };
 }
 
@@ -197,6 +201,17 @@ nlohmann::json toJson(const RunReport& r) {
                     {"off_reason", r.striped.off_reason},
                     {"pages", r.striped.pages},
                     {"bytes", r.striped.bytes}};
+    j["kv_events"] = {{"enabled", r.kv_events.enabled},
+                      {"publishers", r.kv_events.publishers},
+                      {"batches", r.kv_events.batches},
+                      {"events", r.kv_events.events},
+                      {"dropped_batches", r.kv_events.dropped_batches},
+                      {"dropped_events", r.kv_events.dropped_events},
+                      {"cleared", r.kv_events.cleared},
+                      {"stored_pages", r.kv_events.stored_pages},
+                      {"removed_pages", r.kv_events.removed_pages},
+                      {"stored_events", r.kv_events.stored_events},
+                      {"removed_events", r.kv_events.removed_events}};
     j["load_wait_seconds"] = r.load_wait_seconds;
     j["elapsed_seconds"] = r.elapsed_seconds;
     j["config"] = r.config;
@@ -313,6 +328,19 @@ std::string summaryText(const RunReport& r) {
             r.remote.pages_pulled, static_cast<double>(r.remote.bytes) / 1e6,
             r.remote.pages_published, r.remote.checksum_failures, r.remote.timeouts,
             r.remote.rejected_messages);
+    }
+    if (r.kv_events.enabled) {
+        auto count = [](const std::map<std::string, std::uint64_t>& m, const char* medium) {
+            auto it = m.find(medium);
+            return it == m.end() ? std::uint64_t{0} : it->second;
+        };
+        const auto& k = r.kv_events;
+        out += fmt::format(
+            "  kv events:   {} batches, {} events from {} publishers; pages stored GPU {} CPU {} "
+            "DISK {}, removed GPU {} CPU {}; {} batches dropped\n",
+            k.batches, k.events, k.publishers, count(k.stored_pages, "GPU"),
+            count(k.stored_pages, "CPU"), count(k.stored_pages, "DISK"),
+            count(k.removed_pages, "GPU"), count(k.removed_pages, "CPU"), k.dropped_batches);
     }
     return out;
 }

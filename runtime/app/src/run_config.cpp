@@ -27,6 +27,7 @@
 #include "strata/kernels/transfer.h"
 #include "strata/pools/pool_spec.h"
 #include "strata/runtime/cache.h"
+#include "strata/runtime/kv_events.h"
 
 namespace strata::app {
 namespace {
@@ -133,6 +134,16 @@ const std::vector<Field>& fields() {
          "replaced by the world rank (required with several ranks); empty = none"},
         {"metrics_interval_s", &RunConfig::metrics_interval_s, "S",
          "seconds between writes of metrics_file"},
+        {"kv_events", &RunConfig::kv_events, "ENDPOINT",
+         "publish KV events (pages stored and removed per tier, vLLM's msgpack format) on this "
+         "ZeroMQ PUB endpoint from rank 0 of each replica, e.g. tcp://*:5557 (bind) or "
+         "tcp://HOST:PORT (connect); empty = off"},
+        {"kv_events_layout", &RunConfig::kv_events_layout, "map|array",
+         "KV events: map (vLLM's current structs) | array (array_like, earlier vLLM and SGLang)"},
+        {"kv_events_topic", &RunConfig::kv_events_topic, "TOPIC",
+         "KV events: the topic frame of every message"},
+        {"kv_events_wait_ms", &RunConfig::kv_events_wait_ms, "N",
+         "KV events: wait up to N ms for a subscriber before the first batch (0 = do not wait)"},
     };
     return kFields;
 }
@@ -516,6 +527,15 @@ Status validateRunConfig(const RunConfig& config) {
     STRATA_RETURN_IF_ERROR(
         checkEnum<runtime::StripedLoads>(config, "striped_loads", config.striped_loads));
     STRATA_RETURN_IF_ERROR(atLeast(config, "remote_timeout_ms", config.remote_timeout_ms, 1));
+    STRATA_RETURN_IF_ERROR(
+        checkEnum<runtime::KvWireLayout>(config, "kv_events_layout", config.kv_events_layout));
+    if (!config.kv_events.empty() && config.data == "none") {
+        return STRATA_ERROR(
+            StatusCode::kInvalidArgument,
+            "kv_events ({}) needs --data verify: a metadata-only replay (data none, "
+            "from {}) has no cache tiers to report",
+            whereOf(config, "kv_events"), whereOf(config, "data"));
+    }
     if (!std::isfinite(config.round_timeout_s) || config.round_timeout_s < 0) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,
                             "round_timeout_s ({} from {}) must be a non-negative number of seconds "

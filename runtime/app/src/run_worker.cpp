@@ -429,6 +429,9 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
 
     STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));
     auto last_metrics = Clock::now();
+    runtime::KvEventPublisher* events = place.kv_events;
+    if (events != nullptr) cache->controller().setEventSink(events->sink());
+
     std::deque<std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
     std::size_t prefetched = 0;  // requests [0, prefetched) have had prefetch() called
@@ -437,6 +440,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     std::uint64_t round = 0;
     while (!pending.empty()) {
         STRATA_RETURN_IF_ERROR(cache->step());
+        if (events != nullptr) STRATA_RETURN_IF_ERROR(events->flush());
         if (observer) {
             STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
         }
@@ -474,6 +478,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
                 }
                 break;  // retried next round, once copies in flight have released their pages
             }
+            if (events != nullptr) events->noteRequest(spec.id, spec.tokens);
             batch.push_back({&spec, std::move(r).value(), PrefixDigests(spec.tokens)});
             pending.pop_front();
         }
@@ -518,6 +523,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             report.hit_tokens.storage += a.storage_hit_tokens;
             STRATA_RETURN_IF_ERROR(cache->insert(live.spec->id));
             STRATA_RETURN_IF_ERROR(cache->release(live.spec->id));
+            if (events != nullptr) events->forgetRequest(live.spec->id);
             ++report.requests;
         }
         if (place.metrics != nullptr && Clock::now() - last_metrics >= kMetricsSnapshotInterval) {
@@ -532,6 +538,14 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         }
     }
     STRATA_RETURN_IF_ERROR(cache->drain());
+    if (events != nullptr) {
+        STRATA_RETURN_IF_ERROR(events->flush());
+        cache->controller().setEventSink({});
+        const runtime::KvEventCounts& c = events->counts();
+        report.kv_events = {
+            true,      1,        c.batches, c.events,        c.dropped_batches, c.dropped_events,
+            c.cleared, c.stored, c.removed, c.stored_events, c.removed_events};
+    }
     if (observer) {
         STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
     }

@@ -16,6 +16,7 @@
 #include "strata/comm/mpi_comm.h"
 #include "strata/core/status.h"
 #include "strata/runtime/cache.h"
+#include "strata/runtime/kv_events.h"
 #include "strata/runtime/metrics.h"
 
 namespace strata::app {
@@ -43,6 +44,9 @@ struct RankPlace {
     runtime::MetricsRegistry* metrics = nullptr;
     runtime::MetricLabels metrics_labels;
     std::function<runtime::AgreementFigures()> agreement;
+    // KV events (rank 0 of each replica when --kv-events is set; null: none): told what the
+    // cache stores and removes, flushed once per round; must outlive runWorker().
+    runtime::KvEventPublisher* kv_events = nullptr;
 };
 
 // How often the worker refreshes the metrics snapshot while it runs (the endpoint and the file

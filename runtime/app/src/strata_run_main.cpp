@@ -580,6 +580,26 @@ int run(int argc, char** argv) {
     auto requests = decodeRequests(encoded);
     if (!requests.isOk()) return fail(&ctx, requests.status());
 
+    // KV events: rank 0 of each replica publishes (every rank of a replica holds the same pages).
+    std::unique_ptr<runtime::KvEventPublisher> kv_events;
+    if (!cfg.kv_events.empty() && place.replica_rank == 0) {
+        runtime::KvEventOptions eo;
+        auto endpoint = runtime::kvEventsEndpointFor(cfg.kv_events, place.dp_rank);
+        if (!endpoint.isOk()) return fail(&ctx, endpoint.status());
+        eo.endpoint = *endpoint;
+        eo.topic = cfg.kv_events_topic;
+        eo.data_parallel_rank = place.dp_rank;
+        eo.block_size = cfg.page_size;
+        eo.layout = *runtime::parseKvWireLayout(cfg.kv_events_layout);  // validated by the config
+        eo.wait_subscriber = std::chrono::milliseconds(cfg.kv_events_wait_ms);
+        auto publisher = runtime::KvEventPublisher::create(eo);
+        if (!publisher.isOk()) return fail(&ctx, publisher.status());
+        kv_events = std::move(publisher).value();
+        place.kv_events = kv_events.get();
+        log.info("kv events: replica {} publishes on {} ({} layout)", place.dp_rank,
+                 kv_events->endpoint(), cfg.kv_events_layout);
+    }
+
     std::unique_ptr<ConsistencyObserver> observer;
     if (cfg.check_consistency) observer = std::make_unique<ConsistencyObserver>(group);
     auto report_r = runWorker(cfg, place, *requests, group, observer.get());
@@ -598,6 +618,7 @@ int run(int argc, char** argv) {
     report.pp = cfg.pp;
     report.dp = static_cast<std::uint32_t>(grid.dpSize());
     report.remote.enabled = remote;
+    report.kv_events.enabled = !cfg.kv_events.empty();
     if (observer) {
         report.consistency.rounds_checked = observer->checker().roundsChecked();
         report.consistency.divergences = observer->checker().divergences();

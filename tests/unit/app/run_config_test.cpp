@@ -52,6 +52,10 @@ const char* const kKeys[] = {
     "METRICS_ADDRESS",
     "METRICS_FILE",
     "METRICS_INTERVAL_S",
+    "KV_EVENTS",
+    "KV_EVENTS_LAYOUT",
+    "KV_EVENTS_TOPIC",
+    "KV_EVENTS_WAIT_MS",
 };
 
 class RunConfigTest : public ::testing::Test {
@@ -290,6 +294,32 @@ TEST_F(RunConfigTest, HelpIsReportedNotAnError) {
                                "STRATA_DEVICE_TOKENS"}) {
         EXPECT_NE(help.find(option), std::string::npos) << option;
     }
+}
+
+// KV events: off by default; set from TOML, STRATA_* and the command line like every option; the
+// layout is checked and a metadata-only replay (no tiers) refuses them.
+TEST_F(RunConfigTest, KvEventsOptions) {
+    auto d = load({});
+    ASSERT_TRUE(d.isOk()) << d.status().toString();
+    EXPECT_EQ(d->kv_events, "");
+    EXPECT_EQ(d->kv_events_layout, "map");
+    EXPECT_EQ(d->kv_events_wait_ms, 0u);
+    const std::string toml =
+        writeToml("kv.toml", "kv_events = \"tcp://*:5557\"\nkv_events_topic = \"t\"\n");
+    ::setenv("STRATA_KV_EVENTS_LAYOUT", "array", 1);
+    auto r = load({"--config", toml, "--kv-events-wait-ms", "1500"});
+    ASSERT_TRUE(r.isOk()) << r.status().toString();
+    EXPECT_EQ(r->kv_events, "tcp://*:5557");
+    EXPECT_EQ(r->kv_events_topic, "t");
+    EXPECT_EQ(r->kv_events_layout, "array");
+    EXPECT_EQ(r->kv_events_wait_ms, 1500u);
+    EXPECT_EQ(r->origins.at("kv_events_layout").source, ConfigSource::kEnvironment);
+    ::setenv("STRATA_KV_EVENTS_LAYOUT", "json", 1);
+    expectError(load({}), {"kv_events_layout 'json'", "STRATA_KV_EVENTS_LAYOUT", "map, array"});
+    ::unsetenv("STRATA_KV_EVENTS_LAYOUT");
+    expectError(load({"--kv-events", "tcp://*:5557", "--data", "none", "--workload", "mooncake",
+                      "--trace", "t.jsonl"}),
+                {"kv_events (--kv-events) needs --data verify"});
 }
 
 TEST_F(RunConfigTest, MalformedEnvironmentValuesNameTheVariable) {

@@ -24,6 +24,7 @@
 #include "strata/comm/consistency.h"
 #include "strata/comm/decision_group.h"
 #include "strata/comm/nccl/striped_loader.h"
+#include "strata/controller/kv_events.h"
 #include "strata/controller/prefix_tree.h"
 #include "strata/core/enum_names.h"
 #include "strata/core/status.h"
@@ -315,6 +316,10 @@ public:
     // Local, not collective. OK at once when nothing is in flight.
     Status waitForProgress();
 
+    // Tells `sink` (empty: nobody) every page this rank's tiers store and remove from now on
+    // (kv_events.h). The sink observes only; decisions are the same with or without one.
+    void setEventSink(KvEventSink sink) { sink_ = std::move(sink); }
+
     const PrefixTree& tree() const noexcept { return tree_; }
     const pools::SlotAllocator& deviceAllocator() const noexcept { return deviceAlloc(0); }
     const pools::SlotAllocator& hostAllocator() const noexcept { return hostAlloc(0); }
@@ -491,6 +496,11 @@ private:
     Status applyTierDecisions(const comm::DecisionVector& v, const TierSlots& slots);
     void graft(PrefetchOp& op, std::size_t usable_pages, std::size_t remote_pages);
     std::uint64_t decision_digest_ = 0;
+    KvEventSink sink_;
+    // Tells the sink (when set) that `node`'s pages entered or left `tier`; `req` and `pos`: the
+    // request whose pages from prompt page pos the node took.
+    void emit(KvEventKind kind, KvTier tier, const Node* node, const Request* req = nullptr,
+              std::size_t pos = 0) const;
     std::uint64_t host_allocations_ = 0;  // for fail_host_allocation
     void note(std::uint64_t a, std::uint64_t b = 0);
 };

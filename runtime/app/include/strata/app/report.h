@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,15 @@ struct StripedReport {
     std::string off_reason;   // why not, when the mode was auto (or "" when it was off)
     std::uint64_t pages = 0;  // pages of replicated pools loaded striped (per pool, per rank)
     std::uint64_t bytes = 0;  // their bytes on the GPUs (part of transfer.h2d.bytes)
+};
+
+// KV events (--kv-events): what the publishers (rank 0 of each replica) sent, summed over them.
+// The figures per medium ("GPU", "CPU", "DISK") count pages; *_events count events.
+struct KvEventsReport {
+    bool enabled = false;
+    std::uint64_t publishers = 0;
+    std::uint64_t batches = 0, events = 0, dropped_batches = 0, dropped_events = 0, cleared = 0;
+    std::map<std::string, std::uint64_t> stored_pages, removed_pages, stored_events, removed_events;
 };
 
 struct EvictionStats {
@@ -139,6 +149,7 @@ struct RunReport {
     StorageStats storage;
     RemoteReport remote;
     StripedReport striped;
+    KvEventsReport kv_events;
     // Time the worker spent blocked in waitLayer() for loads to arrive, summed over ranks.
     double load_wait_seconds = 0;
     double elapsed_seconds = 0;
@@ -160,8 +171,10 @@ nlohmann::json configToJson(const RunConfig& config);
 // {"bytes","seconds","gb_per_s","pages"}, "storage": {"pages_written","pages_read",
 // "checksum_failures"}, "remote": {"enabled","pages_pulled","bytes","pages_published",
 // "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, "striped":
-// {"enabled","off_reason","pages","bytes"}, "load_wait_seconds", plus model,
-// backend, workload, backups, loads, evictions, write_back_pages, dropped_pages,
+// {"enabled","off_reason","pages","bytes"}, "kv_events": {"enabled","publishers","batches",
+// "events","dropped_batches","dropped_events","cleared","stored_pages","removed_pages",
+// "stored_events","removed_events"} (the last four keyed by medium), "load_wait_seconds", plus
+// model, backend, workload, backups, loads, evictions, write_back_pages, dropped_pages,
 // rejected_admissions, elapsed_seconds and "config"; "version", "git_hash", "start_time", "hosts",
 // "deterministic" and "per_rank" (a list of {"rank","host","requests","prompt_tokens",
 // "computed_tokens","hit_tokens":{...},"pages_verified","pages_mismatched","loads","backups",

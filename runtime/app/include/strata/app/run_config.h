@@ -82,6 +82,12 @@ struct RunConfig {
     std::string metrics_address = "0.0.0.0";
     std::string metrics_file;
     double metrics_interval_s = 5.0;
+    // KV events (runtime/kv_events.h): rank 0 of each replica publishes what its tiers store and
+    // remove on this ZeroMQ endpoint (empty: off), in vLLM's wire format.
+    std::string kv_events;
+    std::string kv_events_layout = "map";  // map (vLLM's current structs) | array (array_like)
+    std::string kv_events_topic;           // first frame of every message
+    std::uint32_t kv_events_wait_ms = 0;   // before the first batch, wait for a subscriber
 
     // The `sweep` subcommand (command line only): one metadata-only replay per device capacity.
     bool sweep = false;
