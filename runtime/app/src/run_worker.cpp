@@ -10,6 +10,7 @@
 #include <string>
 
 #include "strata/app/kv_pattern.h"
+#include "strata/app/temp_storage.h"
 #include "strata/core/enum_names.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
@@ -406,7 +407,23 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     auto last_progress = t0;
     std::uint64_t round = 0;
     std::size_t done = 0;
+    report.requests_planned = requests.size();
+    // From here a terminating signal asks for a clean stop (temp_storage.h): every rank of the
+    // group stops at the same round, since the flag goes through one small agreement per round
+    // (MAX over the group and down the PP chain) whether this rank got the signal or a peer did.
+    armCleanStop(kCleanStopBoundSeconds);
     while (!pending.empty()) {
+        comm::DecisionVector stop;
+        const std::size_t stop_slot = stop.addMax(stopSignal());
+        STRATA_RETURN_IF_ERROR(stop.agree(group));
+        if (stop.get(stop_slot) != 0) {
+            report.interrupt_signal = static_cast<int>(stop.get(stop_slot));
+            if (place.world_rank == 0) {
+                log.warn("stopping at round {} on {}: {} of {} requests done; draining copies",
+                         round, strsignal(report.interrupt_signal), done, requests.size());
+            }
+            break;
+        }
         STRATA_RETURN_IF_ERROR(cache->step());
         if (observer) {
             STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));

@@ -43,8 +43,16 @@ public:
     virtual Status afterStep(std::uint64_t round, std::uint64_t state_digest) = 0;
 };
 
+// How long a clean stop may take from the first terminating signal to the process's exit (drain,
+// report) before the signal watcher ends the process anyway: under Slurm's default KillWait (30 s)
+// between SIGTERM and SIGKILL.
+inline constexpr double kCleanStopBoundSeconds = 20.0;
+
 // Runs the requests on this rank and returns this rank's local report (not yet summed over ranks).
 // Fails on the first error any part reports; a page that does not verify is counted, not an error.
+// A terminating signal (temp_storage.h, armed here once the Cache exists) stops the ranks of the
+// group at the same round: the requests not yet admitted are left, copies in flight drained, and
+// the report says so (interrupt_signal, requests of requests_planned).
 Result<RunReport> runWorker(const RunConfig& config, const RankPlace& place,
                             const std::vector<RequestSpec>& requests, comm::DecisionGroup& group,
                             RoundObserver* observer);

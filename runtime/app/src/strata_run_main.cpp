@@ -166,6 +166,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->rejected_admissions,
         r->striped.pages,
         r->striped.bytes,
+        leader ? r->requests_planned : 0,
     };
     for (const PoolVerification& p : r->pools) {
         u.push_back(p.pages_verified);
@@ -175,9 +176,12 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds,
                                 r->load_wait_seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
-    std::vector<double> maxes = {r->elapsed_seconds, static_cast<double>(r->rounds),
-                                 r->sync.mean_us, r->sync.p99_us,
-                                 static_cast<double>(r->sync.rounds)};
+    std::vector<double> maxes = {r->elapsed_seconds,
+                                 static_cast<double>(r->rounds),
+                                 r->sync.mean_us,
+                                 r->sync.p99_us,
+                                 static_cast<double>(r->sync.rounds),
+                                 static_cast<double>(r->interrupt_signal)};
     STRATA_RETURN_IF_ERROR(comm::allReduceMax(grid.world(), maxes));
     std::size_t i = 0;
     r->requests = u[i++];
@@ -211,6 +215,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->rejected_admissions = u[i++];
     r->striped.pages = u[i++];
     r->striped.bytes = u[i++];
+    r->requests_planned = u[i++];
     for (PoolVerification& p : r->pools) {
         p.pages_verified = u[i++];
         p.pages_mismatched = u[i++];
@@ -224,6 +229,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->sync.mean_us = maxes[2];
     r->sync.p99_us = maxes[3];
     r->sync.rounds = static_cast<std::uint64_t>(maxes[4]);
+    r->interrupt_signal = static_cast<int>(maxes[5]);
     return Status::ok();
 }
 
@@ -472,8 +478,8 @@ int run(int argc, char** argv) {
     }
 
     // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes
-    // (every rank of the job uses the same path). Each node's first rank removes its node's copy
-    // when the process ends, whichever way (temp_storage.h), and first removes those that runs on
+    // (every rank of the job uses the same path). Every rank removes its node's copy when it ends,
+    // whichever way (temp_storage.h); each node's first rank first removes those that runs on
     // this host killed with SIGKILL left behind.
     if (!cfg.no_storage && cfg.storage_dir.empty()) {
         std::error_code ec;
@@ -500,7 +506,9 @@ int run(int argc, char** argv) {
         if (Status s = comm::broadcastBytes(grid.world(), &path, 0); !s.isOk())
             return fail(&ctx, s);
         cfg.storage_dir.assign(reinterpret_cast<const char*>(path.data()), path.size());
-        if (grid.localRank() == 0) ownTempStorageDir(cfg.storage_dir);
+        // Every rank owns the path: whichever rank of a node fails or is signalled first removes
+        // the node's copy (the others on that node are about to be ended by the launcher).
+        ownTempStorageDir(cfg.storage_dir);
         if (world_rank == 0) {
             log.info("storage tier in temporary directory {} (removed at exit)", cfg.storage_dir);
         }
@@ -582,10 +590,20 @@ int run(int argc, char** argv) {
     // aggregate() above was a collective over the whole world, after every rank's Cache (and its
     // files) had closed: the temporary storage directory may go now.
     releaseTempStorageDir();
+    // A launcher ends the whole job once one rank exits non-zero (mpirun: SIGTERM, then SIGKILL a
+    // second later): no rank exits before rank 0 has written the report and every node's first
+    // rank has removed its temporary directory.
+    const bool failing = report.pages_mismatched > 0 || report.interrupt_signal != 0;
+    if (failing && ctx.worldSize() > 1) {
+        if (Status s = grid.world().barrier(); !s.isOk()) return fail(&ctx, s);
+    }
     if (report.pages_mismatched > 0) {
         if (world_rank == 0) log.error("{} pages failed verification", report.pages_mismatched);
         return 3;
     }
+    // Stopped by a signal (every rank agreed on the largest one any replica stopped at): the
+    // shell's code for that signal, after a written report.
+    if (report.interrupt_signal != 0) return 128 + report.interrupt_signal;
     return 0;
 }
 
