@@ -12,7 +12,7 @@ clean stop), sends the signal either to the last rank started by the launcher (o
 it: the others must learn of it through the per-round agreement) or to the launcher (mpirun, which
 passes SIGTERM on to every rank after odls_base_sigkill_timeout seconds, and SIGKILL as many
 seconds later: this script sets 10). The
-job must exit with 128 + the signal within S seconds of it (default 25: under Slurm's KillWait of
+job must exit with 128 + the signal (mpirun signalled itself: 1) within S seconds of it (default 25: under Slurm's KillWait of
 30 s), having written a valid JSON report with "interrupted": true, the signal's name, fewer requests
 than planned, 0 mismatched pages and 0 divergences.
 
@@ -112,8 +112,11 @@ def check_stop(args, cmd, env, tmp, report):
     took = time.monotonic() - sent
     if rc is None:
         fail(f"the job was still running {args.bound + 30} s after {args.signal}: killed", run)
-    if rc != 128 + sig:
-        fail(f"exit code {rc}, expected {128 + sig} (128 + SIG{args.signal})", run)
+    # mpirun, once signalled itself, exits 1 whatever its ranks returned (Open MPI 4.1); otherwise
+    # it passes on the first non-zero exit code of a rank.
+    expected = {128 + sig, 1} if args.to == "launcher" else {128 + sig}
+    if rc not in expected:
+        fail(f"exit code {rc}, expected {sorted(expected)} (128 + SIG{args.signal})", run)
     if took > args.bound:
         fail(f"the job took {took:.1f} s to stop, more than {args.bound} s", run)
     try:
