@@ -24,6 +24,9 @@ packages=(
     libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
     clang-format iproute2 python3 gnuplot-nox
     python3-torch python3-numpy python3-mpi4py
+    # tests/multinode/slurm_cluster.sh (label slurm): a one-node Slurm cluster of its own; the
+    # pmix plugin for srun --mpi=pmix comes with slurm-wlm-basic-plugins
+    slurm-wlm munge
 )
 
 missing=()
