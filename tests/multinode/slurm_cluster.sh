@@ -4,8 +4,10 @@
 # directory, with their own munge key and socket, ports, spool, state and log directories, so that a
 # system-wide Slurm or munge is neither used nor disturbed. On it: launch/strata.sbatch submitted
 # from a directory outside the repository with 2 ranks (--tp 2, the user's own --report) and
-# 4 ranks (--tp 2 --cp 2, the template's default report), then `srun --mpi=pmix -n 2 strata-run`.
-# Each run must complete with 0 mismatched pages and 0 divergences over every request. Every
+# 4 ranks (--tp 2 --cp 2, the template's default report), then `srun --mpi=pmix -n 2 strata-run`:
+# each must complete with 0 mismatched pages and 0 divergences over every request. Last, a long
+# job cancelled with scancel (as at a time limit: SIGTERM, SIGKILL after KillWait) must end within
+# 30 s with a report marked interrupted. Every
 # process started here (daemons, job steps, ranks) is stopped on every way out (trap).
 # usage: slurm_cluster.sh REPO_ROOT STRATA_RUN
 # Needs root (SlurmUser=root), munged, slurmctld, slurmd, sbatch, srun and Slurm's pmix plugin.
@@ -33,14 +35,18 @@ pids=()
 
 log() { echo "[slurm_cluster $(date +%T)] $*"; }
 
-# Every process whose environment names this cluster's configuration: job steps (slurmstepd,
-# started by slurmd with its environment) and the ranks under them (sbatch and srun export it).
+# The daemons carry STRATA_SLURM_TEST=$tmp in their environment, and so the job steps slurmd
+# starts; the jobs get it from sbatch and srun (mark). Not this script and its subshells.
+mark=(env "STRATA_SLURM_TEST=$tmp")
+# Every such process but the daemons and their helpers (slurmscriptd, a child of slurmctld): job
+# steps (slurmstepd, detached from slurmd) and the processes of jobs.
 cluster_processes() {
-    local p
+    local p d parent
     for p in /proc/[0-9]*; do
         p="${p#/proc/}"
-        [ "$p" != "$$" ] || continue
-        if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF"; then
+        parent="$(sed -n 's/^PPid:\t*//p' "/proc/$p/status" 2>/dev/null)"
+        for d in "${pids[@]}"; do [ "$p" != "$d" ] && [ "$parent" != "$d" ] || continue 2; done
+        if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "STRATA_SLURM_TEST=$tmp"; then
             echo "$p"
         fi
     done
@@ -52,8 +58,8 @@ cleanup() {
     trap - EXIT INT TERM
     if [ ${#pids[@]} -gt 0 ]; then
         scancel --full --quiet $(squeue -h -o %i 2>/dev/null) 2>/dev/null
-        # Jobs end (KillWait of the cluster: 10 s), then the daemons stop.
-        for _ in $(seq 1 60); do
+        # Jobs end (within KillWait, 30 s), then the daemons stop.
+        for _ in $(seq 1 80); do
             [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
             sleep 0.5
         done
@@ -117,14 +123,14 @@ EOF
 }
 
 mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/log" "$tmp/submit" "$tmp/tmp"
-chmod 700 "$tmp/munge"
+chmod 755 "$tmp/munge"  # the socket must be reachable; the key itself is 0400
 host="$(hostname -s)"
 read -r ctld_port d_port < <(free_ports)
 
 # munge: its own key and socket; AuthInfo points Slurm's commands and daemons at that socket.
 dd if=/dev/urandom of="$tmp/munge/munge.key" bs=1024 count=1 status=none
 chmod 400 "$tmp/munge/munge.key"
-munged --foreground --force --socket="$tmp/munge/munge.sock" --key-file="$tmp/munge/munge.key" \
+"${mark[@]}" munged --foreground --force --socket="$tmp/munge/munge.sock" --key-file="$tmp/munge/munge.key" \
     --pid-file="$tmp/munge/munged.pid" --log-file="$tmp/log/munged.log" \
     --seed-file="$tmp/munge/munged.seed" >"$tmp/log/munged.out" 2>&1 &
 pids+=($!)
@@ -156,7 +162,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
-KillWait=10
+KillWait=30
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
@@ -165,10 +171,10 @@ NodeName=$host NodeAddr=127.0.0.1 CPUs=8 RealMemory=1000 State=UNKNOWN
 PartitionName=strata Nodes=$host Default=YES MaxTime=INFINITE OverSubscribe=YES State=UP
 EOF
 
-slurmctld -D -c -f "$SLURM_CONF" >"$tmp/log/slurmctld.out" 2>&1 &
+"${mark[@]}" slurmctld -D -c -f "$SLURM_CONF" >"$tmp/log/slurmctld.out" 2>&1 &
 pids+=($!)
 wait_until "$START_TIMEOUT_S" "slurmctld answering" scontrol ping
-slurmd -D -f "$SLURM_CONF" -N "$host" >"$tmp/log/slurmd.out" 2>&1 &
+"${mark[@]}" slurmd -D -f "$SLURM_CONF" -N "$host" >"$tmp/log/slurmd.out" 2>&1 &
 pids+=($!)
 node_idle() { [ "$(sinfo -h -n "$host" -o %T)" = "idle" ]; }
 wait_until "$START_TIMEOUT_S" "node $host idle" node_idle
@@ -206,7 +212,7 @@ EOF
 
 # Submits the template from the submit directory (not the repository); prints the job id.
 submit() {
-    (cd "$tmp/submit" && sbatch --parsable "$@")
+    (cd "$tmp/submit" && "${mark[@]}" sbatch --parsable "$@")
 }
 
 job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
@@ -243,10 +249,47 @@ wait_job "$id4"
 check_report "$tmp/submit/strata-report-$id4.json" 4 2 2
 
 log "srun --mpi=pmix -n 2 strata-run --tp 2"
-(cd "$tmp/submit" && timeout "$JOB_TIMEOUT_S" srun --mpi=pmix -n 2 "$strata_run" --tp 2 \
+(cd "$tmp/submit" && timeout "$JOB_TIMEOUT_S" "${mark[@]}" srun --mpi=pmix -n 2 "$strata_run" --tp 2 \
     --report "$tmp/submit/srun-report.json" "${short_run[@]}") || fail "srun exited $?"
 check_report "$tmp/submit/srun-report.json" 2 2 1
 
+# scancel (what a time limit does too): SIGTERM to every task, SIGKILL KillWait (30 s) later. The
+# ranks stop at an agreed round and write their report, marked interrupted, well before.
+log "sbatch -n 2 --tp 2 (long), scancel once it runs"
+idc="$(submit -n 2 "$repo/launch/strata.sbatch" --tp 2 --requests 3000 --layers 2 \
+    --device-tokens 16384 --host-tokens 32768 --check-consistency)"
+out="$tmp/submit/strata-$idc.out"
+deadline=$((SECONDS + JOB_TIMEOUT_S))
+until grep -q "progress:" "$out" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "job $idc: no progress line within $JOB_TIMEOUT_S s"
+    [ -n "$(job_state "$idc" | grep -E 'PENDING|RUNNING|CONFIGURING')" ] ||
+        fail "job $idc ended $(job_state "$idc") before it was cancelled"
+    sleep 1
+done
+cancelled=$SECONDS
+scancel "$idc"
+report="$tmp/submit/strata-report-$idc.json"
+job_gone() { [ -z "$(squeue -h -j "$idc" -o %i 2>/dev/null)" ] && [ -z "$(cluster_processes)" ]; }
+if ! (wait_until 30 "job $idc and its processes gone after scancel" job_gone); then
+    squeue -j "$idc"
+    for p in $(cluster_processes); do ps -o pid,stat,args -p "$p" | tail -n +2; done
+    tail -n 30 "$out"
+    fail "job $idc: not gone within 30 s of scancel"
+fi
+took=$((SECONDS - cancelled))
+"$python" - "$report" <<'EOF2' || { tail -n 30 "$out"; fail "report of the cancelled job"; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["interrupted"] is True and r["interrupt_signal"] == "SIGTERM", r["interrupt_signal"]
+assert 0 < r["requests"] < r["requests_planned"], (r["requests"], r["requests_planned"])
+assert r["pages_mismatched"] == 0 and r["consistency"]["divergences"] == 0
+print(f"  {sys.argv[1]}: interrupted by SIGTERM after {r['requests']} of "
+      f"{r['requests_planned']} requests, 0 mismatched, 0 divergences")
+EOF2
+grep -q "exited with exit code 143\|Exited with exit code 143" "$out" ||
+    log "note: no exit code line in $out (srun prints it for tasks that exit non-zero)"
+log "scancel to all processes gone: ${took} s"
+
 left="$(ls -A "$TMPDIR")"
 [ -z "$left" ] || fail "temporary directories left in TMPDIR: $left"
-log "ok: 3 runs under Slurm in $((SECONDS - t0)) s, TMPDIR clean"
+log "ok: 4 runs under Slurm in $((SECONDS - t0)) s, TMPDIR clean"
