@@ -286,8 +286,8 @@ assert r["pages_mismatched"] == 0 and r["consistency"]["divergences"] == 0
 print(f"  {sys.argv[1]}: interrupted by SIGTERM after {r['requests']} of "
       f"{r['requests_planned']} requests, 0 mismatched, 0 divergences")
 EOF2
-grep -q "exited with exit code 143\|Exited with exit code 143" "$out" ||
-    log "note: no exit code line in $out (srun prints it for tasks that exit non-zero)"
+grep -q "tasks 0-1: Exited with exit code 143" "$out" ||
+    fail "job $idc: the ranks did not exit with 143 (128 + SIGTERM): $(grep -i exit "$out")"
 log "scancel to all processes gone: ${took} s"
 
 left="$(ls -A "$TMPDIR")"
