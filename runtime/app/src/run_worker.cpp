@@ -410,11 +410,18 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.requests_planned = requests.size();
     // From here a terminating signal asks for a clean stop (temp_storage.h): every rank of the
     // group stops at the same round, since the flag goes through one small agreement per round
-    // (MAX over the group and down the PP chain) whether this rank got the signal or a peer did.
+    // (MAX over the group and down the PP chain) whether this rank got the signal or a peer did;
+    // other replicas learn of it through the stop notice, each stopping at its own next round.
     armCleanStop(kCleanStopBoundSeconds);
     while (!pending.empty()) {
+        int stop_signal = stopSignal();
+        if (place.stop_notice != nullptr) {  // other replicas: tell them, hear from them
+            STRATA_RETURN_IF_ERROR(place.stop_notice->notify(stop_signal));
+            STRATA_ASSIGN_OR_RETURN(const int heard, place.stop_notice->poll());
+            stop_signal = std::max(stop_signal, heard);
+        }
         comm::DecisionVector stop;
-        const std::size_t stop_slot = stop.addMax(stopSignal());
+        const std::size_t stop_slot = stop.addMax(stop_signal);
         STRATA_RETURN_IF_ERROR(stop.agree(group));
         if (stop.get(stop_slot) != 0) {
             report.interrupt_signal = static_cast<int>(stop.get(stop_slot));

@@ -12,6 +12,7 @@
 #include "strata/app/workload.h"
 #include "strata/comm/decision_group.h"
 #include "strata/comm/mpi_comm.h"
+#include "strata/comm/stop_notice.h"
 #include "strata/core/status.h"
 #include "strata/runtime/cache.h"
 
@@ -34,6 +35,10 @@ struct RankPlace {
     // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
     std::shared_ptr<comm::ucx::UcxTransport> remote_transport;
     const comm::MpiComm* remote_group = nullptr;
+    // With several DP replicas (which share no per-round collective): how a rank's stop request
+    // reaches the other replicas (null: one replica, the per-round agreement reaches every rank).
+    // Must outlive runWorker(); the caller calls finish() after it.
+    comm::StopNotice* stop_notice = nullptr;
 };
 
 // Observes each agreed round (consistency checks); may fail the run.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -23,6 +24,7 @@
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_context.h"
 #include "strata/comm/mpi_decision_group.h"
+#include "strata/comm/stop_notice.h"
 #include "strata/comm/ucx/transport.h"
 #include "strata/controller/cache_controller.h"
 #include "strata/core/check.h"
@@ -556,8 +558,18 @@ int run(int argc, char** argv) {
 
     std::unique_ptr<ConsistencyObserver> observer;
     if (cfg.check_consistency) observer = std::make_unique<ConsistencyObserver>(group);
+    std::optional<comm::StopNotice> stop_notice;
+    if (grid.dpSize() > 1) {
+        auto notice = comm::StopNotice::create(grid.world());
+        if (!notice.isOk()) return fail(&ctx, notice.status());
+        stop_notice.emplace(std::move(notice).value());
+        place.stop_notice = &*stop_notice;
+    }
     auto report_r = runWorker(cfg, place, *requests, group, observer.get());
     if (!report_r.isOk()) return fail(&ctx, report_r.status());
+    if (stop_notice) {
+        if (Status s = stop_notice->finish(); !s.isOk()) return fail(&ctx, s);
+    }
     RunReport report = std::move(report_r).value();
 
     comm::SyncStats sync = comm::summarizeSamples(group.syncSamplesUs());
