@@ -243,9 +243,20 @@ wait_job "$id2"
 check_report "$tmp/submit/own-report.json" 2 2 1
 [ ! -e "$tmp/submit/strata-report-$id2.json" ] || fail "the template wrote its default report besides the user's"
 
-log "sbatch -n 4 launch/strata.sbatch --tp 2 --cp 2 (the template's default report)"
-id4="$(submit -n 4 "$repo/launch/strata.sbatch" --tp 2 --cp 2 "${short_run[@]}")"
+# Without STRATA_RUN: the template finds build/bin/strata-run of the repository it lies in (here a
+# copy of it in a repository-shaped directory whose build/bin/strata-run is the binary under test).
+log "sbatch -n 4 <copy>/launch/strata.sbatch --tp 2 --cp 2 (no STRATA_RUN, the template's report)"
+mkdir -p "$tmp/repo/launch" "$tmp/repo/build/bin"
+cp "$repo/launch/strata.sbatch" "$tmp/repo/launch/"
+ln -s "$strata_run" "$tmp/repo/build/bin/strata-run"
+id4="$(cd "$tmp/submit" && env -u STRATA_RUN "${mark[@]}" sbatch --parsable -n 4 \
+    "$tmp/repo/launch/strata.sbatch" --tp 2 --cp 2 "${short_run[@]}")"
 wait_job "$id4"
+if ! command -v strata-run >/dev/null; then
+    grep -q "strata.sbatch: $tmp/repo/launch/../build/bin/strata-run on 4 tasks" \
+        "$tmp/submit/strata-$id4.out" || fail "job $id4 did not run the repository's strata-run: \
+$(grep strata.sbatch "$tmp/submit/strata-$id4.out")"
+fi
 check_report "$tmp/submit/strata-report-$id4.json" 4 2 2
 
 log "srun --mpi=pmix -n 2 strata-run --tp 2"

@@ -82,22 +82,21 @@ void watch() {
     g_stop_signal.store(sig);
     std::fprintf(stderr,
                  "strata-run: %s: stopping at the next agreed round (a second signal, or no exit "
-                 "within %.0f s, ends the process at once)\n",
+                 "within %g s, ends the process at once)\n",
                  strsignal(sig), bound);
-    timespec left{};
-    left.tv_sec = static_cast<time_t>(bound);
-    left.tv_nsec = static_cast<long>((bound - static_cast<double>(left.tv_sec)) * 1e9);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(bound);
     for (;;) {
-        const int second = sigtimedwait(&set, nullptr, &left);
-        if (second > 0) endBySignal(second);
-        const auto now = std::chrono::steady_clock::now();
-        if ((second < 0 && errno == EAGAIN) || now >= deadline) break;
-        const auto rest = std::chrono::duration<double>(deadline - now).count();  // EINTR
+        const double rest =
+            std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+        if (rest <= 0) break;
+        timespec left{};
         left.tv_sec = static_cast<time_t>(rest);
         left.tv_nsec = static_cast<long>((rest - static_cast<double>(left.tv_sec)) * 1e9);
+        const int second = sigtimedwait(&set, nullptr, &left);
+        if (second > 0) endBySignal(second);
+        if (errno == EAGAIN) break;  // the bound passed; EINTR: wait for the rest
     }
-    std::fprintf(stderr, "strata-run: no clean stop within %.0f s: ending the process\n", bound);
+    std::fprintf(stderr, "strata-run: no clean stop within %g s: ending the process\n", bound);
     endBySignal(sig);
 }
 
