@@ -28,7 +28,26 @@ done
 START_TIMEOUT_S=120  # daemons up and the node idle
 JOB_TIMEOUT_S=900    # one job on a loaded 2-core machine (pool zeroing of 4 ranks included)
 
+# What an earlier run killed with SIGKILL (a ctest timeout) left: processes marked with its
+# directory (STRATA_SLURM_TEST, below) whose script is gone, and the directory.
+remove_orphans() {
+    local p dir owner
+    for p in /proc/[0-9]*; do
+        p="${p#/proc/}"
+        dir="$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | sed -n 's/^STRATA_SLURM_TEST=//p' || true)"
+        [ -n "$dir" ] || continue
+        owner="$(cat "$dir/owner.pid" 2>/dev/null || true)"
+        if [ -z "$owner" ] || ! kill -0 "$owner" 2>/dev/null; then
+            echo "[slurm_cluster] killing $p, left by an earlier run in $dir"
+            kill -KILL "$p" 2>/dev/null || true
+            [[ "$dir" == /tmp/slurmtest.* ]] && rm -rf "$dir"
+        fi
+    done
+}
+remove_orphans
+
 tmp="$(mktemp -d /tmp/slurmtest.XXXXXX)"
+echo $$ >"$tmp/owner.pid"
 chmod 755 "$tmp"
 export SLURM_CONF="$tmp/slurm.conf"
 pids=()
