@@ -409,8 +409,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     std::size_t done = 0;
     report.requests_planned = requests.size();
     // From here a terminating signal asks for a clean stop (temp_storage.h): every rank of the
-    // group stops at the same round, since the flag goes through one small agreement per round
-    // (MAX over the group and down the PP chain) whether this rank got the signal or a peer did;
+    // group stops at the same round, since the flag rides in the round's agreement (Cache::step:
+    // MAX over the group and down the PP chain) whether this rank got the signal or a peer did;
     // other replicas learn of it through the stop notice, each stopping at its own next round.
     armCleanStop(kCleanStopBoundSeconds);
     while (!pending.empty()) {
@@ -420,22 +420,20 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             STRATA_ASSIGN_OR_RETURN(const int heard, place.stop_notice->poll());
             stop_signal = std::max(stop_signal, heard);
         }
-        comm::DecisionVector stop;
-        const std::size_t stop_slot = stop.addMax(stop_signal);
-        STRATA_RETURN_IF_ERROR(stop.agree(group));
-        if (stop.get(stop_slot) != 0) {
-            report.interrupt_signal = static_cast<int>(stop.get(stop_slot));
-            if (place.world_rank == 0) {
-                log.warn("stopping at round {} on {}: {} of {} requests done; draining copies",
-                         round, strsignal(report.interrupt_signal), done, requests.size());
-            }
-            break;
-        }
-        STRATA_RETURN_IF_ERROR(cache->step());
+        std::int64_t stop = stop_signal;  // agreed (MAX) in the round's own agreement
+        STRATA_RETURN_IF_ERROR(cache->step(&stop));
         if (observer) {
             STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
         }
         ++round;
+        if (stop != 0) {
+            report.interrupt_signal = static_cast<int>(stop);
+            if (place.world_rank == 0) {
+                log.warn("stopping after round {} on {}: {} of {} requests done; draining copies",
+                         round, strsignal(report.interrupt_signal), done, requests.size());
+            }
+            break;
+        }
         struct Live {
             const RequestSpec* spec;
             Admission admission;
