@@ -28,6 +28,9 @@ packages=(
     libcpp-httplib-dev prometheus
     # KV events: the ZeroMQ publisher of strata-run (runtime/) and its ctest's subscriber
     cppzmq-dev libzmq3-dev python3-zmq python3-msgpack
+    # tests/multinode/slurm_cluster.sh (label slurm): a one-node Slurm cluster of its own; the
+    # pmix plugin for srun --mpi=pmix comes with slurm-wlm-basic-plugins
+    slurm-wlm munge
 )
 
 missing=()

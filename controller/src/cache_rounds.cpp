@@ -153,7 +153,7 @@ Status CacheController::settle() {
     return Status::ok();
 }
 
-Status CacheController::step() {
+Status CacheController::step(std::int64_t* flag) {
     STRATA_RETURN_IF_ERROR(launchLoads());
     if (config_.deterministic) STRATA_RETURN_IF_ERROR(settle());
     // One decision vector per round: the copies' counts, the decision digest, the lower tiers'
@@ -167,7 +167,9 @@ Status CacheController::step() {
     std::size_t digest_max = v.addMax(digest);
     TierSlots tier_slots;
     if (hasStorage()) addTierDecisions(v, &tier_slots);
+    const std::size_t flag_slot = flag != nullptr ? v.addMax(*flag) : 0;
     STRATA_RETURN_IF_ERROR(v.agree(group_));
+    if (flag != nullptr) *flag = v.get(flag_slot);
     if (v.get(digest_min) != v.get(digest_max) || v.get(digest_min) != digest) {
         return STRATA_ERROR(StatusCode::kInternal,
                             "ranks took different cache decisions before round {} (decision "

@@ -118,6 +118,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->kv_events.dropped_batches,
         r->kv_events.dropped_events,
         r->kv_events.cleared,
+        leader ? r->requests_planned : 0,
     };
     for (const char* medium : kKvMedia) {
         u.push_back(r->kv_events.stored_pages[medium]);
@@ -133,9 +134,12 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds,
                                 r->load_wait_seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
-    std::vector<double> maxes = {r->elapsed_seconds, static_cast<double>(r->rounds),
-                                 r->sync.mean_us, r->sync.p99_us,
-                                 static_cast<double>(r->sync.rounds)};
+    std::vector<double> maxes = {r->elapsed_seconds,
+                                 static_cast<double>(r->rounds),
+                                 r->sync.mean_us,
+                                 r->sync.p99_us,
+                                 static_cast<double>(r->sync.rounds),
+                                 static_cast<double>(r->interrupt_signal)};
     STRATA_RETURN_IF_ERROR(comm::allReduceMax(grid.world(), maxes));
     std::size_t i = 0;
     r->requests = u[i++];
@@ -175,6 +179,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->kv_events.dropped_batches = u[i++];
     r->kv_events.dropped_events = u[i++];
     r->kv_events.cleared = u[i++];
+    r->requests_planned = u[i++];
     for (const char* medium : kKvMedia) {
         r->kv_events.stored_pages[medium] = u[i++];
         r->kv_events.removed_pages[medium] = u[i++];
@@ -194,6 +199,7 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->sync.mean_us = maxes[2];
     r->sync.p99_us = maxes[3];
     r->sync.rounds = static_cast<std::uint64_t>(maxes[4]);
+    r->interrupt_signal = static_cast<int>(maxes[5]);
     return Status::ok();
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <numeric>
 #include <system_error>
@@ -26,6 +27,20 @@ nlohmann::json pathJson(const TransferPath& path) {
             {"seconds", path.seconds},
             {"gb_per_s", path.gbPerSecond()},
             {"pages", path.pages}};
+}
+
+// "SIGTERM", "SIGINT", "SIGHUP" (the signals strata-run stops at), else "signal N".
+std::string signalName(int sig) {
+    switch (sig) {
+        case SIGTERM:
+            return "SIGTERM";
+        case SIGINT:
+            return "SIGINT";
+        case SIGHUP:
+            return "SIGHUP";
+        default:
+            return fmt::format("signal {}", sig);
+    }
 }
 
 std::string errnoText(int error) {
@@ -152,6 +167,10 @@ nlohmann::json toJson(const RunReport& r) {
     j["backend"] = r.backend;
     j["workload"] = r.workload;
     j["requests"] = r.requests;
+    j["requests_planned"] = r.requests_planned;
+    j["interrupted"] = r.interrupt_signal != 0;
+    j["interrupt_signal"] =
+        r.interrupt_signal != 0 ? nlohmann::json(signalName(r.interrupt_signal)) : nlohmann::json();
     j["rounds"] = r.rounds;
     j["prompt_tokens"] = r.prompt_tokens;
     j["computed_tokens"] = r.computed_tokens;
@@ -275,6 +294,10 @@ std::string summaryText(const RunReport& r) {
         "model {}; backend {}\n",
         r.requests, r.rounds, r.elapsed_seconds, r.ranks, r.tp, r.cp, r.pp, r.dp, r.model,
         r.backend);
+    if (r.interrupt_signal != 0) {
+        out += fmt::format("  interrupted: {} after {} of {} requests (the figures cover those)\n",
+                           signalName(r.interrupt_signal), r.requests, r.requests_planned);
+    }
     out += fmt::format("  tokens:      {} prompt = {} reused ({:.1f}%) + {} computed ({:.1f}%)\n",
                        prompt, reused, percent(reused, prompt), r.computed_tokens,
                        percent(r.computed_tokens, prompt));

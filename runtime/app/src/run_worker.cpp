@@ -10,6 +10,7 @@
 #include <string>
 
 #include "strata/app/kv_pattern.h"
+#include "strata/app/temp_storage.h"
 #include "strata/core/enum_names.h"
 #include "strata/core/hash.h"
 #include "strata/core/log.h"
@@ -438,13 +439,35 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     const auto t0 = Clock::now();
     auto last_progress = t0;
     std::uint64_t round = 0;
+    report.requests_planned = requests.size();
+    // From here a terminating signal asks for a clean stop (temp_storage.h): every rank of the
+    // group stops at the same round, since the flag rides in the round's agreement (Cache::step:
+    // MAX over the group and down the PP chain) whether this rank got the signal or a peer did;
+    // other replicas learn of it through the stop notice, each stopping at its own next round.
+    armCleanStop(kCleanStopBoundSeconds);
     while (!pending.empty()) {
-        STRATA_RETURN_IF_ERROR(cache->step());
+        int stop_signal = stopSignal();
+        if (place.stop_notice != nullptr) {  // other replicas: tell them, hear from them
+            STRATA_RETURN_IF_ERROR(place.stop_notice->notify(stop_signal));
+            STRATA_ASSIGN_OR_RETURN(const int heard, place.stop_notice->poll());
+            stop_signal = std::max(stop_signal, heard);
+        }
+        std::int64_t stop = stop_signal;  // agreed (MAX) in the round's own agreement
+        STRATA_RETURN_IF_ERROR(cache->step(&stop));
         if (events != nullptr) STRATA_RETURN_IF_ERROR(events->flush());
         if (observer) {
             STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
         }
         ++round;
+        if (stop != 0) {
+            report.interrupt_signal = static_cast<int>(stop);
+            if (place.world_rank == 0) {
+                log.warn("stopping after round {} on {}: {} of {} requests done; draining copies",
+                         round, strsignal(report.interrupt_signal), report.requests,
+                         requests.size());
+            }
+            break;
+        }
         struct Live {
             const RequestSpec* spec;
             Admission admission;

@@ -14,6 +14,7 @@
 #include "strata/app/workload.h"
 #include "strata/comm/decision_group.h"
 #include "strata/comm/mpi_comm.h"
+#include "strata/comm/stop_notice.h"
 #include "strata/core/status.h"
 #include "strata/runtime/cache.h"
 #include "strata/runtime/kv_events.h"
@@ -47,6 +48,10 @@ struct RankPlace {
     // KV events (rank 0 of each replica when --kv-events is set; null: none): told what the
     // cache stores and removes, flushed once per round; must outlive runWorker().
     runtime::KvEventPublisher* kv_events = nullptr;
+    // With several DP replicas (which share no per-round collective): how a rank's stop request
+    // reaches the other replicas (null: one replica, the per-round agreement reaches every rank).
+    // Must outlive runWorker(); the caller calls finish() after it.
+    comm::StopNotice* stop_notice = nullptr;
 };
 
 // How often the worker refreshes the metrics snapshot while it runs (the endpoint and the file
@@ -60,8 +65,16 @@ public:
     virtual Status afterStep(std::uint64_t round, std::uint64_t state_digest) = 0;
 };
 
+// How long a clean stop may take from the first terminating signal to the process's exit (drain,
+// report) before the signal watcher ends the process anyway: under Slurm's default KillWait (30 s)
+// between SIGTERM and SIGKILL.
+inline constexpr double kCleanStopBoundSeconds = 20.0;
+
 // Runs the requests on this rank and returns this rank's local report (not yet summed over ranks).
 // Fails on the first error any part reports; a page that does not verify is counted, not an error.
+// A terminating signal (temp_storage.h, armed here once the Cache exists) stops the ranks of the
+// group at the same round: the requests not yet admitted are left, copies in flight drained, and
+// the report says so (interrupt_signal, requests of requests_planned).
 Result<RunReport> runWorker(const RunConfig& config, const RankPlace& place,
                             const std::vector<RequestSpec>& requests, comm::DecisionGroup& group,
                             RoundObserver* observer);

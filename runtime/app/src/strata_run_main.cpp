@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -32,6 +33,7 @@
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_context.h"
 #include "strata/comm/mpi_decision_group.h"
+#include "strata/comm/stop_notice.h"
 #include "strata/comm/ucx/transport.h"
 #include "strata/controller/cache_controller.h"
 #include "strata/core/check.h"
@@ -506,8 +508,8 @@ int run(int argc, char** argv) {
     }
 
     // The storage tier lives in --storage-dir, or in a fresh temporary directory that rank 0 makes
-    // (every rank of the job uses the same path). Each node's first rank removes its node's copy
-    // when the process ends, whichever way (temp_storage.h), and first removes those that runs on
+    // (every rank of the job uses the same path). Every rank removes its node's copy when it ends,
+    // whichever way (temp_storage.h); each node's first rank first removes those that runs on
     // this host killed with SIGKILL left behind.
     if (!cfg.no_storage && cfg.storage_dir.empty()) {
         std::error_code ec;
@@ -534,7 +536,9 @@ int run(int argc, char** argv) {
         if (Status s = comm::broadcastBytes(grid.world(), &path, 0); !s.isOk())
             return fail(&ctx, s);
         cfg.storage_dir.assign(reinterpret_cast<const char*>(path.data()), path.size());
-        if (grid.localRank() == 0) ownTempStorageDir(cfg.storage_dir);
+        // Every rank owns the path: whichever rank of a node fails or is signalled first removes
+        // the node's copy (the others on that node are about to be ended by the launcher).
+        ownTempStorageDir(cfg.storage_dir);
         if (world_rank == 0) {
             log.info("storage tier in temporary directory {} (removed at exit)", cfg.storage_dir);
         }
@@ -602,8 +606,18 @@ int run(int argc, char** argv) {
 
     std::unique_ptr<ConsistencyObserver> observer;
     if (cfg.check_consistency) observer = std::make_unique<ConsistencyObserver>(group);
+    std::optional<comm::StopNotice> stop_notice;
+    if (grid.dpSize() > 1) {
+        auto notice = comm::StopNotice::create(grid.world());
+        if (!notice.isOk()) return fail(&ctx, notice.status());
+        stop_notice.emplace(std::move(notice).value());
+        place.stop_notice = &*stop_notice;
+    }
     auto report_r = runWorker(cfg, place, *requests, group, observer.get());
     if (!report_r.isOk()) return fail(&ctx, report_r.status());
+    if (stop_notice) {
+        if (Status s = stop_notice->finish(); !s.isOk()) return fail(&ctx, s);
+    }
     RunReport report = std::move(report_r).value();
     if (Status s = gatherPerRank(grid, place, &report); !s.isOk()) return fail(&ctx, s);
 
@@ -642,10 +656,20 @@ int run(int argc, char** argv) {
     // aggregate() above was a collective over the whole world, after every rank's Cache (and its
     // files) had closed: the temporary storage directory may go now.
     releaseTempStorageDir();
+    // A launcher ends the whole job once one rank exits non-zero (mpirun: SIGTERM, then SIGKILL a
+    // second later): no rank exits before rank 0 has written the report and every node's first
+    // rank has removed its temporary directory.
+    const bool failing = report.pages_mismatched > 0 || report.interrupt_signal != 0;
+    if (failing && ctx.worldSize() > 1) {
+        if (Status s = grid.world().barrier(); !s.isOk()) return fail(&ctx, s);
+    }
     if (report.pages_mismatched > 0) {
         if (world_rank == 0) log.error("{} pages failed verification", report.pages_mismatched);
         return 3;
     }
+    // Stopped by a signal (every rank agreed on the largest one any replica stopped at): the
+    // shell's code for that signal, after a written report.
+    if (report.interrupt_signal != 0) return 128 + report.interrupt_signal;
     return 0;
 }
 

@@ -5,8 +5,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -26,6 +28,8 @@ constexpr std::string_view kPrefix = "strata-";
 std::mutex g_mutex;
 std::string g_owned;  // guarded by g_mutex; empty when this process owns no directory
 bool g_watching = false;
+std::atomic<int> g_stop_signal{0};     // the first terminating signal, once one came
+std::atomic<double> g_stop_bound{-1};  // armCleanStop()'s bound in seconds; < 0: not armed
 
 sigset_t terminationSignals() {
     sigset_t set;
@@ -41,13 +45,8 @@ void removeQuietly(const std::string& path) {
     fs::remove_all(path, ec);
 }
 
-// Waits for a terminating signal, removes the owned directory, and ends the process as the signal
-// would have without the watcher.
-void watch() {
-    const sigset_t set = terminationSignals();
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0) {
-    }
+// Removes the owned directory and ends the process as `sig` would have without the watcher.
+[[noreturn]] void endBySignal(int sig) {
     std::string path;
     {
         std::lock_guard<std::mutex> lock(g_mutex);
@@ -68,6 +67,37 @@ void watch() {
     pthread_sigmask(SIG_UNBLOCK, &only, nullptr);
     ::raise(sig);  // delivered to this thread, whose mask now lets it through: the process ends
     std::_Exit(128 + sig);
+}
+
+// Waits for a terminating signal. Armed (armCleanStop), the first one asks the run for a clean
+// stop; a second one, or no exit within the bound, ends the process. Not armed, the first one
+// ends it at once.
+void watch() {
+    const sigset_t set = terminationSignals();
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    const double bound = g_stop_bound.load();
+    if (bound < 0) endBySignal(sig);
+    g_stop_signal.store(sig);
+    std::fprintf(stderr,
+                 "strata-run: %s: stopping at the next agreed round (a second signal, or no exit "
+                 "within %g s, ends the process at once)\n",
+                 strsignal(sig), bound);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(bound);
+    for (;;) {
+        const double rest =
+            std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+        if (rest <= 0) break;
+        timespec left{};
+        left.tv_sec = static_cast<time_t>(rest);
+        left.tv_nsec = static_cast<long>((rest - static_cast<double>(left.tv_sec)) * 1e9);
+        const int second = sigtimedwait(&set, nullptr, &left);
+        if (second > 0) endBySignal(second);
+        if (errno == EAGAIN) break;  // the bound passed; EINTR: wait for the rest
+    }
+    std::fprintf(stderr, "strata-run: no clean stop within %g s: ending the process\n", bound);
+    endBySignal(sig);
 }
 
 // Parses "strata-<host>-<pid>-<suffix>": the host may contain '-', the pid and the mkdtemp suffix
@@ -99,6 +129,10 @@ void startTerminationWatcher() {
     std::thread(watch).detach();
     g_watching = true;
 }
+
+void armCleanStop(double bound_s) { g_stop_bound.store(bound_s < 0 ? 0 : bound_s); }
+
+int stopSignal() noexcept { return g_stop_signal.load(std::memory_order_relaxed); }
 
 std::string tempStorageHostName() {
     char name[256] = {};

@@ -1,7 +1,9 @@
 #include "strata/app/report.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -197,6 +199,27 @@ TEST(Report, SummaryMentionsRatesBandwidthVerificationAndSync) {
           "0 divergences: OK"}) {
         EXPECT_NE(text.find(part), std::string::npos) << part << "\n" << text;
     }
+}
+
+TEST(Report, InterruptedRunSaysSoInJsonAndSummary) {
+    RunReport r = sampleReport();
+    r.requests_planned = 30;
+    nlohmann::json j = toJson(r);
+    EXPECT_EQ(j.at("interrupted"), false);
+    EXPECT_TRUE(j.at("interrupt_signal").is_null());
+    EXPECT_EQ(j.at("requests_planned"), 30u);
+    EXPECT_EQ(summaryText(r).find("interrupted"), std::string::npos);
+
+    r.interrupt_signal = SIGTERM;
+    j = toJson(r);
+    EXPECT_EQ(j.at("interrupted"), true);
+    EXPECT_EQ(j.at("interrupt_signal"), "SIGTERM");
+    EXPECT_NE(summaryText(r).find(
+                  fmt::format("interrupted: SIGTERM after {} of 30 requests", r.requests)),
+              std::string::npos)
+        << summaryText(r);
+    r.interrupt_signal = SIGINT;
+    EXPECT_EQ(toJson(r).at("interrupt_signal"), "SIGINT");
 }
 
 TEST(Report, SummarizeSync) {

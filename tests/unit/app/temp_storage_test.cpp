@@ -6,9 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 namespace strata::app {
 namespace {
@@ -91,6 +94,98 @@ TEST_F(TempStorageTest, OwnedDirectoryIsRemovedOnRelease) {
     releaseTempStorageDir();
     EXPECT_FALSE(fs::exists(*made));
     releaseTempStorageDir();  // idempotent: nothing owned any more
+}
+
+// The clean stop (armCleanStop) in a child process, as strata-run's ranks see it: the watcher
+// thread, an owned directory, a signal sent to the process. The child's exit status comes back.
+class CleanStopTest : public TempStorageTest {
+protected:
+    using Clock = std::chrono::steady_clock;
+
+    // Forks a child that owns a fresh directory, arms the clean stop with `bound_s` and runs
+    // `body` (which must end the child); returns its waitpid status and sets *seconds.
+    template <typename Body>
+    int runChild(double bound_s, Body body, double* seconds) {
+        auto made = makeTempStorageDir(dir_.string());
+        EXPECT_TRUE(made.isOk()) << made.status().toString();
+        owned_ = *made;
+        const auto t0 = Clock::now();
+        const pid_t child = ::fork();
+        if (child == 0) {
+            startTerminationWatcher();
+            ownTempStorageDir(owned_);
+            armCleanStop(bound_s);
+            body();
+            ::_exit(99);  // the body must not return
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        *seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        return status;
+    }
+
+    // In the child: waits up to 30 s for the watcher to record a signal.
+    static bool waitForStopSignal(int sig) {
+        const auto deadline = Clock::now() + std::chrono::seconds(30);
+        while (stopSignal() != sig) {
+            if (Clock::now() > deadline) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return true;
+    }
+
+    std::string owned_;
+};
+
+TEST_F(CleanStopTest, FirstSignalOnlyAsksAndTheRunEndsItself) {
+    double seconds = 0;
+    const int status = runChild(
+        60.0,
+        [this] {
+            if (stopSignal() != 0) ::_exit(10);
+            ::kill(::getpid(), SIGTERM);
+            if (!waitForStopSignal(SIGTERM)) ::_exit(11);
+            if (!fs::exists(owned_)) ::_exit(12);  // still there while the run stops
+            releaseTempStorageDir();
+            ::_exit(128 + stopSignal());
+        },
+        &seconds);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+    EXPECT_FALSE(fs::exists(owned_));
+}
+
+TEST_F(CleanStopTest, NoStopWithinTheBoundEndsTheProcessAndRemovesTheDirectory) {
+    double seconds = 0;
+    const int status = runChild(
+        0.5,
+        [] {
+            ::kill(::getpid(), SIGINT);
+            std::this_thread::sleep_for(std::chrono::seconds(120));  // never notices the stop
+        },
+        &seconds);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+    EXPECT_EQ(WTERMSIG(status), SIGINT);
+    EXPECT_FALSE(fs::exists(owned_));
+    EXPECT_GE(seconds, 0.5);
+    EXPECT_LT(seconds, 60.0);  // the bound, not the child's sleep, ended it
+}
+
+TEST_F(CleanStopTest, SecondSignalEndsTheProcessAtOnce) {
+    double seconds = 0;
+    const int status = runChild(
+        300.0,
+        [] {
+            ::kill(::getpid(), SIGTERM);
+            if (!waitForStopSignal(SIGTERM)) ::_exit(11);
+            ::kill(::getpid(), SIGHUP);
+            std::this_thread::sleep_for(std::chrono::seconds(120));
+        },
+        &seconds);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+    EXPECT_EQ(WTERMSIG(status), SIGHUP);
+    EXPECT_FALSE(fs::exists(owned_));
+    EXPECT_LT(seconds, 60.0);
 }
 
 }  // namespace

@@ -5,8 +5,12 @@
 #include <map>
 #include <random>
 #include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "harness.h"
+#include "strata/testing/thread_decision_group.h"
 
 namespace strata::controller {
 namespace {
@@ -36,6 +40,37 @@ TEST(CacheController, RejectsBadArguments) {
     EXPECT_EQ(h.ctl().release(2).code(), StatusCode::kNotFound);
     EXPECT_TRUE(h.ctl().release(1).isOk());
     EXPECT_TRUE(h.ctl().checkInvariants().isOk()) << h.ctl().checkInvariants().toString();
+}
+
+// step(&flag): the caller's value rides in the round's agreement and comes back as the largest
+// any rank passed (strata-run's stop request reaches every rank at the same round).
+TEST(CacheController, StepAgreesTheCallersFlagByMaxOverTheGroup) {
+    constexpr int kRanks = 3;
+    auto members = strata::testing::ThreadDecisionGroup::createGroup(kRanks);
+    std::vector<std::vector<std::int64_t>> seen(kRanks);
+    std::vector<std::string> errors(kRanks);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRanks; ++r) {
+        threads.emplace_back([&, r] {
+            HarnessOptions o;
+            o.group = members[static_cast<std::size_t>(r)].get();
+            Harness h(o);
+            // Round 1: only rank 1 raises it; round 2: ranks 0 and 2 with different values;
+            // round 3: nobody; then a plain step(), as every rank of a group must agree alike.
+            const std::int64_t mine[] = {r == 1 ? 15 : 0, r == 0 ? 2 : (r == 2 ? 9 : 0), 0};
+            for (std::int64_t value : mine) {
+                std::int64_t flag = value;
+                if (Status s = h.ctl().step(&flag); !s.isOk()) errors[r] = s.toString();
+                seen[r].push_back(flag);
+            }
+            if (Status s = h.ctl().step(); !s.isOk()) errors[r] = s.toString();
+        });
+    }
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < kRanks; ++r) {
+        EXPECT_EQ(errors[r], "") << "rank " << r;
+        EXPECT_EQ(seen[r], (std::vector<std::int64_t>{15, 9, 0})) << "rank " << r;
+    }
 }
 
 TEST(CacheController, DeviceHitReusesPagesAndLeavesLastTokenToCompute) {

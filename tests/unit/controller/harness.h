@@ -37,6 +37,7 @@ struct HarnessOptions {
     io::PageStore* store = nullptr;   // storage tier (e.g. a testing::MemoryPageStore)
     io::PageStore* remote = nullptr;  // remote tier (e.g. a FakeRemote of remote_test.cpp)
     StorageConfig storage;
+    comm::DecisionGroup* group = nullptr;  // the controller's group (null: a one-rank group)
 };
 
 class Harness {
@@ -64,7 +65,7 @@ public:
         cc.deterministic = o.deterministic;
         ctl_ = std::move(CacheController::create(
                              cc, *backend_, {{dev_.get(), host_.get(), o.store, o.remote, 0, {}}},
-                             group_))
+                             o.group != nullptr ? *o.group : group_))
                    .value();
     }
     ~Harness() { ctl_.reset(); }

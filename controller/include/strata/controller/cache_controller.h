@@ -301,8 +301,11 @@ public:
     // One scheduling round: agrees with the group on how many backups and loads have completed,
     // reaps exactly those (unlock, publish), launches queued backups, and (if configured) checks
     // the group's digests. Every rank must call it every round. With config.deterministic it first
-    // waits for every copy and storage operation in flight (settle()).
-    Status step();
+    // waits for every copy and storage operation in flight (settle()). With `flag`, the caller's
+    // own value rides in the same agreement (no extra collective): on return it holds the largest
+    // value any rank of the group passed (e.g. "a rank was asked to stop"). Every rank passes one
+    // or none.
+    Status step(std::int64_t* flag = nullptr);
 
     // Waits until every launched copy has finished and the storage worker is idle (not reaped:
     // step() reaps them). Local, not collective.

@@ -150,7 +150,8 @@ public:
     }
     Status release(RequestId id) { return controller_->release(id); }
     Status abort(RequestId id) { return controller_->abort(id); }
-    Status step() { return controller_->step(); }
+    // `flag`: a value of the caller's agreed by MAX in the round's agreement (CacheController).
+    Status step(std::int64_t* flag = nullptr) { return controller_->step(flag); }
     Status drain() { return controller_->drain(); }
 
     const CacheOptions& options() const noexcept { return options_; }

@@ -126,7 +126,11 @@ struct RunReport {
     std::string model;
     std::string backend;  // the back end that ran ("cpu" or "cuda"), not the requested "auto"
     std::string workload;
-    std::uint64_t requests = 0;
+    std::uint64_t requests = 0;          // served to the end
+    std::uint64_t requests_planned = 0;  // in the workload (more than requests when interrupted)
+    // The terminating signal (SIGTERM, SIGINT, SIGHUP) at which the ranks agreed to stop before
+    // the end of the workload; 0 when the run served every request.
+    int interrupt_signal = 0;
     std::uint64_t rounds = 0;
     std::uint64_t prompt_tokens = 0;  // not checked against computed + hits: the caller's job
     std::uint64_t computed_tokens = 0;
@@ -162,9 +166,10 @@ SyncStats summarizeSync(std::vector<double> round_us);
 // The effective configuration as a JSON object with typed values, keyed as in describe().
 nlohmann::json configToJson(const RunConfig& config);
 
-// Nested JSON: "ranks", "requests", "rounds", "prompt_tokens", "computed_tokens",
-// "hit_tokens": {"device","host","remote","storage"}, "pages_verified", "pages_mismatched",
-// "pools": {<pool name>: {"kind","pages_verified","pages_mismatched"}},
+// Nested JSON: "ranks", "requests", "requests_planned", "interrupted" (bool),
+// "interrupt_signal" (its name, e.g. "SIGTERM", or null), "rounds", "prompt_tokens",
+// "computed_tokens", "hit_tokens": {"device","host","remote","storage"}, "pages_verified",
+// "pages_mismatched", "pools": {<pool name>: {"kind","pages_verified","pages_mismatched"}},
 // "tp","cp","pp","dp", "consistency": {"rounds_checked","divergences"},
 // "sync": {"rounds","mean_us","p99_us"}, "hit_rate": {"device","host","remote","storage","total"}
 // (fractions of prompt tokens, 0 without prompt tokens), "transfer": {"d2h","h2d"} each
