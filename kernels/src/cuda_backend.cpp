@@ -465,8 +465,10 @@ private:
     }
 
     // The copy engines: one cudaMemcpyBatchAsync entry per contiguous piece (a chunk, or a row
-    // in page_first or over strided device rows). The entry arrays are read during the call, so
-    // they need no staging.
+    // in page_first or over strided device rows), pieces that continue the previous one on both
+    // sides joined into it (consecutive pages of a layer_first host pool and of the device pool:
+    // the driver's cost is per entry). The entry arrays are read during the call, so they need
+    // no staging.
     Status enqueueCopyEngine(const CopyJob& job) {
         const PoolGeometry& g = job.geometry;
         const bool h2d = job.direction == Direction::kHostToDevice;
@@ -477,9 +479,10 @@ private:
         const std::uint32_t pieces_per_chunk = by_row ? g.page_size : 1;
         ce_dsts_.clear();
         ce_srcs_.clear();
-        for (const PageCopy& pc : job.pages) {
-            for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
-                for (std::uint32_t l = job.layer_begin; l < job.layer_end; ++l) {
+        ce_sizes_.clear();
+        for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+            for (std::uint32_t l = job.layer_begin; l < job.layer_end; ++l) {
+                for (const PageCopy& pc : job.pages) {
                     std::byte* dev = job.device.layer_ptrs[b * g.num_layers + l] +
                                      std::size_t{pc.device_page} * g.page_size * stride;
                     for (std::uint32_t t = 0; t < pieces_per_chunk; ++t) {
@@ -488,13 +491,20 @@ private:
                             hostRowOffset(g, job.host, b, l,
                                           std::size_t{pc.host_page} * g.page_size + t);
                         std::byte* d = dev + std::size_t{t} * stride;
-                        ce_dsts_.push_back(h2d ? d : host);
-                        ce_srcs_.push_back(h2d ? host : d);
+                        std::byte* dst = h2d ? d : host;
+                        std::byte* src = h2d ? host : d;
+                        if (!ce_dsts_.empty() && ce_dsts_.back() + ce_sizes_.back() == dst &&
+                            ce_srcs_.back() + ce_sizes_.back() == src) {
+                            ce_sizes_.back() += piece_bytes;
+                            continue;
+                        }
+                        ce_dsts_.push_back(dst);
+                        ce_srcs_.push_back(src);
+                        ce_sizes_.push_back(piece_bytes);
                     }
                 }
             }
         }
-        ce_sizes_.assign(ce_dsts_.size(), piece_bytes);
         cudaMemcpyAttributes attrs{};
         attrs.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
         attrs.flags = cudaMemcpyFlagPreferOverlapWithCompute;

@@ -110,8 +110,12 @@ struct CopyTuning {
     CopyPath path = CopyPath::kAuto;
     std::uint32_t max_blocks = 8;  // CTAs of a copy kernel, at most one per SM
     // kAuto: host-to-device jobs whose chunk (one page of one layer) is at least this big and
-    // contiguous in the host layout go to the copy engine (0 = never).
-    std::size_t copy_engine_min_chunk_h2d = std::size_t{256} << 10;
+    // contiguous in the host layout go to the copy engine (0 = never). From 64 KiB: alone the
+    // copy engine matches the warp kernel there (50.8 vs 51.4 GB/s on the H200), and beside a
+    // model it needs no SM: a Llama-3-8B host hit with 128 KiB chunks (page_first_direct) took
+    // 50.3 / 65.3 / 95.5 ms at 4k / 16k / 32k prefixes on the copy engine against 45.8 / 59.4 /
+    // 146 ms on the warp kernel, whose CTAs wait for SMs behind the model's at 32k.
+    std::size_t copy_engine_min_chunk_h2d = std::size_t{64} << 10;
     // Device-to-host from 256 KiB too: slower alone than the warp kernel (50.1 vs 52.3 GB/s on the
     // H200) but a backup on the copy engine beside a load on it moved 85.7 GB/s against 59.4
     // with both on SMs (SM-issued PCIe traffic of both directions tops out near 60-66 GB/s).
