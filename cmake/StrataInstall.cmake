@@ -8,7 +8,9 @@ include(CMakePackageConfigHelpers)
 install(TARGETS strata EXPORT StrataTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} NAMELINK_COMPONENT Development)
 install(FILES ${STRATA_PUBLIC_HEADERS} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/strata)
-install(TARGETS strata-run RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(STRATA_BUILD_APPS)
+  install(TARGETS strata-run RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 
 set(strata_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/Strata)
 install(EXPORT StrataTargets NAMESPACE Strata:: DESTINATION ${strata_cmake_dir})
