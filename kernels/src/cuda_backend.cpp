@@ -482,6 +482,9 @@ private:
         ce_sizes_.clear();
         for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
             for (std::uint32_t l = job.layer_begin; l < job.layer_end; ++l) {
+                // Joined only within one layer's buffer: two of them may be separate allocations
+                // (an engine's tensors), which one copy must not span.
+                const std::size_t first_of_layer = ce_dsts_.size();
                 for (const PageCopy& pc : job.pages) {
                     std::byte* dev = job.device.layer_ptrs[b * g.num_layers + l] +
                                      std::size_t{pc.device_page} * g.page_size * stride;
@@ -493,7 +496,8 @@ private:
                         std::byte* d = dev + std::size_t{t} * stride;
                         std::byte* dst = h2d ? d : host;
                         std::byte* src = h2d ? host : d;
-                        if (!ce_dsts_.empty() && ce_dsts_.back() + ce_sizes_.back() == dst &&
+                        if (ce_dsts_.size() > first_of_layer &&
+                            ce_dsts_.back() + ce_sizes_.back() == dst &&
                             ce_srcs_.back() + ce_sizes_.back() == src) {
                             ce_sizes_.back() += piece_bytes;
                             continue;
