@@ -302,6 +302,32 @@ void CacheController::addTierDecisions(comm::DecisionVector& v, TierSlots* slots
     }
 }
 
+void CacheController::setEventSink(KvEventSink sink) {
+    sink_ = std::move(sink);
+    if (hasStore()) pools_.front().store->recordEvictions(static_cast<bool>(sink_));
+    if (!sink_) disk_names_.clear();
+}
+
+void CacheController::emitStorageEvictions() {
+    // The store's evictions so far, by page key, of the pages whose storing the sink was told of
+    // (others were stored by an earlier job; a page the store evicts before the round that agrees
+    // its write is not named: with a capacity below one round's writes it stays listed).
+    if (!hasStore()) return;
+    std::vector<PageKey> named_now;
+    for (const PageKey& sk : pools_.front().store->takeEvicted()) {
+        auto it = disk_names_.find(sk);
+        if (it == disk_names_.end()) continue;
+        named_now.push_back(it->second);
+        disk_names_.erase(it);
+    }
+    if (named_now.empty()) return;
+    KvEvent ev;
+    ev.kind = KvEventKind::kRemoved;
+    ev.tier = KvTier::kStorage;
+    ev.keys = named_now;
+    sink_(ev);
+}
+
 Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const TierSlots& slots) {
     const auto n = static_cast<std::size_t>(v.get(slots.backups));
     for (std::size_t i = 0; i < n; ++i) {
@@ -313,9 +339,12 @@ Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const 
             ev.keys = keys;
             ev.parent = parent;
             sink_(ev);
+            for (const PageKey& k : keys)
+                disk_names_[storageKeyOf(k, pools_.front().host->spec())] = k;
         }
         storage_backups_.pop_front();
     }
+    if (sink_) emitStorageEvictions();
     for (const auto& [op, slot] : slots.timeouts) {
         if (v.get(slot) != 0) {
             op->timed_out = true;

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "h5_util.h"
@@ -97,6 +98,8 @@ struct Hdf5PageStore::Impl {
     // Guarded by stats_mutex: the storage worker updates them while the Cache's thread may read
     // them for live metrics.
     StoreStats stats;
+    bool record_evictions = false;  // guarded by stats_mutex too
+    std::vector<PageKey> evicted;   // since the last takeEvicted()
     mutable std::mutex stats_mutex;
     template <typename F>
     void count(F&& update) {
@@ -316,6 +319,10 @@ struct Hdf5PageStore::Impl {
                 log().warn("evicting segment '{}': unlink failed: {}", p, std::strerror(errno));
             }
             count([&](StoreStats& st) { st.pages_evicted += s.keys.size(); });
+            {
+                std::lock_guard<std::mutex> lock(stats_mutex);
+                if (record_evictions) evicted.insert(evicted.end(), s.keys.begin(), s.keys.end());
+            }
             log().debug("evicted segment '{}' ({} pages) for capacity {}", p, s.keys.size(),
                         options.capacity_pages);
             dropSegment(victim);
@@ -637,6 +644,15 @@ Result<std::size_t> Hdf5PageStore::set(std::span<const PageKey> keys, const pool
 StoreStats Hdf5PageStore::stats() const {
     std::lock_guard<std::mutex> lock(impl_->stats_mutex);
     return impl_->stats;
+}
+void Hdf5PageStore::recordEvictions(bool on) {
+    std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+    impl_->record_evictions = on;
+    if (!on) impl_->evicted.clear();
+}
+std::vector<PageKey> Hdf5PageStore::takeEvicted() {
+    std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+    return std::exchange(impl_->evicted, {});
 }
 const std::string& Hdf5PageStore::segmentDirectory() const noexcept { return impl_->dir; }
 std::size_t Hdf5PageStore::indexedPages() const noexcept { return impl_->index.size(); }

@@ -1,7 +1,9 @@
 #include "strata/testing/memory_page_store.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "strata/core/hash.h"
 
@@ -95,9 +97,36 @@ Result<std::size_t> MemoryPageStore::set(std::span<const io::PageKey> keys,
         copyPageOut(pool, host_pages[i], p.bytes.data());
         p.checksum = core::checksum64(p.bytes.data(), bytes);
         pages_.emplace(keys[i], std::move(p));
+        order_.push_back(keys[i]);
         ++stats_.pages_written;
     }
-    return keys.size();
+    // Over capacity: the oldest pages go (those of this call last), as a store of that size would.
+    std::size_t present = keys.size();
+    while (capacity_ > 0 && pages_.size() > capacity_ && !order_.empty()) {
+        const io::PageKey old = order_.front();
+        order_.pop_front();
+        pages_.erase(old);
+        ++stats_.pages_evicted;
+        if (record_evictions_) evicted_.push_back(old);
+        if (std::find(keys.begin(), keys.end(), old) != keys.end()) present = 0;
+    }
+    return present;
+}
+
+void MemoryPageStore::setCapacity(std::size_t pages) {
+    std::lock_guard lock(mu_);
+    capacity_ = pages;
+}
+
+void MemoryPageStore::recordEvictions(bool on) {
+    std::lock_guard lock(mu_);
+    record_evictions_ = on;
+    if (!on) evicted_.clear();
+}
+
+std::vector<io::PageKey> MemoryPageStore::takeEvicted() {
+    std::lock_guard lock(mu_);
+    return std::exchange(evicted_, {});
 }
 
 io::StoreStats MemoryPageStore::stats() const {

@@ -112,6 +112,25 @@ TEST(KvEvents, ReplayGivesWhatEachTierHolds) {
     EXPECT_GT(replay.request_events, 0u);
 }
 
+// A storage tier smaller than what the workload writes: the store drops its oldest pages, and the
+// sink is told (BlockRemoved of medium DISK), so the replay still gives what the store holds.
+TEST(KvEvents, TheStorageTiersOwnEvictionsAreTold) {
+    MemoryPageStore store;
+    store.setCapacity(48);  // above one request's pages, below the workload's
+    Harness h(smallOptions(&store));
+    Replay replay;
+    h.ctl().setEventSink([&](const KvEvent& e) { replay(e); });
+    workload(h, 12);
+    ASSERT_GT(store.stats().pages_evicted, 0u);
+    EXPECT_EQ(replay.removed_pages[KvTier::kStorage], store.stats().pages_evicted);
+    EXPECT_EQ(replay.held[KvTier::kStorage].size(), store.size());
+    // Every page the replay holds on storage is there.
+    for (const PageKey& k : replay.held[KvTier::kStorage]) {
+        const PageKey sk = storageKeyOf(k, h.hostPool().spec(), smallOptions(&store).storage);
+        EXPECT_EQ(*store.exists(std::span(&sk, 1)), 1u);
+    }
+}
+
 TEST(KvEvents, RequestPagesNameTheirRequestAndPromptPage) {
     Harness h(smallOptions(nullptr));
     std::vector<KvEvent> seen;

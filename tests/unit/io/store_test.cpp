@@ -338,6 +338,7 @@ TEST(Hdf5PageStore, CapacityEvictsTheLeastRecentlyUsedSegmentOfThisWriter) {
         ASSERT_EQ(*store->set(seg_keys[s], pool, pages), 4u);
     }
     EXPECT_EQ(store->ownPages(), 12u);
+    store->recordEvictions(true);  // the evicted keys are told from now on (KV events)
     // Touch segment 0 (read one of its pages): segment 1 is now the least recently used.
     ASSERT_EQ(*store->get(std::span(seg_keys[0]).first(1), pool, std::vector<std::uint32_t>{4}),
               1u);
@@ -345,6 +346,8 @@ TEST(Hdf5PageStore, CapacityEvictsTheLeastRecentlyUsedSegmentOfThisWriter) {
     ASSERT_EQ(*store->set(seg_keys[3], pool, pages), 4u);
     EXPECT_EQ(store->ownPages(), 12u);
     EXPECT_EQ(store->stats().pages_evicted, 4u);
+    EXPECT_EQ(store->takeEvicted(), seg_keys[1]);
+    EXPECT_TRUE(store->takeEvicted().empty());  // each once
     EXPECT_EQ(*store->exists(seg_keys[0]), 4u);
     EXPECT_EQ(*store->exists(seg_keys[1]), 0u);
     EXPECT_EQ(*store->exists(seg_keys[2]), 4u);
@@ -357,6 +360,7 @@ TEST(Hdf5PageStore, CapacityEvictsTheLeastRecentlyUsedSegmentOfThisWriter) {
     auto again = openStore(opts);
     EXPECT_EQ(again->ownPages(), 8u);  // over capacity at open: the oldest segment went
     EXPECT_EQ(again->stats().pages_evicted, 4u);
+    EXPECT_TRUE(again->takeEvicted().empty());  // not recorded unless asked
     opts.writer_id = 5;
     auto other = openStore(opts);
     EXPECT_EQ(other->ownPages(), 0u);

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "strata/comm/consistency.h"
@@ -320,8 +321,9 @@ public:
     Status waitForProgress();
 
     // Tells `sink` (empty: nobody) every page this rank's tiers store and remove from now on
-    // (kv_events.h). The sink observes only; decisions are the same with or without one.
-    void setEventSink(KvEventSink sink) { sink_ = std::move(sink); }
+    // (kv_events.h), the storage tier's own evictions (to honour its capacity) included, once
+    // agreed rounds see them. The sink observes only; decisions are the same with or without one.
+    void setEventSink(KvEventSink sink);
 
     const PrefixTree& tree() const noexcept { return tree_; }
     const pools::SlotAllocator& deviceAllocator() const noexcept { return deviceAlloc(0); }
@@ -500,6 +502,10 @@ private:
     void graft(PrefetchOp& op, std::size_t usable_pages, std::size_t remote_pages);
     std::uint64_t decision_digest_ = 0;
     KvEventSink sink_;
+    // With a sink and a storage tier: the page key of each storage key of the first pool whose
+    // storing the sink was told (to name the store's evictions in its events).
+    std::unordered_map<PageKey, PageKey> disk_names_;
+    void emitStorageEvictions();
     // Tells the sink (when set) that `node`'s pages entered or left `tier`; `req` and `pos`: the
     // request whose pages from prompt page pos the node took.
     void emit(KvEventKind kind, KvTier tier, const Node* node, const Request* req = nullptr,

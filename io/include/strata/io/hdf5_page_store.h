@@ -56,6 +56,8 @@ public:
     Result<std::size_t> set(std::span<const PageKey> keys, const pools::HostPool& pool,
                             std::span<const std::uint32_t> host_pages) override;
     StoreStats stats() const override;
+    void recordEvictions(bool on) override;
+    std::vector<PageKey> takeEvicted() override;
 
     // <directory>/<pool_signature>.
     const std::string& segmentDirectory() const noexcept;

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "strata/core/page_key.h"
 #include "strata/core/status.h"
@@ -65,6 +66,12 @@ public:
                                     std::span<const std::uint32_t> host_pages) = 0;
 
     virtual StoreStats stats() const = 0;
+
+    // The keys this store dropped on its own to honour its capacity since the last call (each
+    // once), recorded only after recordEvictions(true) (for KV events: who consumes them turns
+    // it on). Thread-safe beside the storage worker's set(). Stores without a capacity: none.
+    virtual void recordEvictions(bool /*on*/) {}
+    virtual std::vector<PageKey> takeEvicted() { return {}; }
 
     // publish_retract stores only. publish(): page host_pages[i] of `pool` holds keys[i] from now
     // on (its bytes are read now, e.g. for checksums); a key published again replaces its old

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -27,8 +28,12 @@ public:
     Result<std::size_t> set(std::span<const io::PageKey> keys, const pools::HostPool& pool,
                             std::span<const std::uint32_t> host_pages) override;
     io::StoreStats stats() const override;
+    void recordEvictions(bool on) override;
+    std::vector<io::PageKey> takeEvicted() override;
 
     std::size_t size() const;
+    // At most `pages` pages (0: no limit): a set() beyond it drops the oldest stored first.
+    void setCapacity(std::size_t pages);
     // Flips one byte of a stored page (the key must be present).
     void corruptPage(const io::PageKey& key);
     void setDelay(std::chrono::microseconds d);
@@ -42,6 +47,10 @@ private:
     mutable std::mutex mu_;
     std::chrono::microseconds delay_;
     std::map<io::PageKey, Page> pages_;
+    std::deque<io::PageKey> order_;  // stored order, oldest first
+    std::size_t capacity_ = 0;
+    bool record_evictions_ = false;
+    std::vector<io::PageKey> evicted_;
     io::StoreStats stats_;
 };
 
