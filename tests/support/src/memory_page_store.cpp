@@ -108,7 +108,8 @@ Result<std::size_t> MemoryPageStore::set(std::span<const io::PageKey> keys,
         pages_.erase(old);
         ++stats_.pages_evicted;
         if (record_evictions_) evicted_.push_back(old);
-        if (std::find(keys.begin(), keys.end(), old) != keys.end()) present = 0;
+        const auto at = std::find(keys.begin(), keys.end(), old);  // one of this call's pages
+        present = std::min(present, static_cast<std::size_t>(at - keys.begin()));
     }
     return present;
 }
