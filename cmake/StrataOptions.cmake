@@ -1,8 +1,8 @@
-# Resolves STRATA_ENABLE_{CUDA,NCCL,UCX} (AUTO|ON|OFF) into STRATA_HAVE_* (0|1).
+# Resolves STRATA_ENABLE_{CUDA,NCCL,UCX,OPS} (AUTO|ON|OFF) into STRATA_HAVE_* (0|1).
 # AUTO enables a feature when its toolchain is found; ON fails the configure when it is not.
 include(CheckLanguage)
 
-foreach(opt CUDA NCCL UCX)
+foreach(opt CUDA NCCL UCX OPS)
   string(TOUPPER "${STRATA_ENABLE_${opt}}" v)
   if(NOT v MATCHES "^(AUTO|ON|OFF)$")
     message(FATAL_ERROR "STRATA_ENABLE_${opt} must be AUTO, ON or OFF, not '${STRATA_ENABLE_${opt}}'")
@@ -53,5 +53,26 @@ if(NOT STRATA_ENABLE_UCX STREQUAL "OFF")
   endif()
   if(STRATA_ENABLE_UCX STREQUAL "ON" AND NOT STRATA_HAVE_UCX)
     message(FATAL_ERROR "STRATA_ENABLE_UCX=ON but UCX (libucx-dev) was not found")
+  endif()
+endif()
+
+# The operations packages (STRATA_ENABLE_OPS), found through their pkg-config files: Debian's
+# libcpp-httplib-dev (a header plus a shared library) for the live metrics' HTTP endpoint, and
+# cppzmq-dev (over libzmq3-dev) for the KV events' publisher. Only strata-run's side uses them.
+set(STRATA_HAVE_HTTP 0)
+set(STRATA_HAVE_ZMQ 0)
+if(STRATA_BUILD_APPS AND NOT STRATA_ENABLE_OPS STREQUAL "OFF")
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(CPP_HTTPLIB QUIET IMPORTED_TARGET GLOBAL cpp-httplib)
+  pkg_check_modules(CPPZMQ QUIET IMPORTED_TARGET GLOBAL cppzmq)
+  if(CPP_HTTPLIB_FOUND)
+    set(STRATA_HAVE_HTTP 1)
+  endif()
+  if(CPPZMQ_FOUND)
+    set(STRATA_HAVE_ZMQ 1)
+  endif()
+  if(STRATA_ENABLE_OPS STREQUAL "ON" AND NOT (STRATA_HAVE_HTTP AND STRATA_HAVE_ZMQ))
+    message(FATAL_ERROR "STRATA_ENABLE_OPS=ON but cpp-httplib (libcpp-httplib-dev: "
+                        "${CPP_HTTPLIB_FOUND}) or cppzmq (cppzmq-dev: ${CPPZMQ_FOUND}) was not found")
   endif()
 endif()

@@ -25,7 +25,7 @@ ngpu=$(nvidia-smi -L | wc -l)
 deps="$root/.deps/root/usr/include"
 step configure
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLUDE_PATH="$deps" \
-    -DSTRATA_ENABLE_CUDA=ON -DSTRATA_ENABLE_UCX=OFF > "$out/configure.tmp" 2>&1 || {
+    -DSTRATA_ENABLE_CUDA=ON -DSTRATA_ENABLE_UCX=OFF -DSTRATA_ENABLE_OPS=OFF > "$out/configure.tmp" 2>&1 || {
     tail -30 "$out/configure.tmp"; exit 1; }
 grep "strata: CUDA" "$out/configure.tmp"; rm -f "$out/configure.tmp"
 step build

@@ -54,7 +54,9 @@ fi
 
 jobs="$(nproc 2>/dev/null || echo 2)"
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-    cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_args[@]}"
+    # The operations packages are installed above: require them (a later argument may override).
+    cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DSTRATA_ENABLE_OPS=ON "${cmake_args[@]}"
 elif [ ${#cmake_args[@]} -gt 0 ]; then
     cmake "$build_dir" "${cmake_args[@]}"
 fi

@@ -7,27 +7,35 @@
 #include <charconv>
 #include <chrono>
 #include <thread>
+
+#include "strata/config.h"
+#if STRATA_HAVE_ZMQ
 #include <zmq.hpp>
+#endif
 
 #include "strata/core/log.h"
 #include "strata/runtime/kv_events.h"
 
 namespace strata::runtime {
 
+#if STRATA_HAVE_ZMQ
 struct KvEventPublisher::Socket {
     zmq::context_t context{1};
     zmq::socket_t socket{context, zmq::socket_type::xpub};
 };
+#else
+struct KvEventPublisher::Socket {};  // never made: create() fails in a build without ZeroMQ
+#endif
 
 namespace {
 
-bool bindsEndpoint(std::string_view endpoint) {
+[[maybe_unused]] bool bindsEndpoint(std::string_view endpoint) {
     return endpoint.find('*') != std::string_view::npos ||
            endpoint.find("::") != std::string_view::npos || endpoint.starts_with("ipc://") ||
            endpoint.starts_with("inproc://");
 }
 
-void bigEndian64(std::uint64_t v, char* out) {
+[[maybe_unused]] void bigEndian64(std::uint64_t v, char* out) {
     for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * (7 - i))) & 0xff);
 }
 
@@ -56,6 +64,7 @@ KvEventPublisher::KvEventPublisher(const KvEventOptions& options) : options_(opt
 
 KvEventPublisher::~KvEventPublisher() {
     if (!socket_) return;
+#if STRATA_HAVE_ZMQ
     try {
         socket_->socket.set(zmq::sockopt::linger, static_cast<int>(options_.linger.count()));
         socket_->socket.close();
@@ -63,6 +72,7 @@ KvEventPublisher::~KvEventPublisher() {
     } catch (const zmq::error_t& e) {
         core::logger("runtime").warn("kv events: closing {}: {}", options_.endpoint, e.what());
     }
+#endif
 }
 
 Result<std::unique_ptr<KvEventPublisher>> KvEventPublisher::create(const KvEventOptions& options) {
@@ -79,6 +89,12 @@ Result<std::unique_ptr<KvEventPublisher>> KvEventPublisher::create(const KvEvent
         return STRATA_ERROR(StatusCode::kInvalidArgument, "kv events send_hwm {} must be positive",
                             options.send_hwm);
     }
+#if !STRATA_HAVE_ZMQ
+    return STRATA_ERROR(StatusCode::kUnavailable,
+                        "kv events endpoint '{}': this build has no KV events (cppzmq, Debian's "
+                        "cppzmq-dev, was not found at configure time); rebuild with it",
+                        ep);
+#else
     std::unique_ptr<KvEventPublisher> p(new KvEventPublisher(options));
     try {
         p->socket_ = std::make_unique<Socket>();
@@ -100,6 +116,7 @@ Result<std::unique_ptr<KvEventPublisher>> KvEventPublisher::create(const KvEvent
     cleared.type = KvWireEvent::Type::kAllBlocksCleared;
     p->queued_.push_back(std::move(cleared));
     return p;
+#endif
 }
 
 controller::KvEventSink KvEventPublisher::sink() {
@@ -139,6 +156,10 @@ void KvEventPublisher::forgetRequest(std::uint64_t id) { tokens_.erase(id); }
 
 Status KvEventPublisher::flush() {
     if (queued_.empty()) return Status::ok();
+#if !STRATA_HAVE_ZMQ
+    return STRATA_ERROR(StatusCode::kUnavailable, "kv events on {}: this build has no ZeroMQ",
+                        options_.endpoint);
+#else
     zmq::socket_t& s = socket_->socket;
     try {
         if (!waited_ && options_.wait_subscriber.count() > 0) {
@@ -209,6 +230,7 @@ Status KvEventPublisher::flush() {
                             e.what());
     }
     return Status::ok();
+#endif
 }
 
 }  // namespace strata::runtime

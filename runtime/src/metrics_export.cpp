@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "strata/config.h"
+#if STRATA_HAVE_HTTP
 #include <httplib.h>
+#endif
 
 #include <atomic>
 #include <cerrno>
@@ -66,6 +69,7 @@ Status writeMetricsFile(const std::string& path, const std::string& text) {
 }
 
 // ---- HTTP endpoint ---------------------------------------------------------------------------
+#if STRATA_HAVE_HTTP
 
 struct MetricsServer::Impl {
     const MetricsRegistry& registry;  // must outlive the server
@@ -145,6 +149,29 @@ int MetricsServer::port() const noexcept { return impl_->port; }
 std::uint64_t MetricsServer::requestsServed() const noexcept {
     return impl_->served.load(std::memory_order_relaxed);
 }
+
+#else  // !STRATA_HAVE_HTTP: built without cpp-httplib (STRATA_ENABLE_OPS)
+
+struct MetricsServer::Impl {
+    int port = 0;
+};
+
+MetricsServer::MetricsServer(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<MetricsServer>> MetricsServer::create(const MetricsRegistry&,
+                                                             const std::string& address, int port) {
+    return STRATA_ERROR(StatusCode::kUnavailable,
+                        "metrics endpoint {}:{}: this build has no HTTP endpoint (cpp-httplib, "
+                        "Debian's libcpp-httplib-dev, was not found at configure time); use "
+                        "--metrics-file, or rebuild with it",
+                        address, port);
+}
+
+MetricsServer::~MetricsServer() = default;
+int MetricsServer::port() const noexcept { return impl_->port; }
+std::uint64_t MetricsServer::requestsServed() const noexcept { return 0; }
+
+#endif  // STRATA_HAVE_HTTP
 
 // ---- file writer -----------------------------------------------------------------------------
 
