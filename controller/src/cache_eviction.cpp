@@ -93,10 +93,12 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
     }
     if (!copied.empty()) {
         const auto started = Clock::now();
-        auto ev = mover_->launchBackup(copies);
+        kernels::EventPtr stream_started;
+        auto ev = mover_->launchBackup(copies, stream_started);
         Status s = ev.isOk() ? (*ev)->wait() : ev.status();
         STRATA_CHECK(s.isOk(), "write-back copy failed: {}", s.toString());
         stats_.backup_seconds += std::chrono::duration<double>(Clock::now() - started).count();
+        stats_.backup_busy_seconds += busySeconds(stream_started, *ev);
         ++stats_.backup_ops;
         stats_.write_back_pages += copies[0].size();
         stats_.backup_pages += copies[0].size();

@@ -13,6 +13,7 @@
 #include "storage_worker.h"
 #include "strata/core/check.h"
 #include "strata/core/hash.h"
+#include "strata/core/log.h"
 
 namespace strata::controller {
 
@@ -27,8 +28,9 @@ Status CacheController::launchLoads() {
     // identical allocators).
     const Mover::StripedShare striped = mover_->stripedShare(batch->id, batch->pages);
     if (striped.pages > 0) note(0x5791BED, striped.digest);
-    STRATA_ASSIGN_OR_RETURN(batch->layer_events,
-                            mover_->launchLoad(batch->pages, batch->moves, striped.pages > 0));
+    STRATA_ASSIGN_OR_RETURN(
+        batch->layer_events,
+        mover_->launchLoad(batch->pages, batch->moves, striped.pages > 0, batch->started));
     batch->launched = true;
     stats_.striped_pages += striped.pages;
     stats_.striped_bytes += striped.bytes;
@@ -65,7 +67,7 @@ Status CacheController::launchBackups() {
     if (!open_backup_) return Status::ok();
     std::unique_ptr<BackupBatch> batch = std::move(open_backup_);
     batch->launched_at = Clock::now();
-    STRATA_ASSIGN_OR_RETURN(batch->done, mover_->launchBackup(batch->pages));
+    STRATA_ASSIGN_OR_RETURN(batch->done, mover_->launchBackup(batch->pages, batch->started));
     ++stats_.backup_ops;
     stats_.backup_pages += batch->pages[0].size();
     stats_.backup_bytes += mover_->bytes(batch->pages);
@@ -80,6 +82,18 @@ void CacheController::clearOpFlags(Node* node, std::uint64_t Node::*field, std::
         tree_.refresh(n);
         tree_.refresh(n->parent);
     }
+}
+
+double CacheController::busySeconds(const kernels::EventPtr& started,
+                                    const kernels::EventPtr& done) {
+    if (!started || !done) return 0;
+    Result<double> s = done->secondsSince(*started);
+    if (s.isOk()) return *s;
+    // Both are complete when a batch is reaped: a failure here is a back end's error, which costs
+    // this batch's figure, not the run.
+    core::logger("controller")
+        .warn("copy stream busy time not measured: {}", s.status().toString());
+    return 0;
 }
 
 void CacheController::reapBackup(BackupBatch& batch) {
@@ -100,6 +114,7 @@ void CacheController::reapBackup(BackupBatch& batch) {
     stats_.backup_seconds +=
         std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
             .count();
+    stats_.backup_busy_seconds += busySeconds(batch.started, batch.done);
 }
 
 void CacheController::reapLoad(LoadBatch& batch) {
@@ -108,6 +123,9 @@ void CacheController::reapLoad(LoadBatch& batch) {
     stats_.load_seconds +=
         std::chrono::duration<double>(batch.seen_done_at.value_or(Clock::now()) - batch.launched_at)
             .count();
+    if (!batch.layer_events.empty()) {
+        stats_.load_busy_seconds += busySeconds(batch.started, batch.layer_events.back());
+    }
 }
 
 void CacheController::addCopyDecisions(comm::DecisionVector& v, CopySlots* slots) {

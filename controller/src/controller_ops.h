@@ -50,6 +50,7 @@ struct CacheController::LoadBatch {
     std::vector<Node*> host_locked;  // each holds one host path lock taken for this batch
     bool launched = false;
     std::vector<kernels::EventPtr> layer_events;  // one per layer once launched
+    kernels::EventPtr started;  // timed, before the first copy (the last layer's event is timed)
     Clock::time_point launched_at;
     std::optional<Clock::time_point> seen_done_at;  // first step() that saw the copy finished
 };
@@ -57,9 +58,10 @@ struct CacheController::LoadBatch {
 // Backups queued in one round, launched together as one all-layer copy per pool.
 struct CacheController::BackupBatch {
     std::uint64_t id = 0;
-    SpaceCopies pages;         // per slot space
-    std::vector<Node*> nodes;  // each holds one device path lock and backup_op == id
-    kernels::EventPtr done;
+    SpaceCopies pages;          // per slot space
+    std::vector<Node*> nodes;   // each holds one device path lock and backup_op == id
+    kernels::EventPtr done;     // timed
+    kernels::EventPtr started;  // timed, before the copies
     Clock::time_point launched_at;
     std::optional<Clock::time_point> seen_done_at;
 };

@@ -53,10 +53,11 @@ Mover::StripedShare Mover::stripedShare(std::uint64_t seed, const SpaceCopies& p
 }
 
 Result<std::vector<kernels::EventPtr>> Mover::launchLoad(const SpaceCopies& pages,
-                                                         const SpaceMoves& moves,
-                                                         bool with_striped) {
+                                                         const SpaceMoves& moves, bool with_striped,
+                                                         kernels::EventPtr& started) {
     std::vector<kernels::EventPtr> events;
     events.reserve(num_layers_);
+    STRATA_ASSIGN_OR_RETURN(started, h2d_stream_->recordTimed());
     for (std::uint32_t l = 0; l < num_layers_; ++l) {
         // The load stream's copies of layer l first, so that they overlap the striped loads of
         // the same layer, which the stream then waits for: the layer's event covers every pool.
@@ -67,16 +68,19 @@ Result<std::vector<kernels::EventPtr>> Mover::launchLoad(const SpaceCopies& page
         // Private copies of shared pages (Mamba checkpoints) after the layer's loads, which may
         // bring their sources.
         STRATA_RETURN_IF_ERROR(enqueueMoves(*h2d_stream_, moves, l, l + 1));
-        STRATA_ASSIGN_OR_RETURN(auto ev, h2d_stream_->record());
+        STRATA_ASSIGN_OR_RETURN(
+            auto ev, l + 1 == num_layers_ ? h2d_stream_->recordTimed() : h2d_stream_->record());
         events.push_back(std::move(ev));
     }
     return events;
 }
 
-Result<kernels::EventPtr> Mover::launchBackup(const SpaceCopies& pages) {
+Result<kernels::EventPtr> Mover::launchBackup(const SpaceCopies& pages,
+                                              kernels::EventPtr& started) {
+    STRATA_ASSIGN_OR_RETURN(started, d2h_stream_->recordTimed());
     STRATA_RETURN_IF_ERROR(
         enqueueCopies(*d2h_stream_, pages, 0, num_layers_, kernels::Direction::kDeviceToHost));
-    return d2h_stream_->record();
+    return d2h_stream_->recordTimed();
 }
 
 std::pair<std::uint32_t, std::uint32_t> Mover::poolLayers(const PoolPair& p, std::uint32_t begin,

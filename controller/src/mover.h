@@ -49,11 +49,15 @@ public:
     // pool not striped, then (with_striped) the striped loads of the layer (one collective call
     // per striped pool with pages, which the stream waits for), then the layer's device moves
     // (copies of shared pages into a request's own: they may need that layer's loads). Returns
-    // one event per model layer, each covering every pool's copies of that layer.
+    // one event per model layer, each covering every pool's copies of that layer. `started` gets
+    // a timed event recorded before the first copy; the last layer's event is timed too, so that
+    // last->secondsSince(*started) is the time the load stream was busy with this load.
     Result<std::vector<kernels::EventPtr>> launchLoad(const SpaceCopies& pages,
-                                                      const SpaceMoves& moves, bool with_striped);
-    // Queues the device->host copy of every layer of every pool with pages; returns its event.
-    Result<kernels::EventPtr> launchBackup(const SpaceCopies& pages);
+                                                      const SpaceMoves& moves, bool with_striped,
+                                                      kernels::EventPtr& started);
+    // Queues the device->host copy of every layer of every pool with pages; returns its event,
+    // timed, and sets `started` to a timed event recorded before it (as launchLoad).
+    Result<kernels::EventPtr> launchBackup(const SpaceCopies& pages, kernels::EventPtr& started);
     // Bytes of the pages over every pool of their spaces.
     std::uint64_t bytes(const SpaceCopies& pages) const;
     // Waits for everything queued on both streams.

@@ -432,12 +432,14 @@ struct Hdf5PageStore::Impl {
         const OpenSegment& h = **open;
         std::uint64_t sum = 0;
         Status st;
-        if (seg.header.order == dst.order()) {
+        const bool direct = seg.header.order == dst.order() && dst.directRead();
+        if (direct) {
             st = dst.read(h.pages.get(), h.file_space.get(), loc.slot, host_page);
             if (st.isOk()) sum = pools::pageChecksum(dst.pool(), host_page);
         } else {
-            // Written from a host layout of the other page order (another job's choice): read the
-            // file page whole, verify it, then permute its rows into this pool.
+            // Written from a host layout of the other page order (another job's choice), or read
+            // into a layer_first pool: read the file page whole, verify it, then scatter its rows
+            // into this pool.
             staging.resize(options.page_bytes);
             const hsize_t offset[2] = {loc.slot, 0}, count[2] = {1, options.page_bytes};
             const hsize_t n = options.page_bytes;
@@ -470,8 +472,7 @@ struct Hdf5PageStore::Impl {
             index.erase(key);
             return false;
         }
-        if (seg.header.order != dst.order())
-            dst.scatter(staging.data(), seg.header.order, host_page);
+        if (!direct) dst.scatter(staging.data(), seg.header.order, host_page);
         touch(loc.segment);
         return true;
     }

@@ -193,14 +193,20 @@ Status PoolPages::write(hid_t pages, std::uint64_t slot, std::uint32_t page) con
         }
         return Status::ok();
     }
-    STRATA_RETURN_IF_ERROR(selectPage(page));
-    H5Id file_space(H5Dget_space(pages));
-    const hsize_t count[2] = {1, page_bytes_};
-    if (!file_space ||
-        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) <
-            0 ||
-        H5Dwrite(pages, H5T_NATIVE_UINT8, mem_space_.get(), file_space.get(), H5P_DEFAULT,
-                 view_.base) < 0) {
+    // layer_first: the page's (buffer, layer) blocks gathered in plane order (the file's), then
+    // one direct chunk write, as for contiguous pages.
+    const auto& g = geometry_;
+    const std::size_t block = std::size_t{g.page_size} * g.row_bytes;
+    const std::size_t first_token = std::size_t{page} * g.page_size;
+    staging_.resize(page_bytes_);
+    for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+        for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+            const std::size_t plane = std::size_t{b} * g.num_layers + l;
+            std::memcpy(staging_.data() + plane * block,
+                        view_.base + kernels::hostRowOffset(g, view_, b, l, first_token), block);
+        }
+    }
+    if (H5Dwrite_chunk(pages, H5P_DEFAULT, 0, offset, page_bytes_, staging_.data()) < 0) {
         return STRATA_ERROR(StatusCode::kIoError, "writing page to slot {}: {}", slot,
                             hdf5ErrorText());
     }
@@ -226,6 +232,18 @@ void PoolPages::scatter(const std::byte* src, PageOrder order, std::uint32_t pag
     const auto& g = geometry_;
     const std::size_t planes = std::size_t{g.num_buffers} * g.num_layers;
     const std::size_t first_token = std::size_t{page} * g.page_size;
+    if (order == PageOrder::kPlaneMajor && view_.layout == kernels::HostLayout::kLayerFirst) {
+        // A plane's page_size rows are contiguous on both sides: one copy per plane.
+        const std::size_t block = std::size_t{g.page_size} * g.row_bytes;
+        for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
+            for (std::uint32_t l = 0; l < g.num_layers; ++l) {
+                const std::size_t plane = std::size_t{b} * g.num_layers + l;
+                std::memcpy(view_.base + kernels::hostRowOffset(g, view_, b, l, first_token),
+                            src + plane * block, block);
+            }
+        }
+        return;
+    }
     for (std::uint32_t b = 0; b < g.num_buffers; ++b) {
         for (std::uint32_t l = 0; l < g.num_layers; ++l) {
             const std::size_t plane = std::size_t{b} * g.num_layers + l;

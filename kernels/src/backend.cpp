@@ -26,6 +26,11 @@ Result<std::vector<EventPtr>> enqueueLayerByLayer(Stream& stream, const CopyJob&
     return events;
 }
 
+Result<double> Event::secondsSince(Event& /*start*/) {
+    return STRATA_ERROR(StatusCode::kInvalidArgument,
+                        "secondsSince needs two events made by Stream::recordTimed()");
+}
+
 Memory::Memory(Memory&& other) noexcept
     : ptr_(std::exchange(other.ptr_, nullptr)),
       size_(std::exchange(other.size_, 0)),

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <random>
 #include <system_error>
 #include <thread>
@@ -47,6 +49,7 @@ struct EventState {
     std::condition_variable cv;
     bool done = false;
     Status status;  // the first failure of the stream before the marker, if any
+    std::chrono::steady_clock::time_point done_at;  // when the stream reached the marker
 };
 
 class CpuEvent final : public Event {
@@ -64,6 +67,26 @@ public:
     }
     // There is no device stream to defer: block like wait().
     Status blockStream(void* /*native_stream*/) override { return wait(); }
+    // Every CPU event carries its time: the worker notes it when it reaches the marker.
+    Result<double> secondsSince(Event& start) override {
+        auto* begin = dynamic_cast<CpuEvent*>(&start);
+        if (begin == nullptr) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "secondsSince needs an event of the cpu back end");
+        }
+        const auto at = [](EventState& s) -> std::optional<std::chrono::steady_clock::time_point> {
+            std::lock_guard<std::mutex> lock(s.mu);
+            if (!s.done) return std::nullopt;
+            return s.done_at;
+        };
+        const auto t0 = at(*begin->state_);
+        const auto t1 = at(*state_);
+        if (!t0 || !t1) {
+            return STRATA_ERROR(StatusCode::kFailedPrecondition,
+                                "secondsSince: an event is not complete yet");
+        }
+        return std::chrono::duration<double>(*t1 - *t0).count();
+    }
 
 private:
     std::shared_ptr<EventState> state_;
@@ -137,11 +160,13 @@ public:
                 std::lock_guard<std::mutex> lock(state->mu);
                 state->done = true;
                 state->status = failure_;
+                state->done_at = std::chrono::steady_clock::now();
             }
             state->cv.notify_all();
         });
         return EventPtr(std::make_shared<CpuEvent>(std::move(state)));
     }
+    Result<EventPtr> recordTimed() override { return record(); }
 
     Status waitFor(const EventPtr& event) override {
         if (event == nullptr) {

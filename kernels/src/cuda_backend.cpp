@@ -89,18 +89,39 @@ public:
         return Status::ok();
     }
 
+    Result<double> secondsSince(Event& start) override {
+        auto* begin = dynamic_cast<CudaEvent*>(&start);
+        if (begin == nullptr || !begin->timed_ || !timed_) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument,
+                                "secondsSince needs two events of Stream::recordTimed()");
+        }
+        DeviceGuard guard(device_);
+        float ms = 0;
+        cudaError_t err = cudaEventElapsedTime(&ms, begin->event_, event_);
+        if (err == cudaErrorNotReady) {
+            return STRATA_ERROR(StatusCode::kFailedPrecondition,
+                                "secondsSince: an event is not complete yet");
+        }
+        if (err != cudaSuccess) return cudaError(err, "cudaEventElapsedTime");
+        return static_cast<double>(ms) * 1e-3;
+    }
+
     cudaEvent_t native() const noexcept { return event_; }
+    void setTimed() noexcept { timed_ = true; }
 
 private:
     int device_;
     cudaEvent_t event_;
+    bool timed_ = false;
 };
 
-Result<EventPtr> recordEvent(int device, cudaStream_t stream) {
+Result<EventPtr> recordEvent(int device, cudaStream_t stream, bool timed = false) {
     cudaEvent_t event = nullptr;
-    cudaError_t err = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+    cudaError_t err =
+        cudaEventCreateWithFlags(&event, timed ? cudaEventDefault : cudaEventDisableTiming);
     if (err != cudaSuccess) return cudaError(err, "cudaEventCreateWithFlags");
     auto owner = std::make_shared<CudaEvent>(device, event);
+    if (timed) owner->setTimed();
     err = cudaEventRecord(event, stream);
     if (err != cudaSuccess) return cudaError(err, "cudaEventRecord");
     return EventPtr(std::move(owner));
@@ -235,6 +256,10 @@ public:
         DeviceGuard guard(device_);
         return recordEvent(device_, stream_);
     }
+    Result<EventPtr> recordTimed() override {
+        DeviceGuard guard(device_);
+        return recordEvent(device_, stream_, /*timed=*/true);
+    }
 
     Status waitFor(const EventPtr& event) override {
         auto* cuda_event = dynamic_cast<CudaEvent*>(event.get());
@@ -349,9 +374,25 @@ private:
             h2d ? tuning_.copy_engine_min_chunk_h2d : tuning_.copy_engine_min_chunk_d2h;
         const bool contiguous = job.host.layout != HostLayout::kPageFirst &&
                                 job.device.rowStride(g.row_bytes) == g.row_bytes;
-        return contiguous && threshold > 0 && chunk_bytes >= threshold
-                   ? CopyPath::kCopyEngine
-                   : (h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h);
+        if (!contiguous || threshold == 0) return h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h;
+        // The copy engines' cost is per entry: what counts is the mean entry after joining. In
+        // a layer_first host pool, pages that follow on both sides make one entry per layer's
+        // buffer (a stored prefix loaded back into consecutive device pages: megabytes each).
+        std::size_t entries = 1;
+        if (job.host.layout == HostLayout::kLayerFirst) {
+            for (std::size_t i = 1; i < job.pages.size(); ++i) {
+                const PageCopy& a = job.pages[i - 1];
+                const PageCopy& b = job.pages[i];
+                if (b.device_page != a.device_page + 1 || b.host_page != a.host_page + 1) {
+                    ++entries;
+                }
+            }
+        } else {
+            entries = job.pages.size();
+        }
+        const std::size_t mean_entry = chunk_bytes * job.pages.size() / entries;
+        return mean_entry >= threshold ? CopyPath::kCopyEngine
+                                       : (h2d ? tuning_.kernel_h2d : tuning_.kernel_d2h);
     }
 
     // Creates the staged path's second stream, events and two device slots on first use.

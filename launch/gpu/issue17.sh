@@ -7,7 +7,7 @@
 # runs' own output in worker.log and ttft.log. Whole run under 8 minutes (470 s): the worker at most
 # 120 s, the bench what is left (at most 330 s); both rewrite their JSON after every model / row, so
 # a step cut short by its limit still leaves what it measured.
-# Usage: OUT=DIR launch/gpu/issue17.sh [full|quick|bench|ttft]
+# Usage: OUT=DIR [TTFT_ARGS=...] [BW=1] [BUDGET=S] launch/gpu/issue17.sh [full|quick|bench|ttft]
 #   quick: the bench's --quick, for a first look; bench: the kernel tests (kernels_cuda_test) and
 #   the TTFT bench only, no worker; ttft: the Python CUDA test and the TTFT bench. TTFT_ARGS holds the bench's extra arguments; several variants
 #   are separated by ';', each run in turn and written to ttft_h200_<n>.json (n from 1).
@@ -42,18 +42,19 @@ if [ ! -d "$deps" ]; then
     exit 2
 fi
 
-# The image lacks the operations packages of strata-run (cpp-httplib, cppzmq): the library alone,
-# except in bench mode, whose kernel tests need the test tree (and so those packages).
+# The library alone, except in bench mode, whose kernel tests need the test tree; the image lacks
+# the operations packages (cpp-httplib, cppzmq): STRATA_ENABLE_OPS=OFF.
 apps=OFF
 [ "$mode" = bench ] && apps=ON
 step "configure (apps $apps)"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INCLUDE_PATH="$deps" \
     -DSTRATA_ENABLE_CUDA=ON -DSTRATA_ENABLE_UCX=OFF -DSTRATA_BUILD_APPS="$apps" \
+    -DSTRATA_ENABLE_OPS=OFF \
     > "$out/configure.tmp" 2>&1 || {
     tail -40 "$out/configure.tmp"; exit 1; }
 grep "strata: CUDA" "$out/configure.tmp"; rm -f "$out/configure.tmp"
 targets="strata"
-[ "$mode" = bench ] && targets="strata kernels_cuda_test"
+[ "$mode" = bench ] && targets="strata kernels_cuda_test strata-bench strata-run"
 step "build $targets"
 cmake --build build-gpu -j 16 --target $targets > "$out/build.tmp" 2>&1 || {
     grep -E "error|FAILED" -A3 "$out/build.tmp" | head -60; exit 1; }
@@ -94,6 +95,7 @@ echo "worker exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
 
 IFS=';' read -r -a variants <<< "${TTFT_ARGS:-}"
 [ ${#variants[@]} -eq 0 ] && variants=("")
+[ "${TTFT_ARGS:-}" = none ] && variants=()
 n=0
 for variant in "${variants[@]}"; do
     n=$((n + 1))
@@ -113,6 +115,35 @@ for variant in "${variants[@]}"; do
     echo "ttft exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
     [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
 done
+# BW=1 (bench mode): then the default strata-run on the GPU (its transfer line: bytes over the
+# copy streams' busy time), strata-bench transfer (the same figure per chunk size; TRANSFER_ARGS)
+# and strata-bench overlap (OVERLAP_ARGS), each bounded. TTFT_ARGS=none: no TTFT bench.
+if [ "$mode" = bench ] && [ "${BW:-0}" = 1 ]; then
+    t=$(( $(left) - 10 )); [ $t -gt 200 ] && t=200
+    step "strata-run --backend cuda, default job (at most $t s)"
+    if [ "$t" -ge 30 ]; then
+        timeout -k 10 "$t" build-gpu/bin/strata-run --backend cuda \
+            --report "$out/strata_run_cuda.json" > "$out/strata_run.log" 2>&1
+        rc=$?; tail -12 "$out/strata_run.log"; echo "strata-run exit $rc"
+        [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+    fi
+    t=$(( $(left) - 5 )); [ $t -gt 200 ] && t=200
+    step "strata-bench transfer (at most $t s)"
+    if [ "$t" -ge 30 ]; then
+        timeout -k 10 "$t" build-gpu/bin/strata-bench --json "$out/transfer.json" transfer \
+            ${TRANSFER_ARGS:-} > "$out/transfer.log" 2>&1
+        rc=$?; tail -40 "$out/transfer.log"; echo "transfer exit $rc"
+        [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+    fi
+    t=$(( $(left) - 5 )); [ $t -gt 200 ] && t=200
+    step "strata-bench overlap (at most $t s)"
+    if [ "$t" -ge 30 ]; then
+        timeout -k 10 "$t" build-gpu/bin/strata-bench --json "$out/overlap.json" overlap \
+            ${OVERLAP_ARGS:-} > "$out/overlap.log" 2>&1
+        rc=$?; tail -20 "$out/overlap.log"; echo "overlap exit $rc"
+        [ $rc -ne 0 ] && [ $fail -eq 0 ] && fail=$rc
+    fi
+fi
 ls -l "$out"
 step "done, exit $fail"
 exit $fail

@@ -16,6 +16,9 @@ run, per prefix:
   per layer tensor then the suffix / every copy issued at once on a side stream, layer i waiting
   for its own copy's event only.
 
+The cases of one prefix are timed in rounds (each round runs every case once, after the warm-up
+rounds), so that a drift of the machine weighs on all of them alike; the figure is the median.
+
 Checks: Strata's suffix logits bit-identical (torch.equal) to the ideal's and to transformers'
 own cache path (the suffix over the cache the prefill returned), the HDF5 hit's to the host
 hit's, and the argmax equal to the recompute's. Writes strata-bench's JSON (--json) and exits 1
@@ -77,8 +80,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--page-size", type=int, default=64)
     p.add_argument("--copy-path", default="auto",
                    help="Strata's CUDA copy path (auto, copy_engine, kernel_warp, ...)")
-    p.add_argument("--host-layout", default="page_first",
-                   help="Strata's host tier layout (page_first, page_first_direct, layer_first)")
+    p.add_argument("--host-layout", default="layer_first",
+                   help="Strata's host tier layout (layer_first, page_first, page_first_direct); "
+                   "layer_first: a stored prefix's pages follow on, so a layer's K or V loads as "
+                   "one copy-engine entry")
     p.add_argument("--storage-dir", help="the HDF5 tier's directory (default: a temporary one, "
                    "removed at the end); its old files are removed first")
     p.add_argument("--seed", type=int, default=0)
@@ -390,50 +395,8 @@ class Bench:
                              logits_to_keep=1).logits[0, -1]
             prefix = Prefix(self.tf, self.model, P, self.args.cache_init)
 
-            t_re, recompute = hf.repeat_ms(lambda: self.model(
-                input_ids=full, use_cache=False, logits_to_keep=1).logits[0, -1], dev, reps, warm)
-            t_sfx, on_device = hf.repeat_ms(lambda: prefix.run(sfx, lambda i: ref_kv[i]), dev,
-                                            reps, warm)
-            # The ideals: the same bytes in pinned host memory, copied into device buffers.
-            host = [(self.pinned_copy(k), self.pinned_copy(v)) for k, v in ref_kv]
-            dst = [(torch.empty_like(k), torch.empty_like(v)) for k, v in ref_kv]
-
-            def copies() -> None:
-                for (hk, hv), (dk, dv) in zip(host, dst):
-                    dk.copy_(hk, non_blocking=True)
-                    dv.copy_(hv, non_blocking=True)
-
-            t_copy, _ = hf.repeat_ms(copies, dev, reps, warm)
-
-            def serial() -> Any:
-                copies()
-                return prefix.run(sfx, lambda i: dst[i])
-
-            t_ser, ideal_serial = hf.repeat_ms(serial, dev, reps, warm)
-            t_ovl, ideal_overlapped = [], None
-            if self.cuda:
-                side = torch.cuda.Stream()
-
-                def overlapped() -> Any:
-                    current = torch.cuda.current_stream()
-                    side.wait_stream(current)
-                    events = []
-                    with torch.cuda.stream(side):
-                        for (hk, hv), (dk, dv) in zip(host, dst):
-                            dk.copy_(hk, non_blocking=True)
-                            dv.copy_(hv, non_blocking=True)
-                            events.append(torch.cuda.Event())
-                            events[-1].record(side)
-
-                    def provide(i: int) -> Any:
-                        current.wait_event(events[i])
-                        return dst[i]
-
-                    return prefix.run(sfx, provide)
-
-                t_ovl, ideal_overlapped = hf.repeat_ms(overlapped, dev, reps, warm)
-
-            # Strata: store the prefix from the model's cache, then host hits.
+            # Strata holds the prefix first (stored from the model's cache), so that every case
+            # below can be timed in the same rounds (hf.interleaved_ms).
             cache = self.cache
             rid = self.rid()
             adm = cache.admit(rid, prefix_ids.tolist())
@@ -446,7 +409,39 @@ class Bench:
             cache.insert(rid)
             cache.release(rid)
             cache.drain()
-            ref = ref_kv = None  # free the prefill's cache (the closures above are done)
+
+            # The ideals: the same bytes in pinned host memory, copied into device buffers.
+            host = [(self.pinned_copy(k), self.pinned_copy(v)) for k, v in ref_kv]
+            dst = [(torch.empty_like(k), torch.empty_like(v)) for k, v in ref_kv]
+
+            def copies() -> None:
+                for (hk, hv), (dk, dv) in zip(host, dst):
+                    dk.copy_(hk, non_blocking=True)
+                    dv.copy_(hv, non_blocking=True)
+
+            def serial() -> Any:
+                copies()
+                return prefix.run(sfx, lambda i: dst[i])
+
+            side = torch.cuda.Stream() if self.cuda else None
+
+            def overlapped() -> Any:
+                current = torch.cuda.current_stream()
+                side.wait_stream(current)
+                events = []
+                with torch.cuda.stream(side):
+                    for (hk, hv), (dk, dv) in zip(host, dst):
+                        dk.copy_(hk, non_blocking=True)
+                        dv.copy_(hv, non_blocking=True)
+                        events.append(torch.cuda.Event())
+                        events[-1].record(side)
+
+                def provide(i: int) -> Any:
+                    current.wait_event(events[i])
+                    return dst[i]
+
+                return prefix.run(sfx, provide)
+
             pending: List[int] = []
             evicted: List[int] = []
             admissions: List[Any] = []
@@ -463,9 +458,26 @@ class Bench:
                 admissions.append(a)
                 return logits
 
-            t_host, strata_logits = hf.repeat_ms(host_hit, dev, reps, warm, before)
+            cases = [
+                ("recompute", lambda: self.model(input_ids=full, use_cache=False,
+                                                 logits_to_keep=1).logits[0, -1], None),
+                ("suffix_alone", lambda: prefix.run(sfx, lambda i: ref_kv[i]), None),
+                ("copy_alone", copies, None),
+                ("ideal_serial", serial, None),
+            ]
+            if self.cuda:
+                cases.append(("ideal_overlapped", overlapped, None))
+            cases.append(("strata_host", host_hit, before))
+            timed = hf.interleaved_ms(cases, dev, reps, warm)
+            t_re, recompute = timed["recompute"]
+            t_sfx, on_device = timed["suffix_alone"]
+            t_copy, _ = timed["copy_alone"]
+            t_ser, ideal_serial = timed["ideal_serial"]
+            t_ovl, ideal_overlapped = timed.get("ideal_overlapped", ([], None))
+            t_host, strata_logits = timed["strata_host"]
             while pending:
                 cache.release(pending.pop())
+            ref = ref_kv = None  # free the prefill's cache (the cases are done)
             if self.args.timeline and self.cuda:
                 extra["timeline"] = self.timeline(cache, prompt, P, sfx, prefix)
             cache.step()

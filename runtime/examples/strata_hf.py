@@ -187,6 +187,29 @@ def repeat_ms(fn: Callable[[], Any], device: str, reps: int, warmup: int,
     return times, result
 
 
+def interleaved_ms(cases: Sequence[Tuple[str, Callable[[], Any], Optional[Callable[[], None]]]],
+                   device: str, reps: int, warmup: int) -> Dict[str, Tuple[List[float], Any]]:
+    """warmup + reps rounds, each running every case (name, fn, before) once in the given order
+    (before() untimed): a drift of the machine (clocks, a neighbour) then weighs on every case
+    alike instead of on whichever ran at that time. Per case: the reps' times and the last result."""
+    if reps < 1 or warmup < 0:
+        raise HelperError(f"reps {reps} must be >= 1 and warmup {warmup} >= 0")
+    names = [name for name, _, _ in cases]
+    if len(set(names)) != len(names):
+        raise HelperError(f"case names must differ: {names}")
+    out: Dict[str, Tuple[List[float], Any]] = {name: ([], None) for name in names}
+    for i in range(warmup + reps):
+        for name, fn, before in cases:
+            if before is not None:
+                before()
+            ms, result = time_ms(fn, device)
+            times = out[name][0]
+            if i >= warmup:
+                times.append(ms)
+            out[name] = (times, result)
+    return out
+
+
 def median(values: Sequence[float]) -> Optional[float]:
     return statistics.median(values) if values else None
 

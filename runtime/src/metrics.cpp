@@ -254,10 +254,14 @@ std::vector<MetricFamily> cacheMetrics(Cache& cache, const MetricLabels& place,
     b.counter("strata_backup_bytes_total", "bytes backed up device to host", d(c.backup_bytes));
     b.counter("strata_backup_seconds_total", "issue-to-completion time of backups, summed per op",
               c.backup_seconds);
+    b.add("strata_copy_busy_seconds_total", T::kCounter,
+          "time the copy streams were busy with loads and backups (events around each batch)",
+          "direction", {{"load", c.load_busy_seconds}, {"backup", c.backup_busy_seconds}});
     b.add("strata_copy_bandwidth_bytes_per_second", T::kGauge,
-          "mean copy bandwidth since start: bytes over issue-to-completion seconds", "direction",
-          {{"load", ratio(d(c.load_bytes), c.load_seconds)},
-           {"backup", ratio(d(c.backup_bytes), c.backup_seconds)}});
+          "mean copy bandwidth since start: bytes over the time the copy stream was busy",
+          "direction",
+          {{"load", ratio(d(c.load_bytes), c.load_busy_seconds)},
+           {"backup", ratio(d(c.backup_bytes), c.backup_busy_seconds)}});
     b.counter("strata_striped_load_bytes_total", "bytes of loads striped over NCCL (of load bytes)",
               d(c.striped_bytes));
 

@@ -204,6 +204,18 @@ calls = []
 times, last = hf.repeat_ms(lambda: len(calls), "cpu", 3, 2, before=lambda: calls.append(1))
 check(len(times) == 3 and len(calls) == 5 and last == 5, "repeat_ms: warm-up, reps, before")
 expect_error(lambda: hf.repeat_ms(lambda: 0, "cpu", 0, 0), ["reps"], "reps 0")
+# Interleaved: every round runs each case once, in order, before() untimed before its case.
+order = []
+timed = hf.interleaved_ms([("a", lambda: order.append("a") or len(order), None),
+                           ("b", lambda: order.append("b") or len(order),
+                            lambda: order.append("before b"))], "cpu", 2, 1)
+check(order == ["a", "before b", "b"] * 3, f"interleaved_ms order {order}")
+check(len(timed["a"][0]) == 2 and len(timed["b"][0]) == 2 and timed["b"][1] == 9,
+      f"interleaved_ms: reps' times and the last result {timed}")
+expect_error(lambda: hf.interleaved_ms([("a", lambda: 0, None)], "cpu", 0, 0), ["reps"],
+             "interleaved reps 0")
+expect_error(lambda: hf.interleaved_ms([("a", lambda: 0, None), ("a", lambda: 0, None)], "cpu",
+                                       1, 0), ["differ"], "interleaved duplicate names")
 
 # Arguments.
 a = ttft.parse_args([])

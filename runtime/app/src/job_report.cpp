@@ -131,8 +131,8 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         u.push_back(p.pages_mismatched);
     }
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
-    std::vector<double> sums = {r->d2h.seconds, r->h2d.seconds, r->remote.pull_seconds,
-                                r->load_wait_seconds};
+    std::vector<double> sums = {r->d2h.seconds,       r->h2d.seconds,       r->remote.pull_seconds,
+                                r->load_wait_seconds, r->d2h.round_seconds, r->h2d.round_seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
     std::vector<double> maxes = {r->elapsed_seconds,
                                  static_cast<double>(r->rounds),
@@ -194,6 +194,8 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->h2d.seconds = sums[1];
     r->remote.pull_seconds = sums[2];
     r->load_wait_seconds = sums[3];
+    r->d2h.round_seconds = sums[4];
+    r->h2d.round_seconds = sums[5];
     r->elapsed_seconds = maxes[0];
     r->rounds = static_cast<std::uint64_t>(maxes[1]);
     r->sync.mean_us = maxes[2];

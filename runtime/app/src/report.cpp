@@ -26,7 +26,8 @@ nlohmann::json pathJson(const TransferPath& path) {
     return {{"bytes", path.bytes},
             {"seconds", path.seconds},
             {"gb_per_s", path.gbPerSecond()},
-            {"pages", path.pages}};
+            {"pages", path.pages},
+            {"round_seconds", path.round_seconds}};
 }
 
 // "SIGTERM", "SIGINT", "SIGHUP" (the signals strata-run stops at), else "signal N".
@@ -49,7 +50,7 @@ std::string errnoText(int error) {
 
 std::string pathLine(const char* name, const TransferPath& path, std::uint64_t operations,
                      const char* operation_name) {
-    return fmt::format("{} {:.3f} GB in {:.3f} s ({:.2f} GB/s), {} pages, {} {}", name,
+    return fmt::format("{} {:.3f} GB in {:.3f} s of copy time ({:.2f} GB/s), {} pages, {} {}", name,
                        static_cast<double>(path.bytes) / 1e9, path.seconds, path.gbPerSecond(),
                        path.pages, operations, operation_name);
 }

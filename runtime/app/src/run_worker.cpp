@@ -577,8 +577,8 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
 
     const auto& st = cache->controller().stats();
     report.rounds = st.rounds;
-    report.d2h = {st.backup_bytes, st.backup_seconds, st.backup_pages};
-    report.h2d = {st.load_bytes, st.load_seconds, st.load_pages};
+    report.d2h = {st.backup_bytes, st.backup_busy_seconds, st.backup_pages, st.backup_seconds};
+    report.h2d = {st.load_bytes, st.load_busy_seconds, st.load_pages, st.load_seconds};
     report.backups = st.backup_ops;
     report.loads = st.load_ops;
     report.striped.pages = st.striped_pages;

@@ -73,6 +73,12 @@ public:
         app.add_option("--device", device_, "CUDA device")->capture_default_str();
         app.add_option("--max-blocks", max_blocks_, "CTAs (SMs) Strata's kernels may use")
             ->capture_default_str();
+        app.add_option("--chunks", chunks_kib_,
+                       "chunk sizes (one page of one layer) in KiB, e.g. --chunks 128 for a "
+                       "Llama-3-8B page of 64 tokens")
+            ->capture_default_str()
+            ->delimiter(',')
+            ->check(CLI::PositiveNumber);
         app.add_flag("--sweep", sweep_, "also measure every copy path and CTA count");
         app.add_flag("--no-bidirectional", no_bidir_, "skip the bidirectional rows");
         app.add_flag("--split", split_,
@@ -89,6 +95,7 @@ private:
     Result<double> batchMs(const Pools& p, HostLayout layout, Direction dir);
     Result<double> contiguousMs(const Pools& p, Direction dir);
 
+    std::vector<std::size_t> chunks_kib_ = {4, 16, 64, 256};
     int total_mib_ = 256;
     int rounds_ = 5;
     int device_ = 0;
@@ -337,7 +344,7 @@ Result<BenchReport> TransferBench::run(BenchContext& ctx) {
     int rows = 0;
     double worst_ratio = 10.0;
     std::uint32_t most_sms = 0;
-    for (std::size_t chunk_kib : {4, 16, 64, 256}) {
+    for (std::size_t chunk_kib : chunks_kib_) {
         STRATA_ASSIGN_OR_RETURN(Pools p, makePools(chunk_kib << 10));
         for (Direction dir : {Direction::kHostToDevice, Direction::kDeviceToHost}) {
             STRATA_ASSIGN_OR_RETURN(double ceiling_ms, contiguousMs(p, dir));

@@ -44,7 +44,7 @@ def figures(r):
     return (f"striped {'on ' if s['enabled'] else 'off'}: {r['pages_verified']} pages verified, "
             f"{r['pages_mismatched']} mismatched; striped.pages {s['pages']} "
             f"({s['bytes'] / 1e6:.1f} MB); h2d {h2d['pages']} pages {h2d['bytes'] / 1e6:.1f} MB "
-            f"in {h2d['seconds']:.3f} s issue-to-reap; load_wait_seconds "
+            f"in {h2d['seconds']:.3f} s of copy time; load_wait_seconds "
             f"{r['load_wait_seconds']:.4f}; elapsed {r['elapsed_seconds']:.2f} s")
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 # Keys whose values measure time (or follow from it), or name this run rather than its figures.
-TIMING = {"seconds", "gb_per_s", "mean_us", "p99_us", "elapsed_seconds", "load_wait_seconds",
+TIMING = {"seconds", "round_seconds", "gb_per_s", "mean_us", "p99_us", "elapsed_seconds", "load_wait_seconds",
           "pull_seconds", "start_time"}
 IDENTITY = {("config", "report"), ("config", "storage_dir")}
 

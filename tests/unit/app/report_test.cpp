@@ -75,7 +75,7 @@ TEST(Report, JsonHasEveryKey) {
         EXPECT_TRUE(j.at("sync").contains(key)) << key;
     }
     for (const char* path : {"d2h", "h2d"}) {
-        for (const char* key : {"bytes", "seconds", "gb_per_s", "pages"}) {
+        for (const char* key : {"bytes", "seconds", "gb_per_s", "pages", "round_seconds"}) {
             EXPECT_TRUE(j.at("transfer").at(path).contains(key)) << path << "." << key;
         }
     }

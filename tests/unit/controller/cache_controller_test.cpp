@@ -111,7 +111,14 @@ TEST(CacheController, DeviceHostDeviceRoundTripIsBitExact) {
         EXPECT_EQ(a.host_hit_tokens, 16u * 6);
         EXPECT_EQ(a.device_hit_tokens, 0u);
         settle(h);
-        EXPECT_GT(h.ctl().stats().load_pages, 0u);
+        const ControllerStats& st = h.ctl().stats();
+        EXPECT_GT(st.load_pages, 0u);
+        // The copy streams' busy time (timed events around each batch): positive (each job is
+        // delayed by up to 200 us of jitter) and within each batch's launch-to-reap time.
+        EXPECT_GT(st.load_busy_seconds, 0.0);
+        EXPECT_LE(st.load_busy_seconds, st.load_seconds);
+        EXPECT_GT(st.backup_busy_seconds, 0.0);
+        EXPECT_LE(st.backup_busy_seconds, st.backup_seconds);
         h.expectAllUnlocked();
     }
 }

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "copy_case.h"
@@ -125,6 +127,30 @@ TEST(CpuStream, CopiesCompleteAfterTheyAreIssued) {
     ASSERT_TRUE(done->wait().isOk());
     EXPECT_TRUE(done->query());
     EXPECT_EQ(std::memcmp(pools.devPage(5), pools.hostPage(2), pools.pageBytes()), 0);
+}
+
+TEST(CpuStream, TimedEventsMeasureTheTimeBetweenThem) {
+    auto backend = cpuBackend();
+    auto stream = std::move(backend->createStream()).value();
+    auto gate = std::make_shared<Gate>();
+    EventPtr start = std::move(stream->recordTimed()).value();
+    ASSERT_TRUE(stream->waitFor(gate).isOk());
+    EventPtr end = std::move(stream->recordTimed()).value();
+    ASSERT_TRUE(start->wait().isOk());
+    // Not complete yet: no figure.
+    EXPECT_EQ(end->secondsSince(*start).status().code(), StatusCode::kFailedPrecondition);
+    const auto opened = std::chrono::steady_clock::now() + std::chrono::milliseconds(30);
+    std::this_thread::sleep_until(opened);
+    gate->open();
+    ASSERT_TRUE(end->wait().isOk());
+    // The stream was held at least until the gate opened (a lower bound: a loaded machine only
+    // makes it longer).
+    Result<double> s = end->secondsSince(*start);
+    ASSERT_TRUE(s.isOk()) << s.status().toString();
+    EXPECT_GE(*s, 0.030);
+    // An event of no back end carries no time.
+    EXPECT_EQ(end->secondsSince(*gate).status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(gate->secondsSince(*start).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(CpuStream, QueuedCopyKeepsItsOwnPointerTable) {

@@ -223,6 +223,10 @@ struct ControllerStats {
     std::uint64_t remote_prefetch_pages = 0;  // of prefetch_pages, pulled from the remote tier
     std::uint64_t remote_published_pages = 0, remote_retracted_pages = 0;
     double backup_seconds = 0, load_seconds = 0;  // issue-to-reap time, summed per op
+    // Time the backup (device->host) and load (host->device) copy streams were busy with those
+    // ops: from a timed event before each batch's copies to one after them, summed. Bytes over
+    // these are the paths' bandwidths.
+    double backup_busy_seconds = 0, load_busy_seconds = 0;
     std::uint64_t backup_bytes = 0, load_bytes = 0;
     // Loads of replicated pools that went through the striped loader: pages (summed over those
     // pools) and their bytes on this GPU (each rank moved about 1/size of them over its own link).
@@ -434,6 +438,8 @@ private:
     };
     void addCopyDecisions(comm::DecisionVector& v, CopySlots* slots);
     Status applyCopyDecisions(const comm::DecisionVector& v, const CopySlots& slots);
+    // Seconds between two timed events of a copy stream (0, logged, when the back end fails).
+    static double busySeconds(const kernels::EventPtr& started, const kernels::EventPtr& done);
     void reapBackup(BackupBatch& batch);
     void reapLoad(LoadBatch& batch);
     void freeDevicePages(std::span<const std::uint32_t> pages);

@@ -64,6 +64,11 @@ public:
     // Makes work later submitted to `native_stream` (a cudaStream_t on the CUDA back end, ignored
     // on CPU, where this blocks like wait()) wait for this event, without blocking the host.
     virtual Status blockStream(void* native_stream) = 0;
+    // Seconds from `start` to this event, both complete and both made by Stream::recordTimed() of
+    // the same back end (the CUDA back end's other events carry no time): how long the stream
+    // spent between the two marks, e.g. busy with one batch of copies. kFailedPrecondition when
+    // either is not complete; kInvalidArgument for an event that carries no time.
+    virtual Result<double> secondsSince(Event& start);
 };
 using EventPtr = std::shared_ptr<Event>;
 
@@ -109,13 +114,15 @@ struct CopyJob {
 struct CopyTuning {
     CopyPath path = CopyPath::kAuto;
     std::uint32_t max_blocks = 8;  // CTAs of a copy kernel, at most one per SM
-    // kAuto: host-to-device jobs whose chunk (one page of one layer) is at least this big and
-    // contiguous in the host layout go to the copy engine (0 = never). From 64 KiB: alone the
-    // copy engine matches the warp kernel there (50.8 vs 51.4 GB/s on the H200), and beside a
-    // model it needs no SM: a Llama-3-8B host hit with 128 KiB chunks (page_first_direct) took
-    // 50.3 / 65.3 / 95.5 ms at 4k / 16k / 32k prefixes on the copy engine against 45.8 / 59.4 /
-    // 146 ms on the warp kernel, whose CTAs wait for SMs behind the model's at 32k.
-    std::size_t copy_engine_min_chunk_h2d = std::size_t{64} << 10;
+    // kAuto: host-to-device jobs whose copy-engine entries (chunks contiguous in the host layout,
+    // one page of one layer, joined where consecutive pages follow on both sides, as a stored
+    // prefix in a layer_first host pool does) are at least this big on average go to the copy
+    // engine (0 = never). From 256 KiB: there the copy engine matches the warp kernel alone
+    // (44.7 vs 44.0 GB/s, 50.7 vs 51.1 on another H200), at 64 KiB it moved 28-40 GB/s against
+    // 48-51; and beside a model it needs no SM: a Llama-3-8B 32k-token host hit from a
+    // layer_first pool (one 64 MiB entry per layer's K or V) took 85.5 ms on the copy engine
+    // (1.06x of the overlapped ideal), 107 ms on the warp kernel from page_first.
+    std::size_t copy_engine_min_chunk_h2d = std::size_t{256} << 10;
     // Device-to-host from 256 KiB too: slower alone than the warp kernel (50.1 vs 52.3 GB/s on the
     // H200) but a backup on the copy engine beside a load on it moved 85.7 GB/s against 59.4
     // with both on SMs (SM-issued PCIe traffic of both directions tops out near 60-66 GB/s).
@@ -169,6 +176,9 @@ public:
                                      std::uint32_t layer_begin, std::uint32_t layer_end) = 0;
     // Records an event that completes when all work queued so far has finished.
     virtual Result<EventPtr> record() = 0;
+    // As record(), for an event that also carries the time it completed (Event::secondsSince).
+    // A little dearer on CUDA (a timing event): for marks around batches, not for every layer.
+    virtual Result<EventPtr> recordTimed() = 0;
     // Later work on this stream waits for `event` (which may belong to another stream).
     virtual Status waitFor(const EventPtr& event) = 0;
     // Later work on this stream waits for all work queued so far on an engine's own stream

@@ -26,8 +26,13 @@ struct HitTokens {
 // One transfer path (device -> host backups, host -> device loads).
 struct TransferPath {
     std::uint64_t bytes = 0;
-    double seconds = 0;  // time with a transfer of this path in flight
+    // Time the path's copy stream was busy with its batches (timed events before and after each
+    // batch's copies, summed over batches and ranks): bytes over it is the path's bandwidth.
+    double seconds = 0;
     std::uint64_t pages = 0;
+    // Each batch's time from launch to the first round that saw it finished, summed: how long
+    // copies were in flight as the scheduler saw them (rounds included), not a bandwidth.
+    double round_seconds = 0;
     // bytes / seconds / 1e9; 0 when seconds is 0.
     double gbPerSecond() const noexcept;
 };
