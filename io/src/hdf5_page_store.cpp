@@ -434,26 +434,15 @@ struct Hdf5PageStore::Impl {
         Status st;
         const bool direct = seg.header.order == dst.order() && dst.directRead();
         if (direct) {
-            st = dst.read(h.pages.get(), h.file_space.get(), loc.slot, host_page);
+            st = dst.read(h.pages.get(), loc.slot, host_page);
             if (st.isOk()) sum = pools::pageChecksum(dst.pool(), host_page);
         } else {
             // Written from a host layout of the other page order (another job's choice), or read
             // into a layer_first pool: read the file page whole, verify it, then scatter its rows
             // into this pool.
             staging.resize(options.page_bytes);
-            const hsize_t offset[2] = {loc.slot, 0}, count[2] = {1, options.page_bytes};
-            const hsize_t n = options.page_bytes;
-            H5Id mem(H5Screate_simple(1, &n, nullptr));
-            if (!mem ||
-                H5Sselect_hyperslab(h.file_space.get(), H5S_SELECT_SET, offset, nullptr, count,
-                                    nullptr) < 0 ||
-                H5Dread(h.pages.get(), H5T_NATIVE_UINT8, mem.get(), h.file_space.get(), H5P_DEFAULT,
-                        staging.data()) < 0) {
-                st = STRATA_ERROR(StatusCode::kIoError, "reading slot {}: {}", loc.slot,
-                                  hdf5ErrorText());
-            } else {
-                sum = pools::pageBytesChecksum(dst.geometry(), staging.data());
-            }
+            st = readPageChunk(h.pages.get(), loc.slot, options.page_bytes, staging.data());
+            if (st.isOk()) sum = pools::pageBytesChecksum(dst.geometry(), staging.data());
         }
         if (!st.isOk()) {
             log().warn("read of page {} from '{}' failed: {}", key.hex(), path(seg.name),

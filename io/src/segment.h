@@ -76,6 +76,11 @@ std::string newSegmentName(int writer_id);
 std::optional<SegmentName> parseSegmentName(std::string_view file_name);
 std::uint32_t thisHostHash();
 
+// Reads the chunk of row `slot` of `pages` (page_bytes bytes, no filter) into dst: a direct chunk
+// read, after checking that the chunk index records exactly page_bytes for it (kIoError naming
+// the slot otherwise, nothing written to dst). The caller verifies the page's checksum.
+Status readPageChunk(hid_t pages, std::uint64_t slot, std::size_t page_bytes, std::byte* dst);
+
 // Moves whole pages between one host pool and a `pages` dataset, in the pool's own page order.
 // Borrows the pool (must outlive this object).
 class PoolPages {
@@ -89,10 +94,10 @@ public:
     // Writes host page `page` to row `slot` of `pages`: one direct chunk write, of the pool's
     // blob for contiguous pages, of a staging copy gathered in plane order for layer_first.
     Status write(hid_t pages, std::uint64_t slot, std::uint32_t page) const;
-    // Reads row `slot` of `pages` (file dataspace `file_space`) into host page `page`. Only for
-    // contiguous pages (directRead()); a layer_first pool reads through a staging copy and
-    // scatter(): HDF5 1.10's selection I/O into a strided memory selection moved 28 MB/s.
-    Status read(hid_t pages, hid_t file_space, std::uint64_t slot, std::uint32_t page) const;
+    // Reads row `slot` of `pages` into host page `page` (readPageChunk). Only for contiguous
+    // pages (directRead()); a layer_first pool reads through a staging copy and scatter(): HDF5
+    // 1.10's selection I/O into a strided memory selection moved 28 MB/s.
+    Status read(hid_t pages, std::uint64_t slot, std::uint32_t page) const;
     // True when read() can fill the pool's page in place (a page-first layout).
     bool directRead() const noexcept { return view_.layout != kernels::HostLayout::kLayerFirst; }
     // Copies a page held in `order` (a staging copy of a file page of the same geometry) into
@@ -101,15 +106,12 @@ public:
 
 private:
     PoolPages() = default;
-    // The memory selection of host page `page` inside mem_space_.
-    Status selectPage(std::uint32_t page) const;
 
     const pools::HostPool* pool_ = nullptr;  // borrowed: must outlive this object
     kernels::PoolGeometry geometry_{};
     kernels::HostView view_{};
     PageOrder order_ = PageOrder::kPlaneMajor;
     std::size_t page_bytes_ = 0;
-    H5Id mem_space_;  // 1-D over the whole pool; selections are set per page
     mutable std::vector<std::byte> staging_;  // layer_first writes: the page in plane order
 };
 
