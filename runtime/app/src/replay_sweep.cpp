@@ -124,8 +124,16 @@ Result<Trace> loadTrace(const RunConfig& cfg) {
                             "--data none replays a trace: give --workload mooncake:PATH or "
                             "kvtester:PATH");
     }
-    return cfg.workload == "mooncake" ? loadMooncakeTrace(cfg.trace_path)
-                                      : loadKvTesterTrace(cfg.trace_path);
+    STRATA_ASSIGN_OR_RETURN(Trace trace, cfg.workload == "mooncake"
+                                             ? loadMooncakeTrace(cfg.trace_path)
+                                             : loadKvTesterTrace(cfg.trace_path));
+    // The whole trace unless --requests was given (its default, 400, is the data path's).
+    const auto origin = cfg.origins.find("requests");
+    if (origin != cfg.origins.end() && origin->second.source != ConfigSource::kDefault &&
+        cfg.requests < trace.requests.size()) {
+        trace.requests.resize(cfg.requests);
+    }
+    return trace;
 }
 
 Result<BlockReplayOptions> replayOptions(const RunConfig& cfg) {
