@@ -141,6 +141,7 @@ Result<BlockReplayOptions> replayOptions(const RunConfig& cfg) {
     o.capacity_tokens = cfg.device_tokens;
     o.page_tokens = cfg.page_size;
     o.warmup_fraction = cfg.warmup_fraction;
+    o.engine_rules = cfg.replay_rules == "engine";
     o.priority_levels = cfg.priority_levels;
     o.host_tokens = cfg.host_tokens;
     if (o.host_tokens == 0 && cfg.host_ratio > 0) {
