@@ -31,6 +31,8 @@ packages=(
     # tests/multinode/slurm_cluster.sh (label slurm): a one-node Slurm cluster of its own; the
     # pmix plugin for srun --mpi=pmix comes with slurm-wlm-basic-plugins
     slurm-wlm munge
+    # HMAC-SHA-256 of the remote tier's control messages (comm/ucx/src/message_auth.cpp)
+    libssl-dev
 )
 
 missing=()

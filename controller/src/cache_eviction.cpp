@@ -48,7 +48,8 @@ std::size_t CacheController::evictHost(std::size_t pages, const std::set<std::ui
 }
 
 bool CacheController::dropSubtree(Node* node) {
-    // Only host-only descendants can hang below a device leaf; drop them only if none is pinned.
+    // Only host-only descendants can hang below a device leaf; drop them only if none is pinned,
+    // nor the node itself held by a host lock (a prefetch anchored on it under write_back).
     bool pinned = false;
     std::vector<Node*> stack{node};
     std::vector<Node*> order;
@@ -56,7 +57,9 @@ bool CacheController::dropSubtree(Node* node) {
         Node* n = stack.back();
         stack.pop_back();
         order.push_back(n);
-        if (n != node && (n->host_locks > 0 || n->backup_op != 0 || n->load_op != 0)) pinned = true;
+        if (n->host_locks > 0 || (n != node && (n->backup_op != 0 || n->load_op != 0))) {
+            pinned = true;
+        }
         for (auto& [k, c] : n->children) stack.push_back(c.get());
     }
     if (pinned) return false;
@@ -73,7 +76,8 @@ bool CacheController::dropSubtree(Node* node) {
     return true;
 }
 
-std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
+std::size_t CacheController::writeBackSync(std::vector<Node*>& victims,
+                                           std::set<std::uint64_t>* stuck) {
     // Write-back: copy every victim to the host and wait for the copy before its device pages are
     // freed, so no later writer can overwrite bytes that are still being read.
     SpaceCopies copies(numSpaces());
@@ -85,6 +89,8 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims) {
             if (dropSubtree(v)) {
                 stats_.dropped_pages += n;
                 freed += n;
+            } else {
+                stuck->insert(v->id);  // neither copied nor dropped: not a victim again this time
             }
             continue;
         }
@@ -133,6 +139,9 @@ std::size_t CacheController::evictDevice(const std::vector<std::size_t>& targets
     const std::vector<std::size_t> none(numSpaces(), 0);
     std::size_t freed = 0;
     std::set<std::uint64_t> skip;
+    // Write-back victims that could neither move to the host nor be dropped (a host lock, a pinned
+    // descendant): skipped from then on, so that the loop ends.
+    std::set<std::uint64_t> stuck;
     std::vector<Node*> write_back;
     std::vector<std::size_t> pending(numSpaces(), 0);
     while (!satisfied(none)) {
@@ -140,9 +149,10 @@ std::size_t CacheController::evictDevice(const std::vector<std::size_t>& targets
         if (v == nullptr) {
             if (write_back.empty()) break;
             // The write-back victims free their pages; their parents may become victims.
-            freed += writeBackSync(write_back);
+            freed += writeBackSync(write_back, &stuck);
+            write_back.clear();
             pending.assign(numSpaces(), 0);
-            skip.clear();
+            skip = stuck;
             continue;
         }
         if (v->backedUp()) {
@@ -153,9 +163,10 @@ std::size_t CacheController::evictDevice(const std::vector<std::size_t>& targets
             const auto pc = patternCounts(v);
             for (std::size_t s = 0; s < pc.size(); ++s) pending[s] += pc[s];
             if (satisfied(pending)) {
-                freed += writeBackSync(write_back);
+                freed += writeBackSync(write_back, &stuck);
+                write_back.clear();
                 pending.assign(numSpaces(), 0);
-                skip.clear();
+                skip = stuck;
             }
         } else {
             std::size_t n = v->device_pages.size();
@@ -167,7 +178,7 @@ std::size_t CacheController::evictDevice(const std::vector<std::size_t>& targets
             }
         }
     }
-    if (!write_back.empty()) freed += writeBackSync(write_back);
+    if (!write_back.empty()) freed += writeBackSync(write_back, &stuck);
     return freed;
 }
 

@@ -176,10 +176,16 @@ Status CacheController::prefetch(RequestId id, std::span<const PageKey> keys,
         std::max<std::size_t>(config_.storage.prefetch_threshold_tokens, P)) {
         return Status::ok();
     }
-    // The fetched pages will hang below the deepest cached node; it must have a host copy (or be
-    // the root) so that the backed-up set stays root-contiguous.
+    // The fetched pages will hang below the deepest cached node. Under the write-through family it
+    // must have a host copy (or be the root) so that the backed-up set stays root-contiguous.
+    // Under write_back host-only nodes below device-only ones are the rule (a demoted leaf), so any
+    // anchor will do: refusing a device-only one left the storage tier unused whenever a prefix
+    // was cached on the device (issue 19: 0 storage hits where the replay found 184,320 tokens).
+    // The anchor's host lock keeps it from being dropped (dropSubtree) while the fetch runs.
     Node* anchor = m.host_last;
-    if (!anchor->isRoot() && !anchor->onHost()) return Status::ok();
+    if (config_.write_policy != WritePolicy::kWriteBack && !anchor->isRoot() && !anchor->onHost()) {
+        return Status::ok();
+    }
     auto op = std::make_unique<PrefetchOp>();
     op->id = id;
     op->keys.assign(keys.begin() + static_cast<long>(cached),

@@ -267,14 +267,24 @@ struct BlockReplayer::State {
         requestPageKeys(r, P, &keys);
         Outcome out;
         out.pages = keys.size();
+        // Engine rules: the pages a hit may cover (those before the last token) and the pages
+        // kept (the full ones); otherwise every page, both ways.
+        const std::size_t matchable = o.engine_rules ? (r.input_tokens - 1) / P : keys.size();
+        const std::size_t kept = o.engine_rules ? r.input_tokens / P : keys.size();
         const auto t0 = Clock::now();
-        controller::MatchResult m = tree.match(keys);
+        controller::MatchResult m =
+            tree.match(std::span<const PageKey>(keys).first(std::min(kept, keys.size())));
         Node* root = tree.root();
-        out.device = m.device_pages;
-        out.host = m.host_pages;
+        out.device = std::min(m.device_pages, matchable);
+        out.host = std::min(m.device_pages + m.host_pages, matchable) - out.device;
         std::size_t pos = m.device_pages + m.host_pages;
-        out.storage = storage.leadingRun(keys, pos);
+        const std::size_t stored = storage.leadingRun(keys, pos);
+        out.storage = pos >= matchable ? 0 : std::min(stored, matchable - pos);
         counters.storage_hit_pages += out.storage;
+        // Engine rules: a partial last page is computed and not kept; it takes a device page
+        // while the request runs (room is made for it below), then that page is free again.
+        const std::size_t transient = keys.size() - kept;
+        keys.resize(kept);
         if (storage.enabled()) {
             // The hits come up; pages further down that storage still holds (their parent fell
             // out) are placed again with the rest of the request.
@@ -331,9 +341,9 @@ struct BlockReplayer::State {
         // Storage hits and new pages: onto the device as far as it holds them, the rest below
         // them on the host, then in storage.
         const std::size_t want = keys.size() - pos;
-        if (on_device && want > 0) {
-            const std::size_t fit =
-                optimal() ? makeOptimalRoom(pos, want) : std::min(want, makeDeviceRoom(want));
+        if (on_device && want + transient > 0) {
+            const std::size_t fit = optimal() ? makeOptimalRoom(pos, want)
+                                              : std::min(want, makeDeviceRoom(want + transient));
             if (fit > 0) {
                 std::vector<PageKey> run(keys.begin() + static_cast<long>(pos),
                                          keys.begin() + static_cast<long>(pos + fit));

@@ -124,8 +124,16 @@ Result<Trace> loadTrace(const RunConfig& cfg) {
                             "--data none replays a trace: give --workload mooncake:PATH or "
                             "kvtester:PATH");
     }
-    return cfg.workload == "mooncake" ? loadMooncakeTrace(cfg.trace_path)
-                                      : loadKvTesterTrace(cfg.trace_path);
+    STRATA_ASSIGN_OR_RETURN(Trace trace, cfg.workload == "mooncake"
+                                             ? loadMooncakeTrace(cfg.trace_path)
+                                             : loadKvTesterTrace(cfg.trace_path));
+    // The whole trace unless --requests was given (its default, 400, is the data path's).
+    const auto origin = cfg.origins.find("requests");
+    if (origin != cfg.origins.end() && origin->second.source != ConfigSource::kDefault &&
+        cfg.requests < trace.requests.size()) {
+        trace.requests.resize(cfg.requests);
+    }
+    return trace;
 }
 
 Result<BlockReplayOptions> replayOptions(const RunConfig& cfg) {
@@ -133,6 +141,7 @@ Result<BlockReplayOptions> replayOptions(const RunConfig& cfg) {
     o.capacity_tokens = cfg.device_tokens;
     o.page_tokens = cfg.page_size;
     o.warmup_fraction = cfg.warmup_fraction;
+    o.engine_rules = cfg.replay_rules == "engine";
     o.priority_levels = cfg.priority_levels;
     o.host_tokens = cfg.host_tokens;
     if (o.host_tokens == 0 && cfg.host_ratio > 0) {

@@ -17,8 +17,9 @@
 
 namespace strata::app {
 
-// The configured trace (mooncake or kv-cache-tester); kInvalidArgument for the synthetic workload,
-// else the loader's errors.
+// The configured trace (mooncake or kv-cache-tester): its first cfg.requests requests when
+// --requests was given (from the command line, a file or the environment), else all of them.
+// kInvalidArgument for the synthetic workload, else the loader's errors.
 Result<Trace> loadTrace(const RunConfig& cfg);
 
 // The replay options of a configuration: device_tokens, host_tokens (or host_ratio x device), the

@@ -111,6 +111,7 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"prefetch_policy", c.prefetch_policy},
         {"data", c.data},
         {"warmup_fraction", c.warmup_fraction},
+        {"replay_rules", c.replay_rules},
         {"priority_levels", c.priority_levels},
         {"remote", c.remote},
         {"remote_timeout_ms", c.remote_timeout_ms},

@@ -53,7 +53,8 @@ const std::vector<Field>& fields() {
         {"workload", &RunConfig::workload, "NAME",
          "synthetic | mooncake:PATH | kvtester:PATH (or the name with --trace PATH)"},
         {"trace", &RunConfig::trace_path, "PATH", "trace file of a mooncake/kvcache-tester run"},
-        {"requests", &RunConfig::requests, "N", "requests to run"},
+        {"requests", &RunConfig::requests, "N",
+         "requests to run (a trace: its first N; --data none: the whole trace unless given)"},
         {"seed", &RunConfig::seed, "N", "workload and jitter seed"},
         {"page_size", &RunConfig::page_size, "N", "tokens per page"},
         {"device_tokens", &RunConfig::device_tokens, "N", "device pool capacity in tokens"},
@@ -96,6 +97,10 @@ const std::vector<Field>& fields() {
          "tree and tiers, one rank)"},
         {"warmup_fraction", &RunConfig::warmup_fraction, "F",
          "requests in this first fraction are replayed but not measured (--data none)"},
+        {"replay_rules", &RunConfig::replay_rules, "RULES",
+         "--data none counts hits by: simulator (the published simulators': a partial last page "
+         "counts, a whole prompt can hit) | engine (the data path's: the last token is always "
+         "computed, only full pages are cached)"},
         {"priority_levels", &RunConfig::priority_levels, "N",
          "eviction priority: a request's priority is a hash of its first block (--data none) or "
          "its first page of tokens modulo N (1 = all equal)"},
@@ -523,6 +528,8 @@ Status validateRunConfig(const RunConfig& config) {
                             config.host_ratio, whereOf(config, "host_ratio"));
     }
     STRATA_RETURN_IF_ERROR(checkChoice(config, "data", config.data, {"verify", "none"}));
+    STRATA_RETURN_IF_ERROR(
+        checkChoice(config, "replay_rules", config.replay_rules, {"simulator", "engine"}));
     STRATA_RETURN_IF_ERROR(checkChoice(config, "remote", config.remote, {"on", "off", "auto"}));
     STRATA_RETURN_IF_ERROR(
         checkEnum<runtime::StripedLoads>(config, "striped_loads", config.striped_loads));

@@ -243,7 +243,8 @@ void printError(int world_rank, const Status& s) {
 
 int fail(const comm::MpiContext* ctx, const Status& s) {
     core::logger("runtime").debug("strata-run failed: {}", s.toString());
-    core::logger("runtime").error("strata-run failed: {}", userMessage(s));
+    // Whatever --log-level says, off included: a run that stops says why.
+    core::logAlways("runtime", spdlog::level::err, "strata-run failed: " + userMessage(s));
     if (ctx != nullptr && ctx->worldSize() > 1) {
         // fatal() aborts the job and returns to nothing that would remove the directory.
         releaseTempStorageDir();
@@ -294,7 +295,12 @@ void logStart(const RunConfig& cfg, int world_size) {
     if (cfg.workload == "synthetic") {
         what = fmt::format("{} synthetic requests", cfg.requests);
     } else if (cfg.data == "none") {
-        what = fmt::format("{} trace {} (replayed without bytes)", cfg.workload, cfg.trace_path);
+        const auto origin = cfg.origins.find("requests");
+        const bool limited =
+            origin != cfg.origins.end() && origin->second.source != ConfigSource::kDefault;
+        what = fmt::format("{} trace {} ({} replayed without bytes)", cfg.workload, cfg.trace_path,
+                           limited ? fmt::format("first {} requests", cfg.requests)
+                                   : std::string("every request"));
     } else {
         what = fmt::format("{} trace {} (first {} requests)", cfg.workload, cfg.trace_path,
                            cfg.requests);
@@ -664,7 +670,10 @@ int run(int argc, char** argv) {
         if (Status s = grid.world().barrier(); !s.isOk()) return fail(&ctx, s);
     }
     if (report.pages_mismatched > 0) {
-        if (world_rank == 0) log.error("{} pages failed verification", report.pages_mismatched);
+        if (world_rank == 0) {
+            core::logAlways("runtime", spdlog::level::err,
+                            fmt::format("{} pages failed verification", report.pages_mismatched));
+        }
         return 3;
     }
     // Stopped by a signal (every rank agreed on the largest one any replica stopped at): the

@@ -1,8 +1,10 @@
 #include "strata/app/trace.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,8 @@
 #include <system_error>
 #include <unordered_map>
 #include <utility>
+
+#include "strata/core/log.h"
 
 namespace strata::app {
 namespace {
@@ -59,6 +63,56 @@ Result<std::string> readFile(const std::string& path) {
     in.read(data.data(), static_cast<std::streamsize>(data.size()));
     if (!in) return STRATA_ERROR(StatusCode::kIoError, "cannot read trace file {}", path);
     return data;
+}
+
+// An empty file or one of only whitespace holds no request: an error naming the file, not a run
+// of nothing with a hit rate of 0.
+Status checkNotBlank(std::string_view text, const std::string& path) {
+    if (text.empty()) return invalid(path, "the file is empty (0 bytes): a trace needs requests");
+    if (text.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos) {
+        return invalid(path, fmt::format("the file holds only whitespace ({} bytes): a trace "
+                                         "needs requests",
+                                         text.size()));
+    }
+    return Status::ok();
+}
+
+// Where and why a text is not valid JSON.
+struct JsonError {
+    std::size_t byte = 0;    // offset of the offending character, 0-based (text size: the end)
+    std::size_t line = 1;    // 1-based
+    std::size_t column = 1;  // 1-based, in bytes
+    bool at_end = false;     // the text ended before the JSON did
+    std::string why;         // the parser's reason: "syntax error while parsing ... expected ..."
+};
+
+// Parses `text` again with exceptions, so that only the failure path pays for the details.
+JsonError jsonError(std::string_view text) {
+    JsonError out;
+    try {
+        const Json parsed = Json::parse(text.begin(), text.end());
+        (void)parsed;
+        out.why = "not valid JSON";
+    } catch (const Json::parse_error& e) {
+        // e.byte counts the characters read, the offending one included (1-based).
+        out.byte = std::min<std::size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
+        const std::string_view head = text.substr(0, out.byte);
+        out.line = static_cast<std::size_t>(std::count(head.begin(), head.end(), '\n')) + 1;
+        const std::size_t nl = head.rfind('\n');
+        out.column = out.byte - (nl == std::string_view::npos ? 0 : nl + 1) + 1;
+        out.at_end = out.byte >= text.size();
+        // what(): "[json.exception.parse_error.101] parse error at line L, column C: syntax error
+        // while parsing value - unexpected end of input; expected ..."; keep the reason.
+        out.why = e.what();
+        if (const std::size_t at = out.why.find("syntax error"); at != std::string::npos) {
+            out.why = out.why.substr(at);
+        } else if (const std::size_t at2 = out.why.find("] "); at2 != std::string::npos) {
+            out.why = out.why.substr(at2 + 2);
+        }
+    } catch (const std::exception& e) {
+        out.why = e.what();
+    }
+    return out;
 }
 
 // A non-negative integer field, or nullopt (the caller names the field).
@@ -151,7 +205,12 @@ std::string stemOf(const std::string& path) {
 Status parseMooncakeLine(std::string_view line, const std::string& where, TraceRequest* r) {
     STRATA_RETURN_IF_ERROR(checkNoNul(line, where));
     const Json row = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-    if (row.is_discarded()) return invalid(where, "not a valid JSON object");
+    if (row.is_discarded()) {
+        const JsonError e = jsonError(line);
+        return invalid(where,
+                       fmt::format("not a valid JSON object at column {}{}: {}", e.column,
+                                   e.at_end ? " (the end of the line: truncated?)" : "", e.why));
+    }
     if (!row.is_object()) return invalid(where, "not a JSON object");
     double timestamp_ms = 0;
     STRATA_RETURN_IF_ERROR(readTime(row, "timestamp", where, &timestamp_ms));
@@ -182,6 +241,8 @@ struct KvFileContext {
     std::uint32_t block_tokens = 0;
     std::uint64_t next_tail = 0;  // synthetic tail ids handed out in this file
     std::uint32_t next_agent = 1;
+    std::uint64_t out_of_order = 0;  // elements whose t is below the one before in their list
+    std::string first_out_of_order;  // "<path>: <pointer>" of the first
 };
 
 // One list of requests being expanded: the file's top-level list or a sub-agent's.
@@ -190,6 +251,7 @@ struct KvLevel {
     std::size_t next = 0;  // index of the next element to read
     double base_s = 0;     // arrival of the sub-agent's marker (0 for the top level)
     std::uint32_t agent = 0;
+    double last_t = 0;  // t of the element read before `next` (0 before the first)
 };
 
 // The JSON pointer of element `index` of the innermost list ("/requests/3/requests/0"). Levels
@@ -250,7 +312,7 @@ Status parseKvRequest(const Json& req, const std::string& where, double arrival_
 Status parseKvRequests(const Json& top, KvFileContext* ctx, std::vector<TraceRequest>* out) {
     if (!top.is_array()) return invalid(ctx->name + ": /requests", "must be an array");
     std::vector<KvLevel> stack;
-    stack.push_back(KvLevel{&top, 0, 0.0, 0});
+    stack.push_back(KvLevel{&top, 0, 0.0, 0, 0.0});
     out->reserve(out->size() + top.size());
     while (!stack.empty()) {
         KvLevel& level = stack.back();
@@ -264,6 +326,13 @@ Status parseKvRequests(const Json& top, KvFileContext* ctx, std::vector<TraceReq
         if (!req.is_object()) return invalid(where, "request must be a JSON object");
         double t = 0;
         STRATA_RETURN_IF_ERROR(readTime(req, "t", where, &t));
+        if (t < level.last_t) {
+            if (ctx->out_of_order++ == 0) {
+                ctx->first_out_of_order =
+                    fmt::format("{} (t {:g} after {:g})", where, t, level.last_t);
+            }
+        }
+        level.last_t = t;
         const auto type = req.find("type");
         if (type != req.end() && !type->is_string()) {
             return invalid(where, "field 'type' must be a string");
@@ -282,7 +351,7 @@ Status parseKvRequests(const Json& top, KvFileContext* ctx, std::vector<TraceReq
         }
         // Nested t counts from the sub-agent's start, which is the marker's arrival. `level` is
         // not used past this push, which may move it.
-        const KvLevel child{&*nested, 0, level.base_s + t, ctx->next_agent++};
+        const KvLevel child{&*nested, 0, level.base_s + t, ctx->next_agent++, 0.0};
         stack.push_back(child);
     }
     return Status::ok();
@@ -290,12 +359,19 @@ Status parseKvRequests(const Json& top, KvFileContext* ctx, std::vector<TraceReq
 
 // Parses one kv-cache-tester file. *block_tokens is 0 before the first file, then must match.
 Status loadKvFile(const fs::path& file, std::uint32_t session, std::uint32_t* block_tokens,
-                  std::vector<TraceRequest>* out) {
+                  Trace* trace) {
     const std::string path = file.string();
     STRATA_ASSIGN_OR_RETURN(std::string text, readFile(path));
+    STRATA_RETURN_IF_ERROR(checkNotBlank(text, path));
     STRATA_RETURN_IF_ERROR(checkNoNul(text, path));
     const Json doc = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded()) return invalid(path, "not valid JSON");
+    if (doc.is_discarded()) {
+        const JsonError e = jsonError(text);
+        return invalid(
+            path,
+            fmt::format("not valid JSON at byte {} (line {}, column {}){}: {}", e.byte, e.line,
+                        e.column, e.at_end ? ", the end of the file: truncated?" : "", e.why));
+    }
     if (!doc.is_object()) return invalid(path, "top level must be a JSON object");
 
     KvFileContext ctx;
@@ -328,7 +404,25 @@ Status loadKvFile(const fs::path& file, std::uint32_t session, std::uint32_t* bl
     ctx.namespace_bits = global ? 0 : (static_cast<std::uint64_t>(session) + 1) << 32;
     const auto reqs = doc.find("requests");
     if (reqs == doc.end()) return invalid(path, "missing field 'requests'");
-    return parseKvRequests(*reqs, &ctx, out);
+    const std::size_t before = trace->requests.size();
+    STRATA_RETURN_IF_ERROR(parseKvRequests(*reqs, &ctx, &trace->requests));
+    if (trace->requests.size() == before) {
+        return invalid(path + ": /requests",
+                       reqs->empty() ? "is empty: a trace file needs at least one request"
+                                     : "holds no request (only empty sub-agents)");
+    }
+    if (ctx.out_of_order > 0 && trace->out_of_order == 0) {
+        trace->first_out_of_order = ctx.first_out_of_order;
+    }
+    trace->out_of_order += ctx.out_of_order;
+    return Status::ok();
+}
+
+// Whether a directory entry's name ends in ".json" in any case (".JSON", ".Json").
+bool hasJsonExtension(const fs::path& p) {
+    std::string ext = p.extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return ext == ".json";
 }
 
 Result<Trace> loadKvTesterUnchecked(const std::string& path) {
@@ -337,17 +431,28 @@ Result<Trace> loadKvTesterUnchecked(const std::string& path) {
         return STRATA_ERROR(StatusCode::kNotFound, "trace path {} does not exist", path);
     }
     std::vector<fs::path> files;
+    std::vector<std::string> skipped;
     if (fs::is_directory(path, ec)) {
         for (const auto& entry : fs::directory_iterator(path, ec)) {
-            if (entry.path().extension() == ".json" && !entry.is_directory(ec)) {
+            const std::string name = entry.path().filename().string();
+            std::error_code entry_ec;
+            if (entry.is_directory(entry_ec)) {
+                skipped.push_back(name + ": a directory (subdirectories are not read)");
+            } else if (!hasJsonExtension(entry.path())) {
+                skipped.push_back(name + ": does not end in .json");
+            } else {
                 files.push_back(entry.path());
             }
         }
         if (ec) {
             return STRATA_ERROR(StatusCode::kIoError, "cannot list {}: {}", path, ec.message());
         }
+        std::sort(skipped.begin(), skipped.end());
         if (files.empty()) {
-            return STRATA_ERROR(StatusCode::kNotFound, "no .json trace files in {}", path);
+            return STRATA_ERROR(StatusCode::kNotFound, "no .json trace files in {}{}", path,
+                                skipped.empty()
+                                    ? std::string(" (it is empty)")
+                                    : fmt::format(" (skipped: {})", fmt::join(skipped, "; ")));
         }
         std::sort(files.begin(), files.end(),
                   [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
@@ -360,9 +465,22 @@ Result<Trace> loadKvTesterUnchecked(const std::string& path) {
 
     Trace trace;
     trace.name = stemOf(path);
+    trace.skipped_files = std::move(skipped);
     for (std::size_t i = 0; i < files.size(); ++i) {
-        STRATA_RETURN_IF_ERROR(loadKvFile(files[i], static_cast<std::uint32_t>(i),
-                                          &trace.block_tokens, &trace.requests));
+        STRATA_RETURN_IF_ERROR(
+            loadKvFile(files[i], static_cast<std::uint32_t>(i), &trace.block_tokens, &trace));
+    }
+    auto& log = core::logger("runtime");
+    if (!trace.skipped_files.empty()) {
+        log.warn("trace directory {}: loaded {} .json files, skipped {}: {}", path, files.size(),
+                 trace.skipped_files.size(), fmt::join(trace.skipped_files, "; "));
+    }
+    if (trace.out_of_order > 0) {
+        log.warn(
+            "trace {}: {} request(s) have a t earlier than the request before them in their "
+            "list, first {}; they are replayed at their time (requests are merged by "
+            "arrival)",
+            path, trace.out_of_order, trace.first_out_of_order);
     }
     // Files are concatenated in name order and each in its own order, so a stable sort by arrival
     // breaks ties by (file, position).
@@ -375,6 +493,7 @@ Result<Trace> loadKvTesterUnchecked(const std::string& path) {
 
 Result<Trace> loadMooncakeUnchecked(const std::string& path) {
     STRATA_ASSIGN_OR_RETURN(std::string text, readFile(path));
+    STRATA_RETURN_IF_ERROR(checkNotBlank(text, path));
     Trace trace;
     trace.name = stemOf(path);
     trace.block_tokens = kMooncakeBlockTokens;
@@ -393,7 +512,20 @@ Result<Trace> loadMooncakeUnchecked(const std::string& path) {
         r.id = trace.requests.size();
         const Status s = parseMooncakeLine(line, fmt::format("{}:{}", path, line_no), &r);
         if (!s.isOk()) return s;
+        if (!trace.requests.empty() && r.arrival_s < trace.requests.back().arrival_s) {
+            if (trace.out_of_order++ == 0) {
+                trace.first_out_of_order =
+                    fmt::format("{}:{} (timestamp {:g} after {:g})", path, line_no,
+                                r.arrival_s * 1000.0, trace.requests.back().arrival_s * 1000.0);
+            }
+        }
         trace.requests.push_back(std::move(r));
+    }
+    if (trace.out_of_order > 0) {
+        core::logger("runtime").warn(
+            "trace {}: {} line(s) have a timestamp earlier than the line before them, first {}; "
+            "requests are replayed in file order",
+            path, trace.out_of_order, trace.first_out_of_order);
     }
     return trace;
 }

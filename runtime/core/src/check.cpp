@@ -13,8 +13,7 @@ std::atomic<FatalHandler> g_handler{nullptr};
 void setFatalHandler(FatalHandler handler) noexcept { g_handler.store(handler); }
 
 void fatal(const std::string& message) {
-    logger("core").critical("{}", message);
-    logger("core").flush();
+    logAlways("core", spdlog::level::critical, message);
     if (FatalHandler h = g_handler.load()) h(message);
     std::abort();
 }

@@ -59,6 +59,22 @@ void setLogLevel(spdlog::level::level_enum level) {
     spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& lg) { lg->set_level(level); });
 }
 
+void logAlways(std::string_view folder, spdlog::level::level_enum level, std::string_view message) {
+    spdlog::logger& lg = logger(folder);
+    if (lg.should_log(level)) {
+        lg.log(level, "{}", message);
+        lg.flush();
+        return;
+    }
+    // Below the logger's level: straight to the shared sink, whose formatter is the loggers'
+    // pattern (set_pattern sets it on the sink) and whose own level is left at trace.
+    const spdlog::details::log_msg msg(spdlog::string_view_t(lg.name()), level,
+                                       spdlog::string_view_t(message.data(), message.size()));
+    auto& st = state();
+    st.sink->log(msg);
+    st.sink->flush();
+}
+
 bool parseLogLevel(std::string_view name, spdlog::level::level_enum* level) {
     static constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
         {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},

@@ -30,6 +30,37 @@ TEST(BlockReplay, PartialLastBlockCountsItsTokensAndPrefixesMatch) {
     EXPECT_EQ(r->measured_tokens, 29u);
 }
 
+// Engine rules (the data path's): the last token is computed, so the repeated 10-token prompt
+// hits its two full blocks (8 tokens), not all 10; a prompt of exactly two blocks (8 tokens) hits
+// only the first; the partial block is never kept, so request 3's third block is not found.
+TEST(BlockReplay, EngineRulesComputeTheLastTokenAndKeepFullPagesOnly) {
+    Trace t;
+    t.block_tokens = 4;
+    t.requests = {request(0, 10, {1, 2, 3}), request(1, 10, {1, 2, 3}), request(2, 8, {1, 2}),
+                  request(3, 12, {1, 2, 3})};
+    auto sim = replayBlocks(t, {.capacity_tokens = 100});
+    ASSERT_TRUE(sim.isOk()) << sim.status().toString();
+    // Simulator rules: request 3 finds blocks 1, 2 and 3 (the partial one, same id) cached: all.
+    EXPECT_EQ(sim->hit_tokens, 10u + 8u + 12u);
+    BlockReplayOptions o{.capacity_tokens = 100};
+    o.engine_rules = true;
+    auto eng = replayBlocks(t, o);
+    ASSERT_TRUE(eng.isOk()) << eng.status().toString();
+    EXPECT_EQ(eng->hit_tokens, 8u + 4u + 8u);
+    // Room is made for a partial page while its request runs (3 pages of device).
+    Trace u;
+    u.block_tokens = 4;
+    u.requests = {request(0, 10, {1, 2, 3}), request(1, 6, {4, 5}), request(2, 9, {1, 2, 6})};
+    o.capacity_tokens = 12;
+    auto small = replayBlocks(u, o);
+    ASSERT_TRUE(small.isOk()) << small.status().toString();
+    // Request 0 keeps blocks 1 and 2 (one page left free). Request 1 needs 2 pages (block 4 kept,
+    // its partial block 5 transient): one of request 0's pages goes (the leaf's last, block 2),
+    // so request 2 hits block 1 only, and evicts block 4 to place block 2 and its partial page.
+    EXPECT_EQ(small->hit_tokens, 4u);
+    EXPECT_EQ(small->evicted_blocks, 2u);
+}
+
 TEST(BlockReplay, RequestLongerThanTheCapacityKeepsItsLeadingBlocks) {
     Trace t;
     t.block_tokens = 4;

@@ -284,8 +284,10 @@ TEST(TraceKvTester, MalformedInputsNameFileAndPointer) {
                   "badtime.json: /requests/0", "field 't'");
 
     TempDir mixed("kv_mixed");
-    mixed.write("a.json", R"({"block_size": 64, "requests": []})");
-    mixed.write("b.json", R"({"block_size": 16, "requests": []})");
+    mixed.write("a.json", R"({"block_size": 64,
+        "requests": [{"t": 0, "in": 64, "out": 1, "hash_ids": [1]}]})");
+    mixed.write("b.json", R"({"block_size": 16,
+        "requests": [{"t": 0, "in": 16, "out": 1, "hash_ids": [1]}]})");
     expectInvalid(loadKvTesterTrace(mixed.path()), "b.json: /block_size", "differs");
 
     auto missing = loadKvTesterTrace(dir.path() + "/nope.json");
@@ -295,6 +297,141 @@ TEST(TraceKvTester, MalformedInputsNameFileAndPointer) {
     auto none = loadKvTesterTrace(empty.path());
     ASSERT_FALSE(none.isOk());
     EXPECT_EQ(none.status().code(), StatusCode::kNotFound);
+}
+
+// Issue 19: inputs that ran as nothing (exit 0, hit rate 0.0) are errors naming the file.
+TEST(TraceBadInput, EmptyAndBlankFilesAreErrorsNamingTheFile) {
+    TempDir dir("blank");
+    expectInvalid(loadMooncakeTrace(dir.write("empty.jsonl", "")), "empty.jsonl",
+                  "the file is empty (0 bytes)");
+    expectInvalid(loadMooncakeTrace(dir.write("blank.jsonl", "\n  \r\n\t\n")), "blank.jsonl",
+                  "only whitespace (7 bytes)");
+    expectInvalid(loadKvTesterTrace(dir.write("empty.json", "")), "empty.json",
+                  "the file is empty (0 bytes)");
+    expectInvalid(loadKvTesterTrace(dir.write("blank.json", " \n\n ")), "blank.json",
+                  "only whitespace (4 bytes)");
+    expectInvalid(
+        loadKvTesterTrace(dir.write("none.json", R"({"block_size": 64, "requests": []})")),
+        "none.json: /requests", "is empty: a trace file needs at least one request");
+    expectInvalid(loadKvTesterTrace(dir.write("hollow.json", R"({"requests": [
+        {"t": 0, "type": "subagent", "requests": []}]})")),
+                  "hollow.json: /requests", "holds no request");
+    // One empty file in a directory is named too, not skipped.
+    TempDir mixed("blank_in_dir");
+    mixed.write("a.json", R"({"requests": [{"t": 0, "in": 64, "out": 1, "hash_ids": [1]}]})");
+    mixed.write("b.json", "");
+    expectInvalid(loadKvTesterTrace(mixed.path()), "b.json", "the file is empty");
+}
+
+TEST(TraceBadInput, TruncatedJsonGivesTheByteOffsetLineAndColumn) {
+    TempDir dir("truncated");
+    // Cut in the middle of the second request: the parser runs out at the end of the file.
+    const std::string whole =
+        "{\"block_size\": 64, \"requests\": [\n"
+        "  {\"t\": 0, \"in\": 64, \"out\": 1, \"hash_ids\": [1]},\n"
+        "  {\"t\": 1, \"in\": 64, \"out\": 1, \"hash_ids\": [1, ";
+    auto cut = loadKvTesterTrace(dir.write("cut.json", whole));
+    expectInvalid(cut, "cut.json", "not valid JSON at byte " + std::to_string(whole.size()));
+    const std::size_t column = whole.size() - whole.rfind('\n');  // one past the last character
+    EXPECT_EQ(column, 48u);
+    EXPECT_NE(cut.status().message().find("(line 3, column 48), the end of the file: truncated?"),
+              std::string::npos)
+        << cut.status().message();
+    EXPECT_NE(cut.status().message().find("unexpected end of input"), std::string::npos)
+        << cut.status().message();
+    // A bad character in the middle: its own offset, line and column.
+    const std::string bad = "{\"requests\": [\n  {\"t\": 0,, \"in\": 64}]}";
+    auto mid = loadKvTesterTrace(dir.write("mid.json", bad));
+    expectInvalid(mid, "mid.json", "not valid JSON at byte " + std::to_string(bad.find(",,") + 1));
+    EXPECT_NE(mid.status().message().find("(line 2, column 11)"), std::string::npos)
+        << mid.status().message();
+    EXPECT_EQ(mid.status().message().find("truncated?"), std::string::npos)
+        << mid.status().message();
+    // A Mooncake line: the line number and the column within it.
+    const std::string good =
+        R"({"timestamp": 5, "input_length": 600, "output_length": 3, "hash_ids": [0, 1]})";
+    auto line = loadMooncakeTrace(dir.write("cut.jsonl", good + "\n" + good.substr(0, 40)));
+    expectInvalid(line, "cut.jsonl:2", "not a valid JSON object at column 41");
+    EXPECT_NE(line.status().message().find("truncated?"), std::string::npos)
+        << line.status().message();
+}
+
+TEST(TraceBadInput, DirectoryLoadsUpperCaseJsonAndListsWhatItSkips) {
+    TempDir dir("case");
+    const std::string one = R"({"requests": [{"t": 0, "in": 64, "out": 1, "hash_ids": [1]}]})";
+    const std::string two = R"({"requests": [{"t": 1, "in": 64, "out": 1, "hash_ids": [1]},
+        {"t": 2, "in": 128, "out": 1, "hash_ids": [1, 2]}]})";
+    dir.write("trace_0001.json", one);
+    dir.write("trace_0100.JSON", two);
+    dir.write("notes.txt", "not a trace");
+    dir.write("trace_0002.json.bak", one);
+    fs::create_directories(dir.path() + "/old.json");
+    auto t = loadKvTesterTrace(dir.path());
+    ASSERT_TRUE(t.isOk()) << t.status().toString();
+    EXPECT_EQ(t->requests.size(), 3u);  // both files, the .JSON one included
+    std::set<std::uint32_t> sessions;
+    for (const TraceRequest& r : t->requests) sessions.insert(r.session);
+    EXPECT_EQ(sessions, (std::set<std::uint32_t>{0, 1}));
+    EXPECT_EQ(t->skipped_files,
+              (std::vector<std::string>{"notes.txt: does not end in .json",
+                                        "old.json: a directory (subdirectories are not read)",
+                                        "trace_0002.json.bak: does not end in .json"}));
+
+    TempDir none("case_none");
+    none.write("a.txt", one);
+    auto empty = loadKvTesterTrace(none.path());
+    ASSERT_FALSE(empty.isOk());
+    EXPECT_EQ(empty.status().code(), StatusCode::kNotFound);
+    EXPECT_NE(empty.status().message().find("a.txt: does not end in .json"), std::string::npos)
+        << empty.status().message();
+}
+
+TEST(TraceBadInput, OutOfOrderRequestsAreCountedWithTheFirstPlace) {
+    TempDir dir("order");
+    // kvtester: t goes back twice in the top-level list (/requests/2 and /requests/4) and once in
+    // the sub-agent's list; the merge by arrival replays them at their times.
+    auto kv = loadKvTesterTrace(dir.write("order.json", R"({"block_size": 4, "requests": [
+        {"t": 0, "in": 4, "out": 1, "hash_ids": [1]},
+        {"t": 5, "in": 4, "out": 1, "hash_ids": [2]},
+        {"t": 3, "in": 4, "out": 1, "hash_ids": [3]},
+        {"t": 6, "type": "subagent", "requests": [
+            {"t": 2, "in": 4, "out": 1, "hash_ids": [4]},
+            {"t": 1, "in": 4, "out": 1, "hash_ids": [5]}]},
+        {"t": 4, "in": 4, "out": 1, "hash_ids": [6]}]})"));
+    ASSERT_TRUE(kv.isOk()) << kv.status().toString();
+    EXPECT_EQ(kv->out_of_order, 3u);
+    EXPECT_NE(kv->first_out_of_order.find("order.json: /requests/2 (t 3 after 5)"),
+              std::string::npos)
+        << kv->first_out_of_order;
+    ASSERT_EQ(kv->requests.size(), 6u);
+    for (std::size_t i = 1; i < kv->requests.size(); ++i) {
+        EXPECT_LE(kv->requests[i - 1].arrival_s, kv->requests[i].arrival_s);
+    }
+    // In order (sub-agent times restart at 0 and are not a step back): nothing counted.
+    auto sorted = loadKvTesterTrace(dir.write("sorted.json", R"({"block_size": 4, "requests": [
+        {"t": 0, "in": 4, "out": 1, "hash_ids": [1]},
+        {"t": 5, "type": "subagent", "requests": [
+            {"t": 0, "in": 4, "out": 1, "hash_ids": [4]}]},
+        {"t": 5, "in": 4, "out": 1, "hash_ids": [6]}]})"));
+    ASSERT_TRUE(sorted.isOk()) << sorted.status().toString();
+    EXPECT_EQ(sorted->out_of_order, 0u);
+    EXPECT_TRUE(sorted->first_out_of_order.empty());
+
+    // Mooncake: file order is kept; the step back is counted with its line.
+    auto row = [](int ts) {
+        return "{\"timestamp\": " + std::to_string(ts) +
+               ", \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [" +
+               std::to_string(ts) + "]}\n";
+    };
+    auto mc = loadMooncakeTrace(
+        dir.write("order.jsonl", row(10) + row(30) + "\n" + row(20) + row(40) + row(5)));
+    ASSERT_TRUE(mc.isOk()) << mc.status().toString();
+    EXPECT_EQ(mc->out_of_order, 2u);
+    EXPECT_NE(mc->first_out_of_order.find("order.jsonl:4 (timestamp 20 after 30)"),
+              std::string::npos)
+        << mc->first_out_of_order;
+    ASSERT_EQ(mc->requests.size(), 5u);
+    EXPECT_EQ(mc->requests[2].block_ids.front(), 20u);  // file order
 }
 
 // A kv-cache-tester file whose one request sits `depth` sub-agent levels deep (each marker at

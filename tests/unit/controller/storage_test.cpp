@@ -221,6 +221,29 @@ TEST(Storage, WriteBackStoresHostPagesBeforeFreeingThem) {
     settle(h);
 }
 
+// Regression (issue 19): under write-back a prefix cached on the device has no host copy, and the
+// prefetch refused to graft below it, so the storage tier served nothing after a device hit (the
+// data path found 0 storage hit tokens where the replay found 184,320 on the Mooncake trace).
+TEST(Storage, WriteBackPrefetchServesStoragePagesBelowADeviceResidentPrefix) {
+    MemoryPageStore store;
+    HarnessOptions o = storageOptions(&store);
+    o.policy = WritePolicy::kWriteBack;
+    Harness h(o);
+    auto prompt = tokensOf(23, 16 * 8 + 1);
+    h.serve(1, prompt);
+    settle(h);
+    flush(h, 6);  // all 8 pages: device -> host -> storage
+    ASSERT_GE(store.size(), 8u);
+    // The first 3 pages computed again (no prefetch): device-only nodes, as write-back keeps them.
+    h.serve(2, std::vector<std::int32_t>(prompt.begin(), prompt.begin() + 16 * 3 + 1));
+    settle(h);
+    h.prefetchAndSettle(3, prompt);
+    Admission a = h.serve(3, prompt);
+    EXPECT_EQ(a.device_hit_tokens, 16u * 3);
+    EXPECT_EQ(a.storage_hit_tokens, 16u * 5);  // pages 3..7, grafted below the device prefix
+    settle(h);
+}
+
 // Storage keys and writers over a TP 2 x CP 2 decision group: a pool's key carries the TP rank
 // when it is sharded across TP and the CP rank when it is sharded across CP; the ranks that hold
 // the same bytes of a page share its key, and exactly one of them writes it.

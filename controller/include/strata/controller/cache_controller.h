@@ -427,7 +427,9 @@ private:
     std::size_t demote(Node* node);  // frees a backed-up node's device pages; returns how many
     std::size_t evictHost(std::size_t pages, const std::set<std::uint64_t>& protect);
     void backupChain(Node* node);
-    std::size_t writeBackSync(std::vector<Node*>& victims);
+    // Copies the victims to the host (dropping those without host room) and frees their device
+    // pages; a victim that can be neither copied nor dropped goes into *stuck. Clears victims.
+    std::size_t writeBackSync(std::vector<Node*>& victims, std::set<std::uint64_t>* stuck);
     bool dropSubtree(Node* node);
     void clearOpFlags(Node* node, std::uint64_t Node::*field, std::uint64_t op_id);
     Status launchBackups();

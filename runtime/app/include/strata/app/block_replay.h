@@ -4,7 +4,8 @@
 // in tokens (a partial last page counts its own tokens); then every page of the request is inserted
 // or touched; eviction takes the least valuable leaf *page* (one none of whose children is cached),
 // never one of the current request's pages while anything else is left, so a request longer than
-// the capacity keeps its leading pages. No bytes move.
+// the capacity keeps its leading pages. No bytes move. With BlockReplayOptions::engine_rules the
+// replay counts as the data path does instead (see there).
 // Tiers are exclusive, as with write_back: a page lives in one tier. A page evicted from the device
 // goes down to the host tier (if there is one), a page evicted from the host goes to the storage
 // tier (if there is one), and a page evicted from storage is gone. A hit is counted in the tier
@@ -39,6 +40,12 @@ struct BlockReplayOptions {
     std::uint64_t host_tokens = 0;      // host tier capacity; 0 = no host tier
     std::uint64_t storage_tokens = 0;   // storage tier capacity; 0 = none; kUnlimitedTokens
     std::uint32_t priority_levels = 1;  // kPriority: priorities 0 .. levels-1 (requestPriority)
+    // The data path's rules (controller::CacheController, strata-run --data verify) instead of the
+    // simulators': the last token of a prompt is always computed (its logits are needed), so a
+    // hit covers at most the (input - 1) / page full pages before it and never the whole prompt;
+    // only full pages are cached: a partial last page takes a device page while the request runs
+    // (room is made for it) and is not kept. strata-run --replay-rules engine.
+    bool engine_rules = false;
 };
 
 // Hit tokens split by the tier that served them.

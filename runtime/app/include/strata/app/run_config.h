@@ -57,6 +57,9 @@ struct RunConfig {
     std::string prefetch_policy = "timeout";  // best_effort | wait_complete | timeout
     std::string data = "verify";   // verify: move and check bytes; none: metadata-only trace replay
     double warmup_fraction = 0.0;  // requests in this first fraction are replayed, not measured
+    // --data none counts hits by: simulator (the published simulators' rules) | engine (the data
+    // path's: the last token computed, only full pages kept; BlockReplayOptions::engine_rules)
+    std::string replay_rules = "simulator";
     std::uint32_t priority_levels = 1;  // eviction priority: request priorities 0 .. levels-1
     std::string remote = "auto";        // remote tier: on | off | auto (on when DP > 1 with UCX)
     std::uint32_t remote_timeout_ms = 500;  // per remote-tier call (lookups and pulls)

@@ -40,20 +40,35 @@ struct Trace {
     std::string name;  // file stem (or directory name) the trace was loaded from
     std::vector<TraceRequest> requests;
     std::uint32_t block_tokens = 0;  // equal to every request's block_tokens
+    // What the loader accepted but warned about (each also logged at warn by the loader):
+    // requests whose time is earlier than the one before them in their file (mooncake) or list
+    // (kvtester), and where the first such request is ("<path>:<line>" or "<path>: <pointer>");
+    std::uint64_t out_of_order = 0;
+    std::string first_out_of_order;
+    // the entries of a kvtester directory that were not loaded, each "<name>: <why>".
+    std::vector<std::string> skipped_files;
 };
 
 // Loads a Mooncake JSONL trace: one object per line with `timestamp` (ms), `input_length`,
 // `output_length` and `hash_ids` (512-token blocks, ids global to the file, used as they are).
 // Requests keep file order; blank lines are skipped. Every row must have
-// len(hash_ids) == ceil(input_length / 512).
+// len(hash_ids) == ceil(input_length / 512). A timestamp earlier than the line before it is
+// replayed in file order all the same, and counted in out_of_order with a warning naming the
+// first such line.
 // Errors: kNotFound for a missing file; kIoError when it cannot be read; kInvalidArgument naming
-// "<path>:<line>" and the field for a malformed line or field, an inconsistent block count, an
-// input_length of 0 or above kMaxTraceRequestTokens, or a NUL byte in the line.
+// "<path>:<line>" and the field for a malformed line or field (invalid JSON: its column and what
+// the parser expected), an inconsistent block count, an input_length of 0 or above
+// kMaxTraceRequestTokens, or a NUL byte in the line; kInvalidArgument naming the path for a file
+// that is empty or holds only whitespace (no request).
 Result<Trace> loadMooncakeTrace(const std::string& path);
 
 // Loads a kv-cache-tester trace: one .json file, or every *.json file of a directory in name
-// order. Each file is one conversation and gets session = its index. Its requests are merged with
-// the other files' by arrival time (stable: equal times keep file order, then request order).
+// order (the extension in any case: .json, .JSON; every other entry, a subdirectory included, is
+// listed in skipped_files with the reason and logged at warn). Each file is one conversation and
+// gets session = its index. Its requests are merged with the other files' by arrival time
+// (stable: equal times keep file order, then request order). A request whose `t` is earlier than
+// the one before it in the same list is therefore moved to its time: counted in out_of_order and
+// logged at warn with the first one's JSON pointer.
 // Sub-agent markers ("type": "subagent") are replaced by their nested requests; a nested `t` is
 // seconds since the sub-agent started (every nested list starts at 0 and ends before the
 // marker's duration_ms), so its arrival is marker.t + nested.t. Ids: with "hash_id_scope":
@@ -62,7 +77,10 @@ Result<Trace> loadMooncakeTrace(const std::string& path);
 // a request whose input ends inside a block gets one more id for that partial tail, unique to
 // the request (a partial block has no hash, so no other request can be known to share it).
 // Errors: kNotFound for a missing path or a directory without .json files; kIoError when a file
-// cannot be read; kInvalidArgument naming the file and the JSON pointer of the bad field (for
+// cannot be read; kInvalidArgument naming the file for one that is empty, only whitespace, or not
+// valid JSON (then the byte offset, line and column of the error and what the parser expected),
+// or whose requests (sub-agents included) are none; kInvalidArgument naming the file and the JSON
+// pointer of the bad field (for
 // example "trace_0003.json: /requests/5/requests/2/hash_ids: ..."), a block count that is neither
 // floor nor ceil of in / block_size, files whose block sizes differ, a block_size above
 // kMaxTraceBlockTokens, an `in` of 0 or above kMaxTraceRequestTokens, sub-agents nested more than

@@ -18,6 +18,10 @@ void setLogRank(int rank);
 // Sets the level of every logger (e.g. from STRATA_LOG_LEVEL or --log-level).
 void setLogLevel(spdlog::level::level_enum level);
 
+// Logs `message` through logger `folder` at `level` whatever the level set by setLogLevel, even
+// "off", and flushes: for the error that ends a process (a run that stops must say why).
+void logAlways(std::string_view folder, spdlog::level::level_enum level, std::string_view message);
+
 // Parses "trace|debug|info|warn|error|off"; false when the name is unknown.
 bool parseLogLevel(std::string_view name, spdlog::level::level_enum* level);
 

@@ -1,8 +1,10 @@
-// Authentication of control messages between the ranks of one job: a per-job secret (made by
-// rank 0 from the kernel's random source, shared over MPI) keys an XXH3-128 hash over the message
-// header (sender, channel, sequence number, length) and payload. Receivers drop, and count,
-// anything malformed, unauthenticated, or replayed. A keyed XXH3 is not a cryptographic MAC: it
-// keeps out foreign processes and stray or forged traffic without the secret, not a cryptanalyst.
+// Authentication of control messages between the ranks of one job: a per-job secret of 32 bytes
+// (made by rank 0 from the kernel's random source, shared over MPI) keys an HMAC-SHA-256 (OpenSSL's
+// libcrypto) over the message header (sender, channel, sequence number, length) and payload.
+// The tag on the wire is the HMAC's first 16 bytes (RFC 2104 section 5 and NIST SP 800-107 allow
+// truncating to half the output and no fewer than 80 bits): a forgery succeeds with probability
+// 2^-128 per try, every one of which is dropped and counted, and the tag fits the 48-byte header's
+// two words. Receivers drop, and count, anything malformed, unauthenticated, or replayed.
 // Sequence numbers: a sender numbers each stream (control messages, read requests, read replies)
 // towards each peer on its own, so that a burst on one stream (thousands of read replies) never
 // pushes another stream's late message out of the receiver's window. The window remembers the
@@ -16,6 +18,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -26,10 +29,11 @@ namespace strata::comm::ucx {
 // The UCX active-message id that carries every control message of Strata.
 inline constexpr std::uint16_t kControlAmId = 0x5a;
 
-// 192 random bytes (XXH3 needs at least 136 bytes of secret).
+// The HMAC-SHA-256 key of a job: 32 random bytes (RFC 2104: a key as long as the hash output;
+// longer adds no strength).
 class JobSecret {
 public:
-    static constexpr std::size_t kBytes = 192;
+    static constexpr std::size_t kBytes = 32;
 
     // Bytes from getrandom(2); kIoError with the errno text when the kernel cannot provide them.
     static Result<JobSecret> generate();
@@ -46,7 +50,7 @@ private:
 // Wire header of every control message; the payload follows it. Little-endian, 48 bytes.
 struct MessageHeader {
     static constexpr std::uint32_t kMagic = 0x58525453;  // "STRX"
-    static constexpr std::uint16_t kVersion = 1;
+    static constexpr std::uint16_t kVersion = 2;         // 1: keyed XXH3-128; 2: HMAC-SHA-256/128
     std::uint32_t magic = kMagic;
     std::uint16_t version = kVersion;
     std::uint16_t channel = 0;
@@ -54,11 +58,20 @@ struct MessageHeader {
     std::uint32_t payload_bytes = 0;
     std::uint64_t seq = 0;
     std::uint64_t reserved = 0;
-    std::uint64_t mac_lo = 0, mac_hi = 0;
+    std::uint64_t mac_lo = 0, mac_hi = 0;  // bytes 0..15 of the HMAC, in wire order
 };
 static_assert(sizeof(MessageHeader) == 48);
 
-// Header + payload, ready to send: the MAC covers every header field but the MAC and the payload.
+inline constexpr std::size_t kHmacSha256Bytes = 32;
+
+// HMAC-SHA-256 (RFC 2104, FIPS 198-1) under `key` of the concatenation of `parts`. Pure; safe
+// from any thread.
+std::array<std::byte, kHmacSha256Bytes> hmacSha256(
+    std::span<const std::byte> key, std::initializer_list<std::span<const std::byte>> parts);
+
+// Header + payload, ready to send. The MAC is hmacSha256(secret, header with mac_lo = mac_hi = 0,
+// payload), its first 16 bytes stored in mac_lo and mac_hi: it covers every header field and the
+// payload.
 std::vector<std::byte> sealMessage(const JobSecret& secret, std::uint16_t channel, int src_rank,
                                    std::uint64_t seq, std::span<const std::byte> payload);
 
