@@ -99,6 +99,8 @@ std::optional<kernels::CopyJob> Mover::poolJob(const PoolPair& p, const SpaceCop
                                                std::uint32_t layer_begin, std::uint32_t layer_end,
                                                kernels::Direction dir) const {
     if (p.space >= pages.size() || pages[p.space].empty()) return std::nullopt;
+    // A shared host pool is written by its one writer (PoolPair::host_writer).
+    if (dir == kernels::Direction::kDeviceToHost && !p.host_writer) return std::nullopt;
     const auto [first, last] = poolLayers(p, layer_begin, layer_end);
     if (first >= last) return std::nullopt;
     kernels::CopyJob job;
