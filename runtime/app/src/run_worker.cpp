@@ -82,7 +82,7 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     o.remote_timeout = std::chrono::milliseconds(cfg.remote_timeout_ms);
     STRATA_ASSIGN_OR_RETURN(o.striped_loads, parseStripedLoads(cfg.striped_loads));
     o.striped_group = place.decision_comm;
-    STRATA_ASSIGN_OR_RETURN(o.host_sharing, parseHostSharing(cfg.host_sharing));
+    STRATA_ASSIGN_OR_RETURN(o.host_sharing, runtime::parseHostSharing(cfg.host_sharing));
     o.host_sharing_job = place.job_comm;
     o.host_sharing_group = place.job_comm != nullptr ? place.decision_comm : nullptr;
     return o;
