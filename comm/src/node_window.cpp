@@ -38,10 +38,11 @@ Result<std::unique_ptr<NodeWindow>> NodeWindow::create(const MpiComm& node,
     std::unique_ptr<NodeWindow> w(new NodeWindow());
     STRATA_ASSIGN_OR_RETURN(w->comm_, node.dup());
     MPI_Comm c = nativeComm(w->comm_);
-    const std::size_t bytes = (local_bytes + kSegmentAlign - 1) / kSegmentAlign * kSegmentAlign;
-    // Contiguous allocation (the default): one mapping, so that a GPU rank pins the node's
-    // memory with one registration. Every segment is a multiple of 4 KiB, so each starts on a
-    // page boundary.
+    // MPI's base is not page-aligned (Open MPI puts a header first): each segment asks for one
+    // page more and starts at its first page boundary, so that segments are page-aligned,
+    // page-sized and never share a page (a GPU rank registers each one for DMA on its own).
+    const std::size_t usable = (local_bytes + kSegmentAlign - 1) / kSegmentAlign * kSegmentAlign;
+    const std::size_t bytes = usable == 0 ? 0 : usable + kSegmentAlign;
     MPI_Win win = MPI_WIN_NULL;
     void* base = nullptr;
     STRATA_MPI_RETURN_IF_ERROR(
@@ -61,8 +62,12 @@ Result<std::unique_ptr<NodeWindow>> NodeWindow::create(const MpiComm& node,
         int disp = 0;
         void* ptr = nullptr;
         STRATA_MPI_RETURN_IF_ERROR(MPI_Win_shared_query(win, r, &size, &disp, &ptr));
-        w->bases_[r] = static_cast<std::byte*>(ptr);
-        w->sizes_[r] = static_cast<std::size_t>(size);
+        const auto raw = reinterpret_cast<std::uintptr_t>(ptr);
+        const std::uintptr_t aligned = (raw + kSegmentAlign - 1) / kSegmentAlign * kSegmentAlign;
+        const std::uintptr_t end = raw + static_cast<std::uintptr_t>(size);
+        w->bases_[r] = reinterpret_cast<std::byte*>(aligned);
+        w->sizes_[r] =
+            size == 0 || end < aligned ? 0 : (end - aligned) / kSegmentAlign * kSegmentAlign;
     }
     STRATA_MPI_RETURN_IF_ERROR(MPI_Win_lock_all(MPI_MODE_NOCHECK, win));
     w->locked_ = true;
@@ -72,7 +77,7 @@ Result<std::unique_ptr<NodeWindow>> NodeWindow::create(const MpiComm& node,
                             "the node-wide host tier needs it (use --host-sharing off)");
     }
     // Zero-filled: MPI does not promise it. Each rank clears its own segment, then all meet.
-    if (bytes != 0) std::memset(w->mySegment(), 0, bytes);
+    if (w->sizes_[w->rank()] != 0) std::memset(w->mySegment(), 0, w->sizes_[w->rank()]);
     STRATA_RETURN_IF_ERROR(w->barrier());
     return w;
 }

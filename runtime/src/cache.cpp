@@ -429,7 +429,7 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         // message to a rank without its handler yet would be dropped and cost a timeout).
         STRATA_RETURN_IF_ERROR(options.remote_group->barrier());
     }
-    if (share && !hybrid) {
+    if (share && !hybrid && cache->node_tier_->crossReplica()) {
         // The node's DP replicas first; the remote tier (other nodes) for what the node lacks.
         for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
             STRATA_ASSIGN_OR_RETURN(

@@ -156,6 +156,9 @@ Result<std::unique_ptr<NodeHostTier>> NodeHostTier::create(
                 w.segment(static_cast<int>(cell[0])) + cell[1];
         }
     }
+    std::vector<double> cross = {node.size() > group_node.size() ? 1.0 : 0.0};
+    STRATA_RETURN_IF_ERROR(comm::allReduceMax(decision, cross));
+    t->cross_replica_ = cross[0] > 0;
     t->footprint_.bytes_this_rank = w.segmentBytes(w.rank());
     t->footprint_.bytes_per_node = w.totalBytes();
     if (node.rank() == 0) {

@@ -43,6 +43,9 @@ public:
     ~NodeHostTier();
 
     bool sharing() const noexcept { return window_ != nullptr; }
+    // Sharing, and some rank of this decision group has ranks of other replicas on its node
+    // (agreed over the group): only then do node stores serve pages across replicas.
+    bool crossReplica() const noexcept { return sharing() && cross_replica_; }
     // The adopted host pools (sharing only), in the order of `needs`.
     std::vector<pools::HostPool> takePools() { return std::move(pools_); }
     // Whether this rank writes pool i's host bytes (always without sharing).
@@ -64,6 +67,7 @@ private:
     // peer_pools_[i][r]: pool i of node rank r in this process's mapping of the window.
     std::vector<std::vector<const std::byte*>> peer_pools_;
     HostFootprint footprint_;
+    bool cross_replica_ = false;
 };
 
 }  // namespace strata::runtime

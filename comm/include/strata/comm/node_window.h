@@ -1,7 +1,8 @@
 // NodeWindow: one MPI-3 shared-memory window over the ranks of one node (MPI_Win_allocate_shared
 // on a communicator of MpiComm::splitShared), the memory of the node-wide host tier. Each rank
-// contributes a segment (rounded up to 4 KiB, so segments are page-aligned); every rank sees every
-// segment at the address MPI_Win_shared_query gives. The window is in a passive-target epoch for
+// contributes a segment (rounded up to 4 KiB and started on a page boundary inside what MPI
+// allocated, so segments are page-aligned and share no page); every rank sees every segment
+// (through MPI_Win_shared_query). The window is in a passive-target epoch for
 // its whole life (MPI_Win_lock_all at creation, MPI_Win_unlock_all before MPI_Win_free), so ranks
 // read and write each other's segments with loads, stores and lock-free atomics, and sync()
 // (MPI_Win_sync) orders them with MPI's rules. Creation and destruction are collective over the
