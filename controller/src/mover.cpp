@@ -150,9 +150,11 @@ Status Mover::enqueueMoves(kernels::Stream& stream, const SpaceMoves& moves,
     return Status::ok();
 }
 
-std::uint64_t Mover::bytes(const SpaceCopies& pages) const {
+std::uint64_t Mover::bytes(const SpaceCopies& pages, kernels::Direction dir) const {
     std::uint64_t bytes = 0;
     for (const PoolPair& p : pools_) {
+        // A shared host pool's backups are its writer's (PoolPair::host_writer).
+        if (dir == kernels::Direction::kDeviceToHost && !p.host_writer) continue;
         if (p.space < pages.size())
             bytes += pages[p.space].size() * p.device->geometry().bytesPerPage();
     }

@@ -54,8 +54,9 @@ public:
                                                       const SpaceMoves& moves, bool with_striped);
     // Queues the device->host copy of every layer of every pool with pages; returns its event.
     Result<kernels::EventPtr> launchBackup(const SpaceCopies& pages);
-    // Bytes of the pages over every pool of their spaces.
-    std::uint64_t bytes(const SpaceCopies& pages) const;
+    // Bytes of the pages over every pool of their spaces that this rank copies in direction
+    // `dir` (device->host: not the shared host pools it does not write).
+    std::uint64_t bytes(const SpaceCopies& pages, kernels::Direction dir) const;
     // Waits for everything queued on both streams.
     Status synchronize();
     // Backups queued from now on wait for the work queued so far on an engine's stream.
