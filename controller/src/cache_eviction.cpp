@@ -108,7 +108,7 @@ std::size_t CacheController::writeBackSync(std::vector<Node*>& victims,
         ++stats_.backup_ops;
         stats_.write_back_pages += copies[0].size();
         stats_.backup_pages += copies[0].size();
-        stats_.backup_bytes += mover_->bytes(copies);
+        stats_.backup_bytes += mover_->bytes(copies, kernels::Direction::kDeviceToHost);
     }
     for (Node* v : copied) emit(KvEventKind::kStored, KvTier::kHost, v);
     publishRemote(copied);  // their host copies are complete now

@@ -36,7 +36,7 @@ Status CacheController::launchLoads() {
     stats_.striped_bytes += striped.bytes;
     ++stats_.load_ops;
     stats_.load_pages += batch->pages[0].size();
-    stats_.load_bytes += mover_->bytes(batch->pages);
+    stats_.load_bytes += mover_->bytes(batch->pages, kernels::Direction::kHostToDevice);
     inflight_loads_.push_back(std::move(batch));
     return Status::ok();
 }
@@ -70,7 +70,7 @@ Status CacheController::launchBackups() {
     STRATA_ASSIGN_OR_RETURN(batch->done, mover_->launchBackup(batch->pages, batch->started));
     ++stats_.backup_ops;
     stats_.backup_pages += batch->pages[0].size();
-    stats_.backup_bytes += mover_->bytes(batch->pages);
+    stats_.backup_bytes += mover_->bytes(batch->pages, kernels::Direction::kDeviceToHost);
     inflight_backups_.push_back(std::move(batch));
     return Status::ok();
 }

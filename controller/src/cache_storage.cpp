@@ -37,6 +37,7 @@ struct CacheController::PoolBatch {
     std::vector<std::uint32_t> pages;  // host pages, one per key
     io::PageStore* remote = nullptr;   // the pool's remote tier (prefetch)
     std::uint32_t space = 0;           // the pool's slot space
+    bool host_writer = true;           // PoolPair::host_writer: false skips fetches into it
 };
 
 namespace {
@@ -82,6 +83,7 @@ void CacheController::publishRemote(const std::vector<Node*>& nodes) {
     // Peers may pull these pages from now on: the host pool holds their bytes (copies reaped).
     if (!hasRemote() || nodes.empty()) return;
     for (const PoolPair& p : pools_) {
+        if (!p.host_writer) continue;  // a shared host pool: its writer publishes it
         std::vector<PageKey> keys;
         std::vector<std::uint32_t> pages;
         for (const Node* n : nodes) {
@@ -100,6 +102,7 @@ void CacheController::retractRemote(const Node* node) {
     // Before the node's host slots are freed (a late pull of a reused slot fails its checksum).
     if (!hasRemote() || node->host_pages.empty()) return;
     for (const PoolPair& p : pools_) {
+        if (!p.host_writer) continue;
         std::vector<PageKey> keys;
         for (std::size_t i = 0; i < node->host_pages.size(); ++i) {
             keys.push_back(storageKeyOf(node->keys[i], p.host->spec()));
@@ -201,7 +204,7 @@ Status CacheController::prefetch(RequestId id, std::span<const PageKey> keys,
 
     std::vector<PoolBatch> batches;
     for (const PoolPair& p : pools_) {
-        PoolBatch b{p.store, p.host, {}, {}, p.remote, p.space};
+        PoolBatch b{p.store, p.host, {}, {}, p.remote, p.space, p.host_writer};
         for (const PageKey& k : op->keys) b.keys.push_back(storageKeyOf(k, p.host->spec()));
         batches.push_back(std::move(b));
     }
@@ -404,7 +407,7 @@ Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const 
             op->remote_pages = agreed_remote;
             std::vector<PoolBatch> batches;
             for (const PoolPair& p : pools_) {
-                PoolBatch b{p.store, p.host, {}, {}, p.remote, p.space};
+                PoolBatch b{p.store, p.host, {}, {}, p.remote, p.space, p.host_writer};
                 b.pages = p.space == 0 ? op->host_pages : op->ext_host_pages[p.space - 1];
                 for (std::size_t i = 0; i < hit; ++i) {
                     b.keys.push_back(storageKeyOf(op->keys[i], p.host->spec()));
@@ -421,6 +424,7 @@ Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const 
                     std::size_t pulled = remote;
                     for (const PoolBatch& b : batches) {
                         if (b.remote == nullptr || pulled == 0) break;
+                        if (!b.host_writer) continue;  // its writer pulls into the shared pool
                         std::size_t got =
                             batched(pulled, batch_pages, [&](std::size_t off, std::size_t n) {
                                 auto r = b.remote->get(std::span(b.keys).subspan(off, n), *b.host,
@@ -433,7 +437,7 @@ Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const 
                     // Extra spaces' pages one at a time (only where the space has one).
                     ext_out->assign(extra, std::vector<std::int64_t>(hit, 1));
                     for (const PoolBatch& b : batches) {
-                        if (b.space == 0) continue;
+                        if (b.space == 0 || !b.host_writer) continue;
                         auto& bits = (*ext_out)[b.space - 1];
                         for (std::size_t i = 0; i < hit; ++i) {
                             if (bits[i] == 0) continue;
@@ -447,7 +451,7 @@ Status CacheController::applyTierDecisions(const comm::DecisionVector& v, const 
                         }
                     }
                     for (const PoolBatch& b : batches) {
-                        if (b.space != 0) continue;
+                        if (b.space != 0 || !b.host_writer) continue;
                         if (b.store == nullptr || read == 0) break;
                         std::size_t got =
                             batched(read, batch_pages, [&](std::size_t off, std::size_t n) {

@@ -103,6 +103,8 @@ std::optional<kernels::CopyJob> Mover::poolJob(const PoolPair& p, const SpaceCop
                                                std::uint32_t layer_begin, std::uint32_t layer_end,
                                                kernels::Direction dir) const {
     if (p.space >= pages.size() || pages[p.space].empty()) return std::nullopt;
+    // A shared host pool is written by its one writer (PoolPair::host_writer).
+    if (dir == kernels::Direction::kDeviceToHost && !p.host_writer) return std::nullopt;
     const auto [first, last] = poolLayers(p, layer_begin, layer_end);
     if (first >= last) return std::nullopt;
     kernels::CopyJob job;
@@ -152,9 +154,11 @@ Status Mover::enqueueMoves(kernels::Stream& stream, const SpaceMoves& moves,
     return Status::ok();
 }
 
-std::uint64_t Mover::bytes(const SpaceCopies& pages) const {
+std::uint64_t Mover::bytes(const SpaceCopies& pages, kernels::Direction dir) const {
     std::uint64_t bytes = 0;
     for (const PoolPair& p : pools_) {
+        // A shared host pool's backups are its writer's (PoolPair::host_writer).
+        if (dir == kernels::Direction::kDeviceToHost && !p.host_writer) continue;
         if (p.space < pages.size())
             bytes += pages[p.space].size() * p.device->geometry().bytesPerPage();
     }

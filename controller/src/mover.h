@@ -58,8 +58,9 @@ public:
     // Queues the device->host copy of every layer of every pool with pages; returns its event,
     // timed, and sets `started` to a timed event recorded before it (as launchLoad).
     Result<kernels::EventPtr> launchBackup(const SpaceCopies& pages, kernels::EventPtr& started);
-    // Bytes of the pages over every pool of their spaces.
-    std::uint64_t bytes(const SpaceCopies& pages) const;
+    // Bytes of the pages over every pool of their spaces that this rank copies in direction
+    // `dir` (device->host: not the shared host pools it does not write).
+    std::uint64_t bytes(const SpaceCopies& pages, kernels::Direction dir) const;
     // Waits for everything queued on both streams.
     Status synchronize();
     // Backups queued from now on wait for the work queued so far on an engine's stream.

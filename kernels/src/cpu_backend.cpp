@@ -243,6 +243,12 @@ public:
     Result<Memory> allocateHost(std::size_t size_bytes) override {
         return allocateAligned(size_bytes, "host");
     }
+    Result<Memory> registerHost(std::byte* ptr, std::size_t size_bytes) override {
+        if (ptr == nullptr || size_bytes == 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "registerHost of empty memory");
+        }
+        return Memory(ptr, size_bytes, nullptr);  // plain memory is what the CPU back end copies
+    }
     Result<std::unique_ptr<Stream>> createStream() override {
         return CpuStream::create(options_, next_stream_.fetch_add(1));
     }

@@ -66,6 +66,10 @@ void freePinned(std::byte* ptr, std::size_t /*size_bytes*/) noexcept {
     logRelease(cudaFreeHost(ptr), "cudaFreeHost");
 }
 
+void unregisterPinned(std::byte* ptr, std::size_t /*size_bytes*/) noexcept {
+    logRelease(cudaHostUnregister(ptr), "cudaHostUnregister");
+}
+
 class CudaEvent final : public Event {
 public:
     CudaEvent(int device, cudaEvent_t event) noexcept : device_(device), event_(event) {}
@@ -685,6 +689,19 @@ public:
         }
         std::memset(p, 0, size_bytes);
         return Memory(static_cast<std::byte*>(p), size_bytes, &freePinned);
+    }
+
+    Result<Memory> registerHost(std::byte* ptr, std::size_t size_bytes) override {
+        if (ptr == nullptr || size_bytes == 0) {
+            return STRATA_ERROR(StatusCode::kInvalidArgument, "registerHost of empty memory");
+        }
+        DeviceGuard guard(device_);
+        cudaError_t err =
+            cudaHostRegister(ptr, size_bytes, cudaHostRegisterPortable | cudaHostRegisterMapped);
+        if (err != cudaSuccess) {
+            return cudaError(err, fmt::format("cudaHostRegister of {} bytes", size_bytes));
+        }
+        return Memory(ptr, size_bytes, &unregisterPinned);
     }
 
     Result<std::unique_ptr<Stream>> createStream() override {

@@ -87,6 +87,45 @@ Result<HostPool> HostPool::create(kernels::Backend& backend, const PoolSpec& spe
     return pool;
 }
 
+std::size_t HostPool::bytesFor(const PoolSpec& spec, std::size_t capacity_tokens,
+                               std::uint32_t page_size) noexcept {
+    if (page_size == 0 || !spec.validate(page_size).isOk()) return 0;
+    const std::size_t units = spec.unitsPerPage(page_size);
+    const std::size_t capacity = capacity_tokens / units * units;
+    if (capacity == 0) return 0;
+    const kernels::PoolGeometry g = spec.geometry(page_size);
+    return kernels::hostBytes(g, capacity / units * g.page_size);
+}
+
+Result<HostPool> HostPool::adopt(const PoolSpec& spec, std::size_t capacity_tokens,
+                                 std::uint32_t page_size, kernels::HostLayout layout,
+                                 std::byte* memory, std::size_t size_bytes) {
+    Status s = spec.validate(page_size);
+    if (!s.isOk()) return s.withContext("host pool");
+    const std::size_t need = bytesFor(spec, capacity_tokens, page_size);
+    if (need == 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool '{}': capacity of {} is less than one page", spec.name,
+                            capacity_tokens);
+    }
+    if (memory == nullptr || size_bytes < need) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host pool '{}': adopted memory of {} bytes, {} needed", spec.name,
+                            memory == nullptr ? 0 : size_bytes, need);
+    }
+    const kernels::PoolGeometry g = spec.geometry(page_size);
+    const std::size_t units = spec.unitsPerPage(page_size);
+    HostPool pool;
+    pool.memory_ = kernels::Memory(memory, need, nullptr);
+    pool.owns_ = false;
+    pool.spec_ = spec;
+    pool.layout_ = layout;
+    pool.capacity_tokens_ = capacity_tokens / units * units;
+    pool.capacity_rows_ = pool.capacity_tokens_ / units * g.page_size;
+    pool.page_size_ = page_size;
+    return pool;
+}
+
 std::span<std::byte> HostPool::pageBlob(std::uint32_t page) const noexcept {
     if (layout_ == kernels::HostLayout::kLayerFirst || page >= numPages()) return {};
     // Both page-first layouts keep a page's rows [p * R, (p + 1) * R) in one contiguous blob.

@@ -253,6 +253,16 @@ Result<runtime::CacheOptions> optionsFor(const CacheConfig& c, const Job::Impl& 
     }
     o.remote_transport = job.transport;
     o.remote_group = job.transport ? &job.grid->dpComm() : nullptr;
+    STRATA_ASSIGN_OR_RETURN(o.host_sharing, runtime::parseHostSharing(c.host_sharing));
+    if (o.host_sharing == runtime::HostSharing::kNode) {
+        if (!job.grid) {
+            return STRATA_ERROR(StatusCode::kNotSupported,
+                                "cache: host_sharing 'node' needs an MPI job (the node's ranks "
+                                "share an MPI window); this job reduces over agree_min");
+        }
+        o.host_sharing_job = &job.grid->world();
+        o.host_sharing_group = &job.grid->decisionComm();
+    }
     return o;
 }
 

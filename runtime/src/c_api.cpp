@@ -221,6 +221,7 @@ Result<CacheConfig> cacheConfigOf(const strata_cache_config& c) {
     o.prefetch_timeout_ms = c.prefetch_timeout_ms;
     o.copy_path = stringOr(c.copy_path, "auto");
     o.host_layout = stringOr(c.host_layout, "page_first");
+    o.host_sharing = stringOr(c.host_sharing, "off");
     return o;
 }
 
@@ -368,6 +369,7 @@ void strata_cache_config_init(strata_cache_config* config) {
     config->prefetch_timeout_ms = d.prefetch_timeout_ms;
     config->copy_path = "auto";
     config->host_layout = "page_first";
+    config->host_sharing = "off";
 }
 
 strata_status strata_cache_create(strata_job* job, const strata_cache_config* config,

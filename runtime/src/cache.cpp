@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 
+#include "node_host_tier.h"
 #include "strata/comm/grid.h"
 #include "strata/comm/job_collectives.h"
 #include "strata/comm/mpi_comm.h"
@@ -348,17 +349,50 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
                 options.device_tokens, host_tokens, cache->specs_.size());
         }
     }
+    const bool share = options.host_sharing == HostSharing::kNode;
+    if (share && (options.host_sharing_job == nullptr || options.host_sharing_group == nullptr)) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host sharing node needs the job's and the decision group's "
+                            "communicators (CacheOptions::host_sharing_job, host_sharing_group)");
+    }
+    if (share && options.host_layout == kernels::HostLayout::kLayerFirst) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host sharing node needs the page_first or page_first_direct host "
+                            "layout (DP replicas copy each other's pages as one blob), not "
+                            "layer_first");
+    }
+    if (options.host_sharing_job != nullptr && options.host_sharing_group != nullptr) {
+        std::vector<NodeHostTier::PoolNeed> needs;
+        for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
+            const bool state = cache->spaces_[cache->pool_space_[i]].request_state;
+            needs.push_back({cache->specs_[i], state ? host_state_slots : host_tokens});
+        }
+        const auto& st = options.controller.storage;
+        STRATA_ASSIGN_OR_RETURN(
+            cache->node_tier_,
+            NodeHostTier::create(share, *options.host_sharing_job, *options.host_sharing_group,
+                                 *cache->backend_, needs, P, options.host_layout, st.tp_rank,
+                                 st.cp_rank, st.cp_size, options.host_sharing_lease));
+        cache->footprint_ = cache->node_tier_->footprint();
+        if (share) cache->host_pools_ = cache->node_tier_->takePools();
+    }
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
         const pools::PoolSpec& s = cache->specs_[i];
         const bool state = cache->spaces_[cache->pool_space_[i]].request_state;
         const std::size_t capacity = state ? state_slots : options.device_tokens;
         STRATA_ASSIGN_OR_RETURN(auto dev, devicePoolOf(options, *cache->backend_, s, capacity));
+        cache->device_pools_.push_back(std::move(dev));
+        if (share) continue;  // adopted from the node's window above
         STRATA_ASSIGN_OR_RETURN(
             auto host,
             pools::HostPool::create(*cache->backend_, s, state ? host_state_slots : host_tokens, P,
                                     options.host_layout));
-        cache->device_pools_.push_back(std::move(dev));
         cache->host_pools_.push_back(std::move(host));
+    }
+    if (!cache->node_tier_) {
+        for (const pools::HostPool& h : cache->host_pools_) {
+            cache->footprint_.bytes_this_rank += h.sizeBytes();
+        }
     }
     const std::string stage_suffix =
         options.pipeline ? fmt::format("@L{}+{}", options.first_layer, layout.model_layers)
@@ -395,13 +429,32 @@ Result<std::unique_ptr<Cache>> Cache::create(const CacheOptions& options,
         // message to a rank without its handler yet would be dropped and cost a timeout).
         STRATA_RETURN_IF_ERROR(options.remote_group->barrier());
     }
+    if (share && !hybrid && cache->node_tier_->crossReplica()) {
+        // The node's DP replicas first; the remote tier (other nodes) for what the node lacks.
+        for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
+            STRATA_ASSIGN_OR_RETURN(
+                auto store, cache->node_tier_->makeStore(
+                                i, cache->host_pools_[i],
+                                cache->remotes_.empty() ? nullptr : cache->remotes_[i].get()));
+            cache->node_stores_.push_back(std::move(store));
+        }
+    } else if (share && options.world_rank == 0) {
+        core::logger("runtime").info(
+            "host sharing node: model '{}' is hybrid, so DP replicas do not serve each other's "
+            "pages (the remote tier's rule); replicated pools are still stored once per node",
+            options.model);
+    }
     std::vector<controller::PoolPair> pairs;
     for (std::size_t i = 0; i < cache->specs_.size(); ++i) {
         controller::PoolPair pair;
         pair.device = &cache->device_pools_[i];
         pair.host = &cache->host_pools_[i];
         pair.store = cache->stores_.empty() ? nullptr : cache->stores_[i].get();
-        pair.remote = cache->remotes_.empty() ? nullptr : cache->remotes_[i].get();
+        pair.remote = !cache->node_stores_.empty()
+                          ? static_cast<io::PageStore*>(cache->node_stores_[i].get())
+                      : cache->remotes_.empty() ? nullptr
+                                                : cache->remotes_[i].get();
+        pair.host_writer = !cache->node_tier_ || cache->node_tier_->writer(i);
         pair.space = cache->pool_space_[i];
         pair.layer_map = cache->layer_maps_[i];
         pairs.push_back(std::move(pair));
@@ -445,6 +498,16 @@ io::RemoteStoreStats Cache::remoteStats() const {
         total.add(r->remoteStats());
     }
     return total;
+}
+
+io::NodeStoreStats Cache::nodeStats() const {
+    io::NodeStoreStats total;
+    for (const auto& n : node_stores_) total.add(n->nodeStats());
+    return total;
+}
+
+comm::NodeIndexStats Cache::nodeIndexStats() const {
+    return node_stores_.empty() ? comm::NodeIndexStats{} : node_stores_.front()->index().stats();
 }
 
 Cache::~Cache() {

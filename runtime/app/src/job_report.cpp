@@ -119,6 +119,12 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         r->kv_events.dropped_events,
         r->kv_events.cleared,
         leader ? r->requests_planned : 0,
+        r->host.cross_replica_hit_pages,
+        r->host.cross_replica_hit_bytes,
+        r->host.pages_published,
+        r->host.checksum_failures,
+        r->host.retract_waits,
+        r->host.expired_leases,
     };
     for (const char* medium : kKvMedia) {
         u.push_back(r->kv_events.stored_pages[medium]);
@@ -131,15 +137,23 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
         u.push_back(p.pages_mismatched);
     }
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), u));
-    std::vector<double> sums = {r->d2h.seconds,       r->h2d.seconds,       r->remote.pull_seconds,
-                                r->load_wait_seconds, r->d2h.round_seconds, r->h2d.round_seconds};
+    std::vector<double> sums = {r->d2h.seconds,
+                                r->h2d.seconds,
+                                r->remote.pull_seconds,
+                                r->load_wait_seconds,
+                                r->d2h.round_seconds,
+                                r->h2d.round_seconds,
+                                r->host.cross_replica_seconds};
     STRATA_RETURN_IF_ERROR(comm::allReduceSum(grid.world(), sums));
     std::vector<double> maxes = {r->elapsed_seconds,
                                  static_cast<double>(r->rounds),
                                  r->sync.mean_us,
                                  r->sync.p99_us,
                                  static_cast<double>(r->sync.rounds),
-                                 static_cast<double>(r->interrupt_signal)};
+                                 static_cast<double>(r->interrupt_signal),
+                                 static_cast<double>(r->host.bytes_per_node),
+                                 static_cast<double>(r->host.bytes_per_node_unshared),
+                                 r->host.copies_per_replicated_page};
     STRATA_RETURN_IF_ERROR(comm::allReduceMax(grid.world(), maxes));
     std::size_t i = 0;
     r->requests = u[i++];
@@ -180,6 +194,12 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->kv_events.dropped_events = u[i++];
     r->kv_events.cleared = u[i++];
     r->requests_planned = u[i++];
+    r->host.cross_replica_hit_pages = u[i++];
+    r->host.cross_replica_hit_bytes = u[i++];
+    r->host.pages_published = u[i++];
+    r->host.checksum_failures = u[i++];
+    r->host.retract_waits = u[i++];
+    r->host.expired_leases = u[i++];
     for (const char* medium : kKvMedia) {
         r->kv_events.stored_pages[medium] = u[i++];
         r->kv_events.removed_pages[medium] = u[i++];
@@ -196,12 +216,16 @@ Status aggregate(const comm::Grid& grid, const RankPlace& place, RunReport* r) {
     r->load_wait_seconds = sums[3];
     r->d2h.round_seconds = sums[4];
     r->h2d.round_seconds = sums[5];
+    r->host.cross_replica_seconds = sums[6];
     r->elapsed_seconds = maxes[0];
     r->rounds = static_cast<std::uint64_t>(maxes[1]);
     r->sync.mean_us = maxes[2];
     r->sync.p99_us = maxes[3];
     r->sync.rounds = static_cast<std::uint64_t>(maxes[4]);
     r->interrupt_signal = static_cast<int>(maxes[5]);
+    r->host.bytes_per_node = static_cast<std::uint64_t>(maxes[6]);
+    r->host.bytes_per_node_unshared = static_cast<std::uint64_t>(maxes[7]);
+    r->host.copies_per_replicated_page = maxes[8];
     return Status::ok();
 }
 

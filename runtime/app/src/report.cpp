@@ -207,6 +207,21 @@ nlohmann::json toJson(const RunReport& r) {
     j["storage"] = {{"pages_written", r.storage.pages_written},
                     {"pages_read", r.storage.pages_read},
                     {"checksum_failures", r.storage.checksum_failures}};
+    j["host"] = {
+        {"sharing", r.host.sharing},
+        {"bytes_per_node", r.host.bytes_per_node},
+        {"bytes_per_node_unshared", r.host.bytes_per_node_unshared},
+        {"copies_per_replicated_page", r.host.copies_per_replicated_page},
+        {"cross_replica_hit_pages", r.host.cross_replica_hit_pages},
+        {"cross_replica_hit_bytes", r.host.cross_replica_hit_bytes},
+        {"cross_replica_gb_per_s", r.host.cross_replica_seconds > 0
+                                       ? static_cast<double>(r.host.cross_replica_hit_bytes) /
+                                             r.host.cross_replica_seconds / 1e9
+                                       : 0.0},
+        {"pages_published", r.host.pages_published},
+        {"checksum_failures", r.host.checksum_failures},
+        {"retract_waits", r.host.retract_waits},
+        {"expired_leases", r.host.expired_leases}};
     j["remote"] = {{"enabled", r.remote.enabled},
                    {"pages_pulled", r.remote.pages_pulled},
                    {"bytes", r.remote.bytes},
@@ -345,6 +360,25 @@ std::string summaryText(const RunReport& r) {
         out +=
             fmt::format("  storage:     {} pages written, {} read, {} checksum failures\n",
                         r.storage.pages_written, r.storage.pages_read, r.storage.checksum_failures);
+    }
+    out += fmt::format(
+        "  host tier:   sharing {}, {:.1f} MB per node ({:.1f} MB with per-rank pools), {:g} "
+        "copies per replicated page\n",
+        r.host.sharing, static_cast<double>(r.host.bytes_per_node) / 1e6,
+        static_cast<double>(r.host.bytes_per_node_unshared) / 1e6,
+        r.host.copies_per_replicated_page);
+    if (r.host.sharing == "node") {
+        out += fmt::format(
+            "  node tier:   {} cross-replica host hit pages ({:.1f} MB, {:.2f} GB/s), {} "
+            "published, {} checksum failures, {} evictions waited for a pin, {} expired "
+            "leases\n",
+            r.host.cross_replica_hit_pages,
+            static_cast<double>(r.host.cross_replica_hit_bytes) / 1e6,
+            r.host.cross_replica_seconds > 0 ? static_cast<double>(r.host.cross_replica_hit_bytes) /
+                                                   r.host.cross_replica_seconds / 1e9
+                                             : 0.0,
+            r.host.pages_published, r.host.checksum_failures, r.host.retract_waits,
+            r.host.expired_leases);
     }
     if (r.remote.enabled) {
         out += fmt::format(

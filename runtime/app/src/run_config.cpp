@@ -115,6 +115,12 @@ const std::vector<Field>& fields() {
          "a share over its own PCIe link, an NCCL all-gather completes the pages on every GPU "
          "(auto = on with --backend cuda, NCCL and 2 or more ranks per decision group, each on "
          "its own GPU)"},
+        {"host_sharing", &RunConfig::host_sharing, "node|off",
+         "node-wide host tier: node = the ranks of a node allocate their host pools as one MPI "
+         "shared window; pools replicated across TP or CP (MLA, indexer) are stored once per "
+         "node, and DP replicas on the node load each other's pages from it (host hits, no "
+         "network); the remote tier then serves only between nodes (needs host_layout "
+         "page_first or page_first_direct)"},
         {"round_timeout_s", &RunConfig::round_timeout_s, "S",
          "round watchdog: seconds a collective of the decision group (the per-round agreement, "
          "the digest gather, the barrier) may wait for the other ranks before the ranks that did "
@@ -534,6 +540,14 @@ Status validateRunConfig(const RunConfig& config) {
     STRATA_RETURN_IF_ERROR(
         checkEnum<runtime::StripedLoads>(config, "striped_loads", config.striped_loads));
     STRATA_RETURN_IF_ERROR(atLeast(config, "remote_timeout_ms", config.remote_timeout_ms, 1));
+    STRATA_RETURN_IF_ERROR(
+        checkEnum<runtime::HostSharing>(config, "host_sharing", config.host_sharing));
+    if (config.host_sharing == "node" && config.host_layout == "layer_first") {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "host_sharing node (from {}) needs host_layout page_first or "
+                            "page_first_direct, not layer_first (from {})",
+                            whereOf(config, "host_sharing"), whereOf(config, "host_layout"));
+    }
     STRATA_RETURN_IF_ERROR(
         checkEnum<runtime::KvWireLayout>(config, "kv_events_layout", config.kv_events_layout));
     if (!config.kv_events.empty() && config.data == "none") {

@@ -82,6 +82,9 @@ Result<CacheOptions> cacheOptionsFor(const RunConfig& cfg, const RankPlace& plac
     o.remote_timeout = std::chrono::milliseconds(cfg.remote_timeout_ms);
     STRATA_ASSIGN_OR_RETURN(o.striped_loads, parseStripedLoads(cfg.striped_loads));
     o.striped_group = place.decision_comm;
+    STRATA_ASSIGN_OR_RETURN(o.host_sharing, runtime::parseHostSharing(cfg.host_sharing));
+    o.host_sharing_job = place.job_comm;
+    o.host_sharing_group = place.job_comm != nullptr ? place.decision_comm : nullptr;
     return o;
 }
 
@@ -474,7 +477,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             PrefixDigests digests;
         };
         // Requests about to be admitted look for their prefix in the remote and storage tiers.
-        if (cache->hasStorage() || cache->hasRemote()) {
+        if (cache->hasStorage() || cache->hasRemote() || cache->hasNodeStores()) {
             const std::size_t horizon =
                 std::min(requests.size(),
                          pending.empty() ? requests.size() : pending.front() + 2 * cfg.batch);
@@ -593,6 +596,23 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     report.storage.pages_written = ss.pages_written;
     report.storage.pages_read = ss.pages_read;
     report.storage.checksum_failures = ss.checksum_failures;
+    {
+        const runtime::HostFootprint& fp = cache->hostFootprint();
+        report.host.sharing = fp.node_sharing ? "node" : "off";
+        report.host.bytes_per_node = fp.bytes_per_node;
+        report.host.bytes_per_node_unshared = fp.bytes_per_node_unshared;
+        report.host.copies_per_replicated_page = fp.copies_per_replicated_page;
+        if (cache->hasNodeStores()) {
+            const io::NodeStoreStats ns = cache->nodeStats();
+            report.host.cross_replica_hit_pages = ns.pages_served;
+            report.host.cross_replica_hit_bytes = ns.bytes_served;
+            report.host.cross_replica_seconds = ns.copy_seconds;
+            report.host.pages_published = ns.pages_published;
+            report.host.checksum_failures = ns.checksum_failures;
+            report.host.retract_waits = cache->nodeIndexStats().retract_waits;
+            report.host.expired_leases = cache->nodeIndexStats().expired_leases;
+        }
+    }
     if (cache->hasRemote()) {
         const io::RemoteStoreStats rs = cache->remoteStats();
         report.remote.enabled = true;

@@ -35,6 +35,9 @@ struct RankPlace {
     // The TP x CP ranks of this replica's stage (Grid::decisionComm()), for striped loads; must
     // outlive runWorker(). Null: striped loads stay off.
     const comm::MpiComm* decision_comm = nullptr;
+    // Every rank of the job (Grid::world()), for the node-wide host tier (and its footprint in
+    // the report); must outlive runWorker(). Null: neither.
+    const comm::MpiComm* job_comm = nullptr;
     // Remote tier (null transport: none): the job's UCX transport and the ranks holding the same
     // shards in the other replicas (Grid::dpComm()); they must outlive runWorker().
     std::shared_ptr<comm::ucx::UcxTransport> remote_transport;

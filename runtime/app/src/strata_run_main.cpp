@@ -444,6 +444,7 @@ int run(int argc, char** argv) {
     place.replica_rank = grid.replicaRank();
     place.device = grid.device();
     place.decision_comm = &grid.decisionComm();
+    place.job_comm = &grid.world();
 
     if (cfg.sweep) {
         if (ctx.worldSize() != 1) {
@@ -556,7 +557,25 @@ int run(int argc, char** argv) {
     const auto preset = pools::findModelPreset(cfg.model);
     const Status served =
         controller::remoteTierServes(cfg.model, preset.isOk() && (*preset)->isHybrid());
-    const bool remote_auto = cfg.remote == "auto" && comm::ucx::available() && grid.dpSize() > 1;
+    // With the node-wide host tier the replicas of one node serve each other through it: auto
+    // leaves UCX off when every replica of this rank's shard is on its node (on every rank alike:
+    // the decision is agreed by MIN over the job).
+    bool dp_one_node = false;
+    if (cfg.host_sharing == "node" && grid.dpSize() > 1) {
+        auto dp_node = grid.dpComm().splitShared(grid.dpComm().rank());
+        if (!dp_node.isOk()) return fail(&ctx, dp_node.status());
+        std::vector<double> spread = {dp_node->size() == grid.dpComm().size() ? 0.0 : 1.0};
+        Status agreed = comm::allReduceMax(grid.world(), spread);
+        if (!agreed.isOk()) return fail(&ctx, agreed);
+        dp_one_node = spread[0] == 0.0;
+        if (dp_one_node && cfg.remote == "auto" && world_rank == 0) {
+            log.info(
+                "remote tier off: every DP replica is on one node, and the node-wide host "
+                "tier (--host-sharing node) serves them");
+        }
+    }
+    const bool remote_auto =
+        cfg.remote == "auto" && comm::ucx::available() && grid.dpSize() > 1 && !dp_one_node;
     if (remote_auto && !served.isOk() && world_rank == 0) {
         log.info("remote tier off: {}", served.message());
     }
@@ -580,7 +599,8 @@ int run(int argc, char** argv) {
     // Rank 0 of each replica makes the request list; the replica's ranks get the same one.
     std::vector<std::byte> encoded;
     if (place.replica_rank == 0) {
-        auto reqs = makeRequests(cfg, place.dp_rank, place.dp_size, remote);
+        auto reqs =
+            makeRequests(cfg, place.dp_rank, place.dp_size, remote || cfg.host_sharing == "node");
         if (!reqs.isOk()) return fail(&ctx, reqs.status());
         encoded = encodeRequests(*reqs);
     }

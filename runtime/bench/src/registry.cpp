@@ -24,6 +24,12 @@ std::span<const BenchEntry> registeredBenches() {
          "one host or two) vs ucx_perftest ucp_get with the same transport and sizes, and vs "
          "shared memory when both ranks share a host",
          &makeRemoteBench},
+        {"node-pool",
+         "node-wide host tier (mpirun -np 4, one host): host bytes per cached token per node "
+         "for DeepSeek-V3 at TP 2 and 4 with --host-sharing node vs per-rank pools; a "
+         "same-node cross-replica host hit vs a memcpy between two ranks; pooled (N x C) vs "
+         "local (N caches of C) hit rates on the Mooncake conversation trace for N = 2, 4, 10",
+         &makeNodePoolBench},
 #if STRATA_HAVE_CUDA
         {"transfer",
          "device <-> pinned host page copies, 4-256 KiB chunks, both directions, every host "

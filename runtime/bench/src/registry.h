@@ -42,6 +42,8 @@ std::unique_ptr<Bench> makeStorageBench();
 std::unique_ptr<Bench> makeTreeBench();
 // The remote tier's pull bench (without UCX in the build it fails: kNotSupported).
 std::unique_ptr<Bench> makeRemoteBench();
+// The node-wide host tier (run under mpirun -np 4 on one host).
+std::unique_ptr<Bench> makeNodePoolBench();
 // GPU benches (built with CUDA; nccl also needs NCCL).
 std::unique_ptr<Bench> makeTransferBench();
 std::unique_ptr<Bench> makeOverlapBench();

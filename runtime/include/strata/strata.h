@@ -163,6 +163,9 @@ typedef struct strata_cache_config {
     const char* copy_path;
     /* the host tier's layout: "page_first" (default), "page_first_direct", "layer_first" */
     const char* host_layout;
+    /* the node-wide host tier: "off" (default) or "node" (one MPI shared window per node;
+     * needs an MPI job; strata_cache_create is then collective over the whole job) */
+    const char* host_sharing;
 } strata_cache_config;
 
 STRATA_API void strata_cache_config_init(strata_cache_config* config);

@@ -124,6 +124,12 @@ struct CacheConfig {
     // what storage and peers move), "page_first_direct" (a page is one blob, each layer's rows
     // contiguous: the copy engine moves a page of a layer in one piece) or "layer_first".
     std::string host_layout = "page_first";
+    // The node-wide host tier: "off" (each rank its own host pools) or "node" (the ranks of a
+    // node allocate their host pools in one MPI shared window: pools replicated across TP or CP
+    // are stored once per node, and DP replicas on the node load each other's pages from it).
+    // "node" needs an MPI job (not agree_min) and a page_first or page_first_direct layout;
+    // create() is then collective over the whole job.
+    std::string host_sharing = "off";
 };
 
 // What admit() found for a prompt: the tokens reused and where from, and the device slots of

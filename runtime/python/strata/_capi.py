@@ -99,6 +99,7 @@ class CacheConfig(ctypes.Structure):
         ("prefetch_timeout_ms", ctypes.c_uint32),
         ("copy_path", ctypes.c_char_p),
         ("host_layout", ctypes.c_char_p),
+        ("host_sharing", ctypes.c_char_p),
     ]
 
 

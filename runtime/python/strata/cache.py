@@ -160,7 +160,7 @@ class Cache(_lifetime.Closable):
                  check_consistency: bool = False, prefetch_policy: Optional[str] = None,
                  prefetch_threshold_tokens: Optional[int] = None,
                  prefetch_timeout_ms: Optional[int] = None, copy_path: Optional[str] = None,
-                 host_layout: Optional[str] = None):
+                 host_layout: Optional[str] = None, host_sharing: Optional[str] = None):
         self._handle: Optional[int] = None
         if not isinstance(job, Job):
             raise invalid(f"cache: job must be a strata.Job, not {type(job).__name__}")
@@ -206,7 +206,7 @@ class Cache(_lifetime.Closable):
         for key, value in (("write_policy", write_policy), ("eviction", eviction),
                            ("storage_dir", storage_dir), ("tenant_salt", tenant_salt),
                            ("prefetch_policy", prefetch_policy), ("copy_path", copy_path),
-                           ("host_layout", host_layout)):
+                           ("host_layout", host_layout), ("host_sharing", host_sharing)):
             if value is not None:
                 setattr(config, key, str(value).encode())
         config.storage_capacity_pages = storage_capacity_pages

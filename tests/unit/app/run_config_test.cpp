@@ -14,6 +14,7 @@ namespace {
 
 const char* const kKeys[] = {
     "CONFIG",
+    "HOST_SHARING",
     "MODEL",
     "LIST_MODELS",
     "LAYERS",
@@ -456,6 +457,30 @@ TEST_F(RunConfigTest, StripedLoadsOnWithOneRankPerDecisionGroupIsAParseError) {
     EXPECT_TRUE(cp2.isOk()) << cp2.status().toString();
     auto off = load({"--striped-loads", "off", "--backend", "cpu"});
     EXPECT_TRUE(off.isOk()) << off.status().toString();
+}
+
+TEST_F(RunConfigTest, HostSharingFromEveryLayerAndItsErrors) {
+    auto defaults = load({});
+    ASSERT_TRUE(defaults.isOk()) << defaults.status().toString();
+    EXPECT_EQ(defaults->host_sharing, "off");
+    auto cli = load({"--host-sharing", "node"});
+    ASSERT_TRUE(cli.isOk()) << cli.status().toString();
+    EXPECT_EQ(cli->host_sharing, "node");
+    const std::string toml = writeToml("sharing.toml", "host_sharing = \"node\"\n");
+    auto from_toml = load({"--config", toml});
+    ASSERT_TRUE(from_toml.isOk()) << from_toml.status().toString();
+    EXPECT_EQ(from_toml->host_sharing, "node");
+    ::setenv("STRATA_HOST_SHARING", "off", 1);  // the environment beats the file
+    auto from_env = load({"--config", toml});
+    ASSERT_TRUE(from_env.isOk()) << from_env.status().toString();
+    EXPECT_EQ(from_env->host_sharing, "off");
+    ::unsetenv("STRATA_HOST_SHARING");
+    expectError(load({"--host-sharing", "rack"}), {"host_sharing", "rack", "node", "off"});
+    expectError(load({"--host-sharing", "node", "--host-layout", "layer_first"}),
+                {"host_sharing node (from --host-sharing) needs host_layout page_first or "
+                 "page_first_direct, not layer_first (from --host-layout)"});
+    auto direct = load({"--host-sharing", "node", "--host-layout", "page_first_direct"});
+    EXPECT_TRUE(direct.isOk()) << direct.status().toString();
 }
 
 TEST_F(RunConfigTest, StorageDirWithNoStorageIsAParseError) {

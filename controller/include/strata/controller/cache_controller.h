@@ -172,6 +172,14 @@ struct PoolPair {
     // Model layer of each pool layer (ascending); empty: pool layer l is model layer l. Loads run
     // per model layer, so a layer's readiness covers every pool that has it.
     std::vector<std::uint32_t> layer_map;
+    // Whether this rank writes the host pool's bytes. False only with the node-wide host tier,
+    // where the ranks of a replica on one node that hold the same bytes of a pool (replicated
+    // across TP or CP) share one host pool in the node's window and exactly one of them writes
+    // it: the others skip its device->host backups, its fetches from the store and remote tiers
+    // (they count them as done: the group's agreed MIN over the writer's count decides) and its
+    // publish/retract, and load it from the shared memory like their own. Slots, trees and
+    // agreed counts stay identical across the group either way.
+    bool host_writer = true;
 };
 
 using RequestId = std::uint64_t;

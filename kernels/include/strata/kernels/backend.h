@@ -229,6 +229,11 @@ public:
     virtual Result<Memory> allocateDevice(std::size_t size_bytes) = 0;
     // Host memory for host pools: pinned (cudaHostAlloc) on CUDA, page-aligned on CPU. Zero-filled.
     virtual Result<Memory> allocateHost(std::size_t size_bytes) = 0;
+    // Pins memory this process did not allocate (a segment of the node's shared window) for DMA:
+    // cudaHostRegister (portable, mapped) on CUDA; nothing to do on CPU. The returned Memory is
+    // the registration, not the bytes: destroying it unregisters and never frees. kInvalidArgument
+    // for null or empty memory; CUDA's error text when it refuses.
+    virtual Result<Memory> registerHost(std::byte* ptr, std::size_t size_bytes) = 0;
     virtual Result<std::unique_ptr<Stream>> createStream() = 0;
     // True when device memory can be read and written by the host directly (CPU back end).
     virtual bool deviceIsHostAddressable() const noexcept = 0;

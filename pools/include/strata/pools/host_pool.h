@@ -1,7 +1,8 @@
 // HostPool: one pool's host tier on one rank: pinned memory (CUDA) or page-aligned memory (CPU) in
 // one of three layouts. Sized in tokens (whole pages), by ratio to the device pool or by bytes.
-// Owns its bytes. Thread-safety: immutable after creation; the bytes are written by streams and
-// I/O.
+// Owns its bytes, or adopts memory it does not own (a segment of the node's shared window: the
+// node-wide host tier). Thread-safety: immutable after creation; the bytes are written by streams
+// and I/O.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +37,18 @@ public:
                                    std::size_t capacity_tokens, std::uint32_t page_size,
                                    kernels::HostLayout layout);
 
+    // The bytes create() allocates for these arguments (capacity rounded down to whole pages),
+    // 0 for a bad spec or less than one page.
+    static std::size_t bytesFor(const PoolSpec& spec, std::size_t capacity_tokens,
+                                std::uint32_t page_size) noexcept;
+    // A host pool over `memory` (size_bytes of it), which it does not own: the memory must
+    // outlive the pool and be pinned by the caller where DMA reaches it (the node-wide host tier:
+    // a NodeWindow segment registered with Backend::registerHost). The memory is not cleared.
+    // kInvalidArgument as create(), or when size_bytes is below bytesFor() or memory is null.
+    static Result<HostPool> adopt(const PoolSpec& spec, std::size_t capacity_tokens,
+                                  std::uint32_t page_size, kernels::HostLayout layout,
+                                  std::byte* memory, std::size_t size_bytes);
+
     HostPool(HostPool&&) noexcept = default;
     HostPool& operator=(HostPool&&) noexcept = default;
 
@@ -52,6 +65,8 @@ public:
     std::uint32_t pageSize() const noexcept { return page_size_; }
     std::byte* data() const noexcept { return memory_.data(); }
     std::size_t sizeBytes() const noexcept { return memory_.size(); }
+    // False for a pool over adopted memory.
+    bool ownsMemory() const noexcept { return owns_; }
     // For page_first and page_first_direct: the contiguous blob of one page (bytesPerPage bytes).
     // Empty span for layer_first, whose pages are not contiguous.
     std::span<std::byte> pageBlob(std::uint32_t page) const noexcept;
@@ -63,7 +78,8 @@ private:
     std::size_t capacity_tokens_ = 0;
     std::size_t capacity_rows_ = 0;
     std::uint32_t page_size_ = 0;
-    kernels::Memory memory_;
+    kernels::Memory memory_;  // without a free function when adopted
+    bool owns_ = true;
 };
 
 // The checksum of one page: core::checksum64 (XXH3-64) of each of its num_buffers * num_layers

@@ -20,6 +20,7 @@
 #include "strata/core/enum_names.h"
 #include "strata/core/page_key.h"
 #include "strata/core/status.h"
+#include "strata/io/node_page_store.h"
 #include "strata/io/remote_page_store.h"
 #include "strata/kernels/backend.h"
 #include "strata/pool_decl.h"
@@ -37,6 +38,7 @@ class UcxTransport;
 
 namespace strata::runtime {
 
+class NodeHostTier;  // private (src/node_host_tier.h)
 using controller::Admission;
 using controller::RequestId;
 
@@ -52,6 +54,30 @@ constexpr const auto& enumNames(StripedLoads) noexcept { return kStripedLoadsNam
 inline Result<StripedLoads> parseStripedLoads(std::string_view name) {
     return core::parseEnum<StripedLoads>(name);
 }
+
+// The host tier's memory on a node: per-rank host pools (off), or one MPI shared window over the
+// node's ranks (node: the node-wide host tier).
+enum class HostSharing : std::uint8_t { kOff, kNode };
+inline constexpr core::EnumNames<HostSharing, 2> kHostSharingNames{
+    "host sharing", {{{HostSharing::kNode, "node"}, {HostSharing::kOff, "off"}}}};
+constexpr const auto& enumNames(HostSharing) noexcept { return kHostSharingNames; }
+// Parses "node" | "off".
+inline Result<HostSharing> parseHostSharing(std::string_view name) {
+    return core::parseEnum<HostSharing>(name);
+}
+
+// What the host tier holds on this node (Cache::hostFootprint): with node sharing, pools
+// replicated across the ranks of a replica on the node are allocated once.
+struct HostFootprint {
+    bool node_sharing = false;
+    std::uint32_t node_ranks = 1;               // ranks of the job on this node
+    std::uint64_t bytes_this_rank = 0;          // host bytes this rank allocated
+    std::uint64_t bytes_per_node = 0;           // host bytes of every rank of this node
+    std::uint64_t bytes_per_node_unshared = 0;  // the same with per-rank pools
+    // Copies on this node of a page of a pool replicated across TP or CP (1 with node sharing;
+    // the ranks of the replica on the node without; 1 when no pool is replicated).
+    double copies_per_replicated_page = 1;
+};
 
 struct CacheOptions {
     // A preset of pools::modelPresets() when `pools` is empty; otherwise the model's name (part
@@ -100,6 +126,19 @@ struct CacheOptions {
     StripedLoads striped_loads = StripedLoads::kOff;
     const comm::MpiComm* striped_group = nullptr;
     std::size_t striped_staging_bytes = std::size_t{64} << 20;  // device staging (two batches)
+    // Node-wide host tier (HostSharing::kNode): the ranks of each node allocate their host pools
+    // in one MPI shared window; pools replicated across TP or CP are stored once per replica and
+    // node (one rank writes them), and the DP replicas of a node serve each other's pages through
+    // the node index (a host hit, no network), before the remote tier, which then serves only
+    // what the node lacks. host_sharing_job: the job's ranks (Grid::world()), host_sharing_group:
+    // the decision group's (Grid::decisionComm()); both used during create() only, which is then
+    // collective over the job. With kOff and both set, create() only measures the footprint
+    // (hostFootprint()). Needs a page_first or page_first_direct host layout. host_sharing_lease:
+    // how long a pin of a page being copied protects it against its owner's eviction.
+    HostSharing host_sharing = HostSharing::kOff;
+    const comm::MpiComm* host_sharing_job = nullptr;
+    const comm::MpiComm* host_sharing_group = nullptr;
+    std::chrono::milliseconds host_sharing_lease{2000};
 };
 
 // The device state slots used when CacheOptions::state_slots is 0: max(16, device pages / 16). A
@@ -170,6 +209,14 @@ public:
     // Summed statistics of the remote tier; safe while the storage worker runs (atomic counters).
     io::RemoteStoreStats remoteStats() const;  // summed over the pools; zero without a remote tier
     bool hasRemote() const noexcept { return !remotes_.empty(); }
+    // The node-wide host tier: its footprint (zeros but bytes_this_rank when neither sharing nor
+    // measured) and, with sharing, the node stores' figures summed over the pools (cross-replica
+    // hits: pages_served).
+    const HostFootprint& hostFootprint() const noexcept { return footprint_; }
+    io::NodeStoreStats nodeStats() const;
+    // This rank's node index figures (pins, waits for pins, expired leases); zeros without.
+    comm::NodeIndexStats nodeIndexStats() const;
+    bool hasNodeStores() const noexcept { return !node_stores_.empty(); }
     // True when replicated pools load striped over NCCL; otherwise stripedOffReason() says why
     // not ("" when the mode was off).
     bool stripedLoads() const noexcept { return striped_ != nullptr; }
@@ -197,11 +244,14 @@ private:
     std::vector<pools::PoolSpec> specs_;
     std::vector<std::uint32_t> pool_space_;
     std::vector<std::vector<std::uint32_t>> layer_maps_;
-    std::vector<pools::DevicePool> device_pools_;                // must outlive controller_
-    std::vector<pools::HostPool> host_pools_;                    // must outlive controller_
-    std::vector<std::unique_ptr<io::PageStore>> stores_;         // must outlive controller_
-    std::vector<std::unique_ptr<io::RemotePageStore>> remotes_;  // must outlive controller_
-    std::unique_ptr<comm::nccl::StripedLoader> striped_;         // must outlive controller_
+    std::vector<pools::DevicePool> device_pools_;  // must outlive controller_
+    std::unique_ptr<NodeHostTier> node_tier_;      // must outlive host_pools_
+    HostFootprint footprint_;
+    std::vector<pools::HostPool> host_pools_;                      // must outlive controller_
+    std::vector<std::unique_ptr<io::PageStore>> stores_;           // must outlive controller_
+    std::vector<std::unique_ptr<io::RemotePageStore>> remotes_;    // must outlive controller_
+    std::vector<std::unique_ptr<io::NodePageStore>> node_stores_;  // must outlive controller_
+    std::unique_ptr<comm::nccl::StripedLoader> striped_;           // must outlive controller_
     std::string striped_off_reason_;
     TokenStats token_stats_;
     std::unique_ptr<controller::CacheController> controller_;

@@ -66,6 +66,22 @@ struct RemoteReport {
     double pull_seconds = 0;              // summed time in pulls (bandwidth = bytes / seconds)
 };
 
+// The host tier's memory per node and the node-wide host tier (--host-sharing node): bytes and
+// copies are the largest over the job's nodes; the node stores' figures are summed over ranks.
+struct HostTierReport {
+    std::string sharing = "off";                // "node" or "off"
+    std::uint64_t bytes_per_node = 0;           // host pool bytes of one node (as allocated)
+    std::uint64_t bytes_per_node_unshared = 0;  // the same with per-rank pools
+    double copies_per_replicated_page = 1;      // of a TP/CP-replicated pool's page, per replica
+    std::uint64_t cross_replica_hit_pages = 0;  // pages copied from another replica's host pool
+    std::uint64_t cross_replica_hit_bytes = 0;
+    double cross_replica_seconds = 0;     // time in those copies (with their checksums)
+    std::uint64_t pages_published = 0;    // entered the node index
+    std::uint64_t checksum_failures = 0;  // copied but not served
+    std::uint64_t retract_waits = 0;      // evictions that waited for a reader's pin
+    std::uint64_t expired_leases = 0;     // pins whose lease lapsed (their reader stopped)
+};
+
 // Striped loads of replicated pools over NCCL (each rank loads a share, an all-gather completes
 // them), summed over ranks.
 struct StripedReport {
@@ -157,6 +173,7 @@ struct RunReport {
     ConsistencyStats consistency;
     StorageStats storage;
     RemoteReport remote;
+    HostTierReport host;
     StripedReport striped;
     KvEventsReport kv_events;
     // Time the worker spent blocked in waitLayer() for loads to arrive, summed over ranks.
@@ -180,7 +197,10 @@ nlohmann::json configToJson(const RunConfig& config);
 // (fractions of prompt tokens, 0 without prompt tokens), "transfer": {"d2h","h2d"} each
 // {"bytes","seconds","gb_per_s","pages"}, "storage": {"pages_written","pages_read",
 // "checksum_failures"}, "remote": {"enabled","pages_pulled","bytes","pages_published",
-// "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, "striped":
+// "checksum_failures","rejected_messages","timeouts","pull_seconds","gb_per_s"}, "host":
+// {"sharing","bytes_per_node","bytes_per_node_unshared","copies_per_replicated_page",
+// "cross_replica_hit_pages","cross_replica_hit_bytes","cross_replica_gb_per_s","pages_published",
+// "checksum_failures","retract_waits","expired_leases"}, "striped":
 // {"enabled","off_reason","pages","bytes"}, "kv_events": {"enabled","publishers","batches",
 // "events","dropped_batches","dropped_events","cleared","stored_pages","removed_pages",
 // "stored_events","removed_events"} (the last four keyed by medium), "load_wait_seconds", plus

@@ -66,6 +66,9 @@ struct RunConfig {
     // Striped loads of replicated pools over NCCL: on | off | auto (on with the CUDA back end, NCCL
     // and a decision group of 2 or more ranks, each on its own GPU).
     std::string striped_loads = "auto";
+    // Node-wide host tier: node (the ranks of a node share one host pool in an MPI shared window;
+    // replicated pools stored once per node; DP replicas serve each other's pages) | off.
+    std::string host_sharing = "off";
     // Round watchdog: seconds a collective of the decision group may wait for the other ranks (0:
     // forever), and what happens then: abort (name the ranks, stop the job) | warn (name them
     // every min(5 s, round_timeout_s) and keep waiting).
