@@ -106,8 +106,9 @@ void checkSealed(std::span<const std::byte> payload, std::uint16_t channel, int 
 
 template <typename T>
 void append(std::vector<std::byte>* out, const T& v) {
-    const auto* p = reinterpret_cast<const std::byte*>(&v);
-    out->insert(out->end(), p, p + sizeof(v));
+    const std::size_t at = out->size();
+    out->resize(at + sizeof(v));
+    std::memcpy(out->data() + at, &v, sizeof(v));
 }
 
 // The 11-byte prefix of a sealed-payload input: channel, sender, sequence number.

@@ -9,5 +9,5 @@ set -euo pipefail
 dir="$1"; target="$2"; seeds="$3"; seconds="${STRATA_FUZZ_SECONDS:-$4}"; shift 4
 mkdir -p "$dir/corpus/$target" "$dir/artifacts"
 exec "$dir/bin/$target" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 \
-    -max_len=65536 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$target-" "$@" \
+    -max_len=65536 -print_final_stats=1 -print_funcs=0 -artifact_prefix="$dir/artifacts/$target-" "$@" \
     "$dir/corpus/$target" "$seeds"

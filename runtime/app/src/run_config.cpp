@@ -387,7 +387,7 @@ Status checkTableHeaders(std::string_view text, const std::string& file) {
                 if (k < text.size() && text[k] == '[') ++k;
                 while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
                 if (k < text.size() && !bare(text[k]) && text[k] != '"' && text[k] != '\'' &&
-                    text[k] != '\n' && text[k] != ']') {
+                    text[k] != ']') {
                     return STRATA_ERROR(StatusCode::kInvalidArgument,
                                         "{}:{}:{}: a table header must start with a bare or "
                                         "quoted key, not byte 0x{:02x}",

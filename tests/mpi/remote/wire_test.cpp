@@ -12,8 +12,9 @@ namespace {
 
 template <typename T>
 void append(std::vector<std::byte>* out, const T& v) {
-    const auto* p = reinterpret_cast<const std::byte*>(&v);
-    out->insert(out->end(), p, p + sizeof(v));
+    const std::size_t at = out->size();
+    out->resize(at + sizeof(v));
+    std::memcpy(out->data() + at, &v, sizeof(v));
 }
 
 std::vector<std::byte> readRequest(std::uint32_t declared_ops, std::size_t actual_ops) {
@@ -108,7 +109,8 @@ TEST(UcxWire, ARegionDescriptorNamesARankOfTheJobAndCarriesItsInfo) {
     EXPECT_FALSE(decodeRegionDescriptor(descriptor(-1, 5, 5), 4));  // negative rank
     EXPECT_FALSE(decodeRegionDescriptor(descriptor(0, 5, 4), 4));   // info short
     EXPECT_FALSE(decodeRegionDescriptor(descriptor(0, 5, 6), 4));   // info long
-    EXPECT_FALSE(decodeRegionDescriptor(std::span(descriptor(0, 0, 0)).first(10), 4));
+    const auto whole = descriptor(0, 0, 0);
+    EXPECT_FALSE(decodeRegionDescriptor(std::span(whole).first(10), 4));  // a short header
 }
 
 }  // namespace

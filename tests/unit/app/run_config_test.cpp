@@ -616,6 +616,7 @@ TEST_F(RunConfigTest, ATableHeaderWithoutAKeyIsAnErrorNamingTheColumn) {
     expectError(load({"--config", writeToml("plus.toml", "[[ +]]\n")}), {"plus.toml:1:4:"});
     expectError(load({"--config", writeToml("nul.toml", std::string("[\0run]\n", 7))}),
                 {"nul.toml:1:2:", "0x00"});
+    expectError(load({"--config", writeToml("nl.toml", "[\nrun]\n")}), {"nl.toml:1:2:", "0x0a"});
     auto ok = load({"--config", writeToml("ok.toml",
                                           "# [!not a header]\nmodel = 'llama3-8b'\n"
                                           "[ \"run\" ]\nrequests = 7\n")});
