@@ -31,6 +31,9 @@ packages=(
     # tests/multinode/slurm_cluster.sh (label slurm): a one-node Slurm cluster of its own; the
     # pmix plugin for srun --mpi=pmix comes with slurm-wlm-basic-plugins
     slurm-wlm munge
+    # tests/fuzz (label fuzz): the libFuzzer targets, built with Debian's clang 14
+    clang
+    libfuzzer-14-dev
 )
 
 missing=()
