@@ -24,6 +24,31 @@ set(STRATA_SANITIZE_MPI_TEST_ENV
   "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
   "UCX_HANDLE_ERRORS=none"
   "OMPI_MCA_memory=^patcher")
+# The ThreadSanitizer pass (tests/tsan, STRATA_SANITIZE=thread): every report is printed (not only
+# the first) and makes the process exit non-zero (TSan's exitcode, 66), so a finding fails its
+# test; second_deadlock_stack names both acquisitions of a lock-order inversion. tests/tsan adds
+# its suppressions file. Under mpiexec, Open MPI's memory patcher stays off as with ASan (it hooks
+# mmap and munmap, which TSan intercepts too).
+set(STRATA_TSAN_OPTIONS "halt_on_error=0:second_deadlock_stack=1:history_size=4")
+# UCX's libucm patches mmap, munmap and madvise to watch memory events: glibc's madvise of an
+# exiting thread's stack then enters TSan's rwlock interceptor after the thread's TSan state is
+# gone, and the process dies of SIGSEGV (controller_test, which links UCX through io, crashed so
+# at its first thread exit). The hooks only keep UCX's registration cache coherent, which tcp and
+# shared memory do not need: off.
+set(STRATA_TSAN_TEST_ENV "UCX_HANDLE_ERRORS=none" "UCX_MEM_MMAP_HOOK_MODE=none")
+set(STRATA_TSAN_MPI_TEST_ENV "OMPI_MCA_memory=^patcher")
+
+# The fuzz targets' tree (tests/fuzz, STRATA_FUZZ=ON, clang): every object carries libFuzzer's
+# coverage instrumentation; the fuzz executables link the fuzzer (-fsanitize=fuzzer).
+option(STRATA_FUZZ "Build the libFuzzer targets of tests/fuzz (clang only)" OFF)
+set(STRATA_FUZZ_TEST_ENV "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+    "ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1")
+if(STRATA_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "STRATA_FUZZ needs clang (libFuzzer), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
 
 if(STRATA_SANITIZE)
   if(STRATA_ENABLE_CUDA STREQUAL "ON")

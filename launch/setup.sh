@@ -33,6 +33,9 @@ packages=(
     slurm-wlm munge
     # HMAC-SHA-256 of the remote tier's control messages (comm/ucx/src/message_auth.cpp)
     libssl-dev
+    # tests/fuzz (label fuzz): the libFuzzer targets, built with Debian's clang 14
+    clang
+    libfuzzer-14-dev
 )
 
 missing=()

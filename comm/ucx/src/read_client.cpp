@@ -61,12 +61,12 @@ ucs_status_t Impl::onReadReply(void* arg, const void* header, size_t header_leng
                             Stream::kReadReply, &h, &payload)) {
         return drop();
     }
-    ReadReplyDesc d;
-    if (h.channel != kReadReplyChannel || payload.size() != sizeof(d)) {
+    const auto decoded = decodeReadReply(h.channel, payload);
+    if (!decoded) {
         self->reject(Verdict::kMalformed, h.src_rank);
         return drop();
     }
-    std::memcpy(&d, payload.data(), sizeof(d));
+    const ReadReplyDesc& d = *decoded;
     std::shared_ptr<ReadBatch> b;
     {
         std::lock_guard lk(self->reads_mu);

@@ -63,22 +63,18 @@ ucs_status_t Impl::onReadRequest(void* arg, const void* /*header*/, size_t heade
                             &payload)) {
         return UCS_OK;
     }
-    ReadRequestHead head;
-    if (h.channel != kReadRequestChannel || payload.size() < sizeof(head)) {
+    auto request = decodeReadRequest(h.channel, payload);
+    if (!request) {
         self->reject(Verdict::kMalformed, h.src_rank);
         return UCS_OK;
     }
-    std::memcpy(&head, payload.data(), sizeof(head));
-    if (head.num_ops > kMaxOpsPerRequest ||
-        payload.size() != sizeof(head) + std::size_t{head.num_ops} * sizeof(ReadOpWire)) {
-        self->reject(Verdict::kMalformed, h.src_rank);
-        return UCS_OK;
-    }
-    self->serveRead(h.src_rank, head, payload.subspan(sizeof(head)));
+    self->serveRead(h.src_rank, *request);
     return UCS_OK;
 }
 
-void Impl::serveRead(int reader, const ReadRequestHead& head, std::span<const std::byte> op_bytes) {
+void Impl::serveRead(int reader, const ReadRequest& request) {
+    const ReadRequestHead& head = request.head;
+    const auto& ops = request.ops;
     std::shared_ptr<Exposed> region;
     {
         std::lock_guard lk(exposed_mu);
@@ -86,19 +82,13 @@ void Impl::serveRead(int reader, const ReadRequestHead& head, std::span<const st
         if (it != exposed.end()) region = it->second;
     }
     Refusal refusal = Refusal::kNone;
-    std::vector<ReadOpWire> ops(head.num_ops);
-    if (!ops.empty()) std::memcpy(ops.data(), op_bytes.data(), op_bytes.size());
     if (!region) {
         refusal = Refusal::kNoRegion;
     } else if (static_cast<std::size_t>(reader) >= region->readers.size() ||
                region->readers[static_cast<std::size_t>(reader)] == 0) {
         refusal = Refusal::kNotReader;
     } else {
-        for (const auto& op : ops) {
-            if (op.offset > region->size || op.bytes > region->size - op.offset) {
-                refusal = Refusal::kOutOfRange;
-            }
-        }
+        refusal = checkReadOps(ops, region->size);
     }
     if (refusal != Refusal::kNone) {
         const auto n = ++counters.reads_refused;
@@ -113,7 +103,7 @@ void Impl::serveRead(int reader, const ReadRequestHead& head, std::span<const st
         sendReply(reader, d, nullptr, 0, nullptr);
         return;
     }
-    for (std::uint32_t i = 0; i < head.num_ops; ++i) {
+    for (std::uint32_t i = 0; i < ops.size(); ++i) {
         ReadReplyDesc d;
         d.batch = head.batch;
         d.op = head.first_op + i;
@@ -165,21 +155,18 @@ Result<RemoteRegion> UcxTransport::exposeRegion(const MpiComm& group, std::span<
     STRATA_ASSIGN_OR_RETURN(auto all, allGatherBytes(group, wire));
     state->by_rank.resize(static_cast<std::size_t>(impl_->size));
     for (const auto& blob : all) {
-        RegionWire m;
-        if (blob.size() < sizeof(m)) {
-            return STRATA_ERROR(StatusCode::kInternal, "short region descriptor");
-        }
-        std::memcpy(&m, blob.data(), sizeof(m));
-        if (m.rank < 0 || m.rank >= impl_->size || blob.size() != sizeof(m) + m.info_bytes ||
-            state->by_rank[static_cast<std::size_t>(m.rank)].member) {
-            return STRATA_ERROR(StatusCode::kInternal, "bad region descriptor from rank {}",
+        auto decoded = decodeRegionDescriptor(blob, impl_->size);
+        if (!decoded) return STRATA_ERROR(StatusCode::kInternal, "bad region descriptor");
+        const RegionWire& m = decoded->head;
+        if (state->by_rank[static_cast<std::size_t>(m.rank)].member) {
+            return STRATA_ERROR(StatusCode::kInternal, "two region descriptors from rank {}",
                                 m.rank);
         }
         auto& member = state->by_rank[static_cast<std::size_t>(m.rank)];
         member.member = true;
         member.region = m.region;
         member.size = m.size;
-        member.info.assign(blob.begin() + sizeof(m), blob.end());
+        member.info = std::move(decoded->info);
         state->members.push_back(m.rank);
         mine->readers[static_cast<std::size_t>(m.rank)] = 1;
     }

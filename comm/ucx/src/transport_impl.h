@@ -27,8 +27,8 @@
 
 #include "strata/comm/ucx/message_auth.h"
 #include "strata/comm/ucx/transport.h"
+#include "strata/comm/ucx/wire.h"
 #include "ucx_handles.h"
-#include "wire.h"
 
 namespace strata::comm::ucx {
 
@@ -226,7 +226,7 @@ struct UcxTransport::Impl {
                    std::shared_ptr<Exposed> region);
     static ucs_status_t onReadRequest(void* arg, const void* header, size_t header_length,
                                       void* data, size_t length, const ucp_am_recv_param_t* param);
-    void serveRead(int reader, const ReadRequestHead& head, std::span<const std::byte> op_bytes);
+    void serveRead(int reader, const ReadRequest& request);
 
     // ---- reads: the reader's side (read_client.cpp) ----
 

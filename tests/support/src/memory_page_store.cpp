@@ -42,7 +42,14 @@ void copyPageIn(const pools::HostPool& pool, std::uint32_t page, const std::byte
 }
 
 void MemoryPageStore::delay() const {
-    if (delay_.count() > 0) std::this_thread::sleep_for(delay_);  // a slow store, by design
+    // Read under the lock (a test may call setDelay() while the storage worker is inside a call;
+    // ThreadSanitizer reported the unlocked read), slept outside it.
+    std::chrono::microseconds d;
+    {
+        std::lock_guard lock(mu_);
+        d = delay_;
+    }
+    if (d.count() > 0) std::this_thread::sleep_for(d);  // a slow store, by design
 }
 
 void MemoryPageStore::setDelay(std::chrono::microseconds d) {

@@ -628,3 +628,31 @@ TEST_F(RunConfigTest, ShippedExampleConfigLoads) {
 
 }  // namespace
 }  // namespace strata::app
+
+namespace strata::app {
+namespace {
+
+// Found by tests/fuzz/fuzz_run_config: a table header whose key starts with neither a bare-key
+// character nor a quote tripped toml++ 3.3's assertion in parse_key (an abort in the sanitizer
+// trees). It is a clean error naming line and column; files with `[` elsewhere still load.
+TEST_F(RunConfigTest, ATableHeaderWithoutAKeyIsAnErrorNamingTheColumn) {
+    expectError(load({"--config", writeToml("bang.toml", "requests = 3\n[!run]\n")}),
+                {"bang.toml:2:2:", "table header", "0x21"});
+    expectError(load({"--config", writeToml("plus.toml", "[[ +]]\n")}), {"plus.toml:1:4:"});
+    expectError(load({"--config", writeToml("nul.toml", std::string("[\0run]\n", 7))}),
+                {"nul.toml:1:2:", "0x00"});
+    expectError(load({"--config", writeToml("nl.toml", "[\nrun]\n")}), {"nl.toml:1:2:", "0x0a"});
+    auto ok = load({"--config", writeToml("ok.toml",
+                                          "# [!not a header]\nmodel = 'llama3-8b'\n"
+                                          "[ \"run\" ]\nrequests = 7\n")});
+    ASSERT_TRUE(ok.isOk()) << ok.status().toString();
+    EXPECT_EQ(ok->requests, 7u);
+    // A multi-line string holding a line that looks like a bad header is not a header.
+    auto text = load({"--config", writeToml("ml.toml", "workload = \"\"\"\n[!x]\n\"\"\"\n")});
+    ASSERT_FALSE(text.isOk());
+    EXPECT_EQ(text.status().message().find("table header"), std::string::npos)
+        << text.status().message();
+}
+
+}  // namespace
+}  // namespace strata::app

@@ -45,7 +45,7 @@ private:
     };
     void delay() const;
     mutable std::mutex mu_;
-    std::chrono::microseconds delay_;
+    std::chrono::microseconds delay_;  // guarded by mu_
     std::map<io::PageKey, Page> pages_;
     std::deque<io::PageKey> order_;  // stored order, oldest first
     std::size_t capacity_ = 0;

@@ -1,5 +1,7 @@
-// Wire formats of the UCX transport (private to comm/ucx): the region descriptor exchanged over
-// MPI, and the read request and read reply that travel as sealed active messages.
+// Wire formats of the UCX transport: the region descriptor exchanged over MPI, and the read
+// request and read reply that travel as sealed active messages, with the functions that decode
+// and check them (what a holder and a reader accept from a peer). No UCX types: the decoders are
+// built with or without UCX, and tests/fuzz drives them with arbitrary bytes (fuzz_ucx_messages).
 // Reads are served by the holder, never done by UCX on its own: the context has no RMA feature,
 // so UCX installs no handler that writes or reads memory for a peer (its software RMA emulation
 // would write to any address a peer names, registered or not). A reader sends a sealed read
@@ -10,6 +12,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
 
 #include "strata/comm/ucx/message_auth.h"
 
@@ -50,6 +55,36 @@ struct ReadReplyDesc {
     std::int32_t refusal = 0;
     std::uint64_t bytes = 0;
 };
+
+// A read request, decoded: its head and exactly head.num_ops ops.
+struct ReadRequest {
+    ReadRequestHead head;
+    std::vector<ReadOpWire> ops;
+};
+
+// The read request in an accepted sealed message's payload; nullopt (malformed) unless `channel`
+// is kReadRequestChannel, num_ops <= kMaxOpsPerRequest and the payload holds the head and exactly
+// num_ops ops.
+std::optional<ReadRequest> decodeReadRequest(std::uint16_t channel,
+                                             std::span<const std::byte> payload);
+
+// kOutOfRange when an op reaches past region_bytes (offset + bytes, without overflow), else kNone.
+Refusal checkReadOps(std::span<const ReadOpWire> ops, std::uint64_t region_bytes);
+
+// The reply descriptor in an accepted sealed header's payload; nullopt (malformed) unless
+// `channel` is kReadReplyChannel and the payload is exactly one ReadReplyDesc.
+std::optional<ReadReplyDesc> decodeReadReply(std::uint16_t channel,
+                                             std::span<const std::byte> payload);
+
+// A member's region descriptor (from exposeRegion's all-gather), decoded.
+struct RegionMemberWire {
+    RegionWire head;
+    std::vector<std::byte> info;
+};
+// nullopt unless the blob holds a RegionWire whose rank is in [0, world_size) followed by exactly
+// info_bytes bytes.
+std::optional<RegionMemberWire> decodeRegionDescriptor(std::span<const std::byte> blob,
+                                                       int world_size);
 
 inline const char* refusalText(Refusal r) {
     switch (r) {
