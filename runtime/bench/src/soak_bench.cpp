@@ -161,6 +161,8 @@ public:
                        "descriptors flat: second half's max at most first post-warm-up + this")
             ->capture_default_str();
         app.add_option("--jitter-us", jitter_us_, "strata-run --jitter-us")->capture_default_str();
+        app.add_option("--requests", requests_, "requests of one pass (strata-run --requests)")
+            ->capture_default_str();
         app.add_option("--storage-tokens", storage_tokens_,
                        "strata-run --storage-tokens (bounds the storage directory)")
             ->capture_default_str();
@@ -207,6 +209,8 @@ public:
                                          "--check-consistency",
                                          "--jitter-us",
                                          std::to_string(jitter_us_),
+                                         "--requests",
+                                         std::to_string(requests_),
                                          "--duration-s",
                                          fmt::format("{}", duration_s_),
                                          "--storage-dir",
@@ -410,6 +414,7 @@ public:
                          {"warmup_s", warmup_s_},
                          {"sample_s", sample_s_},
                          {"jitter_us", jitter_us_},
+                         {"requests_per_pass", requests_},
                          {"storage_tokens", storage_tokens_},
                          {"command", command},
                          {"exit_code", exit_code},
@@ -452,6 +457,7 @@ private:
     double rss_tolerance_pct_ = 10;
     int fd_slack_ = 4;
     std::uint32_t jitter_us_ = 200;
+    std::uint32_t requests_ = 200;
     std::uint64_t storage_tokens_ = 262144;
     std::string dir_;
     std::string strata_run_;
