@@ -400,11 +400,12 @@ Status publishMetrics(const RankPlace& place, Cache& cache, const RunReport& rep
     families.push_back({"strata_run_verified_pages_total",
                         runtime::MetricType::kCounter,
                         "reused pages strata-run compared byte for byte and found exact",
-                        {{place.metrics_labels, static_cast<double>(report.pages_verified)}}});
-    families.push_back({"strata_run_mismatched_pages_total",
-                        runtime::MetricType::kCounter,
-                        "reused pages strata-run found different from what was computed",
-                        {{place.metrics_labels, static_cast<double>(report.pages_mismatched)}}});
+                        {{place.metrics_labels, static_cast<double>(report.pages_verified), ""}}});
+    families.push_back(
+        {"strata_run_mismatched_pages_total",
+         runtime::MetricType::kCounter,
+         "reused pages strata-run found different from what was computed",
+         {{place.metrics_labels, static_cast<double>(report.pages_mismatched), ""}}});
     return place.metrics->publish(std::move(families));
 }
 

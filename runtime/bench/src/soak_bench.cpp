@@ -5,7 +5,9 @@
 // the ranks write to their metrics files (requests, rounds, pages verified and mismatched, storage
 // pages written). It prints one line per sample, then the verdict:
 //   - RSS flat: for every rank, the largest RSS of the second half of the samples taken after the
-//     warm-up is within --rss-tolerance-pct of that rank's first sample after the warm-up;
+//     warm-up (--warmup-s from the first sample with a request served: setting up, mostly zeroing
+//     the pools, is not part of it) is within --rss-tolerance-pct of that rank's first sample
+//     after the warm-up;
 //   - descriptors flat: for every rank, the largest descriptor count of that second half is at
 //     most the first post-warm-up count plus --fd-slack (a storage segment being written or an
 //     HDF5 file being read may hold one or two for a moment);
@@ -163,6 +165,10 @@ public:
         app.add_option("--jitter-us", jitter_us_, "strata-run --jitter-us")->capture_default_str();
         app.add_option("--requests", requests_, "requests of one pass (strata-run --requests)")
             ->capture_default_str();
+        app.add_option("--device-tokens", device_tokens_, "strata-run --device-tokens")
+            ->capture_default_str();
+        app.add_option("--host-tokens", host_tokens_, "strata-run --host-tokens")
+            ->capture_default_str();
         app.add_option("--storage-tokens", storage_tokens_,
                        "strata-run --storage-tokens (bounds the storage directory)")
             ->capture_default_str();
@@ -215,6 +221,10 @@ public:
                                          fmt::format("{}", duration_s_),
                                          "--storage-dir",
                                          (dir / "storage").string(),
+                                         "--device-tokens",
+                                         std::to_string(device_tokens_),
+                                         "--host-tokens",
+                                         std::to_string(host_tokens_),
                                          "--storage-tokens",
                                          std::to_string(storage_tokens_),
                                          "--report",
@@ -324,16 +334,25 @@ public:
             }
             return j->is_number() ? j->get<double>() : -1;
         };
-        const double report_mismatched = num({"verify", "pages_mismatched"});
-        const double report_verified = num({"verify", "pages_verified"});
+        const double report_mismatched = num({"pages_mismatched"});
+        const double report_verified = num({"pages_verified"});
         const double divergences = num({"consistency", "divergences"});
         const double rounds_checked = num({"consistency", "rounds_checked"});
         const double requests = num({"requests"});
 
         // The verdict.
+        // The warm-up counts from the first sample with a request served (setting up, mostly
+        // zeroing the pools, takes minutes on a loaded machine and is not part of the soak).
+        double serving_since = -1;
+        for (const Sample& s : samples) {
+            if (s.requests > 0) {
+                serving_since = s.t;
+                break;
+            }
+        }
         std::vector<Sample> post;
         for (const Sample& s : samples) {
-            if (s.t >= warmup_s_) post.push_back(s);
+            if (serving_since >= 0 && s.t >= serving_since + warmup_s_) post.push_back(s);
         }
         std::vector<std::string> failures;
         double worst_rss_pct = 0;
@@ -412,9 +431,13 @@ public:
                          {"duration_s", duration_s_},
                          {"elapsed_s", elapsed},
                          {"warmup_s", warmup_s_},
+                         {"serving_since_s", serving_since},
+                         {"post_warmup_samples", post.size()},
                          {"sample_s", sample_s_},
                          {"jitter_us", jitter_us_},
                          {"requests_per_pass", requests_},
+                         {"device_tokens", device_tokens_},
+                         {"host_tokens", host_tokens_},
                          {"storage_tokens", storage_tokens_},
                          {"command", command},
                          {"exit_code", exit_code},
@@ -431,11 +454,12 @@ public:
         out.addRow(row("mismatch", "pages", std::max(report_mismatched, last_mismatched)));
         out.addRow(row("diverge", "count", divergences));
         out.addNote(fmt::format(
-            "{:.0f} s, {:.0f} requests, {:.0f} pages verified, {:.0f} rounds checked; rule: after "
-            "{:.0f} s of warm-up, each rank's RSS max over the last half within {}% of its first "
-            "sample, descriptors within +{}",
-            elapsed, requests, report_verified, rounds_checked, warmup_s_, rss_tolerance_pct_,
-            fd_slack_));
+            "{:.0f} s ({:.0f} s setting up), {:.0f} requests, {:.0f} pages verified, {:.0f} rounds "
+            "checked; rule: after {:.0f} s of warm-up from the first request, each rank's RSS max "
+            "over the last half of the {} samples within {}% of its first sample, descriptors "
+            "within +{}",
+            elapsed, serving_since, requests, report_verified, rounds_checked, warmup_s_,
+            post.size(), rss_tolerance_pct_, fd_slack_));
         out.addNote(failures.empty()
                         ? "verdict: PASS (RSS and descriptors flat, 0 mismatched, "
                           "0 divergences)"
@@ -458,6 +482,8 @@ private:
     int fd_slack_ = 4;
     std::uint32_t jitter_us_ = 200;
     std::uint32_t requests_ = 200;
+    std::uint64_t device_tokens_ = 16384;
+    std::uint64_t host_tokens_ = 65536;
     std::uint64_t storage_tokens_ = 262144;
     std::string dir_;
     std::string strata_run_;

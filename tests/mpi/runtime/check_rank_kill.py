@@ -4,8 +4,8 @@
 usage: check_rank_kill.py job-down [--rank R] [--bound S] -- COMMAND...
        check_rank_kill.py restart [--rank R] [--bound S] -- COMMAND...
 
-COMMAND is an mpirun command line of strata-run without --requests, --report or --storage-dir
-(the script adds them); it runs with TMPDIR set to a fresh private directory, in a session of
+COMMAND is an mpirun command line of strata-run without --requests, --duration-s, --report or
+--storage-dir (the script adds them; the jobs to kill run with --duration-s 3600); it runs with TMPDIR set to a fresh private directory, in a session of
 its own.
 
 job-down: once rank 0 logged progress, SIGKILL to world rank R (default 2). The whole job must end
@@ -190,7 +190,9 @@ def kill_and_expect_down(run, rank, bound, before_kill=None):
 
 
 def check_job_down(args, cmd, env, work):
-    run = Run(cmd + ["--requests", "100000", "--report", os.path.join(work, "report.json")], env)
+    # --duration-s: a job that runs until killed (a huge --requests would be generated first).
+    run = Run(cmd + ["--requests", "60", "--duration-s", "3600", "--report",
+                     os.path.join(work, "report.json")], env)
     rc, took = kill_and_expect_down(run, args.rank, args.bound)
     print(f"ok: SIGKILL to rank {args.rank}: the job ended (exit {rc}) after {took:.1f} s, "
           f"naming rank {args.rank}; no process left")
@@ -199,7 +201,8 @@ def check_job_down(args, cmd, env, work):
 def check_restart(args, cmd, env, work):
     storage = os.path.join(work, "storage")
     report = os.path.join(work, "report.json")
-    first = Run(cmd + ["--requests", "100000", "--storage-dir", storage, "--report", report], env)
+    first = Run(cmd + ["--requests", "200", "--duration-s", "3600", "--storage-dir", storage,
+                       "--report", report], env)
 
     def writing():
         # Segments already renamed in place, and one being written now.
