@@ -53,6 +53,7 @@ constexpr int kRanks = 4;
 struct RankSample {
     double rss_mib = 0;
     int fds = 0;
+    int deleted = 0;  // of those, descriptors of unlinked files under the storage directory
 };
 
 struct Sample {
@@ -79,11 +80,21 @@ double rssMib(int pid) {
     return -1;
 }
 
-int fdCount(int pid) {
-    DIR* d = ::opendir(fmt::format("/proc/{}/fd", pid).c_str());
+// Open descriptors of `pid` (-1 when it is gone); `deleted`: those of files under `under` that
+// were unlinked (an evicted segment still open keeps its blocks allocated).
+int fdCount(int pid, const std::string& under, int* deleted) {
+    const std::string fd_dir = fmt::format("/proc/{}/fd", pid);
+    DIR* d = ::opendir(fd_dir.c_str());
     if (d == nullptr) return -1;
     int n = 0;
-    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    *deleted = 0;
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        ++n;
+        std::error_code ec;
+        const std::string target = fs::read_symlink(fd_dir + "/" + e->d_name, ec).string();
+        if (!ec && target.rfind(under, 0) == 0 && target.ends_with(" (deleted)")) ++*deleted;
+    }
     ::closedir(d);
     return n;
 }
@@ -267,7 +278,8 @@ public:
         std::map<int, int> ranks;
         std::vector<Sample> samples;
         std::printf("%7s %9s %8s %10s %5s %8s  %-31s  %-19s\n", "t_s", "requests", "rounds",
-                    "verified", "mism", "stor_MiB", "RSS MiB r0 r1 r2 r3", "fds r0 r1 r2 r3");
+                    "verified", "mism", "stor_MiB", "RSS MiB r0 r1 r2 r3",
+                    "fds r0 r1 r2 r3  unlinked");
         int wstatus = 0;
         bool exited = false;
         auto next = t0 + std::chrono::duration<double>(std::min(sample_s_, 5.0));
@@ -288,7 +300,9 @@ public:
             s.t = std::chrono::duration<double>(Clock::now() - t0).count();
             bool gone = false;
             for (const auto& [rank, pid] : ranks) {
-                RankSample r{rssMib(pid), fdCount(pid)};
+                RankSample r;
+                r.rss_mib = rssMib(pid);
+                r.fds = fdCount(pid, (dir / "storage").string(), &r.deleted);
                 gone = gone || r.rss_mib < 0 || r.fds < 0;
                 s.ranks.push_back(r);
             }
@@ -306,10 +320,13 @@ public:
             }
             s.storage_mib = treeMib(dir / "storage");
             std::string rss, fds;
+            int deleted = 0;
             for (const auto& r : s.ranks) {
                 rss += fmt::format(" {:7.1f}", r.rss_mib);
                 fds += fmt::format(" {:4d}", r.fds);
+                deleted += r.deleted;
             }
+            fds += fmt::format("  {:3d}", deleted);
             std::printf("%7.0f %9.0f %8.0f %10.0f %5.0f %8.1f  %-31s  %-19s\n", s.t, s.requests,
                         s.rounds, s.verified, s.mismatched, s.storage_mib, rss.c_str(),
                         fds.c_str());
@@ -405,13 +422,16 @@ public:
                                      {"pages_mismatched", s.mismatched},
                                      {"storage_pages_written", s.storage_written},
                                      {"storage_mib", s.storage_mib}};
-            auto rss = nlohmann::ordered_json::array(), fds = nlohmann::ordered_json::array();
+            auto rss = nlohmann::ordered_json::array(), fds = nlohmann::ordered_json::array(),
+                 unlinked = nlohmann::ordered_json::array();
             for (const auto& r : s.ranks) {
                 rss.push_back(r.rss_mib);
                 fds.push_back(r.fds);
+                unlinked.push_back(r.deleted);
             }
             j["rss_mib"] = rss;
             j["fds"] = fds;
+            j["unlinked_open"] = unlinked;
             series.push_back(j);
         }
         const std::string case_name = "np4_tp2_cp2_storage_jitter";
