@@ -200,6 +200,22 @@ struct Hdf5PageStore::Impl {
         segments.erase(it);
     }
 
+    // Drops the indexed segments whose files are no longer in the directory (another writer
+    // evicted them for its capacity): their index entries, and their cached read handles, which
+    // would otherwise keep the unlinked files' blocks allocated (up to kMaxOpenSegments of them)
+    // until pushed out of the cache. Found by strata-bench soak.
+    void forgetRemoved(const std::unordered_set<std::string>& present) {
+        std::vector<std::uint32_t> gone;
+        for (const auto& [id, seg] : segments) {
+            if (id != writer_segment && !present.contains(seg.name)) gone.push_back(id);
+        }
+        for (std::uint32_t id : gone) {
+            log().debug("segment '{}' was removed (by its writer): dropped from the index",
+                        path(segments.at(id).name));
+            dropSegment(id);
+        }
+    }
+
     // Seals the segment being filled (its committed pages stay indexed).
     void closeWriter() {
         if (!writer) return;
@@ -261,6 +277,7 @@ struct Hdf5PageStore::Impl {
         std::error_code ec;
         std::vector<std::pair<std::int64_t, std::uint32_t>> own_by_mtime;
         std::size_t added = 0;
+        std::unordered_set<std::string> present;  // segment files listed now
         for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
             const std::string name = it->path().filename().string();
             auto parsed = parseSegmentName(name);
@@ -269,6 +286,7 @@ struct Hdf5PageStore::Impl {
                 if (recovery) removeStaleTmp(it->path(), *parsed);
                 continue;
             }
+            present.insert(name);
             if (known_names.contains(name)) continue;
             known_names.insert(name);
             Result<SegmentIndex> seg = readSegmentIndex(path(name), expect);
@@ -294,6 +312,7 @@ struct Hdf5PageStore::Impl {
             }
         }
         if (ec) log().warn("listing storage directory '{}': {}", dir, ec.message());
+        if (!ec) forgetRemoved(present);
         // LRU order of earlier jobs' segments of this writer: their modification times.
         std::sort(own_by_mtime.begin(), own_by_mtime.end());
         for (const auto& [mtime, id] : own_by_mtime) segments.at(id).last_access = ++tick;

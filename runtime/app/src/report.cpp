@@ -120,6 +120,7 @@ nlohmann::json configToJson(const RunConfig& c) {
         {"on_round_timeout", c.on_round_timeout},
         {"deterministic", c.deterministic},
         {"progress_s", c.progress_s},
+        {"duration_s", c.duration_s},
         {"metrics_port", c.metrics_port},
         {"metrics_address", c.metrics_address},
         {"metrics_file", c.metrics_file},

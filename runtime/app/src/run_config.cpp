@@ -137,6 +137,10 @@ const std::vector<Field>& fields() {
          "complete): two runs with the same seed give the same figures"},
         {"progress_s", &RunConfig::progress_s, "S",
          "seconds between progress lines (requests/s, tokens/s, hit rate so far, ETA); 0: none"},
+        {"duration_s", &RunConfig::duration_s, "S",
+         "run for S seconds: serve the requests in passes (pass p's tokens salted by p / 2, so "
+         "each content is written once and read back once) and stop at an agreed round after S "
+         "seconds; 0 = the requests once (--data verify only)"},
         {"metrics_port", &RunConfig::metrics_port, "N",
          "serve live metrics in the Prometheus text format over HTTP: the rank with node-local "
          "rank L listens on port N + L (GET /metrics; every sample labelled with rank, tp, cp, "
@@ -652,6 +656,18 @@ Status validateRunConfig(const RunConfig& config) {
                             "progress_s ({} from {}) must be a non-negative number of seconds (0: "
                             "no progress lines)",
                             config.progress_s, whereOf(config, "progress_s"));
+    }
+    if (!std::isfinite(config.duration_s) || config.duration_s < 0) {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "duration_s ({} from {}) must be a non-negative number of seconds (0: "
+                            "the requests once)",
+                            config.duration_s, whereOf(config, "duration_s"));
+    }
+    if (config.duration_s > 0 && config.data == "none") {
+        return STRATA_ERROR(StatusCode::kInvalidArgument,
+                            "duration_s ({}) needs --data verify: a metadata-only replay (data "
+                            "none, from {}) serves its trace once",
+                            whereOf(config, "duration_s"), whereOf(config, "data"));
     }
     if (config.metrics_port > 65535) {
         return STRATA_ERROR(StatusCode::kInvalidArgument,

@@ -107,6 +107,21 @@ std::string progressLine(const RunReport& r, std::size_t total, std::uint64_t ro
         req_per_s, tokens_per_s / 1e3, hit, eta, round);
 }
 
+// "progress: 1520 requests (pass 3), 24.1 req/s, 98.2k tokens/s, hit rate 71.3% so far, 62 of 600
+// s, round 1095": this rank's figures so far in a --duration-s run.
+std::string timedProgressLine(const RunReport& r, std::uint64_t pass, std::uint64_t round,
+                              double seconds, double duration_s) {
+    const double req_per_s = seconds > 0 ? static_cast<double>(r.requests) / seconds : 0.0;
+    const double tokens_per_s = seconds > 0 ? static_cast<double>(r.prompt_tokens) / seconds : 0.0;
+    const double hit = r.prompt_tokens == 0 ? 0.0
+                                            : 100.0 * static_cast<double>(r.hit_tokens.total()) /
+                                                  static_cast<double>(r.prompt_tokens);
+    return fmt::format(
+        "progress: {} requests (pass {}), {:.1f} req/s, {:.1f}k tokens/s, hit rate {:.1f}% so far, "
+        "{:.0f} of {:.0f} s, round {}",
+        r.requests, pass + 1, req_per_s, tokens_per_s / 1e3, hit, seconds, duration_s, round);
+}
+
 // What one request's verification found in each pool, per reused page.
 enum class PageCheck : std::uint8_t { kUnchecked, kOk, kBad };
 
@@ -379,11 +394,22 @@ private:
 };
 
 // Publishes a snapshot of the Cache to the place's registry, if it has one.
-Status publishMetrics(const RankPlace& place, Cache& cache) {
+// The Cache's figures plus strata-run's own verification counts (this rank's, so far).
+Status publishMetrics(const RankPlace& place, Cache& cache, const RunReport& report) {
     if (place.metrics == nullptr) return Status::ok();
     const runtime::AgreementFigures agreement =
         place.agreement ? place.agreement() : runtime::AgreementFigures{};
-    return place.metrics->publish(runtime::cacheMetrics(cache, place.metrics_labels, agreement));
+    auto families = runtime::cacheMetrics(cache, place.metrics_labels, agreement);
+    families.push_back({"strata_run_verified_pages_total",
+                        runtime::MetricType::kCounter,
+                        "reused pages strata-run compared byte for byte and found exact",
+                        {{place.metrics_labels, static_cast<double>(report.pages_verified), ""}}});
+    families.push_back(
+        {"strata_run_mismatched_pages_total",
+         runtime::MetricType::kCounter,
+         "reused pages strata-run found different from what was computed",
+         {{place.metrics_labels, static_cast<double>(report.pages_mismatched), ""}}});
+    return place.metrics->publish(std::move(families));
 }
 
 }  // namespace
@@ -431,7 +457,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         report.pools.push_back({s.name, std::string(pools::poolKindName(s.kind)), 0, 0});
     }
 
-    STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));
+    STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache, report));
     auto last_metrics = Clock::now();
     runtime::KvEventPublisher* events = place.kv_events;
     if (events != nullptr) cache->controller().setEventSink(events->sink());
@@ -443,25 +469,47 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
     auto last_progress = t0;
     std::uint64_t round = 0;
     report.requests_planned = requests.size();
+    // --duration-s: the list is served in passes; `pass_requests` is the current pass's copy
+    // (fresh ids, tokens salted by pass / 2) from the second pass on.
+    const bool timed = cfg.duration_s > 0;
+    std::uint64_t pass = 0;
+    std::vector<RequestSpec> pass_requests;
+    const std::vector<RequestSpec>* current = &requests;
     // From here a terminating signal asks for a clean stop (temp_storage.h): every rank of the
     // group stops at the same round, since the flag rides in the round's agreement (Cache::step:
     // MAX over the group and down the PP chain) whether this rank got the signal or a peer did;
     // other replicas learn of it through the stop notice, each stopping at its own next round.
     armCleanStop(kCleanStopBoundSeconds);
-    while (!pending.empty()) {
+    while (!pending.empty() || timed) {
         int stop_signal = stopSignal();
         if (place.stop_notice != nullptr) {  // other replicas: tell them, hear from them
             STRATA_RETURN_IF_ERROR(place.stop_notice->notify(stop_signal));
             STRATA_ASSIGN_OR_RETURN(const int heard, place.stop_notice->poll());
             stop_signal = std::max(stop_signal, heard);
         }
-        std::int64_t stop = stop_signal;  // agreed (MAX) in the round's own agreement
+        // Agreed (MAX) in the round's own agreement: the signal in the upper bits, "this rank has
+        // run for --duration-s" in bit 0 (so a signal anywhere wins, and the duration counts once
+        // any rank of the group has reached it).
+        const bool time_up =
+            timed && std::chrono::duration<double>(Clock::now() - t0).count() >= cfg.duration_s;
+        std::int64_t stop = std::int64_t{stop_signal} * 2 + (time_up ? 1 : 0);
         STRATA_RETURN_IF_ERROR(cache->step(&stop));
         if (events != nullptr) STRATA_RETURN_IF_ERROR(events->flush());
         if (observer) {
             STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
         }
         ++round;
+        if (stop == 1) {  // --duration-s reached; no signal: a normal end
+            if (place.world_rank == 0) {
+                log.info(
+                    "stopping after round {}: ran for --duration-s {} s, {} requests in {} "
+                    "pass(es); draining copies",
+                    round, cfg.duration_s, report.requests, pass + 1);
+            }
+            report.requests_planned = report.requests;
+            break;
+        }
+        stop /= 2;
         if (stop != 0) {
             report.interrupt_signal = static_cast<int>(stop);
             if (place.world_rank == 0) {
@@ -476,19 +524,32 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
             Admission admission;
             PrefixDigests digests;
         };
+        if (pending.empty()) {  // --duration-s: the next pass over the list (same on every rank)
+            ++pass;
+            const std::uint64_t n = requests.size();
+            const auto salt = static_cast<std::int32_t>(((pass / 2) * 0x9E3779B1ull) & 0x7fffffff);
+            pass_requests = requests;
+            for (RequestSpec& r : pass_requests) {
+                r.id += pass * n;
+                for (std::int32_t& t : r.tokens) t ^= salt;
+            }
+            current = &pass_requests;
+            for (std::size_t i = 0; i < n; ++i) pending.push_back(i);
+            prefetched = 0;
+        }
+        const std::vector<RequestSpec>& list = *current;
         // Requests about to be admitted look for their prefix in the remote and storage tiers.
         if (cache->hasStorage() || cache->hasRemote() || cache->hasNodeStores()) {
-            const std::size_t horizon =
-                std::min(requests.size(),
-                         pending.empty() ? requests.size() : pending.front() + 2 * cfg.batch);
+            const std::size_t horizon = std::min(
+                list.size(), pending.empty() ? list.size() : pending.front() + 2 * cfg.batch);
             for (; prefetched < horizon; ++prefetched) {
                 STRATA_RETURN_IF_ERROR(
-                    cache->prefetch(requests[prefetched].id, requests[prefetched].tokens));
+                    cache->prefetch(list[prefetched].id, list[prefetched].tokens));
             }
         }
         std::vector<Live> batch;
         while (batch.size() < cfg.batch && !pending.empty()) {
-            const RequestSpec& spec = requests[pending.front()];
+            const RequestSpec& spec = list[pending.front()];
             if (!cache->prefetchSettled(spec.id)) break;  // waits for its prefetch (policy)
             auto r = cache->admit(
                 spec.id, spec.tokens,
@@ -554,13 +615,14 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         }
         if (place.metrics != nullptr && Clock::now() - last_metrics >= kMetricsSnapshotInterval) {
             last_metrics = Clock::now();
-            STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));
+            STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache, report));
         }
         if (place.world_rank == 0 && cfg.progress_s > 0 &&
             std::chrono::duration<double>(Clock::now() - last_progress).count() > cfg.progress_s) {
             last_progress = Clock::now();
-            log.info("{}", progressLine(report, requests.size(), round,
-                                        std::chrono::duration<double>(last_progress - t0).count()));
+            const double seconds = std::chrono::duration<double>(last_progress - t0).count();
+            log.info("{}", timed ? timedProgressLine(report, pass, round, seconds, cfg.duration_s)
+                                 : progressLine(report, requests.size(), round, seconds));
         }
     }
     STRATA_RETURN_IF_ERROR(cache->drain());
@@ -576,7 +638,7 @@ Result<RunReport> runWorker(const RunConfig& cfg, const RankPlace& place,
         STRATA_RETURN_IF_ERROR(observer->afterStep(round, cache->controller().stateDigest()));
     }
     STRATA_RETURN_IF_ERROR(cache->controller().checkInvariants());
-    STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache));  // the final figures
+    STRATA_RETURN_IF_ERROR(publishMetrics(place, *cache, report));  // the final figures
 
     const auto& st = cache->controller().stats();
     report.rounds = st.rounds;

@@ -19,6 +19,11 @@ std::span<const BenchEntry> registeredBenches() {
          "operations/s, p99 per request, metadata bytes per cached page) vs a flat hash table "
          "with an LRU list of leaf pages (vLLM-style), same rules and hit rate",
          &makeTreeBench},
+        {"soak",
+         "a 4-rank TP2 x CP2 strata-run with jitter and storage for --duration-s (default 10 "
+         "minutes), sampling every rank's RSS and open descriptors and the pages mismatched over "
+         "time; verdict: RSS and descriptors flat after warm-up, 0 mismatched, 0 divergences",
+         &makeSoakBench},
         {"remote",
          "remote tier: page pull GB/s for 64 KiB and 1 MiB pages between 2 ranks (mpirun -np 2, "
          "one host or two) vs ucx_perftest ucp_get with the same transport and sizes, and vs "

@@ -40,6 +40,8 @@ std::span<const BenchEntry> registeredBenches();
 std::unique_ptr<Bench> makeSyncBench();
 std::unique_ptr<Bench> makeStorageBench();
 std::unique_ptr<Bench> makeTreeBench();
+// A long 4-rank strata-run watched from outside (RSS, descriptors, mismatches over time).
+std::unique_ptr<Bench> makeSoakBench();
 // The remote tier's pull bench (without UCX in the build it fails: kNotSupported).
 std::unique_ptr<Bench> makeRemoteBench();
 // The node-wide host tier (run under mpirun -np 4 on one host).

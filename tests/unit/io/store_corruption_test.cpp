@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <sstream>
 
 #include "store_fixture.h"
@@ -351,6 +352,122 @@ TEST(Hdf5PageStoreCorruption, AFifoNamedLikeASegmentIsSkippedAndOpenReturnsPromp
     ASSERT_EQ(::waitpid(child, nullptr, 0), child);
     ASSERT_TRUE(answered) << "store open hung on a fifo named like a segment";
     EXPECT_EQ(verdict, 'y') << "the fifo was not skipped with a warning naming it";
+}
+
+// Damage of the kinds a crash, a bad disk or a stray write leaves (issue 19's fault matrix):
+// truncation, a zeroed header, garbage over page bytes, over index entries, over the whole file.
+// Each is a refused segment or a counted miss: a get() that succeeds, serves fewer pages, and
+// never a wrong byte.
+
+// Overwrites `n` bytes at `offset` of `bytes` with pseudo-random garbage from `rng`.
+void garble(std::vector<char>& bytes, std::size_t offset, std::size_t n, std::mt19937_64& rng) {
+    ASSERT_LE(offset + n, bytes.size());
+    for (std::size_t i = 0; i < n; ++i) bytes[offset + i] = static_cast<char>(rng());
+}
+
+TEST(Hdf5PageStoreDamage, TruncatedSegmentsServeNoWrongByte) {
+    SegmentOnDisk w("truncated", HostLayout::kLayerFirst);
+    const std::vector<char> pristine = fileBytes(w.path);
+    const std::size_t size = pristine.size();
+    const haddr_t last_chunk = chunkAddress(w.path, kPages - 1);
+    ASSERT_LT(last_chunk, size);
+    for (const std::size_t cut : {std::size_t{0}, std::size_t{1}, std::size_t{512}, size / 4,
+                                  size / 2, static_cast<std::size_t>(last_chunk) + 100, size - 1}) {
+        putFileBytes(w.path, std::vector<char>(pristine.begin(), pristine.begin() + cut));
+        IoLogCapture log;
+        auto store = openStore(w.opts);
+        ASSERT_TRUE(store) << "cut at " << cut;
+        const std::size_t served = w.servedExactly(*store);
+        // The last page's bytes are cut short at every length tried: never served.
+        EXPECT_LT(served, kPages) << "cut at " << cut << " of " << size;
+        EXPECT_LE(served + store->stats().checksum_failures, store->indexedPages())
+            << "cut at " << cut;
+        if (store->indexedPages() == 0) {
+            EXPECT_NE(log.text().find(w.path), std::string::npos)
+                << "a refused segment is not named: " << log.text();
+        }
+        std::printf("cut at %zu of %zu: %zu indexed, %zu served, %llu checksum failures\n", cut,
+                    size, store->indexedPages(), served,
+                    static_cast<unsigned long long>(store->stats().checksum_failures));
+    }
+    putFileBytes(w.path, pristine);
+    auto store = openStore(w.opts);
+    EXPECT_EQ(w.servedExactly(*store), kPages);
+}
+
+TEST(Hdf5PageStoreDamage, AZeroedHeaderRefusesTheSegmentNamingTheFile) {
+    SegmentOnDisk w("zeroed-header", HostLayout::kPageFirst);
+    const std::vector<std::uint64_t> words = headerWords(w.path);
+    std::vector<char> bytes = fileBytes(w.path);
+    const auto at = occurrences(bytes, words.data(), words.size() * sizeof(std::uint64_t));
+    ASSERT_EQ(at.size(), 1u);
+    std::fill_n(bytes.begin() + static_cast<std::ptrdiff_t>(at[0]),
+                words.size() * sizeof(std::uint64_t), 0);
+    putFileBytes(w.path, bytes);
+    IoLogCapture log;
+    auto store = openStore(w.opts);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->indexedPages(), 0u);
+    EXPECT_EQ(w.servedExactly(*store), 0u);
+    EXPECT_NE(log.text().find(w.path), std::string::npos) << log.text();
+    EXPECT_NE(log.text().find("strata_header"), std::string::npos) << log.text();
+}
+
+TEST(Hdf5PageStoreDamage, GarbageOverPageBytesIsACountedChecksumFailure) {
+    // 64 bytes of garbage inside the chunks of pages 0 and 2 (at a different offset in each):
+    // both are counted checksum failures, pages 1 and 3 are still served exactly.
+    for (const HostLayout layout : {HostLayout::kLayerFirst, HostLayout::kPageFirst}) {
+        SegmentOnDisk w("garbage-pages", layout);
+        std::mt19937_64 rng(w.seed);
+        std::vector<char> bytes = fileBytes(w.path);
+        const std::size_t page_bytes = w.pool.geometry().bytesPerPage();
+        for (const hsize_t slot : {hsize_t{0}, hsize_t{2}}) {
+            const std::size_t offset = rng() % (page_bytes - 64);
+            garble(bytes, chunkAddress(w.path, slot) + offset, 64, rng);
+        }
+        putFileBytes(w.path, bytes);
+        auto store = openStore(w.opts);
+        ASSERT_TRUE(store);
+        EXPECT_EQ(store->indexedPages(), kPages);
+        EXPECT_EQ(w.servedExactly(*store), kPages - 2);
+        EXPECT_EQ(store->stats().checksum_failures, 2u);
+    }
+}
+
+TEST(Hdf5PageStoreDamage, GarbageOverIndexEntriesMakesEmptySlotsNeverServed) {
+    // Entries 0 and 3 (32 bytes each) overwritten with garbage: two empty slots; 1 and 2 served.
+    SegmentOnDisk w("garbage-index", HostLayout::kLayerFirst);
+    std::mt19937_64 rng(w.seed);
+    const haddr_t entries = datasetOffset(w.path, "entries");
+    ASSERT_NE(entries, HADDR_UNDEF);
+    std::vector<char> bytes = fileBytes(w.path);
+    garble(bytes, entries + 0 * 32, 32, rng);
+    garble(bytes, entries + 3 * 32, 32, rng);
+    putFileBytes(w.path, bytes);
+    auto store = openStore(w.opts);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->indexedPages(), kPages - 2);
+    EXPECT_EQ(w.servedExactly(*store), kPages - 2);
+}
+
+TEST(Hdf5PageStoreDamage, AFileOfGarbageNamedLikeASegmentIsRefused) {
+    // The whole segment overwritten with garbage of the same size, and a second file of garbage
+    // under another segment name: both refused, named in the log, nothing served, no crash.
+    SegmentOnDisk w("garbage-file", HostLayout::kPageFirst);
+    std::mt19937_64 rng(w.seed);
+    std::vector<char> bytes = fileBytes(w.path);
+    garble(bytes, 0, bytes.size(), rng);
+    putFileBytes(w.path, bytes);
+    std::string other = w.path;
+    other.replace(other.size() - 4, 1, other[other.size() - 4] == '0' ? "1" : "0");
+    garble(bytes, 0, bytes.size(), rng);
+    putFileBytes(other, bytes);
+    IoLogCapture log;
+    auto store = openStore(w.opts);
+    ASSERT_TRUE(store);
+    EXPECT_EQ(store->indexedPages(), 0u);
+    EXPECT_EQ(w.servedExactly(*store), 0u);
+    EXPECT_NE(log.text().find(w.path), std::string::npos) << log.text();
 }
 
 }  // namespace

@@ -242,5 +242,63 @@ TEST(Hdf5PageStoreFaults, AReadOnlyFileSystemIsAClearErrorAtCreate) {
         << r.status().message();
 }
 
+// Descriptors of this process open on files that were deleted (under `dir`).
+std::vector<std::string> deletedButOpen(const std::string& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const std::string target = fs::read_symlink(e.path(), ec).string();
+        if (!ec && target.rfind(dir, 0) == 0 && target.ends_with(" (deleted)")) {
+            out.push_back(target);
+        }
+    }
+    return out;
+}
+
+TEST(Hdf5PageStoreFaults, SegmentsEvictedByAnotherWriterKeepNoDescriptorOpen) {
+    // Found by strata-bench soak: writers sharing a directory read each other's segments and
+    // keep read handles of the recent ones; a writer at its capacity unlinks its least recently
+    // used segments, and the reader's cached handle kept the unlinked file (its descriptor and
+    // its blocks) until pushed out of the cache: with 4 ranks, 1.3 GiB per rank beyond the
+    // storage capacity. The reader's next directory scan must drop them.
+    const std::uint64_t seed = testSeed();
+    const std::string dir = freshDir("evict-fds");
+    auto backend = cpuBackend();
+    auto pool = makePool(*backend, 656, 8, HostLayout::kPageFirst);
+    const auto g = pool.geometry();
+    auto wopts = optionsFor(dir, pool, /*segment_pages=*/4);
+    wopts.capacity_pages = 8;
+    auto ropts = wopts;
+    ropts.writer_id = wopts.writer_id + 1;
+    auto writer = openStore(wopts);
+    auto reader = openStore(ropts);
+    ASSERT_TRUE(writer && reader);
+    const std::vector<std::uint32_t> pages = {0, 1, 2, 3};
+    for (std::uint64_t batch = 0; batch < 20; ++batch) {
+        std::vector<core::PageKey> keys;
+        for (std::uint32_t i = 0; i < 4; ++i) {
+            keys.push_back(keyOf(batch * 4 + i, seed));
+            putPage(pool, i, patternBytes(g, seed ^ (batch * 4 + i)));
+        }
+        ASSERT_EQ(*writer->set(keys, pool, pages), 4u);
+        // The reader finds the new segment (a miss makes it rescan) and reads it: now cached.
+        const std::vector<core::PageKey> key = {keys[0]};
+        ASSERT_EQ(*reader->get(key, pool, std::vector<std::uint32_t>{7}), 1u) << batch;
+        ASSERT_EQ(takePage(pool, 7), patternBytes(g, seed ^ (batch * 4)));
+    }
+    EXPECT_GT(writer->stats().pages_evicted, 0u);
+    // One more lookup that misses: the reader rescans the directory it last saw change.
+    const std::vector<core::PageKey> missing = {keyOf(1000000, seed)};
+    EXPECT_EQ(*reader->exists(missing), 0u);
+    const auto leaked = deletedButOpen(dir);
+    EXPECT_TRUE(leaked.empty()) << leaked.size() << " evicted segments still open, e.g. "
+                                << leaked.front();
+    // And what is gone is not served (from a stale handle) either: the oldest batch.
+    EXPECT_EQ(*reader->exists(std::vector<core::PageKey>{keyOf(0, seed)}), 0u);
+    writer.reset();
+    reader.reset();
+    fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace strata::io::testing

@@ -80,6 +80,11 @@ struct RunConfig {
     // give the same figures (times and bandwidths aside). Not the remote tier (DP > 1).
     bool deterministic = false;
     double progress_s = 5.0;  // seconds between rank 0's progress lines; 0: none
+    // Run for this many seconds (0: off, the requests once): the request list is served in passes
+    // (later passes with fresh ids; pass p's tokens salted by p / 2, so every content is served
+    // twice in a row), and the ranks stop at an agreed round once any of them has run this long.
+    // --data verify only. For soaks (strata-bench soak).
+    double duration_s = 0.0;
     // Live metrics (Prometheus text format): the rank with node-local rank L serves them over HTTP
     // at metrics_address:(metrics_port + L)/metrics (0: no endpoint), and/or writes them to
     // metrics_file every metrics_interval_s seconds (atomically; a "{rank}" in the path is
