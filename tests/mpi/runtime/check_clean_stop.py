@@ -23,69 +23,18 @@ Both: TMPDIR holds no strata-* entry afterwards (the storage tier's temporary di
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from job_run import Run, children  # noqa: E402
 
 START_TIMEOUT_S = 240  # pool zeroing of 4 ranks on a loaded 2-core machine
 
 
-def children(pid):
-    """The pids of the direct children of `pid` (from /proc, all its threads)."""
-    kids = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                kids += [int(k) for k in f.read().split()]
-    except OSError:
-        pass
-    return sorted(set(kids))
-
-
 def leftovers(tmp):
     return [n for n in os.listdir(tmp) if n.startswith("strata-")]
-
-
-class Run:
-    """The job in the background; its output is collected by a reader thread."""
-
-    def __init__(self, cmd, env):
-        self.lines = []
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env, start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def text(self):
-        return "".join(self.lines)
-
-    def wait_for(self, needle, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.text():
-                return True
-            if self.proc.poll() is not None:
-                self.reader.join(5)
-                return needle in self.text()
-            time.sleep(0.2)
-        return False
-
-    def finish(self, timeout):
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            return None
-        self.reader.join(10)
-        return rc
 
 
 def fail(msg, run):
