@@ -23,6 +23,7 @@ Both: TMPDIR holds no strata-* entry afterwards (the storage tier's temporary di
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
